@@ -1,0 +1,79 @@
+# POS error 1000 assistant. `make run` and `make test` work on a fresh machine:
+# they create .venv, install, train when the model is stale, then run / check.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV    := .venv
+BIN     := $(VENV)/bin
+RASA    := $(BIN)/rasa
+MODEL   := models/pos1000.tar.gz
+RESULTS := results
+
+# Local defaults; a deployment sets these in the environment instead.
+export ACTION_ENDPOINT_URL ?= http://127.0.0.1:5055/webhook
+export TRACKER_STORE_URL   ?= sqlite:///rasa_tracker.db
+export TF_CPP_MIN_LOG_LEVEL ?= 2
+# TensorFlow sizes its thread pools to the machine; two cores want no oversubscription.
+export TF_INTER_OP_PARALLELISM_THREADS ?= 2
+export TF_INTRA_OP_PARALLELISM_THREADS ?= 2
+export SQLALCHEMY_SILENCE_UBER_WARNING := 1
+export RASA_TELEMETRY_ENABLED := false
+
+TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
+                $(wildcard data/jieba/*) $(wildcard nlu_components/*.py)
+
+.PHONY: help install train run shell actions test test-unit test-stories test-nlu validate clean
+
+help:
+	@echo "make run    - install, train if stale, start Rasa + action server, print the URLs"
+	@echo "make shell  - chat with the assistant in this terminal"
+	@echo "make train  - train the model (models/pos1000.tar.gz)"
+	@echo "make test   - install, train, then every check (validate, pytest, stories, held-out NLU)"
+
+$(VENV)/.installed: pyproject.toml
+	@test -x $(BIN)/python || "$$(scripts/find_python310.sh)" -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip wheel
+	$(BIN)/pip install --quiet -e ".[test]"
+	@touch $@
+
+install: $(VENV)/.installed
+
+.env:
+	@$(BIN)/python scripts/ensure_env.py .env
+
+$(MODEL): $(VENV)/.installed $(TRAIN_INPUTS)
+	@mkdir -p models $(RESULTS)
+	@start=$$(date +%s); \
+	$(RASA) train --domain domain --data data --config config.yml \
+	  --out models --fixed-model-name pos1000 --force; \
+	status=$$?; echo "training took $$(( $$(date +%s) - start )) s" | tee $(RESULTS)/train_time.txt; \
+	exit $$status
+
+train: $(MODEL)
+
+validate: $(VENV)/.installed
+	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
+
+run: $(MODEL) .env
+	@set -a; . ./.env; set +a; $(BIN)/honcho start -f Procfile
+
+shell: $(MODEL)
+	@set -a; . ./.env; set +a; \
+	$(RASA) run actions --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & pid=$$!; \
+	trap "kill $$pid" EXIT; \
+	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml
+
+test: validate test-unit test-stories test-nlu
+
+test-unit: $(MODEL)
+	$(BIN)/pytest -q
+
+test-stories: $(MODEL)
+	$(RASA) test core --model $(MODEL) --stories tests/stories \
+	  --fail-on-prediction-errors --out $(RESULTS)/stories
+
+test-nlu: $(MODEL)
+	$(BIN)/python scripts/nlu_heldout.py --model $(MODEL) --out $(RESULTS)/nlu --min-f1 0.90
+
+clean:
+	rm -rf models $(RESULTS) .pytest_cache

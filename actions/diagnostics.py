@@ -1,0 +1,326 @@
+"""The guided diagnostics: network → restart → server status → software version.
+
+``diagnostics_form`` (domain/core.yml) lists every slot the checks may need. The
+validation action below ends the form early as soon as a step fixed the terminal, or
+when the remaining steps cannot help (a known outage, software already current); the
+``action_ask_*`` actions put model-specific instructions from the knowledge data into
+the questions; ``action_finish_diagnostics`` records the outcome and closes the case.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Dict, List, Optional, Text
+
+from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+from actions.knowledge import UNKNOWN, format_version, load_knowledge, parse_version
+from actions.language import language_of, pick_text
+from actions.settings import current_settings, load_labels
+from actions.status_source import Incident, StatusSource
+
+# Step name → the slot that holds "does the terminal work now?" after that step.
+STEP_SLOTS = {
+    "network": "network_ok",
+    "restart": "restart_ok",
+    "server": "server_ok",
+    "software": "software_ok",
+}
+
+# Star buttons carry no words, so they need no translation.
+RATING_BUTTONS = [
+    {"title": "⭐" * stars, "payload": f'/rate{{"rating": "{stars}"}}'}
+    for stars in range(5, 0, -1)
+]
+
+
+def fixed_step(tracker: Tracker) -> Optional[str]:
+    """The first step after which the merchant said the terminal works, if any."""
+    return next(
+        (step for step, slot in STEP_SLOTS.items() if tracker.get_slot(slot) is True),
+        None,
+    )
+
+
+def stopped_by_incident(tracker: Tracker) -> bool:
+    """A known outage explains the error and retrying did not help yet."""
+    return (
+        tracker.get_slot("server_status") == "incident"
+        and tracker.get_slot("server_ok") is False
+    )
+
+
+class ValidateDiagnosticsForm(FormValidationAction):
+    """Validates the diagnostics answers and decides which steps are still needed."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "validate_diagnostics_form"
+
+    async def required_slots(
+        self,
+        domain_slots: List[Text],
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        domain: DomainDict,
+    ) -> List[Text]:
+        """The domain's slots up to the point where the checks can stop."""
+        required: List[Text] = []
+        for slot in domain_slots:
+            required.append(slot)
+            if fixed_step(tracker) and slot == STEP_SLOTS[fixed_step(tracker)]:
+                break
+            if slot == "server_ok" and stopped_by_incident(tracker):
+                break
+            if (
+                slot == "software_version"
+                and tracker.get_slot("software_status") == "latest"
+            ):
+                break
+        return required
+
+    def _validate_answer(self, slot: Text, value: Any) -> Dict[Text, Any]:
+        # Only a real yes/no counts; anything else asks the question again.
+        return {slot: value if isinstance(value, bool) else None}
+
+    def validate_network_ok(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Accept a yes/no answer to the network step."""
+        return self._validate_answer("network_ok", value)
+
+    def validate_restart_ok(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Accept a yes/no answer to the restart step."""
+        return self._validate_answer("restart_ok", value)
+
+    def validate_server_ok(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Accept a yes/no answer to the server-status step."""
+        return self._validate_answer("server_ok", value)
+
+    def validate_software_ok(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Accept a yes/no answer to the software step."""
+        return self._validate_answer("software_ok", value)
+
+    def validate_terminal_model(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Map a model mention to its knowledge key; anything unlisted is ``unknown``."""
+        knowledge = load_knowledge(current_settings().knowledge_file)
+        key = knowledge.match_model(value) if isinstance(value, str) else None
+        return {"terminal_model": key or UNKNOWN}
+
+    def validate_software_version(
+        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> Dict[Text, Any]:
+        """Normalise the version and compare it with the latest for the model."""
+        if value == UNKNOWN:
+            return {"software_version": UNKNOWN, "software_status": UNKNOWN}
+        version = parse_version(value) if isinstance(value, str) else None
+        if version is None:
+            dispatcher.utter_message(response="utter_version_unreadable")
+            return {"software_version": None}
+        text = format_version(version)
+        knowledge = load_knowledge(current_settings().knowledge_file)
+        status = knowledge.version_status(tracker.get_slot("terminal_model"), text)
+        if status == "latest":
+            dispatcher.utter_message(response="utter_software_latest", version=text)
+        return {"software_version": text, "software_status": status}
+
+
+class ActionAskTerminalModel(Action):
+    """Asks for the terminal model with one button per model in the knowledge data."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_terminal_model"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Send the question and the model buttons."""
+        settings = current_settings()
+        knowledge = load_knowledge(settings.knowledge_file)
+        language = language_of(tracker)
+        buttons = [
+            {
+                "title": knowledge.model(key).name,
+                "payload": f'/inform{{"terminal_model": "{key}"}}',
+            }
+            for key in knowledge.model_keys
+        ]
+        buttons.append(
+            {
+                "title": pick_text(load_labels(settings.labels_file)["unknown_model"], language),
+                "payload": "/dont_know",
+            }
+        )
+        dispatcher.utter_message(response="utter_ask_terminal_model", buttons=buttons)
+        return []
+
+
+class ActionAskRestartOk(Action):
+    """Gives the restart steps for the merchant's model, then asks if it works now."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_restart_ok"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Send the model's restart instructions with the works-now question."""
+        model = load_knowledge(current_settings().knowledge_file).model(
+            tracker.get_slot("terminal_model")
+        )
+        dispatcher.utter_message(
+            response="utter_ask_restart_ok",
+            model_name=f" ({model.name})" if model.name else "",
+            restart_steps=pick_text(model.restart, language_of(tracker)),
+        )
+        return []
+
+
+class ActionAskServerOk(Action):
+    """Checks the status sources for a known outage and tells the merchant the result.
+
+    The result is kept in ``server_status`` (``incident`` / ``ok`` / ``unchecked``):
+    when no source answered the bot says it could not check, never that all is fine.
+    """
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_server_ok"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Ask the status sources, then ask whether the terminal works now."""
+        report = await StatusSource(current_settings()).check()
+        if report.incidents:
+            incident = report.incidents[0]
+            message = pick_text(incident.message, language_of(tracker))
+            end = format_end_time(incident)
+            if end:
+                dispatcher.utter_message(
+                    response="utter_ask_server_ok_incident",
+                    incident=message,
+                    expected_end=end,
+                )
+            else:
+                dispatcher.utter_message(
+                    response="utter_ask_server_ok_incident_open", incident=message
+                )
+            return [
+                SlotSet("server_status", "incident"),
+                SlotSet("incident_message", message),
+            ]
+        if report.answered:
+            dispatcher.utter_message(response="utter_ask_server_ok_clear")
+            return [SlotSet("server_status", "ok")]
+        dispatcher.utter_message(response="utter_ask_server_ok_unchecked")
+        return [SlotSet("server_status", "unchecked")]
+
+
+def format_end_time(incident: Incident) -> Optional[str]:
+    """``YYYY-MM-DD HH:MM`` of an ISO end time; the raw text if it is not ISO."""
+    if not incident.expected_end:
+        return None
+    try:
+        return datetime.fromisoformat(str(incident.expected_end)).strftime("%Y-%m-%d %H:%M")
+    except ValueError:
+        return str(incident.expected_end)[:40]
+
+
+class ActionAskSoftwareVersion(Action):
+    """Asks for the software version, saying where the merchant's model shows it."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_software_version"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Send the question with the model's version location."""
+        model = load_knowledge(current_settings().knowledge_file).model(
+            tracker.get_slot("terminal_model")
+        )
+        dispatcher.utter_message(
+            response="utter_ask_software_version",
+            version_location=pick_text(model.version_location, language_of(tracker)),
+        )
+        return []
+
+
+class ActionAskSoftwareOk(Action):
+    """Tells how to update (knowing or not whether the version is old), then asks."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_software_ok"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Send the update steps with the works-now question."""
+        model = load_knowledge(current_settings().knowledge_file).model(
+            tracker.get_slot("terminal_model")
+        )
+        update_steps = pick_text(model.update, language_of(tracker))
+        if tracker.get_slot("software_status") == "outdated":
+            dispatcher.utter_message(
+                response="utter_ask_software_ok_outdated",
+                version=tracker.get_slot("software_version"),
+                latest=model.latest_version,
+                update_steps=update_steps,
+            )
+        else:
+            dispatcher.utter_message(
+                response="utter_ask_software_ok_unknown", update_steps=update_steps
+            )
+        return []
+
+
+class ActionFinishDiagnostics(Action):
+    """Records how the checks ended and closes them for the merchant.
+
+    * fixed at a step → which step, the prevention tips, a 1–5 rating request;
+    * a known outage → wait for it to end;
+    * nothing helped → the case needs a person.
+    """
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_finish_diagnostics"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Send the closing messages and set ``diagnostics_outcome`` / ``fixed_step``."""
+        step = fixed_step(tracker)
+        if step:
+            labels = load_labels(current_settings().labels_file)["steps"]
+            dispatcher.utter_message(
+                response="utter_diagnostics_resolved",
+                step=pick_text(labels[step], language_of(tracker)),
+            )
+            dispatcher.utter_message(response="utter_prevention")
+            dispatcher.utter_message(response="utter_ask_rating", buttons=RATING_BUTTONS)
+            return [SlotSet("diagnostics_outcome", "resolved"), SlotSet("fixed_step", step)]
+        if stopped_by_incident(tracker):
+            dispatcher.utter_message(
+                response="utter_incident_wait",
+                incident=tracker.get_slot("incident_message") or "",
+            )
+            return [SlotSet("diagnostics_outcome", "known_incident")]
+        dispatcher.utter_message(response="utter_diagnostics_unresolved")
+        dispatcher.utter_message(response="utter_contact_support")
+        return [SlotSet("diagnostics_outcome", "unresolved")]

@@ -1,0 +1,46 @@
+"""The merchant's 1–5 rating after a fixed terminal."""
+from __future__ import annotations
+
+import re
+from typing import Any, List, Optional, Text
+
+from rasa_sdk import Action, Tracker
+from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.executor import CollectingDispatcher
+from rasa_sdk.types import DomainDict
+
+_CHINESE_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
+_DIGIT = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
+
+
+def parse_rating(slot_value: Any, text: Optional[str]) -> Optional[int]:
+    """A rating from 1 to 5 from the slot (filled from a digit) or Chinese numerals."""
+    if isinstance(slot_value, (int, float)) and float(slot_value).is_integer():
+        return int(slot_value) if 1 <= slot_value <= 5 else None
+    if isinstance(slot_value, str) and _DIGIT.fullmatch(slot_value.strip()):
+        return int(slot_value)
+    text = text or ""
+    match = _DIGIT.search(text)
+    if match:
+        return int(match.group(1))
+    numerals = [value for char, value in _CHINESE_DIGITS.items() if char in text]
+    return numerals[0] if len(numerals) == 1 else None
+
+
+class ActionRecordRating(Action):
+    """Keeps a valid rating in the ``rating`` slot and thanks the merchant."""
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_record_rating"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Validate the rating; an invalid one is asked for again."""
+        rating = parse_rating(tracker.get_slot("rating"), tracker.latest_message.get("text"))
+        if rating is None:
+            dispatcher.utter_message(response="utter_rating_invalid")
+            return [SlotSet("rating", None)]
+        dispatcher.utter_message(response="utter_thanks_rating")
+        return [SlotSet("rating", float(rating))]

@@ -1,0 +1,1 @@
+"""Custom Rasa NLU components for mixed Chinese / English merchant messages."""
