@@ -11,6 +11,9 @@ from rasa_sdk.types import DomainDict
 
 _CHINESE_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
 _DIGIT = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
+# A Chinese numeral counts only as a score ("三分", "五颗星", "四") — not inside words
+# such as 一般 or 一直.
+_CHINESE_SCORE = re.compile(r"([一二两三四五])\s*(?:分|星|颗星)|^\s*([一二两三四五])\s*$")
 
 
 def parse_rating(slot_value: Any, text: Optional[str]) -> Optional[int]:
@@ -23,8 +26,11 @@ def parse_rating(slot_value: Any, text: Optional[str]) -> Optional[int]:
     match = _DIGIT.search(text)
     if match:
         return int(match.group(1))
-    numerals = [value for char, value in _CHINESE_DIGITS.items() if char in text]
-    return numerals[0] if len(numerals) == 1 else None
+    scores = {
+        _CHINESE_DIGITS[next(group for group in match.groups() if group)]
+        for match in _CHINESE_SCORE.finditer(text)
+    }
+    return scores.pop() if len(scores) == 1 else None
 
 
 class ActionRecordRating(Action):

@@ -1,0 +1,63 @@
+"""Shared fixtures: the domain, a tracker factory and a dispatcher (rasa-demo style)."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import pytest
+from rasa_sdk import Tracker
+from rasa_sdk.executor import CollectingDispatcher
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def domain() -> Dict[str, Any]:
+    """The assistant's domain (all files under domain/) as the action server sees it."""
+    from rasa.shared.core.domain import Domain
+
+    return Domain.load(str(ROOT / "domain")).as_dict()
+
+
+@pytest.fixture
+def dispatcher() -> CollectingDispatcher:
+    """A dispatcher that collects what the action sends."""
+    return CollectingDispatcher()
+
+
+@pytest.fixture
+def make_tracker():
+    """Build a tracker with the given slots, latest message and form state."""
+
+    def build(
+        slots: Optional[Dict[str, Any]] = None,
+        text: str = "",
+        intent: str = "",
+        entities: Optional[List[Dict[str, Any]]] = None,
+        intent_ranking: Optional[List[Dict[str, Any]]] = None,
+        events: Optional[List[Dict[str, Any]]] = None,
+        active_loop: Optional[str] = None,
+    ) -> Tracker:
+        latest = {
+            "text": text,
+            "intent": {"name": intent, "confidence": 1.0},
+            "entities": entities or [],
+            "intent_ranking": intent_ranking or [],
+        }
+        return Tracker(
+            sender_id="merchant-1",
+            slots={"language": "zh", **(slots or {})},
+            latest_message=latest,
+            events=events or [],
+            paused=False,
+            followup_action=None,
+            active_loop={"name": active_loop} if active_loop else {},
+            latest_action_name="action_listen",
+        )
+
+    return build
+
+
+def responses(dispatcher: CollectingDispatcher) -> List[str]:
+    """Names of the responses a dispatcher collected, in order."""
+    return [message["response"] for message in dispatcher.messages]
