@@ -16,7 +16,13 @@ from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-from actions.knowledge import UNKNOWN, format_version, load_knowledge, parse_version
+from actions.knowledge import (
+    UNKNOWN,
+    TerminalModel,
+    format_version,
+    load_knowledge,
+    parse_version,
+)
 from actions.language import language_of, pick_text
 from actions.settings import current_settings, load_labels
 from actions.status_source import Incident, StatusSource
@@ -166,26 +172,61 @@ class ActionAskTerminalModel(Action):
         return []
 
 
-class ActionAskRestartOk(Action):
-    """Gives the restart steps for the merchant's model, then asks if it works now."""
+class ModelStepQuestion(Action):
+    """Base for the questions whose instructions depend on the terminal model.
+
+    Subclasses set ``action_name`` and implement ``ask``, which receives the
+    merchant's model entry from the knowledge data (the generic one when the model is
+    unknown) and language, and sends the question; ``run`` looks both up once::
+
+        class ActionAskRestartOk(ModelStepQuestion):
+            action_name = "action_ask_restart_ok"
+
+            def ask(self, dispatcher, tracker, model, language):
+                dispatcher.utter_message(response="utter_ask_restart_ok", ...)
+    """
+
+    action_name: Text = ""
 
     def name(self) -> Text:
         """Name of the action in the domain."""
-        return "action_ask_restart_ok"
+        return self.action_name
+
+    def ask(
+        self,
+        dispatcher: CollectingDispatcher,
+        tracker: Tracker,
+        model: TerminalModel,
+        language: str,
+    ) -> None:
+        """Send the question for this model and language."""
+        raise NotImplementedError
 
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
-        """Send the model's restart instructions with the works-now question."""
+        """Look up the merchant's model and ask the question."""
         model = load_knowledge(current_settings().knowledge_file).model(
             tracker.get_slot("terminal_model")
         )
+        self.ask(dispatcher, tracker, model, language_of(tracker))
+        return []
+
+
+class ActionAskRestartOk(ModelStepQuestion):
+    """Gives the restart steps for the merchant's model, then asks if it works now."""
+
+    action_name = "action_ask_restart_ok"
+
+    def ask(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
+    ) -> None:
+        """Send the model's restart instructions with the works-now question."""
         dispatcher.utter_message(
             response="utter_ask_restart_ok",
             model_name=f" ({model.name})" if model.name else "",
-            restart_steps=pick_text(model.restart, language_of(tracker)),
+            restart_steps=pick_text(model.restart, language),
         )
-        return []
 
 
 class ActionAskServerOk(Action):
@@ -239,42 +280,31 @@ def format_end_time(incident: Incident) -> Optional[str]:
         return str(incident.expected_end)[:40]
 
 
-class ActionAskSoftwareVersion(Action):
+class ActionAskSoftwareVersion(ModelStepQuestion):
     """Asks for the software version, saying where the merchant's model shows it."""
 
-    def name(self) -> Text:
-        """Name of the action in the domain."""
-        return "action_ask_software_version"
+    action_name = "action_ask_software_version"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    def ask(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
+    ) -> None:
         """Send the question with the model's version location."""
-        model = load_knowledge(current_settings().knowledge_file).model(
-            tracker.get_slot("terminal_model")
-        )
         dispatcher.utter_message(
             response="utter_ask_software_version",
-            version_location=pick_text(model.version_location, language_of(tracker)),
+            version_location=pick_text(model.version_location, language),
         )
-        return []
 
 
-class ActionAskSoftwareOk(Action):
+class ActionAskSoftwareOk(ModelStepQuestion):
     """Tells how to update (knowing or not whether the version is old), then asks."""
 
-    def name(self) -> Text:
-        """Name of the action in the domain."""
-        return "action_ask_software_ok"
+    action_name = "action_ask_software_ok"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    def ask(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
+    ) -> None:
         """Send the update steps with the works-now question."""
-        model = load_knowledge(current_settings().knowledge_file).model(
-            tracker.get_slot("terminal_model")
-        )
-        update_steps = pick_text(model.update, language_of(tracker))
+        update_steps = pick_text(model.update, language)
         if tracker.get_slot("software_status") == "outdated":
             dispatcher.utter_message(
                 response="utter_ask_software_ok_outdated",
@@ -286,7 +316,6 @@ class ActionAskSoftwareOk(Action):
             dispatcher.utter_message(
                 response="utter_ask_software_ok_unknown", update_steps=update_steps
             )
-        return []
 
 
 class ActionFinishDiagnostics(Action):
