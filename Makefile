@@ -55,6 +55,10 @@ validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
 
 run: $(MODEL) .env
+	@echo "Starting Rasa (http://127.0.0.1:5005) and the action server (http://127.0.0.1:5055)."
+	@echo "Chat: make shell in another terminal, or POST to the REST channel:"
+	@echo "  curl -s http://127.0.0.1:5005/webhooks/rest/webhook -d '{\"sender\": \"me\", \"message\": \"pos机报1000咋整\"}'"
+	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN from .env. Ctrl-C stops both."
 	@set -a; . ./.env; set +a; $(BIN)/honcho start -f Procfile
 
 shell: $(MODEL)
