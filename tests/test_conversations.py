@@ -24,7 +24,6 @@ from aiohttp import web
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "pos1000.tar.gz"
 
-pytestmark = pytest.mark.skipif(not MODEL.exists(), reason="run `make train` first")
 
 
 def free_port() -> int:
@@ -99,6 +98,8 @@ def action_server(board) -> Iterator[str]:
 def agent(action_server):
     from rasa.core.agent import Agent
     from rasa.utils.endpoints import EndpointConfig
+
+    assert MODEL.exists(), "no trained model: run `make train` (make test does it first)"
 
     return Agent.load(str(MODEL), action_endpoint=EndpointConfig(url=action_server))
 
