@@ -1,0 +1,1 @@
+"""Support desk: escalations from the bot, the agents' console, incidents and stats."""

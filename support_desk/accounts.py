@@ -1,0 +1,76 @@
+"""Agent accounts: argon2 password hashes, the first account, and a CLI for more.
+
+    python -m support_desk.accounts create <username>   # prints a generated password
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import secrets
+import sys
+from typing import Optional
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError
+
+from support_desk.config import load_settings
+from support_desk.db import create_engine, migrate
+from support_desk.store import DeskStore
+
+_HASHER = PasswordHasher()
+
+
+def hash_password(password: str) -> str:
+    """An argon2id hash of the password."""
+    return _HASHER.hash(password)
+
+
+def verify_password(password_hash: Optional[str], password: str) -> bool:
+    """True when the password matches; unknown users cost the same time."""
+    try:
+        return _HASHER.verify(password_hash or _DUMMY_HASH, password) and password_hash is not None
+    except (VerificationError, InvalidHashError):
+        return False
+
+
+_DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
+
+
+async def create_agent(store: DeskStore, username: str) -> str:
+    """Create an agent with a generated password and return the password."""
+    password = secrets.token_urlsafe(12)
+    await store.add_agent(username, hash_password(password))
+    return password
+
+
+async def ensure_first_agent(store: DeskStore) -> Optional[str]:
+    """On the first run create ``admin`` and return its password (None afterwards)."""
+    if await store.agent_count():
+        return None
+    return await create_agent(store, "admin")
+
+
+async def _main(username: str) -> int:
+    settings = load_settings()
+    migrate(settings.database_url)
+    engine = create_engine(settings.database_url)
+    try:
+        password = await create_agent(DeskStore(engine), username)
+    finally:
+        await engine.dispose()
+    print(f"agent {username!r} created; password (shown once): {password}")
+    return 0
+
+
+def main() -> int:
+    """Command line: ``create <username>``."""
+    parser = argparse.ArgumentParser(prog="python -m support_desk.accounts")
+    sub = parser.add_subparsers(dest="command", required=True)
+    create = sub.add_parser("create", help="create an agent account")
+    create.add_argument("username")
+    args = parser.parse_args()
+    return asyncio.run(_main(args.username))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

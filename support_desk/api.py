@@ -1,0 +1,288 @@
+"""The desk's JSON API (the contract in ../shared/design.md).
+
+Machine clients send ``Authorization: Bearer <DESK_API_TOKEN>``. Errors are always
+``{"error": "..."}`` with a 4xx status (503 when the database is unavailable), never a
+stack trace.
+"""
+from __future__ import annotations
+
+import hmac
+import json
+import logging
+from typing import Any, Awaitable, Callable, Dict, List, Optional
+
+from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from support_desk.config import DeskSettings
+from support_desk.hours import expected_reply_by
+from support_desk.relay import RasaRelay
+from support_desk.store import (
+    PRIORITIES,
+    ROLES,
+    STATUSES,
+    Conflict,
+    DeskStore,
+    NewEscalation,
+    NotFound,
+    utcnow,
+)
+from support_desk.validation import Invalid, optional_text, required_text, parse_time
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+
+STORE = web.AppKey("store", DeskStore)
+RELAY = web.AppKey("relay", RasaRelay)
+SETTINGS = web.AppKey("settings", DeskSettings)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def error(status: int, message: str) -> web.Response:
+    """The one error shape of the API."""
+    return web.json_response({"error": message}, status=status)
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn every failure into a JSON error; the database down becomes 503."""
+    try:
+        return await handler(request)
+    except Invalid as problem:
+        return error(400, str(problem))
+    except NotFound:
+        return error(404, "not found")
+    except Conflict as problem:
+        return error(409, str(problem))
+    except web.HTTPRequestEntityTooLarge:
+        return error(413, "request body too large")
+    except web.HTTPException as http:
+        if http.status >= 400 and request.path.startswith("/api/"):
+            return error(http.status, http.reason)
+        raise
+    except (OperationalError, DBAPIError, OSError) as problem:
+        logger.error("database unavailable: %r", problem)
+        return error(503, "database unavailable, try again")
+    except Exception:  # noqa: BLE001 - never leak a stack trace to a client
+        logger.exception("unhandled error on %s %s", request.method, request.path)
+        return error(500, "internal error")
+
+
+@web.middleware
+async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """``/api/*`` needs the desk API token (the OpenAPI document is public)."""
+    if request.path.startswith("/api/") and request.path != "/api/openapi.json":
+        expected = request.app[SETTINGS].api_token
+        supplied = request.headers.get("Authorization", "")
+        scheme, _, token = supplied.partition(" ")
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(
+            token.strip().encode(), expected.encode()
+        ):
+            return error(401, "missing or wrong bearer token")
+    return await handler(request)
+
+
+async def read_json(request: web.Request) -> Dict[str, Any]:
+    """The request body as a JSON object, or a 400 that says what is wrong."""
+    raw = await request.read()
+    if not raw.strip():
+        raise Invalid("request body is empty: send a JSON object")
+    try:
+        body = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise Invalid("request body is not UTF-8") from None
+    except json.JSONDecodeError as problem:
+        raise Invalid(f"request body is not valid JSON: {problem.msg}") from None
+    if not isinstance(body, dict):
+        raise Invalid("request body must be a JSON object")
+    return body
+
+
+def escalation_id(request: web.Request) -> int:
+    """The numeric id in the path."""
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise NotFound(request.match_info["id"]) from None
+
+
+@routes.get("/health")
+async def health(_: web.Request) -> web.Response:
+    """Liveness."""
+    return web.json_response({"status": "ok"})
+
+
+@routes.post("/api/escalations")
+async def create_escalation(request: web.Request) -> web.Response:
+    """Called by the action server at handoff; the same ticket twice creates one case."""
+    body = await read_json(request)
+    new = NewEscalation(
+        sender_id=required_text(body, "sender_id", 255),
+        channel=optional_text(body, "channel", 64) or "unknown",
+        language=_choice(body, "language", ("zh", "en"), "zh"),
+        ticket=optional_text(body, "ticket", 32),
+        priority=_choice(body, "priority", PRIORITIES, "normal"),
+        merchant_id=optional_text(body, "merchant_id", 32),
+        terminal_serial=optional_text(body, "terminal_serial", 64),
+        error_code=optional_text(body, "error_code", 16),
+        contact=optional_text(body, "contact", 255),
+        summary=optional_text(body, "summary", 2000),
+        diagnostics=_diagnostics(body.get("diagnostics")),
+        transcript=_transcript(body.get("transcript")),
+    )
+    settings = request.app[SETTINGS]
+    reply_by = expected_reply_by(utcnow(), settings.business_hours, settings.first_reply_minutes)
+    escalation, created = await request.app[STORE].create_escalation(new, reply_by)
+    return web.json_response(escalation, status=201 if created else 200)
+
+
+@routes.get("/api/escalations")
+async def list_escalations(request: web.Request) -> web.Response:
+    """Escalations, newest first; filter by status, ticket or conversation."""
+    status = request.query.get("status")
+    if status is not None and status not in STATUSES:
+        raise Invalid(f"status must be one of {', '.join(STATUSES)}")
+    found = await request.app[STORE].list_escalations(
+        status=status,
+        ticket=request.query.get("ticket"),
+        sender_id=request.query.get("sender_id"),
+    )
+    return web.json_response({"escalations": found})
+
+
+@routes.get("/api/escalations/{id}")
+async def get_escalation(request: web.Request) -> web.Response:
+    """One escalation with its transcript, including what the merchant wrote since."""
+    store, relay = request.app[STORE], request.app[RELAY]
+    escalation = await store.get_escalation(escalation_id(request))
+    if escalation["status"] != "resolved" and await relay.collect_merchant_messages(escalation):
+        escalation = await store.get_escalation(escalation["id"])
+    return web.json_response(escalation)
+
+
+@routes.post("/api/escalations/{id}/claim")
+async def claim(request: web.Request) -> web.Response:
+    """An agent takes the case."""
+    body = await read_json(request)
+    agent = required_text(body, "agent", 64)
+    return web.json_response(await request.app[STORE].claim(escalation_id(request), agent))
+
+
+@routes.post("/api/escalations/{id}/reply")
+async def reply(request: web.Request) -> web.Response:
+    """Keep the agent's reply and deliver it into the merchant's chat.
+
+    201 when Rasa took it; 202 with ``delivered: false`` and the error when Rasa is
+    unreachable: the reply stays queued and is sent when Rasa is back.
+    """
+    body = await read_json(request)
+    text = required_text(body, "text", 4000)
+    case = escalation_id(request)
+    store, relay = request.app[STORE], request.app[RELAY]
+    message = await store.add_agent_reply(case, text, optional_text(body, "agent", 64))
+    failed = await relay.deliver_pending(case)
+    delivered = message["id"] not in failed
+    return web.json_response(
+        {**message, "delivered": delivered, "delivery_error": failed.get(message["id"])},
+        status=201 if delivered else 202,
+    )
+
+
+@routes.post("/api/escalations/{id}/resolve")
+async def resolve(request: web.Request) -> web.Response:
+    """Close the case; the bot resumes the conversation and says so."""
+    body = await read_json(request)
+    note = required_text(body, "note", 2000)
+    category = optional_text(body, "category", 64)
+    case = escalation_id(request)
+    store, relay, settings = request.app[STORE], request.app[RELAY], request.app[SETTINGS]
+    current = await store.get_escalation(case)
+    closing = settings.closing_message.get(current["language"]) or settings.closing_message["zh"]
+    escalation = await store.resolve(case, note, category, closing)
+    failed = await relay.deliver_pending(case)
+    escalation = await store.get_escalation(case)
+    return web.json_response({**escalation, "bot_resumed": not failed}, status=200 if not failed else 202)
+
+
+@routes.get("/api/incidents")
+async def list_incidents(request: web.Request) -> web.Response:
+    """Known outages active now (``?all=true`` for every one)."""
+    all_ = request.query.get("all", "").lower() in ("1", "true", "yes")
+    return web.json_response({"incidents": await request.app[STORE].list_incidents(active_only=not all_)})
+
+
+@routes.post("/api/incidents")
+async def create_incident(request: web.Request) -> web.Response:
+    """Post a known outage: region, start, expected end, text in zh and en."""
+    body = await read_json(request)
+    message = body.get("message")
+    if not isinstance(message, dict):
+        raise Invalid("message must be an object with zh and en texts")
+    starts_at = parse_time(body, "starts_at") or utcnow()
+    expected_end = parse_time(body, "expected_end")
+    if expected_end is not None and expected_end <= starts_at:
+        raise Invalid("expected_end must be after starts_at")
+    incident = await request.app[STORE].create_incident(
+        {
+            "region": optional_text(body, "region", 64) or "all",
+            "message_zh": required_text(message, "zh", 1000),
+            "message_en": required_text(message, "en", 1000),
+            "starts_at": starts_at,
+            "expected_end": expected_end,
+        }
+    )
+    return web.json_response(incident, status=201)
+
+
+@routes.post("/api/incidents/{id}/close")
+async def close_incident(request: web.Request) -> web.Response:
+    """Mark an outage as over."""
+    return web.json_response(await request.app[STORE].close_incident(escalation_id(request)))
+
+
+def _choice(body: Dict[str, Any], key: str, allowed, default: str) -> str:  # noqa: ANN001
+    value = body.get(key, default)
+    if value is None:
+        return default
+    if value not in allowed:
+        raise Invalid(f"{key} must be one of {', '.join(allowed)}")
+    return value
+
+
+def _diagnostics(value: Any) -> List[Dict[str, str]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 20:
+        raise Invalid("diagnostics must be a list of at most 20 {step, outcome} objects")
+    return [
+        {"step": required_text(item, "step", 32), "outcome": required_text(item, "outcome", 32)}
+        for item in (_object(item, "diagnostics") for item in value)
+    ]
+
+
+def _transcript(value: Any) -> List[Dict[str, Any]]:
+    if value is None:
+        return []
+    if not isinstance(value, list) or len(value) > 500:
+        raise Invalid("transcript must be a list of at most 500 messages")
+    lines = []
+    for item in (_object(item, "transcript") for item in value):
+        role = item.get("role")
+        if role not in ROLES:
+            raise Invalid(f"transcript role must be one of {', '.join(ROLES)}")
+        lines.append(
+            {
+                "role": role,
+                "text": required_text(item, "text", 4000, allow_blank=True),
+                "at": parse_time(item, "at"),
+                "source_ts": item.get("source_ts") if isinstance(item.get("source_ts"), (int, float)) else None,
+            }
+        )
+    return lines
+
+
+def _object(item: Any, where: str) -> Dict[str, Any]:
+    if not isinstance(item, dict):
+        raise Invalid(f"every {where} entry must be an object")
+    return item

@@ -1,0 +1,63 @@
+"""The support desk service: ``python -m support_desk`` (port 8080 by default)."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import AsyncIterator, Optional
+
+from aiohttp import web
+
+from support_desk.accounts import ensure_first_agent
+from support_desk.api import RELAY, SETTINGS, STORE, bearer_auth, json_errors, routes
+from support_desk.config import DeskSettings, load_settings
+from support_desk.db import create_engine, migrate
+from support_desk.openapi import OPENAPI_ROUTE
+from support_desk.rasa_client import RasaClient
+from support_desk.relay import RasaRelay
+from support_desk.store import DeskStore
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Application:
+    """The aiohttp application; the database is migrated and opened on startup."""
+    app = web.Application(
+        middlewares=[json_errors, bearer_auth], client_max_size=settings.max_body_bytes
+    )
+    app[SETTINGS] = settings
+    app.router.add_routes(routes)
+    app.router.add_routes([OPENAPI_ROUTE])
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        if run_migrations:
+            await asyncio.get_running_loop().run_in_executor(None, migrate, settings.database_url)
+        engine = create_engine(settings.database_url)
+        store = DeskStore(engine)
+        app[STORE] = store
+        app[RELAY] = RasaRelay(store, RasaClient(settings.rasa_url, settings.rasa_token))
+        password = await ensure_first_agent(store)
+        if password:
+            print(f"First run: agent 'admin' created, password (shown once): {password}", flush=True)
+        retry = asyncio.create_task(app[RELAY].run_forever(settings.delivery_retry_seconds))
+        yield
+        retry.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await retry
+        await engine.dispose()
+
+    app.cleanup_ctx.append(lifecycle)
+    return app
+
+
+def main(settings: Optional[DeskSettings] = None) -> None:
+    """Run the desk until interrupted."""
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s %(message)s")
+    settings = settings or load_settings()
+    if not settings.api_token:
+        raise SystemExit("DESK_API_TOKEN is not set (make run writes it into .env)")
+    web.run_app(create_app(settings), host=settings.host, port=settings.port, print=None)
+
+
+if __name__ == "__main__":
+    main()

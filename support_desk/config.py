@@ -1,0 +1,70 @@
+"""Desk settings: ``support_desk/settings.yml`` overridden by the environment."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from datetime import time
+from pathlib import Path
+from typing import Dict, List, Mapping, Optional
+
+import yaml
+
+SETTINGS_FILE = Path(__file__).with_name("settings.yml")
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Opening hours of the agents, in one time zone."""
+
+    timezone: str
+    days: List[int]
+    open: time
+    close: time
+
+
+@dataclass(frozen=True)
+class DeskSettings:
+    """Everything the desk needs to run."""
+
+    host: str
+    port: int
+    database_url: str
+    rasa_url: str
+    rasa_token: Optional[str]
+    api_token: Optional[str]
+    secret_key: Optional[str]
+    business_hours: BusinessHours
+    first_reply_minutes: int
+    sla_minutes: Dict[str, int] = field(default_factory=dict)
+    max_body_bytes: int = 262144
+    closing_message: Dict[str, str] = field(default_factory=dict)
+    delivery_retry_seconds: float = 10.0
+
+
+def load_settings(
+    path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ
+) -> DeskSettings:
+    """Read the YAML settings and apply the environment."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    hours = raw["business_hours"]
+    return DeskSettings(
+        host=environ.get("DESK_HOST", raw["host"]),
+        port=int(environ.get("DESK_PORT", raw["port"])),
+        database_url=environ.get("DESK_DATABASE_URL") or raw["database_url"],
+        rasa_url=(environ.get("RASA_URL") or raw["rasa_url"]).rstrip("/"),
+        rasa_token=environ.get("RASA_AUTH_TOKEN") or None,
+        api_token=environ.get("DESK_API_TOKEN") or None,
+        secret_key=environ.get("DESK_SECRET_KEY") or None,
+        business_hours=BusinessHours(
+            timezone=hours["timezone"],
+            days=[WEEKDAYS.index(day) for day in hours["days"]],
+            open=time.fromisoformat(hours["open"]),
+            close=time.fromisoformat(hours["close"]),
+        ),
+        first_reply_minutes=int(raw["first_reply_minutes"]),
+        sla_minutes={k: int(v) for k, v in raw["sla_minutes"].items()},
+        max_body_bytes=int(raw["max_body_bytes"]),
+        closing_message=dict(raw["closing_message"]),
+        delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
+    )

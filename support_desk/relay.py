@@ -1,0 +1,82 @@
+"""Moves messages between the desk and the merchant's Rasa conversation.
+
+* Agent replies and the closing message (with Rasa's ``resume`` event) go out in the
+  order they were written; one that Rasa does not take stays queued with its error and
+  is retried, so nothing an agent wrote is lost.
+* What the merchant writes while the bot is paused is copied from the Rasa tracker into
+  the case, once per message.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from datetime import datetime, timezone
+from typing import Any, Dict, List, Optional
+
+from support_desk.rasa_client import RasaClient, RasaUnavailable
+from support_desk.store import DeskStore, aware
+
+logger = logging.getLogger(__name__)
+
+
+class RasaRelay:
+    """Delivery of desk messages into Rasa and collection of merchant messages."""
+
+    def __init__(self, store: DeskStore, rasa: RasaClient) -> None:
+        self.store = store
+        self.rasa = rasa
+
+    async def deliver_pending(self, escalation_id: Optional[int] = None) -> Dict[int, str]:
+        """Send queued messages; returns ``{message_id: error}`` for those still queued."""
+        failed: Dict[int, str] = {}
+        blocked: set = set()
+        for message in await self.store.undelivered(escalation_id):
+            case = message["escalation_id"]
+            if case in blocked:
+                # Keep the merchant's view in order: nothing overtakes a failed message.
+                failed[message["id"]] = "waiting for an earlier message"
+                continue
+            events: List[Dict[str, Any]] = [
+                {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"]}}
+            ]
+            if message["kind"] == "closing":
+                events = [{"event": "resume"}, {"event": "bot", "text": message["text"]}]
+            try:
+                await self.rasa.append_events(message["sender_id"], events)
+            except RasaUnavailable as error:
+                failed[message["id"]] = str(error)
+                blocked.add(case)
+                await self.store.mark_delivery(message["id"], str(error))
+                continue
+            await self.store.mark_delivery(message["id"], None)
+        return failed
+
+    async def collect_merchant_messages(self, escalation: Dict[str, Any]) -> int:
+        """Copy the merchant's messages written since the handoff; 0 when Rasa is away."""
+        since = datetime.fromisoformat(escalation["created_at"]).timestamp()
+        try:
+            events = await self.rasa.tracker_events(escalation["sender_id"])
+        except RasaUnavailable as error:
+            logger.info("transcript not refreshed: %s", error)
+            return 0
+        lines = [
+            {
+                "text": event["text"],
+                "source_ts": float(event["timestamp"]),
+                "at": aware(datetime.fromtimestamp(float(event["timestamp"]), tz=timezone.utc)),
+            }
+            for event in events
+            if event.get("event") == "user"
+            and event.get("text")
+            and float(event.get("timestamp") or 0) > since
+        ]
+        return await self.store.add_merchant_messages(escalation["id"], lines)
+
+    async def run_forever(self, interval: float) -> None:
+        """Retry queued messages every ``interval`` seconds until cancelled."""
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.deliver_pending()
+            except Exception:  # noqa: BLE001 - a retry loop must survive a bad round
+                logger.exception("delivery round failed")

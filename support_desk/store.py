@@ -1,0 +1,437 @@
+"""Escalations, their messages, incidents and agents in the desk's database.
+
+Every write is one transaction; the API layer validates input before it gets here and
+the text a merchant wrote is stored with card numbers masked.
+"""
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from typing import Any, Dict, Iterable, List, Optional
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from support_desk.privacy import mask_card_numbers
+from support_desk.schema import agents, escalations, incidents, messages
+
+STATUSES = ("open", "claimed", "resolved")
+PRIORITIES = ("urgent", "high", "normal")
+ROLES = ("user", "bot", "agent")
+
+# Crockford base32 without look-alikes: tickets are read out over the phone.
+_TICKET_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
+
+
+def new_ticket() -> str:
+    """A human-readable ticket number such as ``PX-7K2Q9M``."""
+    return "PX-" + "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(6))
+
+
+def utcnow() -> datetime:
+    """Now, in UTC, timezone-aware."""
+    return datetime.now(timezone.utc)
+
+
+def aware(value: Optional[datetime]) -> Optional[datetime]:
+    """SQLite returns naive datetimes; every stored time is UTC."""
+    if value is not None and value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value
+
+
+def iso(value: Optional[datetime]) -> Optional[str]:
+    """ISO 8601 text of a stored time (None stays None)."""
+    value = aware(value)
+    return value.isoformat() if value else None
+
+
+class NotFound(Exception):
+    """The escalation (or incident) does not exist."""
+
+
+class Conflict(Exception):
+    """The request does not fit the escalation's current state."""
+
+
+@dataclass
+class NewEscalation:
+    """What the bot sends when it hands a conversation over."""
+
+    sender_id: str
+    channel: str
+    language: str
+    ticket: Optional[str] = None
+    priority: str = "normal"
+    merchant_id: Optional[str] = None
+    terminal_serial: Optional[str] = None
+    error_code: Optional[str] = None
+    contact: Optional[str] = None
+    summary: Optional[str] = None
+    diagnostics: Optional[List[Dict[str, str]]] = None
+    transcript: Optional[List[Dict[str, Any]]] = None
+
+
+class DeskStore:
+    """All reads and writes of the desk, over one asyncio engine."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    # --- escalations -------------------------------------------------------------
+
+    async def create_escalation(
+        self, new: NewEscalation, expected_reply_by: Optional[datetime]
+    ) -> tuple[Dict[str, Any], bool]:
+        """Store a new escalation; the same ticket sent again returns the first one.
+
+        Returns the escalation and whether it was created now (False for a repeat, so
+        an outbox that retries after a lost response never creates two cases).
+        """
+        now = utcnow()
+        ticket = new.ticket or new_ticket()
+        async with self.engine.begin() as conn:
+            existing = (
+                await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))
+            ).scalar()
+            if existing is not None:
+                return await self._escalation(conn, existing), False
+            escalation_id = (
+                await conn.execute(
+                    escalations.insert().values(
+                        ticket=ticket,
+                        sender_id=new.sender_id,
+                        channel=new.channel,
+                        language=new.language,
+                        status="open",
+                        priority=new.priority,
+                        merchant_id=new.merchant_id,
+                        terminal_serial=new.terminal_serial,
+                        error_code=new.error_code,
+                        contact=new.contact,
+                        summary=_masked(new.summary),
+                        diagnostics=new.diagnostics or [],
+                        expected_reply_by=expected_reply_by,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            ).inserted_primary_key[0]
+            rows = [
+                {
+                    "escalation_id": escalation_id,
+                    "role": line["role"],
+                    "text": mask_card_numbers(line["text"]),
+                    "at": line.get("at") or now,
+                    # The transcript's messages are in Rasa already.
+                    "kind": "transcript",
+                    "delivered_at": now,
+                    "source_ts": line.get("source_ts"),
+                }
+                for line in new.transcript or []
+            ]
+            if rows:
+                await conn.execute(messages.insert(), rows)
+            return await self._escalation(conn, escalation_id), True
+
+    async def list_escalations(
+        self,
+        status: Optional[str] = None,
+        ticket: Optional[str] = None,
+        sender_id: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """Escalations, newest first, filtered by any of the arguments (no transcripts)."""
+        query = sa.select(escalations).order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+        for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id)):
+            if value:
+                query = query.where(escalations.c[column] == value)
+        async with self.engine.connect() as conn:
+            return [_escalation_dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def get_escalation(self, escalation_id: int) -> Dict[str, Any]:
+        """One escalation with its transcript."""
+        async with self.engine.connect() as conn:
+            return await self._escalation(conn, escalation_id)
+
+    async def find_by_ticket(self, ticket: str) -> Dict[str, Any]:
+        """The escalation with this ticket number."""
+        async with self.engine.connect() as conn:
+            escalation_id = (
+                await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))
+            ).scalar()
+            if escalation_id is None:
+                raise NotFound(ticket)
+            return await self._escalation(conn, escalation_id)
+
+    async def latest_for_sender(self, sender_id: str) -> Dict[str, Any]:
+        """The newest escalation of one conversation."""
+        async with self.engine.connect() as conn:
+            escalation_id = (
+                await conn.execute(
+                    sa.select(escalations.c.id)
+                    .where(escalations.c.sender_id == sender_id)
+                    .order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+                    .limit(1)
+                )
+            ).scalar()
+            if escalation_id is None:
+                raise NotFound(sender_id)
+            return await self._escalation(conn, escalation_id)
+
+    async def claim(self, escalation_id: int, agent: str) -> Dict[str, Any]:
+        """An agent takes the case; a resolved case cannot be claimed."""
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            if current["status"] == "resolved":
+                raise Conflict("escalation is resolved")
+            if current["status"] == "claimed" and current["claimed_by"] != agent:
+                raise Conflict(f"escalation is claimed by {current['claimed_by']}")
+            await conn.execute(
+                escalations.update()
+                .where(escalations.c.id == escalation_id)
+                .values(status="claimed", claimed_by=agent, updated_at=utcnow())
+            )
+            return await self._escalation(conn, escalation_id)
+
+    async def add_agent_reply(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
+        """Keep an agent's reply (undelivered until Rasa confirms it)."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            if current["status"] == "resolved":
+                raise Conflict("escalation is resolved")
+            message_id = (
+                await conn.execute(
+                    messages.insert().values(
+                        escalation_id=escalation_id,
+                        role="agent",
+                        kind="reply",
+                        text=text,
+                        at=now,
+                        author=agent,
+                    )
+                )
+            ).inserted_primary_key[0]
+            values: Dict[str, Any] = {"updated_at": now}
+            if current["first_reply_at"] is None:
+                values["first_reply_at"] = now
+            if current["status"] == "open":
+                values.update(status="claimed", claimed_by=agent or current["claimed_by"])
+            await conn.execute(
+                escalations.update().where(escalations.c.id == escalation_id).values(**values)
+            )
+            return await self._message(conn, message_id)
+
+    async def resolve(
+        self, escalation_id: int, note: str, category: Optional[str], closing_text: str
+    ) -> Dict[str, Any]:
+        """Close the case and queue the bot's closing message for delivery."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            if current["status"] == "resolved":
+                raise Conflict("escalation is already resolved")
+            await conn.execute(
+                escalations.update()
+                .where(escalations.c.id == escalation_id)
+                .values(
+                    status="resolved",
+                    resolution_note=note,
+                    resolution_category=category,
+                    resolved_at=now,
+                    updated_at=now,
+                )
+            )
+            await conn.execute(
+                messages.insert().values(
+                    escalation_id=escalation_id, role="bot", kind="closing", text=closing_text, at=now
+                )
+            )
+            return await self._escalation(conn, escalation_id)
+
+    async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
+        """Copy merchant messages from the Rasa tracker once each (by event timestamp)."""
+        async with self.engine.begin() as conn:
+            known = set(
+                (
+                    await conn.execute(
+                        sa.select(messages.c.source_ts).where(
+                            messages.c.escalation_id == escalation_id,
+                            messages.c.source_ts.isnot(None),
+                        )
+                    )
+                ).scalars()
+            )
+            rows = [
+                {
+                    "escalation_id": escalation_id,
+                    "role": "user",
+                    "kind": "merchant",
+                    "text": mask_card_numbers(line["text"]),
+                    "at": line["at"],
+                    "delivered_at": line["at"],
+                    "source_ts": line["source_ts"],
+                }
+                for line in lines
+                if line["source_ts"] not in known
+            ]
+            if rows:
+                await conn.execute(messages.insert(), rows)
+            return len(rows)
+
+    async def undelivered(self, escalation_id: Optional[int] = None) -> List[Dict[str, Any]]:
+        """Agent replies and closing messages Rasa has not received yet, oldest first."""
+        query = (
+            sa.select(messages, escalations.c.sender_id, escalations.c.language)
+            .join(escalations, escalations.c.id == messages.c.escalation_id)
+            .where(messages.c.kind.in_(("reply", "closing")), messages.c.delivered_at.is_(None))
+            .order_by(messages.c.id)
+        )
+        if escalation_id is not None:
+            query = query.where(messages.c.escalation_id == escalation_id)
+        async with self.engine.connect() as conn:
+            return [dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def mark_delivery(self, message_id: int, error: Optional[str]) -> None:
+        """Record a delivery attempt: delivered now, or the error to show the agent."""
+        values = {"delivery_error": error} if error else {"delivered_at": utcnow(), "delivery_error": None}
+        async with self.engine.begin() as conn:
+            await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+
+    # --- incidents -----------------------------------------------------------------
+
+    async def create_incident(self, data: Dict[str, Any]) -> Dict[str, Any]:
+        """Post a known outage."""
+        async with self.engine.begin() as conn:
+            incident_id = (
+                await conn.execute(
+                    incidents.insert().values(**data, status="active", created_at=utcnow())
+                )
+            ).inserted_primary_key[0]
+            row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
+            return _incident_dict(row)
+
+    async def list_incidents(self, active_only: bool = True) -> List[Dict[str, Any]]:
+        """Incidents that are active now (started, not ended, not closed) or all of them."""
+        query = sa.select(incidents).order_by(incidents.c.starts_at.desc())
+        async with self.engine.connect() as conn:
+            rows = [_incident_dict(row) for row in (await conn.execute(query)).mappings()]
+        if not active_only:
+            return rows
+        now = utcnow()
+        return [
+            row for row in rows
+            if row["status"] == "active"
+            and datetime.fromisoformat(row["starts_at"]) <= now
+            and (row["expected_end"] is None or datetime.fromisoformat(row["expected_end"]) > now)
+        ]
+
+    async def close_incident(self, incident_id: int) -> Dict[str, Any]:
+        """Mark an incident as over."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                incidents.update().where(incidents.c.id == incident_id).values(status="resolved")
+            )
+            if result.rowcount == 0:
+                raise NotFound(incident_id)
+            row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
+            return _incident_dict(row)
+
+    # --- agents ----------------------------------------------------------------------
+
+    async def add_agent(self, username: str, password_hash: str) -> None:
+        """Create an agent account (the username must be new)."""
+        async with self.engine.begin() as conn:
+            exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == username))).scalar()
+            if exists is not None:
+                raise Conflict(f"agent {username!r} exists")
+            await conn.execute(
+                agents.insert().values(username=username, password_hash=password_hash, created_at=utcnow())
+            )
+
+    async def agent_password_hash(self, username: str) -> Optional[str]:
+        """The stored hash of an agent's password (None for unknown agents)."""
+        async with self.engine.connect() as conn:
+            return (
+                await conn.execute(sa.select(agents.c.password_hash).where(agents.c.username == username))
+            ).scalar()
+
+    async def agent_count(self) -> int:
+        """How many agent accounts exist."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(sa.func.count()).select_from(agents))).scalar()
+
+    # --- helpers -----------------------------------------------------------------------
+
+    async def _escalation(self, conn, escalation_id: int) -> Dict[str, Any]:  # noqa: ANN001
+        row = (
+            await conn.execute(sa.select(escalations).where(escalations.c.id == escalation_id))
+        ).mappings().first()
+        if row is None:
+            raise NotFound(escalation_id)
+        transcript = (
+            await conn.execute(
+                sa.select(messages).where(messages.c.escalation_id == escalation_id).order_by(messages.c.at, messages.c.id)
+            )
+        ).mappings()
+        return {**_escalation_dict(row), "transcript": [_message_dict(m) for m in transcript]}
+
+    async def _message(self, conn, message_id: int) -> Dict[str, Any]:  # noqa: ANN001
+        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).mappings().one()
+        return _message_dict(row)
+
+
+def _masked(text: Optional[str]) -> Optional[str]:
+    return mask_card_numbers(text) if text else text
+
+
+def _escalation_dict(row) -> Dict[str, Any]:  # noqa: ANN001
+    return {
+        "id": row["id"],
+        "ticket": row["ticket"],
+        "sender_id": row["sender_id"],
+        "channel": row["channel"],
+        "language": row["language"],
+        "status": row["status"],
+        "priority": row["priority"],
+        "merchant_id": row["merchant_id"],
+        "terminal_serial": row["terminal_serial"],
+        "error_code": row["error_code"],
+        "contact": row["contact"],
+        "summary": row["summary"],
+        "diagnostics": row["diagnostics"] or [],
+        "claimed_by": row["claimed_by"],
+        "resolution_note": row["resolution_note"],
+        "resolution_category": row["resolution_category"],
+        "expected_reply_by": iso(row["expected_reply_by"]),
+        "first_reply_at": iso(row["first_reply_at"]),
+        "resolved_at": iso(row["resolved_at"]),
+        "created_at": iso(row["created_at"]),
+        "updated_at": iso(row["updated_at"]),
+    }
+
+
+def _message_dict(row) -> Dict[str, Any]:  # noqa: ANN001
+    return {
+        "id": row["id"],
+        "role": row["role"],
+        "text": row["text"],
+        "at": iso(row["at"]),
+        "author": row["author"],
+        "kind": row["kind"],
+        "delivered": row["delivered_at"] is not None,
+        "delivery_error": row["delivery_error"],
+    }
+
+
+def _incident_dict(row) -> Dict[str, Any]:  # noqa: ANN001
+    return {
+        "id": row["id"],
+        "region": row["region"],
+        "message": {"zh": row["message_zh"], "en": row["message_en"]},
+        "starts_at": iso(row["starts_at"]),
+        "expected_end": iso(row["expected_end"]),
+        "status": row["status"],
+        "created_at": iso(row["created_at"]),
+    }

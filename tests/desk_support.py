@@ -1,0 +1,64 @@
+"""Helpers for desk tests: settings on a temporary database, a Rasa HTTP API double."""
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+from typing import Any, Dict, List
+
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from support_desk.config import DeskSettings, load_settings
+
+TOKEN = "test-desk-token"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
+
+
+def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> DeskSettings:
+    """The shipped settings, pointed at a test database and Rasa."""
+    return replace(
+        load_settings(environ={}),
+        database_url=database_url,
+        rasa_url=rasa_url,
+        rasa_token="rasa-token",
+        api_token=TOKEN,
+        secret_key="test-secret-key-of-enough-length-0123456789",
+        delivery_retry_seconds=3600,
+    )
+
+
+class RasaDouble:
+    """Rasa's HTTP API as the desk uses it, on 127.0.0.1 (the real Rasa is in e2e tests).
+
+    Records appended events per conversation and serves trackers; ``down`` makes it
+    answer 503 like a Rasa that is restarting.
+    """
+
+    def __init__(self) -> None:
+        self.events: Dict[str, List[Dict[str, Any]]] = {}
+        self.requests: List[web.Request] = []
+        self.down = False
+        app = web.Application()
+        app.router.add_post("/conversations/{id}/tracker/events", self._append)
+        app.router.add_get("/conversations/{id}/tracker", self._tracker)
+        self.server = TestServer(app, host="127.0.0.1")
+
+    async def start(self) -> str:
+        await self.server.start_server()
+        return str(self.server.make_url("")).rstrip("/")
+
+    async def _append(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.json_response({"message": "restarting"}, status=503)
+        if request.query.get("token") != "rasa-token":
+            return web.json_response({"message": "unauthorized"}, status=401)
+        self.requests.append(request)
+        body = await request.json()
+        events = body if isinstance(body, list) else [body]
+        self.events.setdefault(request.match_info["id"], []).extend(events)
+        return web.json_response({"sender_id": request.match_info["id"]})
+
+    async def _tracker(self, request: web.Request) -> web.Response:
+        if self.down:
+            return web.json_response({"message": "restarting"}, status=503)
+        return web.json_response({"events": self.events.get(request.match_info["id"], [])})

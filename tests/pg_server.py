@@ -1,0 +1,83 @@
+"""A throwaway PostgreSQL server on 127.0.0.1 for the store tests.
+
+Debian's postgresql package provides the binaries (``.ci/run`` installs it); the server
+runs as the ``postgres`` system user in a temporary directory and is stopped by PID.
+"""
+from __future__ import annotations
+
+import glob
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+
+def _binary(name: str) -> str:
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
+    if not found or not found[-1]:
+        raise RuntimeError(f"PostgreSQL's {name} not found: apt-get install postgresql")
+    return found[-1]
+
+
+def _as_postgres(args: list) -> list:
+    # initdb and postgres refuse to run as root.
+    return ["runuser", "-u", "postgres", "--", *args] if os.geteuid() == 0 else args
+
+
+class PostgresServer:
+    """initdb + postgres on a free loopback port; ``url`` is a SQLAlchemy URL."""
+
+    def __init__(self) -> None:
+        self.directory = Path(tempfile.mkdtemp(prefix="desk-pg-"))
+        self.port = _free_port()
+        self.process: Optional[subprocess.Popen] = None
+
+    def start(self) -> "PostgresServer":
+        data = self.directory / "data"
+        if os.geteuid() == 0:
+            shutil.chown(self.directory, "postgres", "postgres")
+        subprocess.run(
+            _as_postgres([_binary("initdb"), "-D", str(data), "-U", "desk", "--auth=trust",
+                          "-E", "UTF8", "--locale=C"]),
+            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.process = subprocess.Popen(
+            _as_postgres([_binary("postgres"), "-D", str(data), "-h", "127.0.0.1",
+                          "-p", str(self.port), "-k", str(self.directory), "-F"]),
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
+                    break
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("PostgreSQL did not start")
+                time.sleep(0.2)
+        time.sleep(0.5)  # accept() comes a moment before the server takes logins
+        return self
+
+    def create_database(self, name: str) -> str:
+        """Create a database and return its SQLAlchemy URL."""
+        subprocess.run(
+            [_binary("createdb"), "-h", "127.0.0.1", "-p", str(self.port), "-U", "desk", name],
+            check=True,
+        )
+        return f"postgresql://desk@127.0.0.1:{self.port}/{name}"
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            self.process.wait(15)
+        shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]

@@ -1,0 +1,146 @@
+"""The desk store and its migrations on SQLite and on a real PostgreSQL server."""
+from __future__ import annotations
+
+import itertools
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import sqlalchemy as sa
+
+from support_desk.accounts import create_agent, ensure_first_agent, verify_password
+from support_desk.db import create_engine, migrate, sync_url
+from support_desk.store import Conflict, DeskStore, NewEscalation, NotFound
+from tests.pg_server import PostgresServer
+
+_names = itertools.count()
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    server = PostgresServer().start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'desk.db'}"
+    return request.getfixturevalue("postgres").create_database(f"desk_{next(_names)}")
+
+
+@pytest.fixture
+async def store(database_url):
+    migrate(database_url)
+    engine = create_engine(database_url)
+    yield DeskStore(engine)
+    await engine.dispose()
+
+
+def new_case(**changes) -> NewEscalation:
+    base = dict(
+        sender_id="shop-17",
+        channel="rest",
+        language="zh",
+        ticket="PX-ABC234",
+        summary="卡号 4111111111111111",
+        diagnostics=[{"step": "network", "outcome": "not_fixed"}],
+        transcript=[{"role": "user", "text": "报1000", "source_ts": 1.0}],
+    )
+    return NewEscalation(**{**base, **changes})
+
+
+async def test_escalation_life_cycle(store):
+    reply_by = datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)
+    case, created = await store.create_escalation(new_case(), reply_by)
+    assert created and case["status"] == "open" and case["expected_reply_by"] == reply_by.isoformat()
+    assert case["summary"] == "卡号 411111******1111"
+    again, created_again = await store.create_escalation(new_case(summary="other"), reply_by)
+    assert not created_again and again["id"] == case["id"] and again["summary"] == case["summary"]
+
+    claimed = await store.claim(case["id"], "li")
+    assert (claimed["status"], claimed["claimed_by"]) == ("claimed", "li")
+    with pytest.raises(Conflict):
+        await store.claim(case["id"], "wang")
+
+    reply = await store.add_agent_reply(case["id"], "您好", "li")
+    assert reply["kind"] == "reply" and reply["delivered"] is False
+    pending = await store.undelivered(case["id"])
+    assert [(m["text"], m["sender_id"]) for m in pending] == [("您好", "shop-17")]
+    await store.mark_delivery(reply["id"], "Rasa answered 503")
+    assert (await store.get_escalation(case["id"]))["transcript"][-1]["delivery_error"] == "Rasa answered 503"
+    await store.mark_delivery(reply["id"], None)
+    assert await store.undelivered(case["id"]) == []
+
+    resolved = await store.resolve(case["id"], "fixed", "network", "再见")
+    assert resolved["status"] == "resolved" and resolved["resolved_at"]
+    assert [m["kind"] for m in await store.undelivered()] == ["closing"]
+    with pytest.raises(Conflict):
+        await store.resolve(case["id"], "again", None, "x")
+    with pytest.raises(NotFound):
+        await store.get_escalation(999)
+
+
+async def test_lookups_by_ticket_and_conversation(store):
+    first, _ = await store.create_escalation(new_case(), None)
+    second, _ = await store.create_escalation(new_case(ticket="PX-DEF567"), None)
+    assert (await store.find_by_ticket("PX-DEF567"))["id"] == second["id"]
+    assert (await store.latest_for_sender("shop-17"))["id"] == second["id"]
+    assert [e["id"] for e in await store.list_escalations(ticket="PX-ABC234")] == [first["id"]]
+    with pytest.raises(NotFound):
+        await store.find_by_ticket("PX-NOPE00")
+    with pytest.raises(NotFound):
+        await store.latest_for_sender("someone-else")
+
+
+async def test_merchant_messages_are_copied_once(store):
+    case, _ = await store.create_escalation(new_case(), None)
+    at = datetime.now(timezone.utc)
+    lines = [{"text": "还在吗", "source_ts": 5.0, "at": at}, {"text": "报1000", "source_ts": 1.0, "at": at}]
+    assert await store.add_merchant_messages(case["id"], lines) == 1
+    assert await store.add_merchant_messages(case["id"], lines) == 0
+    texts = [m["text"] for m in (await store.get_escalation(case["id"]))["transcript"]]
+    assert texts == ["报1000", "还在吗"]
+
+
+async def test_incidents_active_window(store):
+    now = datetime.now(timezone.utc)
+    common = {"region": "all", "message_zh": "维护", "message_en": "maintenance"}
+    active = await store.create_incident({**common, "starts_at": now - timedelta(hours=1), "expected_end": None})
+    await store.create_incident({**common, "starts_at": now - timedelta(hours=3), "expected_end": now - timedelta(hours=1)})
+    await store.create_incident({**common, "starts_at": now + timedelta(hours=1), "expected_end": None})
+    assert [i["id"] for i in await store.list_incidents()] == [active["id"]]
+    assert len(await store.list_incidents(active_only=False)) == 3
+    await store.close_incident(active["id"])
+    assert await store.list_incidents() == []
+
+
+async def test_agents(store):
+    password = await ensure_first_agent(store)
+    assert password and await ensure_first_agent(store) is None
+    assert verify_password(await store.agent_password_hash("admin"), password)
+    assert not verify_password(await store.agent_password_hash("admin"), password + "x")
+    assert not verify_password(await store.agent_password_hash("nobody"), password)
+    second = await create_agent(store, "li")
+    assert verify_password(await store.agent_password_hash("li"), second)
+    with pytest.raises(Conflict):
+        await create_agent(store, "li")
+
+
+async def test_migrating_again_keeps_the_data(database_url):
+    migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        case, _ = await DeskStore(engine).create_escalation(new_case(), None)
+    finally:
+        await engine.dispose()
+    migrate(database_url)
+    engine = create_engine(database_url)
+    try:
+        assert (await DeskStore(engine).get_escalation(case["id"]))["ticket"] == "PX-ABC234"
+    finally:
+        await engine.dispose()
+    revision = sa.create_engine(sync_url(database_url)).connect().execute(
+        sa.text("select version_num from alembic_version")
+    ).scalar()
+    assert revision == "0001"
