@@ -25,7 +25,7 @@ TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
 .PHONY: help install train run shell actions test test-unit test-stories test-nlu validate clean
 
 help:
-	@echo "make run    - install, train if stale, start Rasa + action server, print the URLs"
+	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
 	@echo "make shell  - chat with the assistant in this terminal"
 	@echo "make train  - train the model (models/pos1000.tar.gz)"
 	@echo "make test   - install, train, then every check (validate, pytest, stories, held-out NLU)"
@@ -55,16 +55,17 @@ validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
 
 run: $(MODEL) .env
-	@echo "Starting Rasa (http://127.0.0.1:5005) and the action server (http://127.0.0.1:5055)."
+	@echo "Starting Rasa (http://127.0.0.1:5005), the action server (:5055) and the support desk (http://127.0.0.1:8080)."
 	@echo "Chat: make shell in another terminal, or POST to the REST channel:"
 	@echo "  curl -s http://127.0.0.1:5005/webhooks/rest/webhook -d '{\"sender\": \"me\", \"message\": \"pos机报1000咋整\"}'"
-	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN from .env. Ctrl-C stops both."
+	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN, the desk API DESK_API_TOKEN (both in .env). Ctrl-C stops all three."
 	@set -a; . ./.env; set +a; $(BIN)/honcho start -f Procfile
 
-shell: $(MODEL)
+shell: $(MODEL) .env
 	@set -a; . ./.env; set +a; \
-	$(RASA) run actions --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & pid=$$!; \
-	trap "kill $$pid" EXIT; \
+	$(BIN)/python -m support_desk >/tmp/pos1000-desk.log 2>&1 & desk=$$!; \
+	$(RASA) run actions --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & actions=$$!; \
+	trap "kill $$desk $$actions" EXIT; \
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml
 
 test: validate test-unit test-stories test-nlu

@@ -8,14 +8,15 @@ the questions; ``action_finish_diagnostics`` records the outcome and closes the 
 """
 from __future__ import annotations
 
-from datetime import datetime
+import logging
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.events import EventType, FollowupAction, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.desk_client import DeskClient, DeskRejected, DeskUnavailable
 from actions.knowledge import (
     UNKNOWN,
     TerminalModel,
@@ -23,9 +24,12 @@ from actions.knowledge import (
     load_knowledge,
     parse_version,
 )
+from actions.clock import local_time
 from actions.language import language_of, pick_text
 from actions.settings import current_settings, load_labels
-from actions.status_source import Incident, StatusSource
+from actions.status_source import StatusSource
+
+logger = logging.getLogger(__name__)
 
 # Step name → the slot that holds "does the terminal work now?" after that step.
 STEP_SLOTS = {
@@ -248,7 +252,7 @@ class ActionAskServerOk(Action):
         if report.incidents:
             incident = report.incidents[0]
             message = pick_text(incident.message, language_of(tracker))
-            end = format_end_time(incident)
+            end = local_time(incident.expected_end)
             if end:
                 dispatcher.utter_message(
                     response="utter_ask_server_ok_incident",
@@ -268,16 +272,6 @@ class ActionAskServerOk(Action):
             return [SlotSet("server_status", "ok")]
         dispatcher.utter_message(response="utter_ask_server_ok_unchecked")
         return [SlotSet("server_status", "unchecked")]
-
-
-def format_end_time(incident: Incident) -> Optional[str]:
-    """``YYYY-MM-DD HH:MM`` of an ISO end time; the raw text if it is not ISO."""
-    if not incident.expected_end:
-        return None
-    try:
-        return datetime.fromisoformat(str(incident.expected_end)).strftime("%Y-%m-%d %H:%M")
-    except ValueError:
-        return str(incident.expected_end)[:40]
 
 
 class ActionAskSoftwareVersion(ModelStepQuestion):
@@ -323,7 +317,7 @@ class ActionFinishDiagnostics(Action):
 
     * fixed at a step → which step, the prevention tips, a 1–5 rating request;
     * a known outage → wait for it to end;
-    * nothing helped → the case needs a person.
+    * nothing helped → the case needs a person: the handoff form follows.
     """
 
     def name(self) -> Text:
@@ -335,6 +329,8 @@ class ActionFinishDiagnostics(Action):
     ) -> List[EventType]:
         """Send the closing messages and set ``diagnostics_outcome`` / ``fixed_step``."""
         step = fixed_step(tracker)
+        outcome = "resolved" if step else "known_incident" if stopped_by_incident(tracker) else "unresolved"
+        await report_outcome(tracker, outcome, step)
         if step:
             labels = load_labels(current_settings().labels_file)["steps"]
             dispatcher.utter_message(
@@ -351,5 +347,21 @@ class ActionFinishDiagnostics(Action):
             )
             return [SlotSet("diagnostics_outcome", "known_incident")]
         dispatcher.utter_message(response="utter_diagnostics_unresolved")
-        dispatcher.utter_message(response="utter_contact_support")
-        return [SlotSet("diagnostics_outcome", "unresolved")]
+        # Nothing helped: go straight on to collecting what support needs.
+        return [SlotSet("diagnostics_outcome", "unresolved"), FollowupAction("handoff_form")]
+
+
+async def report_outcome(tracker: Tracker, outcome: str, step: Optional[str]) -> None:
+    """Tell the desk how the checks ended (its stats); never delays the merchant long."""
+    try:
+        await DeskClient(current_settings(), timeout=1.0).record_outcome(
+            {
+                "sender_id": tracker.sender_id,
+                "outcome": outcome,
+                "fixed_step": step,
+                "language": language_of(tracker),
+            }
+        )
+    except (DeskUnavailable, DeskRejected) as error:
+        # The outcome also stays in the conversation's slots in the tracker store.
+        logger.warning("outcome not reported to the desk: %s", error)

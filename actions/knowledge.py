@@ -9,19 +9,16 @@ from typing import Dict, Optional, Tuple
 
 import yaml
 
+from actions.patterns import find
+
 UNKNOWN = "unknown"
-
-# Digit lookarounds instead of \b: in unsegmented Chinese ("版本2.3.1吧") \b does not
-# separate the number from the characters around it.
-VERSION_PATTERN = re.compile(r"(?<![\d.])[vV]?(\d{1,3}(?:\.\d{1,4}){1,3})(?![\d.])")
-
 
 def parse_version(text: str) -> Optional[Tuple[int, ...]]:
     """Extract the first dotted version number (``V2.3.1`` → ``(2, 3, 1)``) or None."""
-    match = VERSION_PATTERN.search(text or "")
-    if not match:
+    found = find("sw_version", text)
+    if not found:
         return None
-    return tuple(int(part) for part in match.group(1).split("."))
+    return tuple(int(part) for part in found.lstrip("vV").split("."))
 
 
 def format_version(version: Tuple[int, ...]) -> str:

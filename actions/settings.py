@@ -17,11 +17,15 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 class Settings:
     """Typed view of the settings the actions need."""
 
+    desk_url: Optional[str]
     incident_board_url: Optional[str]
     upstream_status_url: Optional[str]
     status_timeout_seconds: float
     knowledge_file: Path
     labels_file: Path
+    outbox_file: Path
+    outbox_retry_seconds: float
+    desk_timeout_seconds: float
     desk_api_token: Optional[str]
 
 
@@ -40,11 +44,15 @@ def load_settings(
         return value if value.is_absolute() else PROJECT_ROOT / value
 
     return Settings(
+        desk_url=(pick("desk_url") or "").rstrip("/") or None,
         incident_board_url=pick("incident_board_url"),
         upstream_status_url=pick("upstream_status_url"),
         status_timeout_seconds=float(pick("status_timeout_seconds") or 2.0),
         knowledge_file=project_path("knowledge_file"),
         labels_file=project_path("labels_file"),
+        outbox_file=project_path("outbox_file"),
+        outbox_retry_seconds=float(pick("outbox_retry_seconds") or 10),
+        desk_timeout_seconds=float(pick("desk_timeout_seconds") or 5),
         desk_api_token=environ.get("DESK_API_TOKEN") or None,
     )
 

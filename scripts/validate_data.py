@@ -24,7 +24,9 @@ import warnings
 from pathlib import Path
 from typing import Iterable, List, Set
 
-RESPONSE_IN_CODE = re.compile(r"""response\s*=\s*["'](utter_[\w/]+)["']""")
+# Any quoted response name in the action code: passed as response=..., or kept in a
+# variable or table first.
+RESPONSE_IN_CODE = re.compile(r"""["'](utter_[\w/]+)["']""")
 UNUSED = re.compile(r"The utterance '(utter_[\w/]+)' is not used in any story or rule\.")
 RETRIEVAL_DUPLICATE = re.compile(
     r"The following duplicated intents have been found across multiple domain files: (.+)"

@@ -14,6 +14,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Optional
 from aiohttp import web
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from support_desk import cases
 from support_desk.config import DeskSettings
 from support_desk.hours import expected_reply_by
 from support_desk.relay import RasaRelay
@@ -31,6 +32,9 @@ from support_desk.validation import Invalid, optional_text, required_text, parse
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
+
+OUTCOMES = ("resolved", "unresolved", "known_incident")
+STEPS = ("network", "restart", "server", "software")
 
 STORE = web.AppKey("store", DeskStore)
 RELAY = web.AppKey("relay", RasaRelay)
@@ -154,11 +158,9 @@ async def list_escalations(request: web.Request) -> web.Response:
 @routes.get("/api/escalations/{id}")
 async def get_escalation(request: web.Request) -> web.Response:
     """One escalation with its transcript, including what the merchant wrote since."""
-    store, relay = request.app[STORE], request.app[RELAY]
-    escalation = await store.get_escalation(escalation_id(request))
-    if escalation["status"] != "resolved" and await relay.collect_merchant_messages(escalation):
-        escalation = await store.get_escalation(escalation["id"])
-    return web.json_response(escalation)
+    return web.json_response(
+        await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], escalation_id(request))
+    )
 
 
 @routes.post("/api/escalations/{id}/claim")
@@ -178,15 +180,11 @@ async def reply(request: web.Request) -> web.Response:
     """
     body = await read_json(request)
     text = required_text(body, "text", 4000)
-    case = escalation_id(request)
-    store, relay = request.app[STORE], request.app[RELAY]
-    message = await store.add_agent_reply(case, text, optional_text(body, "agent", 64))
-    failed = await relay.deliver_pending(case)
-    delivered = message["id"] not in failed
-    return web.json_response(
-        {**message, "delivered": delivered, "delivery_error": failed.get(message["id"])},
-        status=201 if delivered else 202,
+    result = await cases.reply(
+        request.app[STORE], request.app[RELAY], escalation_id(request), text,
+        optional_text(body, "agent", 64),
     )
+    return web.json_response(result.record, status=201 if result.delivered else 202)
 
 
 @routes.post("/api/escalations/{id}/resolve")
@@ -195,14 +193,35 @@ async def resolve(request: web.Request) -> web.Response:
     body = await read_json(request)
     note = required_text(body, "note", 2000)
     category = optional_text(body, "category", 64)
-    case = escalation_id(request)
-    store, relay, settings = request.app[STORE], request.app[RELAY], request.app[SETTINGS]
-    current = await store.get_escalation(case)
-    closing = settings.closing_message.get(current["language"]) or settings.closing_message["zh"]
-    escalation = await store.resolve(case, note, category, closing)
-    failed = await relay.deliver_pending(case)
-    escalation = await store.get_escalation(case)
-    return web.json_response({**escalation, "bot_resumed": not failed}, status=200 if not failed else 202)
+    result = await cases.resolve(
+        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request), note, category
+    )
+    return web.json_response(result.record, status=200 if result.delivered else 202)
+
+
+@routes.post("/api/outcomes")
+async def record_outcome(request: web.Request) -> web.Response:
+    """The bot reports how a guided diagnostics ended (for the stats)."""
+    body = await read_json(request)
+    outcome = _choice(body, "outcome", OUTCOMES, "")
+    if not outcome:
+        raise Invalid(f"outcome must be one of {', '.join(OUTCOMES)}")
+    fixed_step = body.get("fixed_step")
+    if fixed_step is not None and fixed_step not in STEPS:
+        raise Invalid(f"fixed_step must be one of {', '.join(STEPS)}")
+    await request.app[STORE].record_outcome(
+        required_text(body, "sender_id", 255),
+        outcome,
+        fixed_step,
+        _choice(body, "language", ("zh", "en"), "zh"),
+    )
+    return web.json_response({"recorded": True}, status=201)
+
+
+@routes.get("/api/stats")
+async def stats(request: web.Request) -> web.Response:
+    """Escalations per day, bot-solved vs escalated, fixes per step, median first reply."""
+    return web.json_response(await request.app[STORE].stats())
 
 
 @routes.get("/api/incidents")

@@ -40,7 +40,13 @@ class RasaRelay:
                 {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"]}}
             ]
             if message["kind"] == "closing":
-                events = [{"event": "resume"}, {"event": "bot", "text": message["text"]}]
+                # The pause ended the bot's turn before its action_listen; without one
+                # the merchant's next message would not match any rule.
+                events = [
+                    {"event": "resume"},
+                    {"event": "bot", "text": message["text"]},
+                    {"event": "action", "name": "action_listen"},
+                ]
             try:
                 await self.rasa.append_events(message["sender_id"], events)
             except RasaUnavailable as error:

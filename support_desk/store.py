@@ -7,14 +7,14 @@ from __future__ import annotations
 
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.privacy import mask_card_numbers
-from support_desk.schema import agents, escalations, incidents, messages
+from support_desk.schema import agents, escalations, incidents, messages, outcomes
 
 STATUSES = ("open", "claimed", "resolved")
 PRIORITIES = ("urgent", "high", "normal")
@@ -32,6 +32,11 @@ def new_ticket() -> str:
 def utcnow() -> datetime:
     """Now, in UTC, timezone-aware."""
     return datetime.now(timezone.utc)
+
+
+def to_utc(value: Optional[datetime]) -> Optional[datetime]:
+    """Store every time in UTC: SQLite keeps the wall-clock time and drops the offset."""
+    return value.astimezone(timezone.utc) if value is not None else None
 
 
 def aware(value: Optional[datetime]) -> Optional[datetime]:
@@ -89,6 +94,15 @@ class DeskStore:
         Returns the escalation and whether it was created now (False for a repeat, so
         an outbox that retries after a lost response never creates two cases).
         """
+        try:
+            return await self._insert_escalation(new, expected_reply_by)
+        except sa.exc.IntegrityError:
+            # The same ticket arrived twice at once: the other request created it.
+            return await self.find_by_ticket(new.ticket or ""), False
+
+    async def _insert_escalation(
+        self, new: NewEscalation, expected_reply_by: Optional[datetime]
+    ) -> tuple[Dict[str, Any], bool]:
         now = utcnow()
         ticket = new.ticket or new_ticket()
         async with self.engine.begin() as conn:
@@ -112,7 +126,7 @@ class DeskStore:
                         contact=new.contact,
                         summary=_masked(new.summary),
                         diagnostics=new.diagnostics or [],
-                        expected_reply_by=expected_reply_by,
+                        expected_reply_by=to_utc(expected_reply_by),
                         created_at=now,
                         updated_at=now,
                     )
@@ -123,7 +137,7 @@ class DeskStore:
                     "escalation_id": escalation_id,
                     "role": line["role"],
                     "text": mask_card_numbers(line["text"]),
-                    "at": line.get("at") or now,
+                    "at": to_utc(line.get("at")) or now,
                     # The transcript's messages are in Rasa already.
                     "kind": "transcript",
                     "delivered_at": now,
@@ -269,8 +283,8 @@ class DeskStore:
                     "role": "user",
                     "kind": "merchant",
                     "text": mask_card_numbers(line["text"]),
-                    "at": line["at"],
-                    "delivered_at": line["at"],
+                    "at": to_utc(line["at"]),
+                    "delivered_at": to_utc(line["at"]),
                     "source_ts": line["source_ts"],
                 }
                 for line in lines
@@ -306,7 +320,12 @@ class DeskStore:
         async with self.engine.begin() as conn:
             incident_id = (
                 await conn.execute(
-                    incidents.insert().values(**data, status="active", created_at=utcnow())
+                    incidents.insert().values(
+                        **{**data, "starts_at": to_utc(data["starts_at"]),
+                           "expected_end": to_utc(data.get("expected_end"))},
+                        status="active",
+                        created_at=utcnow(),
+                    )
                 )
             ).inserted_primary_key[0]
             row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
@@ -337,6 +356,61 @@ class DeskStore:
                 raise NotFound(incident_id)
             row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
             return _incident_dict(row)
+
+    # --- outcomes and stats -------------------------------------------------------------
+
+    async def record_outcome(self, sender_id: str, outcome: str, fixed_step: Optional[str], language: str) -> None:
+        """Keep how one guided diagnostics ended."""
+        async with self.engine.begin() as conn:
+            await conn.execute(
+                outcomes.insert().values(
+                    sender_id=sender_id, outcome=outcome, fixed_step=fixed_step,
+                    language=language, at=utcnow(),
+                )
+            )
+
+    async def stats(self, days: int = 14) -> Dict[str, Any]:
+        """Figures for the stats page over the last ``days`` days."""
+        since = utcnow() - timedelta(days=days)
+        async with self.engine.connect() as conn:
+            created = (
+                await conn.execute(
+                    sa.select(escalations.c.created_at, escalations.c.first_reply_at)
+                    .where(escalations.c.created_at >= since)
+                )
+            ).all()
+            ended = (
+                await conn.execute(
+                    sa.select(outcomes.c.outcome, outcomes.c.fixed_step).where(outcomes.c.at >= since)
+                )
+            ).all()
+        per_day: Dict[str, int] = {}
+        for offset in range(days - 1, -1, -1):
+            per_day[(utcnow() - timedelta(days=offset)).date().isoformat()] = 0
+        waits = []
+        for created_at, first_reply_at in created:
+            day = aware(created_at).date().isoformat()
+            if day in per_day:
+                per_day[day] += 1
+            if first_reply_at is not None:
+                waits.append((aware(first_reply_at) - aware(created_at)).total_seconds() / 60)
+        fixed_by_step: Dict[str, int] = {"network": 0, "restart": 0, "server": 0, "software": 0}
+        for outcome, step in ended:
+            if outcome == "resolved" and step in fixed_by_step:
+                fixed_by_step[step] += 1
+        waits.sort()
+        median = None
+        if waits:
+            middle = len(waits) // 2
+            median = waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2
+        return {
+            "days": days,
+            "escalations_per_day": per_day,
+            "solved_by_bot": sum(1 for outcome, _ in ended if outcome == "resolved"),
+            "escalated": len(created),
+            "fixed_by_step": fixed_by_step,
+            "median_first_reply_minutes": round(median, 1) if median is not None else None,
+        }
 
     # --- agents ----------------------------------------------------------------------
 

@@ -1,25 +1,23 @@
 """Whole conversations with the trained model and a real action server on loopback.
 
 The model (models/pos1000.tar.gz, built by `make train`) answers through Rasa's Agent;
-the custom actions run in a `rasa run actions` process; the server-status step asks an
-incident board served over HTTP on 127.0.0.1. Each bot message is compared with the
-domain's variation for the merchant's language.
+the custom actions run in a `rasa run actions` process that talks to the real support
+desk (`python -m support_desk`: incident board, escalations). Each bot message is
+compared with the domain's variation for the merchant's language.
 """
 from __future__ import annotations
 
-import asyncio
+import json
 import os
 import socket
 import subprocess
 import sys
-import threading
 import time
 import urllib.request
 from pathlib import Path
-from typing import Dict, Iterator, List
+from typing import Dict, Iterator, List, Optional
 
 import pytest
-from aiohttp import web
 
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "pos1000.tar.gz"
@@ -32,63 +30,79 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-class IncidentBoard:
-    """An incident board on 127.0.0.1 whose incidents the test sets."""
+def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
+    """Poll a health URL until it answers; fail if the process dies or time runs out."""
+    deadline = time.monotonic() + 90
+    while True:
+        try:
+            urllib.request.urlopen(url, timeout=1)
+            return
+        except OSError:
+            if process.poll() is not None or time.monotonic() > deadline:
+                process.kill()
+                raise RuntimeError(f"{what} did not start")
+            time.sleep(0.3)
 
-    def __init__(self) -> None:
-        self.incidents: List[Dict] = []
-        self.port = free_port()
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        threading.Thread(target=self._serve, daemon=True).start()
-        self._ready.wait(10)
 
-    def _serve(self) -> None:
-        async def incidents(_: web.Request) -> web.Response:
-            return web.json_response({"incidents": self.incidents})
+class DeskProcess:
+    """The real support desk (`python -m support_desk`) on a free loopback port."""
 
-        async def start() -> None:
-            app = web.Application()
-            app.router.add_get("/api/incidents", incidents)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", self.port).start()
-            self._ready.set()
+    token = "conversation-test-token"
 
-        asyncio.set_event_loop(self._loop)
-        self._loop.run_until_complete(start())
-        self._loop.run_forever()
+    def __init__(self, directory: Path, port: Optional[int] = None) -> None:
+        self.port = port or free_port()
+        env = {**os.environ, "DESK_PORT": str(self.port), "DESK_API_TOKEN": self.token,
+               "DESK_SECRET_KEY": "conversation-test-secret-key-0123456789",
+               "DESK_DATABASE_URL": f"sqlite:///{directory / 'desk.db'}"}
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "support_desk"], cwd=ROOT, env=env,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"{self.url}/health", self.process, "support desk")
 
     @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/api/incidents"
+        return f"http://127.0.0.1:{self.port}"
+
+    def call(self, method: str, path: str, body=None):
+        request = urllib.request.Request(
+            self.url + path, method=method,
+            data=json.dumps(body).encode() if body is not None else None,
+            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=5) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        self.process.terminate()
+        self.process.wait(10)
 
 
 @pytest.fixture(scope="module")
-def board() -> IncidentBoard:
-    return IncidentBoard()
+def desk(tmp_path_factory) -> Iterator[DeskProcess]:
+    process = DeskProcess(tmp_path_factory.mktemp("desk"))
+    yield process
+    process.stop()
 
 
 @pytest.fixture(scope="module")
-def action_server(board) -> Iterator[str]:
-    """`rasa run actions` on a free loopback port; stopped by PID afterwards."""
+def action_server(desk, tmp_path_factory) -> Iterator[str]:
+    """`rasa run actions` on a free loopback port, using the desk; stopped by PID."""
     port = free_port()
-    env = {**os.environ, "INCIDENT_BOARD_URL": board.url, "UPSTREAM_STATUS_URL": ""}
+    env = {
+        **os.environ,
+        "DESK_URL": desk.url,
+        "DESK_API_TOKEN": desk.token,
+        "INCIDENT_BOARD_URL": f"{desk.url}/api/incidents",
+        "UPSTREAM_STATUS_URL": "",
+        "OUTBOX_FILE": str(tmp_path_factory.mktemp("outbox") / "outbox.sqlite"),
+    }
     process = subprocess.Popen(
         [str(Path(sys.executable).with_name("rasa")), "run", "actions", "--actions", "actions",
          "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=1)
-            break
-        except OSError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError("action server did not start")
-            time.sleep(0.3)
+    wait_for(f"http://127.0.0.1:{port}/health", process, "action server")
     yield f"http://127.0.0.1:{port}/webhook"
     process.terminate()
     process.wait(10)
@@ -165,8 +179,7 @@ async def test_each_answer_is_in_the_merchants_language(agent, variations):
     assert await zh.texts("会扣钱吗") == [variations["utter_affects_transactions"]["zh"]]
 
 
-async def test_zh_whole_diagnostics_without_a_fix(agent, board, variations):
-    board.incidents = []
+async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
     chat = Chat(agent, "zh-unresolved")
     assert await chat.texts("pos机报1000咋整") == [
         variations["utter_how_to_fix"]["zh"],
@@ -197,13 +210,26 @@ async def test_zh_whole_diagnostics_without_a_fix(agent, board, variations):
     assert replies == [
         "3.2.1 已经是这个型号的最新版本，不需要更新。",
         variations["utter_diagnostics_unresolved"]["zh"],
-        variations["utter_contact_support"]["zh"],
+        variations["utter_ask_merchant_ref"]["zh"],
     ]
     assert await chat.slot("diagnostics_outcome") == "unresolved"
 
+    # The handoff asks only for what support still needs, then escalates and pauses.
+    assert await chat.texts("商户号898310048160123") == [variations["utter_ask_contact"]["zh"]]
+    assert await chat.texts("13812345678") == [variations["utter_ask_problem_summary"]["zh"]]
+    [escalated] = await chat.texts("从早上开始刷卡都报1000")
+    ticket = await chat.slot("ticket")
+    assert escalated.startswith(f"您的工单号是 {ticket}。人工客服会在 ")
+    tracker = await agent.tracker_store.get_or_create_tracker("zh-unresolved")
+    assert tracker.is_paused()
+    [case] = desk.call("GET", f"/api/escalations?ticket={ticket}")["escalations"]
+    assert case["merchant_id"] == "898310048160123" and case["contact"] == "13812345678"
+    assert case["priority"] == "high" and len(case["diagnostics"]) == 4
+    # While paused the bot stays quiet.
+    assert await chat.texts("还在吗") == []
 
-async def test_en_whole_diagnostics_fixed_by_the_update(agent, board, variations):
-    board.incidents = []
+
+async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
     chat = Chat(agent, "en-software")
     assert await chat.texts("walk me through the checks") == [
         variations["utter_ask_network_ok"]["en"]
@@ -228,34 +254,30 @@ async def test_en_whole_diagnostics_fixed_by_the_update(agent, board, variations
     assert await chat.slot("rating") == 5.0
 
 
-async def test_known_outage_ends_the_checks(agent, board, variations):
-    board.incidents = [
-        {
-            "id": 1,
-            "status": "active",
-            "region": "全国",
-            "message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."},
-            "expected_end": "2026-11-25T14:00:00+08:00",
-        }
-    ]
+async def test_known_outage_ends_the_checks(agent, desk, variations):
+    incident = desk.call("POST", "/api/incidents", {
+        "region": "全国",
+        "message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."},
+        "expected_end": "2099-11-25T14:00:00+08:00",
+    })
     chat = Chat(agent, "zh-incident")
     await chat.say("开始排查")
     await chat.say("/inform_not_fixed")
     await chat.say("/dont_know")
-    [server] = await chat.texts("/inform_not_fixed")
-    assert "支付网关维护中。" in server and "2026-11-25 14:00" in server
-    [wait] = await chat.texts("还是不行")
-    assert starts_like(wait, variations["utter_incident_wait"]["zh"])
-    assert await chat.slot("diagnostics_outcome") == "known_incident"
+    try:
+        [server] = await chat.texts("/inform_not_fixed")
+        assert "支付网关维护中。" in server and "11-25 14:00" in server
+        [wait] = await chat.texts("还是不行")
+        assert starts_like(wait, variations["utter_incident_wait"]["zh"])
+        assert await chat.slot("diagnostics_outcome") == "known_incident"
+    finally:
+        desk.call("POST", f"/api/incidents/{incident['id']}/close")
 
 
-async def test_human_leaves_the_checks(agent, board, variations):
-    board.incidents = []
+async def test_human_leaves_the_checks(agent, variations):
     chat = Chat(agent, "en-human")
     await chat.say("check it step by step")
-    assert await chat.texts("human please") == [
-        variations["utter_handoff_unavailable"]["en"],
-        variations["utter_contact_support"]["en"],
-    ]
+    assert await chat.texts("human please") == [variations["utter_ask_merchant_ref"]["en"]]
     tracker = await agent.tracker_store.get_or_create_tracker("en-human")
-    assert tracker.active_loop_name is None
+    assert tracker.active_loop_name == "handoff_form"
+    assert await chat.texts("cancel, never mind") == [variations["utter_handoff_cancelled"]["en"]]

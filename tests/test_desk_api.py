@@ -243,6 +243,7 @@ async def test_resolve_resumes_the_bot_in_the_merchants_language(client, rasa):
     assert rasa.events["shop-17"] == [
         {"event": "resume"},
         {"event": "bot", "text": "Support has finished with your case and I'm back. Ask me anything else any time."},
+        {"event": "action", "name": "action_listen"},
     ]
     again = await client.post(f"/api/escalations/{case['id']}/resolve", json={"note": "x"}, headers=AUTH)
     assert again.status == 409

@@ -8,7 +8,9 @@ import pytest
 import sqlalchemy as sa
 
 from support_desk.accounts import create_agent, ensure_first_agent, verify_password
-from support_desk.db import create_engine, migrate, sync_url
+from alembic.script import ScriptDirectory
+
+from support_desk.db import alembic_config, create_engine, migrate, sync_url
 from support_desk.store import Conflict, DeskStore, NewEscalation, NotFound
 from tests.pg_server import PostgresServer
 
@@ -51,9 +53,11 @@ def new_case(**changes) -> NewEscalation:
 
 
 async def test_escalation_life_cycle(store):
-    reply_by = datetime(2026, 11, 25, 10, 30, tzinfo=timezone.utc)
+    # Given in business time (UTC+8), kept as the same instant.
+    reply_by = datetime(2026, 11, 25, 10, 30, tzinfo=timezone(timedelta(hours=8)))
     case, created = await store.create_escalation(new_case(), reply_by)
-    assert created and case["status"] == "open" and case["expected_reply_by"] == reply_by.isoformat()
+    assert created and case["status"] == "open"
+    assert case["expected_reply_by"] == "2026-11-25T02:30:00+00:00"
     assert case["summary"] == "卡号 411111******1111"
     again, created_again = await store.create_escalation(new_case(summary="other"), reply_by)
     assert not created_again and again["id"] == case["id"] and again["summary"] == case["summary"]
@@ -143,4 +147,5 @@ async def test_migrating_again_keeps_the_data(database_url):
     revision = sa.create_engine(sync_url(database_url)).connect().execute(
         sa.text("select version_num from alembic_version")
     ).scalar()
-    assert revision == "0001"
+    head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
+    assert revision == head == "0002"

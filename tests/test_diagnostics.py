@@ -7,7 +7,7 @@ from typing import Any, Dict
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from rasa_sdk.events import SlotSet
+from rasa_sdk.events import FollowupAction, SlotSet
 
 from actions import diagnostics
 from actions.diagnostics import (
@@ -309,7 +309,7 @@ async def test_known_outage_is_told_with_its_end_time(make_tracker, dispatcher, 
     ]
     [message] = dispatcher.messages
     assert message["response"] == "utter_ask_server_ok_incident"
-    assert message["expected_end"] == "2026-11-25 14:00"
+    assert message["expected_end"] == "11-25 14:00"  # business time (Asia/Shanghai)
     assert seen[0]["Authorization"] == "Bearer desk-token"
 
 
@@ -442,11 +442,11 @@ async def test_known_outage_asks_to_wait(make_tracker, dispatcher, domain):
     assert dispatcher.messages[0]["incident"] == "支付网关维护中。"
 
 
-async def test_nothing_helped_points_to_support(make_tracker, dispatcher, domain):
+async def test_nothing_helped_hands_over_to_a_person(make_tracker, dispatcher, domain):
     tracker = make_tracker(
         slots={"network_ok": False, "restart_ok": False, "server_ok": False,
                "server_status": "ok", "software_status": "latest"}
     )
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("diagnostics_outcome", "unresolved")]
-    assert responses(dispatcher) == ["utter_diagnostics_unresolved", "utter_contact_support"]
+    assert events == [SlotSet("diagnostics_outcome", "unresolved"), FollowupAction("handoff_form")]
+    assert responses(dispatcher) == ["utter_diagnostics_unresolved"]

@@ -105,7 +105,8 @@ def test_entity_patterns_work_on_unsegmented_chinese(name, text, found):
 def test_settings_come_from_yaml_and_environment(tmp_path):
     settings_file = tmp_path / "settings.yml"
     settings_file.write_text(
-        "incident_board_url: http://127.0.0.1:8080/api/incidents\n"
+        "desk_url: http://127.0.0.1:8080/\nincident_board_url: http://127.0.0.1:8080/api/incidents\n"
+        "outbox_file: var/outbox.sqlite\noutbox_retry_seconds: 10\ndesk_timeout_seconds: 5\n"
         "upstream_status_url: null\nstatus_timeout_seconds: 2\n"
         "knowledge_file: data/knowledge/terminals.yml\nlabels_file: /etc/labels.yml\n"
     )
@@ -115,6 +116,8 @@ def test_settings_come_from_yaml_and_environment(tmp_path):
                  "DESK_API_TOKEN": "t"},
     )
     assert settings.incident_board_url is None
+    assert settings.desk_url == "http://127.0.0.1:8080"
+    assert settings.outbox_file == ROOT / "var/outbox.sqlite"
     assert settings.upstream_status_url == "http://127.0.0.1:9/s.json"
     assert settings.status_timeout_seconds == 2.0
     assert settings.knowledge_file == ROOT / "data/knowledge/terminals.yml"
@@ -135,6 +138,9 @@ def test_first_run_generates_secrets_and_never_overwrites(tmp_path):
 
 def test_validation_sees_the_responses_actions_send(tmp_path):
     code = tmp_path / "a.py"
-    code.write_text('d.utter_message(response="utter_a")\nd.utter_message(response = \'utter_faq/b\')\n')
-    assert responses_named_in_code([code]) == {"utter_a", "utter_faq/b"}
-    assert RESPONSE_IN_CODE.search('utter_message(text="utter_x")') is None
+    code.write_text(
+        'd.utter_message(response="utter_a")\nd.utter_message(response = \'utter_faq/b\')\n'
+        'TABLE = {"open": "utter_c"}\n# utter_not_quoted\n'
+    )
+    assert responses_named_in_code([code]) == {"utter_a", "utter_faq/b", "utter_c"}
+    assert RESPONSE_IN_CODE.search("utterance utter_x") is None

@@ -1,4 +1,4 @@
-"""Clarifying fallback, rating and the interim handoff: exact events and responses."""
+"""Clarifying fallback and rating: exact events and responses."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +6,6 @@ from rasa_sdk.events import SlotSet
 
 from actions.fallback import ActionClarify
 from actions.feedback import ActionRecordRating, parse_rating
-from actions.handoff import ActionHandoff
 from tests.conftest import responses
 
 RANKING = [
@@ -79,9 +78,3 @@ async def test_invalid_rating_is_asked_again(make_tracker, dispatcher, domain):
     events = await ActionRecordRating().run(dispatcher, tracker, domain)
     assert events == [SlotSet("rating", None)]
     assert responses(dispatcher) == ["utter_rating_invalid"]
-
-
-async def test_handoff_points_to_support_and_records_it(make_tracker, dispatcher, domain):
-    events = await ActionHandoff().run(dispatcher, make_tracker(), domain)
-    assert events == [SlotSet("diagnostics_outcome", "escalated")]
-    assert responses(dispatcher) == ["utter_handoff_unavailable", "utter_contact_support"]

@@ -1,0 +1,57 @@
+"""The support desk's API as the action server uses it (one small class)."""
+from __future__ import annotations
+
+import asyncio
+from typing import Any, Dict, List, Optional
+
+import aiohttp
+
+from actions.settings import Settings
+
+
+class DeskUnavailable(Exception):
+    """The desk could not be reached or did not answer as expected."""
+
+
+class DeskRejected(Exception):
+    """The desk refused the request (4xx): retrying the same request cannot help."""
+
+
+class DeskClient:
+    """Creates escalations and looks tickets up, with the desk bearer token."""
+
+    def __init__(self, settings: Settings, timeout: Optional[float] = None) -> None:
+        if not settings.desk_url:
+            raise DeskUnavailable("no desk_url configured")
+        self._base = settings.desk_url
+        self._headers = {"Authorization": f"Bearer {settings.desk_api_token or ''}"}
+        self._timeout = aiohttp.ClientTimeout(total=timeout or settings.desk_timeout_seconds)
+
+    async def create_escalation(self, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """POST /api/escalations; the desk returns the same case for a repeated ticket."""
+        return await self._request("POST", "/api/escalations", json=payload)
+
+    async def record_outcome(self, outcome: Dict[str, Any]) -> None:
+        """POST /api/outcomes: how a guided diagnostics ended (for the desk's stats)."""
+        await self._request("POST", "/api/outcomes", json=outcome)
+
+    async def find_escalations(
+        self, ticket: Optional[str] = None, sender_id: Optional[str] = None
+    ) -> List[Dict[str, Any]]:
+        """GET /api/escalations filtered by ticket or conversation, newest first."""
+        params = {k: v for k, v in (("ticket", ticket), ("sender_id", sender_id)) if v}
+        body = await self._request("GET", "/api/escalations", params=params)
+        return body.get("escalations") or []
+
+    async def _request(self, method: str, path: str, **kwargs: Any) -> Dict[str, Any]:
+        try:
+            async with aiohttp.ClientSession(timeout=self._timeout, headers=self._headers) as session:
+                async with session.request(method, self._base + path, **kwargs) as response:
+                    body = await response.json(content_type=None)
+                    if 400 <= response.status < 500 and response.status not in (408, 429):
+                        raise DeskRejected(f"desk answered {response.status}: {body}")
+                    if response.status >= 300 or not isinstance(body, dict):
+                        raise DeskUnavailable(f"desk answered {response.status}")
+                    return body
+        except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
+            raise DeskUnavailable(f"desk not reachable: {error.__class__.__name__}") from error

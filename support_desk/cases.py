@@ -1,0 +1,48 @@
+"""What agents do to a case, shared by the JSON API and the console."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Dict, Optional
+
+from support_desk.config import DeskSettings
+from support_desk.relay import RasaRelay
+from support_desk.store import DeskStore
+
+
+@dataclass
+class Delivery:
+    """The stored message or case, and whether Rasa has it yet."""
+
+    record: Dict[str, Any]
+    delivered: bool
+    error: Optional[str] = None
+
+
+async def reply(store: DeskStore, relay: RasaRelay, case_id: int, text: str, agent: Optional[str]) -> Delivery:
+    """Keep the agent's reply, then deliver it (and anything queued before it)."""
+    message = await store.add_agent_reply(case_id, text, agent)
+    failed = await relay.deliver_pending(case_id)
+    return Delivery({**message, "delivered": message["id"] not in failed,
+                     "delivery_error": failed.get(message["id"])},
+                    message["id"] not in failed, failed.get(message["id"]))
+
+
+async def resolve(
+    store: DeskStore, relay: RasaRelay, settings: DeskSettings, case_id: int, note: str, category: Optional[str]
+) -> Delivery:
+    """Close the case; the bot resumes with a closing message in the merchant's language."""
+    current = await store.get_escalation(case_id)
+    closing = settings.closing_message.get(current["language"]) or settings.closing_message["zh"]
+    await store.resolve(case_id, note, category, closing)
+    failed = await relay.deliver_pending(case_id)
+    case = await store.get_escalation(case_id)
+    error = next(iter(failed.values()), None)
+    return Delivery({**case, "bot_resumed": not failed}, not failed, error)
+
+
+async def case_with_live_transcript(store: DeskStore, relay: RasaRelay, case_id: int) -> Dict[str, Any]:
+    """The case, after copying in what the merchant wrote since the handoff."""
+    case = await store.get_escalation(case_id)
+    if case["status"] != "resolved" and await relay.collect_merchant_messages(case):
+        case = await store.get_escalation(case_id)
+    return case

@@ -1,0 +1,340 @@
+"""The agents' console: server-rendered pages (Jinja2, autoescaped), Chinese and English.
+
+Login with an agent account (argon2 hashes); the session is an encrypted HttpOnly,
+SameSite=Strict cookie; every form carries a CSRF token; failed logins are throttled.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from collections import defaultdict, deque
+from datetime import datetime, timedelta, timezone
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+
+import aiohttp_jinja2
+import jinja2
+import yaml
+from aiohttp import web
+from aiohttp_session import get_session, new_session, setup as setup_session
+from aiohttp_session.cookie_storage import EncryptedCookieStorage
+
+from support_desk import cases
+from support_desk.accounts import verify_password
+from support_desk.api import RELAY, SETTINGS, STORE
+from support_desk.privacy import mask_phone
+from support_desk.store import Conflict, NotFound, utcnow
+from support_desk.validation import Invalid, optional_text, parse_time, required_text
+
+HERE = Path(__file__).parent
+routes = web.RouteTableDef()
+LANGUAGES = ("zh", "en")
+LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 300
+
+
+@lru_cache(maxsize=1)
+def texts() -> Dict[str, Dict[str, str]]:
+    """The console's words per language (``console_text.yml``)."""
+    return yaml.safe_load((HERE / "console_text.yml").read_text(encoding="utf-8"))
+
+
+def session_key(secret: str) -> bytes:
+    """32 key bytes derived from DESK_SECRET_KEY (aiohttp-session makes the Fernet key)."""
+    return hashlib.sha256(secret.encode()).digest()
+
+
+def setup_console(app: web.Application, secret_key: str) -> None:
+    """Add sessions, templates and the console routes to the desk app."""
+    setup_session(
+        app,
+        EncryptedCookieStorage(
+            session_key(secret_key),
+            cookie_name="desk_session",
+            httponly=True,
+            samesite="Strict",
+            max_age=8 * 3600,
+        ),
+    )
+    aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.FileSystemLoader(str(HERE / "templates")),
+        autoescape=jinja2.select_autoescape(["html"], default=True),
+    )
+    app.router.add_routes(routes)
+    app["login_failures"] = defaultdict(deque)
+
+
+async def page(request: web.Request, template: str, **context: Any) -> web.Response:
+    """Render a page with the session's language, agent, CSRF token and flash message."""
+    session = await get_session(request)
+    lang = session.get("lang", "zh")
+    if "csrf" not in session:
+        session["csrf"] = secrets.token_urlsafe(24)
+    flash = session.pop("flash", None)
+    return aiohttp_jinja2.render_template(
+        template,
+        request,
+        {
+            "t": texts()[lang],
+            "lang": lang,
+            "agent": session.get("agent"),
+            "csrf": session["csrf"],
+            "flash": flash[0] if flash else None,
+            "flash_error": flash[1] if flash else False,
+            **context,
+        },
+    )
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def agent_only(handler: Handler) -> Handler:
+    """Logged-in agents only; forms must also carry the session's CSRF token."""
+
+    async def wrapped(request: web.Request) -> web.StreamResponse:
+        session = await get_session(request)
+        if not session.get("agent"):
+            if request.path.endswith("/transcript"):
+                return web.json_response({"error": "login required"}, status=401)
+            raise web.HTTPFound("/console/login")
+        if request.method == "POST":
+            await check_csrf(request)
+        try:
+            return await handler(request)
+        except (Invalid, Conflict) as problem:
+            await flash(request, str(problem), error=True)
+            raise web.HTTPFound(request.headers.get("Referer") or "/console") from None
+        except NotFound:
+            raise web.HTTPNotFound(text="not found") from None
+
+    return wrapped
+
+
+async def check_csrf(request: web.Request) -> None:
+    """The form's token must be the session's (constant-time comparison)."""
+    session = await get_session(request)
+    form = await request.post()
+    supplied = str(form.get("csrf", ""))
+    expected = session.get("csrf", "")
+    if not expected or not hmac.compare_digest(supplied.encode(), expected.encode()):
+        raise web.HTTPForbidden(text=texts()[session.get("lang", "zh")]["bad_request"])
+
+
+async def flash(request: web.Request, message: str, error: bool = False) -> None:
+    """A one-time message for the next page."""
+    (await get_session(request))["flash"] = (message, error)
+
+
+async def word(request: web.Request, key: str) -> str:
+    """One console word in the session's language."""
+    return texts()[(await get_session(request)).get("lang", "zh")][key]
+
+
+# --- login ----------------------------------------------------------------------------
+
+
+@routes.get("/console/login")
+async def login_page(request: web.Request) -> web.Response:
+    """The login form."""
+    return await page(request, "login.html")
+
+
+@routes.post("/console/login")
+async def login(request: web.Request) -> web.StreamResponse:
+    """Check the password; a fresh session (and CSRF token) on success."""
+    await check_csrf(request)
+    form = await request.post()
+    username = str(form.get("username", ""))[:64]
+    failures: Deque[float] = request.app["login_failures"][(request.remote, username)]
+    now = time.monotonic()
+    while failures and now - failures[0] > LOGIN_WINDOW_SECONDS:
+        failures.popleft()
+    if len(failures) >= LOGIN_ATTEMPTS:
+        await flash(request, await word(request, "login_throttled"), error=True)
+        raise web.HTTPFound("/console/login")
+    stored = await request.app[STORE].agent_password_hash(username)
+    if not verify_password(stored, str(form.get("password", ""))):
+        failures.append(now)
+        await flash(request, await word(request, "login_failed"), error=True)
+        raise web.HTTPFound("/console/login")
+    lang = (await get_session(request)).get("lang", "zh")
+    session = await new_session(request)  # a new identity: no session fixation
+    session.update(agent=username, lang=lang, csrf=secrets.token_urlsafe(24))
+    raise web.HTTPFound("/console")
+
+
+@routes.post("/console/logout")
+@agent_only
+async def logout(request: web.Request) -> web.StreamResponse:
+    """End the session."""
+    (await get_session(request)).invalidate()
+    raise web.HTTPFound("/console/login")
+
+
+@routes.get("/console/lang/{lang}")
+async def switch_language(request: web.Request) -> web.StreamResponse:
+    """Chinese or English pages."""
+    lang = request.match_info["lang"]
+    if lang in LANGUAGES:
+        (await get_session(request))["lang"] = lang
+    raise web.HTTPFound(request.headers.get("Referer") or "/console")
+
+
+# --- queue and cases ------------------------------------------------------------------
+
+
+def sla_state(case: Dict[str, Any], sla_minutes: Dict[str, int], now: datetime) -> str:
+    """``done`` once answered, else ``ok`` / ``due`` (last 20 %) / ``breached``."""
+    if case["first_reply_at"] or case["status"] == "resolved":
+        return "done"
+    limit = sla_minutes.get(case["priority"], sla_minutes.get("normal", 120))
+    waited = (now - datetime.fromisoformat(case["created_at"])).total_seconds() / 60
+    if waited >= limit:
+        return "breached"
+    return "due" if waited >= 0.8 * limit else "ok"
+
+
+@routes.get("/console")
+@agent_only
+async def queue(request: web.Request) -> web.Response:
+    """Escalations with filters (status, priority, age) and an SLA badge."""
+    status = request.query.get("status") or None
+    priority = request.query.get("priority") or None
+    older_than = request.query.get("older_than", "").strip()
+    found = await request.app[STORE].list_escalations(status=status if status in ("open", "claimed", "resolved") else None)
+    now = utcnow()
+    sla = request.app[SETTINGS].sla_minutes
+    rows = []
+    for case in found:
+        age = int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60)
+        if priority and case["priority"] != priority:
+            continue
+        if older_than.isdigit() and age < int(older_than):
+            continue
+        rows.append({**case, "age_minutes": age, "sla": sla_state(case, sla, now),
+                     "contact_masked": mask_phone(case["contact"] or "")})
+    return await page(request, "queue.html", cases=rows,
+                      filters={"status": status, "priority": priority, "older_than": older_than})
+
+
+@routes.get("/console/cases/{id}")
+@agent_only
+async def case_page(request: web.Request) -> web.Response:
+    """One case: details, diagnostics checklist, live transcript, reply, claim, resolve."""
+    case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
+    t = texts()[(await get_session(request)).get("lang", "zh")]
+    return await page(
+        request, "case.html", case=case,
+        sla=sla_state(case, request.app[SETTINGS].sla_minutes, utcnow()),
+        roles_json=json.dumps({r: t[f"role_{r}"] for r in ("user", "bot", "agent")}, ensure_ascii=False),
+        not_delivered_json=json.dumps(t["not_delivered"], ensure_ascii=False),
+    )
+
+
+@routes.get("/console/cases/{id}/transcript")
+@agent_only
+async def case_transcript(request: web.Request) -> web.Response:
+    """The live transcript for the case page's polling (JSON, session auth)."""
+    case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
+    return web.json_response({"status": case["status"], "transcript": case["transcript"]})
+
+
+@routes.post("/console/cases/{id}/claim")
+@agent_only
+async def claim(request: web.Request) -> web.StreamResponse:
+    """Take the case."""
+    agent = (await get_session(request))["agent"]
+    await request.app[STORE].claim(_id(request), agent)
+    await flash(request, await word(request, "claimed_ok"))
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/reply")
+@agent_only
+async def reply(request: web.Request) -> web.StreamResponse:
+    """Send a reply; if Rasa is down the reply is kept and the agent is told."""
+    form = await request.post()
+    text = required_text(dict(form), "text", 4000)
+    agent = (await get_session(request))["agent"]
+    result = await cases.reply(request.app[STORE], request.app[RELAY], _id(request), text, agent)
+    await flash(request, await word(request, "sent" if result.delivered else "rasa_down"),
+                error=not result.delivered)
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/resolve")
+@agent_only
+async def resolve(request: web.Request) -> web.StreamResponse:
+    """Close the case with a note and category; the bot takes over again."""
+    form = dict(await request.post())
+    result = await cases.resolve(
+        request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
+        required_text(form, "note", 2000), optional_text(form, "category", 64),
+    )
+    await flash(request, await word(request, "resolved_ok" if result.delivered else "resolved_pending"),
+                error=not result.delivered)
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+# --- incidents and stats --------------------------------------------------------------
+
+
+@routes.get("/console/incidents")
+@agent_only
+async def incidents_page(request: web.Request) -> web.Response:
+    """Every incident, newest first, and the form to post one."""
+    return await page(request, "incidents.html",
+                      incidents=await request.app[STORE].list_incidents(active_only=False))
+
+
+@routes.post("/console/incidents")
+@agent_only
+async def post_incident(request: web.Request) -> web.StreamResponse:
+    """Post a known outage from the form."""
+    form = dict(await request.post())
+    end = form.get("expected_end") or None
+    expected_end = parse_time({"expected_end": end}, "expected_end")
+    if expected_end is not None and expected_end <= utcnow():
+        raise Invalid("expected_end must be in the future")
+    await request.app[STORE].create_incident({
+        "region": optional_text(form, "region", 64) or "all",
+        "message_zh": required_text(form, "message_zh", 1000),
+        "message_en": required_text(form, "message_en", 1000),
+        "starts_at": utcnow(),
+        "expected_end": expected_end,
+    })
+    raise web.HTTPFound("/console/incidents")
+
+
+@routes.post("/console/incidents/{id}/close")
+@agent_only
+async def close_incident(request: web.Request) -> web.StreamResponse:
+    """End an outage."""
+    await request.app[STORE].close_incident(_id(request))
+    raise web.HTTPFound("/console/incidents")
+
+
+@routes.get("/console/stats")
+@agent_only
+async def stats_page(request: web.Request) -> web.Response:
+    """Charts: escalations per day, bot-solved vs escalated, fixes per step, median reply."""
+    stats = await request.app[STORE].stats()
+    t = texts()[(await get_session(request)).get("lang", "zh")]
+    return await page(
+        request, "stats.html", stats=stats,
+        per_day=[(day[5:], n) for day, n in stats["escalations_per_day"].items()],
+        solved=[(t["solved_by_bot"], stats["solved_by_bot"]), (t["escalated"], stats["escalated"])],
+        steps=[(t[f"step_{s}"], n) for s, n in stats["fixed_by_step"].items()],
+    )
+
+
+def _id(request: web.Request) -> int:
+    try:
+        return int(request.match_info["id"])
+    except ValueError:
+        raise NotFound(request.match_info["id"]) from None

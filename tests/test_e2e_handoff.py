@@ -1,0 +1,169 @@
+"""End to end with real processes on 127.0.0.1: Rasa server, action server, support desk.
+
+A merchant talks over Rasa's REST channel, runs the diagnostics and is handed over; an
+agent replies through the desk API; the reply is in the merchant's Rasa tracker; the
+agent resolves and the bot answers the merchant again. Then the desk is stopped, a
+second merchant escalates, the desk comes back and the escalation arrives exactly once.
+"""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from tests.test_conversations import MODEL, ROOT, DeskProcess, free_port, wait_for
+
+RASA_TOKEN = "e2e-rasa-token"
+RASA = str(Path(sys.executable).with_name("rasa"))
+
+
+def http(method: str, url: str, body: Any = None, headers: Dict[str, str] = None) -> Any:
+    request = urllib.request.Request(
+        url, method=method, data=json.dumps(body).encode() if body is not None else None,
+        headers={"Content-Type": "application/json", **(headers or {})},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read() or b"null")
+
+
+class Stack:
+    """Desk, action server and Rasa, wired together as `make run` wires them."""
+
+    def __init__(self, directory: Path) -> None:
+        assert MODEL.exists(), "no trained model: run `make train` (make test does it first)"
+        self.directory = directory
+        self.rasa_port, self.actions_port = free_port(), free_port()
+        self.desk = self._start_desk(port=None)
+        env = {
+            **os.environ,
+            "DESK_URL": self.desk.url,
+            "DESK_API_TOKEN": self.desk.token,
+            "INCIDENT_BOARD_URL": f"{self.desk.url}/api/incidents",
+            "OUTBOX_FILE": str(directory / "outbox.sqlite"),
+            "OUTBOX_RETRY_SECONDS": "1",
+            "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
+            "TRACKER_STORE_URL": f"sqlite:///{directory / 'tracker.db'}",
+        }
+        self.actions = subprocess.Popen(
+            [RASA, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        self.rasa = subprocess.Popen(
+            [RASA, "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
+             "--credentials", "credentials.yml", "--enable-api", "--auth-token", RASA_TOKEN,
+             "--interface", "127.0.0.1", "--port", str(self.rasa_port)],
+            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        wait_for(f"http://127.0.0.1:{self.actions_port}/health", self.actions, "action server")
+        wait_for(f"{self.rasa_url}/", self.rasa, "Rasa")
+        for _ in range(120):  # the model loads after the port opens
+            if http("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}").get("model_file"):
+                break
+            time.sleep(1)
+
+    def _start_desk(self, port) -> DeskProcess:
+        os.environ["RASA_URL"] = f"http://127.0.0.1:{self.rasa_port}"
+        os.environ["RASA_AUTH_TOKEN"] = RASA_TOKEN
+        try:
+            return DeskProcess(self.directory, port=port)
+        finally:
+            del os.environ["RASA_URL"], os.environ["RASA_AUTH_TOKEN"]
+
+    @property
+    def rasa_url(self) -> str:
+        return f"http://127.0.0.1:{self.rasa_port}"
+
+    def say(self, sender: str, text: str) -> List[str]:
+        answers = http("POST", f"{self.rasa_url}/webhooks/rest/webhook", {"sender": sender, "message": text})
+        return [answer.get("text", "") for answer in answers or []]
+
+    def tracker(self, sender: str) -> Dict[str, Any]:
+        return http("GET", f"{self.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}")
+
+    def stop(self) -> None:
+        for process in (self.rasa, self.actions):
+            process.terminate()
+            process.wait(20)
+        self.desk.stop()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("e2e"))
+    yield running
+    running.stop()
+
+
+def walk_to_handoff(stack: Stack, sender: str) -> str:
+    """Run the diagnostics to the end without a fix and give the handoff details."""
+    stack.say(sender, "pos机报1000咋整")
+    stack.say(sender, "/start_diagnostics")
+    for answer in ("/inform_not_fixed", '/inform{"terminal_model": "pax_a920"}',
+                   "/inform_not_fixed", "/inform_not_fixed", "3.2.1"):
+        stack.say(sender, answer)
+    stack.say(sender, "商户号898310048160123")
+    stack.say(sender, "13812345678")
+    [escalated] = stack.say(sender, "从早上开始刷卡都报1000")
+    return escalated
+
+
+def test_merchant_and_agent_hold_the_whole_conversation(stack):
+    merchant = "e2e-shop-1"
+    escalated = walk_to_handoff(stack, merchant)
+    assert escalated.startswith("您的工单号是 PX-")
+    ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
+    auth = {"Authorization": f"Bearer {stack.desk.token}"}
+
+    [case] = http("GET", f"{stack.desk.url}/api/escalations?ticket={ticket}", headers=auth)["escalations"]
+    assert case["sender_id"] == merchant and case["channel"] == "rest" and case["status"] == "open"
+    assert stack.tracker(merchant)["paused"] is True
+
+    # The merchant writes while paused: kept, shown to the agent, the bot stays quiet.
+    assert stack.say(merchant, "还要等多久") == []
+    detail = http("GET", f"{stack.desk.url}/api/escalations/{case['id']}", headers=auth)
+    assert [m["text"] for m in detail["transcript"] if m["kind"] == "merchant"] == ["还要等多久"]
+
+    http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/claim", {"agent": "li"}, auth)
+    reply = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply",
+                 {"text": "您好，我是客服小李，正在查后台。", "agent": "li"}, auth)
+    assert reply["delivered"] is True
+    bot_texts = [e.get("text") for e in stack.tracker(merchant)["events"] if e["event"] == "bot"]
+    assert bot_texts[-1] == "您好，我是客服小李，正在查后台。"
+
+    resolved = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/resolve",
+                    {"note": "后台通道已恢复", "category": "server"}, auth)
+    assert resolved["status"] == "resolved" and resolved["bot_resumed"] is True
+    tracker = stack.tracker(merchant)
+    assert tracker["paused"] is False
+    assert [e["event"] for e in tracker["events"]][-3:] == ["resume", "bot", "action"]
+
+    # The bot answers the merchant's next message again.
+    answers = stack.say(merchant, "1000是什么意思")
+    assert answers and answers[0].startswith("错误码1000一般表示")
+
+
+def test_desk_down_escalation_arrives_once_when_it_is_back(stack):
+    auth = {"Authorization": f"Bearer {stack.desk.token}"}
+    port = stack.desk.port
+    stack.desk.stop()
+    escalated = walk_to_handoff(stack, "e2e-shop-2")
+    assert "工单已保存" in escalated
+    ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
+    stack.desk = stack._start_desk(port=port)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        found = http("GET", f"{stack.desk.url}/api/escalations?ticket={ticket}", headers=auth)["escalations"]
+        if found:
+            break
+        time.sleep(0.5)
+    time.sleep(3)  # a few more retry rounds: still exactly one
+    found = http("GET", f"{stack.desk.url}/api/escalations?sender_id=e2e-shop-2", headers=auth)["escalations"]
+    assert [c["ticket"] for c in found] == [ticket]
