@@ -252,6 +252,9 @@ class ActionAskServerOk(Action):
         if report.incidents:
             incident = report.incidents[0]
             message = pick_text(incident.message, language_of(tracker))
+            if incident.region and incident.region.lower() not in ("all", "全国"):
+                # The merchant's region is not known here: name the affected one.
+                message = f"【{incident.region}】{message}"
             end = local_time(incident.expected_end)
             if end:
                 dispatcher.utter_message(

@@ -34,6 +34,7 @@ HERE = Path(__file__).parent
 routes = web.RouteTableDef()
 LANGUAGES = ("zh", "en")
 LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 300
+LOGIN_FAILURES = web.AppKey("login_failures", dict)
 
 
 @lru_cache(maxsize=1)
@@ -65,7 +66,7 @@ def setup_console(app: web.Application, secret_key: str) -> None:
         autoescape=jinja2.select_autoescape(["html"], default=True),
     )
     app.router.add_routes(routes)
-    app["login_failures"] = defaultdict(deque)
+    app[LOGIN_FAILURES] = defaultdict(deque)
 
 
 async def page(request: web.Request, template: str, **context: Any) -> web.Response:
@@ -150,8 +151,12 @@ async def login(request: web.Request) -> web.StreamResponse:
     await check_csrf(request)
     form = await request.post()
     username = str(form.get("username", ""))[:64]
-    failures: Deque[float] = request.app["login_failures"][(request.remote, username)]
+    table = request.app[LOGIN_FAILURES]
     now = time.monotonic()
+    if len(table) > 10_000:  # bounded memory: forget the keys whose window has passed
+        for key in [k for k, v in table.items() if not v or now - v[-1] > LOGIN_WINDOW_SECONDS]:
+            del table[key]
+    failures: Deque[float] = table[(request.remote, username)]
     while failures and now - failures[0] > LOGIN_WINDOW_SECONDS:
         failures.popleft()
     if len(failures) >= LOGIN_ATTEMPTS:

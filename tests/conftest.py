@@ -20,6 +20,17 @@ def domain() -> Dict[str, Any]:
 
 
 @pytest.fixture
+async def rasa():
+    """Rasa's HTTP API double on 127.0.0.1 (tests/desk_support.py); ``rasa.url``."""
+    from tests.desk_support import RasaDouble
+
+    double = RasaDouble()
+    double.url = await double.start()
+    yield double
+    await double.server.close()
+
+
+@pytest.fixture
 def dispatcher() -> CollectingDispatcher:
     """A dispatcher that collects what the action sends."""
     return CollectingDispatcher()

@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from support_desk.app import create_app
-from tests.desk_support import AUTH, RasaDouble, desk_settings
+from tests.desk_support import AUTH, desk_settings
 
 CASE = {
     "ticket": "PX-ABC234",
@@ -26,15 +26,6 @@ CASE = {
         {"role": "bot", "text": "出现1000，按这四步排查", "at": "2026-11-25T02:00:01Z"},
     ],
 }
-
-
-@pytest.fixture
-async def rasa():
-    double = RasaDouble()
-    url = await double.start()
-    double.url = url
-    yield double
-    await double.server.close()
 
 
 @pytest.fixture

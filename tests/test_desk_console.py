@@ -9,17 +9,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from support_desk.accounts import create_agent
 from support_desk.api import STORE
 from support_desk.app import create_app
-from tests.desk_support import AUTH, RasaDouble, desk_settings
+from tests.desk_support import AUTH, desk_settings
 
 SCRIPT = '<script>alert("x")</script>'
-
-
-@pytest.fixture
-async def rasa():
-    double = RasaDouble()
-    double.url = await double.start()
-    yield double
-    await double.server.close()
 
 
 @pytest.fixture

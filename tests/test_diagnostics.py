@@ -305,7 +305,7 @@ async def test_known_outage_is_told_with_its_end_time(make_tracker, dispatcher, 
         await board.close()
     assert events == [
         SlotSet("server_status", "incident"),
-        SlotSet("incident_message", "支付网关维护中。"),
+        SlotSet("incident_message", "【上海】支付网关维护中。"),
     ]
     [message] = dispatcher.messages
     assert message["response"] == "utter_ask_server_ok_incident"
@@ -322,7 +322,7 @@ async def test_outage_without_end_time_in_english(make_tracker, dispatcher, doma
         )
     finally:
         await board.close()
-    assert events[1] == SlotSet("incident_message", "Payment gateway maintenance.")
+    assert events[1] == SlotSet("incident_message", "【上海】Payment gateway maintenance.")
     assert responses(dispatcher) == ["utter_ask_server_ok_incident_open"]
 
 
