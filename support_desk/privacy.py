@@ -10,7 +10,8 @@ import re
 
 # Digits with optional single space/dash separators, not touching other digits.
 _CANDIDATE = re.compile(r"(?<![\d])(?:\d[ \-]?){12,18}\d(?![\d])")
-_PHONE = re.compile(r"(?<!\d)(\+?\d{2,4}[ \-]?)?(1\d{2})(\d{4})(\d{4})(?!\d)")
+# A mainland mobile number, optionally after a country code written as "+86" or "86 ".
+_PHONE = re.compile(r"(?<!\d)(\+\d{1,3}[ \-]?|86[ \-])?(1[3-9]\d)(\d{4})(\d{4})(?!\d)")
 
 
 def luhn_valid(digits: str) -> bool:

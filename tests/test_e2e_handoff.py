@@ -52,15 +52,17 @@ class Stack:
             "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
             "TRACKER_STORE_URL": f"sqlite:///{directory / 'tracker.db'}",
         }
+        # Logs are kept: a test checks no card number reaches them.
+        self.logs = [directory / "actions.log", directory / "rasa.log"]
         self.actions = subprocess.Popen(
             [RASA, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env, stdout=self.logs[0].open("wb"), stderr=subprocess.STDOUT,
         )
         self.rasa = subprocess.Popen(
             [RASA, "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
              "--credentials", "credentials.yml", "--enable-api", "--auth-token", RASA_TOKEN,
              "--interface", "127.0.0.1", "--port", str(self.rasa_port)],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            cwd=ROOT, env=env, stdout=self.logs[1].open("wb"), stderr=subprocess.STDOUT,
         )
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", self.actions, "action server")
         wait_for(f"{self.rasa_url}/", self.rasa, "Rasa")
@@ -167,3 +169,28 @@ def test_desk_down_escalation_arrives_once_when_it_is_back(stack):
     time.sleep(3)  # a few more retry rounds: still exactly one
     found = http("GET", f"{stack.desk.url}/api/escalations?sender_id=e2e-shop-2", headers=auth)["escalations"]
     assert [c["ticket"] for c in found] == [ticket]
+
+
+CARD = "6222021234567890128"  # Luhn-valid, 19 digits
+CARD_MASKED = "622202******0128"
+
+
+def test_card_numbers_are_masked_before_anything_stores_or_logs_them(stack):
+    merchant = "e2e-shop-card"
+    answers = stack.say(merchant, f"刷卡 {CARD} 报1000了 怎么办")
+    assert answers
+    user_texts = [e["text"] for e in stack.tracker(merchant)["events"] if e["event"] == "user"]
+    assert user_texts == [f"刷卡 {CARD_MASKED} 报1000了 怎么办"]
+
+    stack.say(merchant, "转人工")
+    stack.say(merchant, f"终端号20481234 卡号{CARD}")
+    stack.say(merchant, "13812345678")
+    [escalated] = stack.say(merchant, f"顾客的卡{CARD}一直报1000")
+    assert "PX-" in escalated
+
+    # Every database file (with SQLite's -wal / -journal companions) and every log.
+    stored = [*stack.directory.glob("*.db*"), *stack.directory.glob("*.sqlite*"), *stack.logs]
+    assert {p.name for p in stored} >= {"tracker.db", "desk.db", "outbox.sqlite", "rasa.log", "actions.log"}
+    assert CARD_MASKED.encode() in (stack.directory / "tracker.db").read_bytes()
+    for path in stored:
+        assert CARD.encode() not in path.read_bytes(), f"full card number in {path.name}"
