@@ -7,19 +7,25 @@ second merchant escalates, the desk comes back and the escalation arrives exactl
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
+import threading
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 import pytest
+from aiohttp import web
 
 from tests.test_conversations import MODEL, ROOT, DeskProcess, free_port, wait_for
+from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, text_message
 
 RASA_TOKEN = "e2e-rasa-token"
 RASA = str(Path(sys.executable).with_name("rasa"))
@@ -37,7 +43,7 @@ def http(method: str, url: str, body: Any = None, headers: Dict[str, str] = None
 class Stack:
     """Desk, action server and Rasa, wired together as `make run` wires them."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, credentials: Path) -> None:
         assert MODEL.exists(), "no trained model: run `make train` (make test does it first)"
         self.directory = directory
         self.rasa_port, self.actions_port = free_port(), free_port()
@@ -60,7 +66,7 @@ class Stack:
         )
         self.rasa = subprocess.Popen(
             [RASA, "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
-             "--credentials", "credentials.yml", "--enable-api", "--auth-token", RASA_TOKEN,
+             "--credentials", str(credentials), "--enable-api", "--auth-token", RASA_TOKEN,
              "--interface", "127.0.0.1", "--port", str(self.rasa_port)],
             cwd=ROOT, env=env, stdout=self.logs[1].open("wb"), stderr=subprocess.STDOUT,
         )
@@ -97,9 +103,64 @@ class Stack:
         self.desk.stop()
 
 
+class PlatformThread:
+    """WeCom's token and send-message API on 127.0.0.1, in a thread of its own."""
+
+    def __init__(self) -> None:
+        self.sent: List[Dict[str, Any]] = []
+        self.port = free_port()
+        ready = threading.Event()
+
+        async def token(_: web.Request) -> web.Response:
+            return web.json_response({"errcode": 0, "access_token": "tok", "expires_in": 7200})
+
+        async def send(request: web.Request) -> web.Response:
+            self.sent.append(await request.json())
+            return web.json_response({"errcode": 0, "errmsg": "ok"})
+
+        def serve() -> None:
+            loop = asyncio.new_event_loop()
+            asyncio.set_event_loop(loop)
+            app = web.Application()
+            app.router.add_get("/cgi-bin/gettoken", token)
+            app.router.add_post("/cgi-bin/message/send", send)
+            runner = web.AppRunner(app)
+            loop.run_until_complete(runner.setup())
+            loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
+            ready.set()
+            loop.run_forever()
+
+        threading.Thread(target=serve, daemon=True).start()
+        ready.wait(10)
+
+    def texts(self, user: str) -> List[str]:
+        return [m["text"]["content"] for m in self.sent if m["touser"] == user]
+
+
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("e2e"))
+def platform() -> PlatformThread:
+    return PlatformThread()
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory, platform) -> Iterator[Stack]:
+    directory = tmp_path_factory.mktemp("e2e")
+    # The repository's channels plus WeCom, its API pointed at the local platform.
+    credentials = directory / "credentials.yml"
+    credentials.write_text(
+        (ROOT / "credentials.yml").read_text(encoding="utf-8")
+        + f"""
+channels.wecom.WeComInput:
+  token: {DOC_TOKEN}
+  encoding_aes_key: {DOC_AES_KEY}
+  corp_id: {DOC_CORP_ID}
+  agent_id: "1000002"
+  secret: test-secret
+  api_base: http://127.0.0.1:{platform.port}
+""",
+        encoding="utf-8",
+    )
+    running = Stack(directory, credentials)
     yield running
     running.stop()
 
@@ -194,3 +255,59 @@ def test_card_numbers_are_masked_before_anything_stores_or_logs_them(stack):
     assert CARD_MASKED.encode() in (stack.directory / "tracker.db").read_bytes()
     for path in stored:
         assert CARD.encode() not in path.read_bytes(), f"full card number in {path.name}"
+
+
+def wait_until(condition, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.3)
+
+
+def post_callback(stack: Stack, query: Dict[str, str], body: bytes) -> int:
+    url = f"{stack.rasa_url}/webhooks/wecom/webhook?" + "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
+    request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/xml"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            assert response.read() == b""  # answered at once; the reply goes via the API
+            return response.status
+    except urllib.error.HTTPError as refused:
+        return refused.code
+
+
+def test_wecom_merchant_gets_answers_and_the_agents_reply(stack, platform):
+    user = "zhangsan"
+    plain = text_message(user, f"pos机报1000咋整 卡号{CARD}", "9001")
+    query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, plain, str(int(time.time())))
+    assert post_callback(stack, query, body) == 200
+    wait_until(lambda: len(platform.texts(user)) >= 2)
+    assert platform.texts(user)[0].startswith("出现1000，按这四步排查")
+    assert "1. 好，带我排查" in platform.texts(user)[1]  # the offer's buttons, numbered
+
+    # The platform retries the same MsgId (after 5 s, three times): answered once.
+    for _ in range(3):
+        assert post_callback(stack, query, body) == 200
+    time.sleep(3)
+    assert len(platform.texts(user)) == 2
+
+    forged = {**query, "msg_signature": "0" * 40}
+    assert post_callback(stack, forged, body) == 403
+    stale_query, stale_body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, text_message(user, "hi", "9002"), "1409659589")
+    assert post_callback(stack, stale_query, stale_body) == 403
+
+    users = [e["text"] for e in stack.tracker(user)["events"] if e["event"] == "user"]
+    assert users == [f"pos机报1000咋整 卡号{CARD_MASKED}"]
+
+    # "1" answers the numbered choice: the guided checks start.
+    query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, text_message(user, "1", "9003"), str(int(time.time())))
+    assert post_callback(stack, query, body) == 200
+    wait_until(lambda: len(platform.texts(user)) >= 3)
+    assert platform.texts(user)[2].startswith("第1步（共4步）：检查网络。")
+
+    # An agent's reply through the desk reaches the merchant in WeCom.
+    auth = {"Authorization": f"Bearer {stack.desk.token}"}
+    case = http("POST", f"{stack.desk.url}/api/escalations",
+                {"sender_id": user, "channel": "wecom", "language": "zh", "summary": "via wecom"}, auth)
+    reply = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李"}, auth)
+    assert reply["delivered"] is True
+    wait_until(lambda: "您好，我是客服小李" in platform.texts(user))
