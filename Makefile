@@ -36,7 +36,12 @@ $(VENV)/.installed: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[test]"
 	@touch $@
 
-install: $(VENV)/.installed
+# The website widget (rasa-webchat) from npm, served by the desk at /chat.
+web/node_modules/.installed: web/package.json web/package-lock.json
+	cd web && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+install: $(VENV)/.installed web/node_modules/.installed
 
 .env:
 	@$(BIN)/python scripts/ensure_env.py .env
@@ -54,9 +59,11 @@ train: $(MODEL)
 validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
 
-run: $(MODEL) .env
+run: $(MODEL) .env web/node_modules/.installed
 	@echo "Starting Rasa (http://127.0.0.1:5005), the action server (:5055) and the support desk (http://127.0.0.1:8080)."
-	@echo "Chat: make shell in another terminal, or POST to the REST channel:"
+	@echo "Merchant help page with the chat widget: http://127.0.0.1:8080/chat (?lang=en)"
+	@echo "Agent console: http://127.0.0.1:8080/console"
+	@echo "Chat in a terminal: make shell; or POST to the REST channel:"
 	@echo "  curl -s http://127.0.0.1:5005/webhooks/rest/webhook -d '{\"sender\": \"me\", \"message\": \"pos机报1000咋整\"}'"
 	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN, the desk API DESK_API_TOKEN (both in .env). Ctrl-C stops all three."
 	@set -a; . ./.env; set +a; $(BIN)/honcho start -f Procfile
@@ -70,7 +77,7 @@ shell: $(MODEL) .env
 
 test: validate test-unit test-stories test-nlu
 
-test-unit: $(MODEL)
+test-unit: $(MODEL) web/node_modules/.installed
 	$(BIN)/pytest -q
 
 test-stories: $(MODEL)

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Dict, List, Optional, Text
 
 from rasa_sdk import Action, FormValidationAction, Tracker
-from rasa_sdk.events import EventType, FollowupAction, SlotSet
+from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
@@ -342,16 +342,20 @@ class ActionFinishDiagnostics(Action):
             )
             dispatcher.utter_message(response="utter_prevention")
             dispatcher.utter_message(response="utter_ask_rating", buttons=RATING_BUTTONS)
-            return [SlotSet("diagnostics_outcome", "resolved"), SlotSet("fixed_step", step)]
+            return [
+                SlotSet("diagnostics_outcome", "resolved"),
+                SlotSet("fixed_step", step),
+                SlotSet("needs_person", False),
+            ]
         if stopped_by_incident(tracker):
             dispatcher.utter_message(
                 response="utter_incident_wait",
                 incident=tracker.get_slot("incident_message") or "",
             )
-            return [SlotSet("diagnostics_outcome", "known_incident")]
+            return [SlotSet("diagnostics_outcome", "known_incident"), SlotSet("needs_person", False)]
         dispatcher.utter_message(response="utter_diagnostics_unresolved")
-        # Nothing helped: go straight on to collecting what support needs.
-        return [SlotSet("diagnostics_outcome", "unresolved"), FollowupAction("handoff_form")]
+        # Nothing helped: a rule goes straight on to collecting what support needs.
+        return [SlotSet("diagnostics_outcome", "unresolved"), SlotSet("needs_person", True)]
 
 
 async def report_outcome(tracker: Tracker, outcome: str, step: Optional[str]) -> None:

@@ -183,6 +183,7 @@ class ActionEscalate(Action):
         return [
             SlotSet("ticket", ticket),
             SlotSet("diagnostics_outcome", "escalated"),
+            SlotSet("needs_person", False),
             ConversationPaused(),
         ]
 

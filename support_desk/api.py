@@ -168,7 +168,9 @@ async def claim(request: web.Request) -> web.Response:
     """An agent takes the case."""
     body = await read_json(request)
     agent = required_text(body, "agent", 64)
-    return web.json_response(await request.app[STORE].claim(escalation_id(request), agent))
+    return web.json_response(
+        await cases.claim(request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request), agent)
+    )
 
 
 @routes.post("/api/escalations/{id}/reply")

@@ -11,6 +11,7 @@ from aiohttp import web
 from support_desk.accounts import ensure_first_agent
 from support_desk.api import RELAY, SETTINGS, STORE, bearer_auth, json_errors, routes
 from support_desk.config import DeskSettings, load_settings
+from support_desk.chat import routes as chat_routes
 from support_desk.console import setup_console
 from support_desk.db import create_engine, migrate
 from support_desk.openapi import OPENAPI_ROUTE
@@ -32,6 +33,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     if not settings.secret_key:
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
     setup_console(app, settings.secret_key)
+    app.router.add_routes(chat_routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_migrations:

@@ -18,6 +18,15 @@ class Delivery:
     error: Optional[str] = None
 
 
+async def claim(store: DeskStore, relay: RasaRelay, settings: DeskSettings, case_id: int, agent: str) -> Dict[str, Any]:
+    """Take the case and tell the merchant that a person has joined."""
+    current = await store.get_escalation(case_id)
+    template = settings.agent_joined_message.get(current["language"]) or settings.agent_joined_message["zh"]
+    case = await store.claim(case_id, agent, template.format(agent=agent))
+    await relay.deliver_pending(case_id)
+    return await store.get_escalation(case_id)
+
+
 async def reply(store: DeskStore, relay: RasaRelay, case_id: int, text: str, agent: Optional[str]) -> Delivery:
     """Keep the agent's reply, then deliver it (and anything queued before it)."""
     message = await store.add_agent_reply(case_id, text, agent)

@@ -39,6 +39,8 @@ class DeskSettings:
     sla_minutes: Dict[str, int] = field(default_factory=dict)
     max_body_bytes: int = 262144
     closing_message: Dict[str, str] = field(default_factory=dict)
+    agent_joined_message: Dict[str, str] = field(default_factory=dict)
+    public_rasa_url: str = "http://127.0.0.1:5005"
     delivery_retry_seconds: float = 10.0
 
 
@@ -66,5 +68,7 @@ def load_settings(
         sla_minutes={k: int(v) for k, v in raw["sla_minutes"].items()},
         max_body_bytes=int(raw["max_body_bytes"]),
         closing_message=dict(raw["closing_message"]),
+        agent_joined_message=dict(raw["agent_joined_message"]),
+        public_rasa_url=(environ.get("RASA_PUBLIC_URL") or raw["public_rasa_url"]).rstrip("/"),
         delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
     )

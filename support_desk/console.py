@@ -254,7 +254,7 @@ async def case_transcript(request: web.Request) -> web.Response:
 async def claim(request: web.Request) -> web.StreamResponse:
     """Take the case."""
     agent = (await get_session(request))["agent"]
-    await request.app[STORE].claim(_id(request), agent)
+    await cases.claim(request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request), agent)
     await flash(request, await word(request, "claimed_ok"))
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 

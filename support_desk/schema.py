@@ -48,7 +48,7 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("author", sa.String(64)),
-    # transcript | merchant | reply | closing (the closing message also resumes the bot)
+    # transcript | merchant | reply | notice | closing (closing also resumes the bot)
     sa.Column("kind", sa.String(16), nullable=False),
     # Agent replies and the closing message wait here until Rasa has them.
     sa.Column("delivered_at", sa.DateTime(timezone=True)),

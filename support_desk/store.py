@@ -193,19 +193,26 @@ class DeskStore:
                 raise NotFound(sender_id)
             return await self._escalation(conn, escalation_id)
 
-    async def claim(self, escalation_id: int, agent: str) -> Dict[str, Any]:
-        """An agent takes the case; a resolved case cannot be claimed."""
+    async def claim(self, escalation_id: int, agent: str, joined_text: Optional[str] = None) -> Dict[str, Any]:
+        """An agent takes the case; the merchant is told once (``joined_text``, queued)."""
         async with self.engine.begin() as conn:
             current = await self._escalation(conn, escalation_id)
             if current["status"] == "resolved":
                 raise Conflict("escalation is resolved")
             if current["status"] == "claimed" and current["claimed_by"] != agent:
                 raise Conflict(f"escalation is claimed by {current['claimed_by']}")
+            now = utcnow()
             await conn.execute(
                 escalations.update()
                 .where(escalations.c.id == escalation_id)
-                .values(status="claimed", claimed_by=agent, updated_at=utcnow())
+                .values(status="claimed", claimed_by=agent, updated_at=now)
             )
+            if joined_text and current["claimed_by"] != agent:
+                await conn.execute(
+                    messages.insert().values(
+                        escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now
+                    )
+                )
             return await self._escalation(conn, escalation_id)
 
     async def add_agent_reply(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
@@ -299,7 +306,7 @@ class DeskStore:
         query = (
             sa.select(messages, escalations.c.sender_id, escalations.c.language)
             .join(escalations, escalations.c.id == messages.c.escalation_id)
-            .where(messages.c.kind.in_(("reply", "closing")), messages.c.delivered_at.is_(None))
+            .where(messages.c.kind.in_(("reply", "notice", "closing")), messages.c.delivered_at.is_(None))
             .order_by(messages.c.id)
         )
         if escalation_id is not None:

@@ -106,5 +106,5 @@ async def test_agent_handles_a_case_in_the_browser(desk):
 
     assert dialogs == []
     bot_texts = [e["text"] for e in desk.rasa.events["shop-17"] if e["event"] == "bot"]
-    assert bot_texts[0] == "您好，我是客服小李，正在为您查后台。"
+    assert bot_texts[:2] == ["人工客服 li 已加入对话。", "您好，我是客服小李，正在为您查后台。"]
     assert case["ticket"] == "PX-ABC234"

@@ -164,7 +164,7 @@ async def test_unknown_escalation_is_404(client):
     assert response.status == 404
 
 
-async def test_claim_rules(client):
+async def test_claim_rules(client, rasa):
     case = await create(client)
     path = f"/api/escalations/{case['id']}/claim"
     assert (await client.post(path, json={}, headers=AUTH)).status == 400
@@ -174,6 +174,10 @@ async def test_claim_rules(client):
     assert again.status == 200
     taken = await client.post(path, json={"agent": "wang"}, headers=AUTH)
     assert taken.status == 409 and await taken.json() == {"error": "escalation is claimed by li"}
+    # The merchant is told once that a person has joined.
+    assert rasa.events["shop-17"] == [
+        {"event": "bot", "text": "人工客服 li 已加入对话。", "metadata": {"agent": None}}
+    ]
 
 
 async def test_reply_reaches_rasa_as_a_bot_message(client, rasa):

@@ -7,7 +7,7 @@ from typing import Any, Dict
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
-from rasa_sdk.events import FollowupAction, SlotSet
+from rasa_sdk.events import SlotSet
 
 from actions import diagnostics
 from actions.diagnostics import (
@@ -411,7 +411,11 @@ async def test_no_source_configured_cannot_check(make_tracker, dispatcher, domai
 async def test_fixed_gives_tips_and_asks_for_a_rating(make_tracker, dispatcher, domain):
     tracker = make_tracker(slots={"network_ok": False, "restart_ok": True})
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("diagnostics_outcome", "resolved"), SlotSet("fixed_step", "restart")]
+    assert events == [
+        SlotSet("diagnostics_outcome", "resolved"),
+        SlotSet("fixed_step", "restart"),
+        SlotSet("needs_person", False),
+    ]
     assert responses(dispatcher) == [
         "utter_diagnostics_resolved",
         "utter_prevention",
@@ -437,7 +441,7 @@ async def test_known_outage_asks_to_wait(make_tracker, dispatcher, domain):
                "server_status": "incident", "incident_message": "支付网关维护中。"}
     )
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("diagnostics_outcome", "known_incident")]
+    assert events == [SlotSet("diagnostics_outcome", "known_incident"), SlotSet("needs_person", False)]
     assert responses(dispatcher) == ["utter_incident_wait"]
     assert dispatcher.messages[0]["incident"] == "支付网关维护中。"
 
@@ -448,5 +452,5 @@ async def test_nothing_helped_hands_over_to_a_person(make_tracker, dispatcher, d
                "server_status": "ok", "software_status": "latest"}
     )
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("diagnostics_outcome", "unresolved"), FollowupAction("handoff_form")]
+    assert events == [SlotSet("diagnostics_outcome", "unresolved"), SlotSet("needs_person", True)]
     assert responses(dispatcher) == ["utter_diagnostics_unresolved"]

@@ -67,6 +67,7 @@ class Stack:
         self.rasa = subprocess.Popen(
             [RASA, "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
              "--credentials", str(credentials), "--enable-api", "--auth-token", RASA_TOKEN,
+             "--cors", "*",
              "--interface", "127.0.0.1", "--port", str(self.rasa_port)],
             cwd=ROOT, env=env, stdout=self.logs[1].open("wb"), stderr=subprocess.STDOUT,
         )
@@ -78,12 +79,12 @@ class Stack:
             time.sleep(1)
 
     def _start_desk(self, port) -> DeskProcess:
-        os.environ["RASA_URL"] = f"http://127.0.0.1:{self.rasa_port}"
+        os.environ["RASA_URL"] = os.environ["RASA_PUBLIC_URL"] = f"http://127.0.0.1:{self.rasa_port}"
         os.environ["RASA_AUTH_TOKEN"] = RASA_TOKEN
         try:
             return DeskProcess(self.directory, port=port)
         finally:
-            del os.environ["RASA_URL"], os.environ["RASA_AUTH_TOKEN"]
+            del os.environ["RASA_URL"], os.environ["RASA_PUBLIC_URL"], os.environ["RASA_AUTH_TOKEN"]
 
     @property
     def rasa_url(self) -> str:
@@ -311,3 +312,72 @@ def test_wecom_merchant_gets_answers_and_the_agents_reply(stack, platform):
     reply = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李"}, auth)
     assert reply["delivered"] is True
     wait_until(lambda: "您好，我是客服小李" in platform.texts(user))
+
+
+async def test_website_widget_merchant_is_handed_to_an_agent(stack):
+    """Debian's chromium: the help page's widget, buttons, handoff, the agent's reply."""
+    from playwright.async_api import async_playwright
+
+    from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    auth = {"Authorization": f"Bearer {stack.desk.token}"}
+    async with async_playwright() as playwright:
+        browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = await browser.new_page(viewport={"width": 1000, "height": 900})
+        await page.goto(f"{stack.desk.url}/chat?lang=zh")
+        await page.click(".rw-launcher")
+        bot = page.locator(".rw-response")
+        await bot.first.wait_for(timeout=30_000)  # the greeting
+
+        async def say(text: str) -> None:
+            count = await bot.count()
+            await page.fill(".rw-new-message", text)
+            await page.press(".rw-new-message", "Enter")
+            await page.wait_for_function(
+                "n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
+
+        async def click(title: str) -> None:
+            count = await bot.count()
+            await page.locator(".rw-reply", has_text=title).last.click()
+            await page.wait_for_function(
+                "n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
+
+        await say("pos机报1000怎么办")
+        await click("好，带我排查")
+        await click("还是报1000")
+        await click("PAX A920")
+        await click("还是报1000")
+        await page.wait_for_timeout(500)
+        await click("还是报1000")
+        await page.wait_for_timeout(500)
+        await say("3.2.1")
+        await page.wait_for_timeout(1000)
+        await say("商户号898310048160123")
+        await say("13812345678")
+        await say("从早上开始刷卡都报1000")
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('您的工单号是'))",
+            timeout=30_000)
+        await page.screenshot(path=str(SHOTS / "widget-escalated.png"))
+
+        [case] = [c for c in http("GET", f"{stack.desk.url}/api/escalations?status=open", headers=auth)["escalations"]
+                  if c["channel"] == "socketio"]
+        http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/claim", {"agent": "小李"}, auth)
+        http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply",
+             {"text": "您好，我是客服小李，正在查后台。", "agent": "小李"}, auth)
+        for expected in ("人工客服 小李 已加入对话。", "您好，我是客服小李，正在查后台。"):
+            await page.wait_for_function(
+                "t => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes(t))",
+                arg=expected, timeout=30_000)
+        await page.screenshot(path=str(SHOTS / "widget-agent-reply.png"))
+
+        # A reload keeps the conversation (session kept in local storage).
+        await page.reload()
+        await page.wait_for_selector(".rw-launcher, .rw-conversation-container")
+        if not await page.locator(".rw-conversation-container").count():
+            await page.click(".rw-launcher")  # the widget may come back closed
+        await page.wait_for_function(
+            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('客服小李'))",
+            timeout=30_000)
+        await browser.close()

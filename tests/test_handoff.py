@@ -168,6 +168,7 @@ async def test_escalation_reaches_the_desk_and_pauses_the_bot(
     assert events == [
         SlotSet("ticket", ticket),
         SlotSet("diagnostics_outcome", "escalated"),
+        SlotSet("needs_person", False),
         ConversationPaused(),
     ]
     assert case["ticket"] == ticket and case["merchant_id"] == "898310048160123"
