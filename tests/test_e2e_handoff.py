@@ -123,8 +123,10 @@ class PlatformThread:
             loop = asyncio.new_event_loop()
             asyncio.set_event_loop(loop)
             app = web.Application()
-            app.router.add_get("/cgi-bin/gettoken", token)
+            app.router.add_get("/cgi-bin/gettoken", token)  # WeCom
             app.router.add_post("/cgi-bin/message/send", send)
+            app.router.add_get("/cgi-bin/token", token)  # WeChat Official Account
+            app.router.add_post("/cgi-bin/message/custom/send", send)
             runner = web.AppRunner(app)
             loop.run_until_complete(runner.setup())
             loop.run_until_complete(web.TCPSite(runner, "127.0.0.1", self.port).start())
@@ -156,6 +158,12 @@ channels.wecom.WeComInput:
   encoding_aes_key: {DOC_AES_KEY}
   corp_id: {DOC_CORP_ID}
   agent_id: "1000002"
+  secret: test-secret
+  api_base: http://127.0.0.1:{platform.port}
+channels.wecom.WeChatInput:
+  token: {DOC_TOKEN}
+  encoding_aes_key: {DOC_AES_KEY}
+  app_id: wxtestappid
   secret: test-secret
   api_base: http://127.0.0.1:{platform.port}
 """,
@@ -265,8 +273,8 @@ def wait_until(condition, seconds: float = 30) -> None:
         time.sleep(0.3)
 
 
-def post_callback(stack: Stack, query: Dict[str, str], body: bytes) -> int:
-    url = f"{stack.rasa_url}/webhooks/wecom/webhook?" + "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
+def post_callback(stack: Stack, query: Dict[str, str], body: bytes, channel: str = "wecom") -> int:
+    url = f"{stack.rasa_url}/webhooks/{channel}/webhook?" + "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
     request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/xml"})
     try:
         with urllib.request.urlopen(request, timeout=10) as response:
@@ -381,3 +389,15 @@ async def test_website_widget_merchant_is_handed_to_an_agent(stack):
             "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('客服小李'))",
             timeout=30_000)
         await browser.close()
+
+
+def test_wechat_official_account_merchant_gets_an_answer(stack, platform):
+    openid = "o6_bmjrPTlm6_2sgVt7hMZOPfL2M"
+    plain = text_message(openid, "what does error 1000 mean", "7001", to="gh_official")
+    query, body = callback(DOC_TOKEN, DOC_AES_KEY, "wxtestappid", plain, str(int(time.time())))
+    assert post_callback(stack, query, body, channel="wechat") == 200
+    wait_until(lambda: platform.texts(openid))
+    assert platform.texts(openid)[0].startswith("Error 1000 usually means a system communication failure")
+    # A message encrypted for another account is refused.
+    query, body = callback(DOC_TOKEN, DOC_AES_KEY, "wxsomeoneelse", plain.replace("7001", "7002"), str(int(time.time())))
+    assert post_callback(stack, query, body, channel="wechat") == 403
