@@ -6,13 +6,19 @@ from functools import lru_cache
 from typing import Optional
 from zoneinfo import ZoneInfo
 
-from support_desk.config import load_settings as load_desk_settings
+from support_desk.config import DeskSettings, load_settings as load_desk_settings
+
+
+@lru_cache(maxsize=1)
+def desk_settings() -> DeskSettings:
+    """The desk's settings (business hours, reply promise), read once per process."""
+    return load_desk_settings()
 
 
 @lru_cache(maxsize=1)
 def business_zone() -> ZoneInfo:
     """The time zone of the desk's business hours (support_desk/settings.yml)."""
-    return ZoneInfo(load_desk_settings().business_hours.timezone)
+    return ZoneInfo(desk_settings().business_hours.timezone)
 
 
 def local_time(iso_text: Optional[str]) -> Optional[str]:
