@@ -5,8 +5,8 @@ response a custom action sends (``dispatcher.utter_message(response=...)``) and 
 ``utter_ask_<slot>`` a form sends is reported as unused. This script runs the same
 validation, then:
 
-* accepts "not used in any story or rule" for a response only when the action code or
-  a form really uses it, and fails for any other unused response;
+* accepts "not used in any story or rule" for a response only when the action code, a
+  policy of ``policies/`` or a form really uses it, and fails for any other unused response;
 * fails when the action code names a response the domain does not have;
 * accepts the one duplicate-intent warning Rasa 3.6 always emits for a retrieval intent
   listed in the domain (``ResponsesSyncImporter`` merges the intent in a second time);
@@ -47,6 +47,7 @@ def main() -> int:
     parser.add_argument("--data", default="data")
     parser.add_argument("--config", default="config.yml")
     parser.add_argument("--actions", default="actions")
+    parser.add_argument("--policies", default="policies")
     args = parser.parse_args()
 
     from rasa.cli.utils import validate_files
@@ -69,7 +70,10 @@ def main() -> int:
         for form in domain.forms.values()
         for slot in form.get("required_slots", [])
     }
-    in_code = responses_named_in_code(Path(args.actions).glob("*.py"))
+    # Custom actions send responses; so do the assistant's own policies (predicted).
+    in_code = responses_named_in_code(
+        [*Path(args.actions).glob("*.py"), *Path(args.policies).glob("*.py")]
+    )
     used_outside_stories = in_code | form_asks
     retrieval_intents = set(domain.retrieval_intents)
 

@@ -1,0 +1,1 @@
+"""Dialogue policies of the assistant (Rasa graph components, listed in config.yml)."""
