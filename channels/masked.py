@@ -5,35 +5,120 @@ Every input channel of the assistant is one of Rasa's channels with
 channel hands each ``UserMessage`` to, so the text reaching NLU, the tracker store and
 the logs has Luhn-valid 13–19 digit numbers replaced by first 6 + ``******`` + last 4.
 
-    class MaskedRestInput(CardMaskingMixin, RestInput): ...
+    def _plain_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_SENDER_CHARS and clean_text(value) == value
+
+
+class MaskedRestInput(CardMaskingMixin, RestInput): ...
 
 Use the subclasses in ``credentials.yml`` by module path; their ``name()`` stays
 ``rest`` / ``socketio``, so URLs and ``output_channel=latest`` are unchanged.
+
+The same door also cleans what a merchant sends (``clean_text``): control characters
+(other than newline and tab) and unpaired surrogates are dropped, and two kinds of
+message get a polite answer from the channel instead of going to the model:
+
+* nothing left to read (empty, whitespace or control characters only): "please type
+  your question", in both languages (there are no words to tell the language by);
+* longer than ``MAX_MESSAGE_CHARS`` (2000, about a page; WeCom's own limit is 2048
+  bytes): "please send it in parts", in Chinese when the message has Chinese in it.
+  Nothing is cut off silently, and the desk's transcript limit (4000) always holds.
+
+The REST webhook answers a body that is not a JSON object with a string ``message``
+and ``sender`` with 400 ``{"error": "..."}``; socket.io events of the wrong shape are
+dropped with a warning (no stack trace, the server keeps running).
 """
 from __future__ import annotations
 
-from typing import Any, Awaitable, Callable, Optional, Text
+import json
+import logging
+import re
+from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from rasa.core.channels.socketio import SocketIOInput
-from sanic import Blueprint
+from sanic import Blueprint, response
 from sanic.request import Request
 
 from support_desk.privacy import mask_card_numbers
 
+logger = logging.getLogger(__name__)
+
 OnNewMessage = Callable[[UserMessage], Awaitable[Any]]
+
+MAX_MESSAGE_CHARS = 2000
+MAX_SENDER_CHARS = 255
+# C0/C1 controls except tab and newline, DEL, and unpaired surrogates (JSON "\ud800").
+_UNWANTED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
+_CJK = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
+
+EMPTY_ANSWER = (
+    "请直接输入您的问题，例如“POS机显示1000怎么办”。\n"
+    "Please type your question, for example \"my terminal shows error 1000\"."
+)
+TOO_LONG_ANSWER = {
+    "zh": f"这条消息太长了（超过 {MAX_MESSAGE_CHARS} 字）。请分几条发送，或用一两句话描述问题。",
+    "en": (
+        f"That message is too long (over {MAX_MESSAGE_CHARS} characters). "
+        "Please send it in parts, or describe the problem in a sentence or two."
+    ),
+}
+
+
+def clean_text(text: str) -> str:
+    """The message without control characters and unpaired surrogates, trimmed."""
+    return _UNWANTED.sub("", text).strip()
+
+
+def polite_refusal(text: str) -> Optional[str]:
+    """The channel's own answer for a message the model should not get, else None."""
+    if not text:
+        return EMPTY_ANSWER
+    if len(text) > MAX_MESSAGE_CHARS:
+        return TOO_LONG_ANSWER["zh" if _CJK.search(text) else "en"]
+    return None
 
 
 def masking(on_new_message: OnNewMessage) -> OnNewMessage:
-    """Wrap a channel's callback so each message's text is masked first."""
+    """Wrap a channel's callback: clean and mask each message's text first.
+
+    An empty or too long message is answered here, on the message's own output
+    channel (so REST, socket.io and WeCom all get it), and not passed on.
+    """
 
     async def masked(message: UserMessage) -> Any:
-        if message.text:
-            message.text = mask_card_numbers(message.text)
+        if message.text is None:  # not a text message (Rasa's own use); nothing to mask
+            return await on_new_message(message)
+        text = clean_text(str(message.text))
+        refusal = polite_refusal(text)
+        if refusal is not None:
+            logger.info("message of %d characters answered by the channel", len(text))
+            if message.output_channel is not None:
+                await message.output_channel.send_text_message(message.sender_id, refusal)
+            return None
+        message.text = mask_card_numbers(text)
         return await on_new_message(message)
 
     return masked
+
+
+def rest_body_problem(body: Any) -> Optional[str]:
+    """What is wrong with a REST webhook body, or None when it can be handled."""
+    if not isinstance(body, dict):
+        return "the body must be a JSON object with sender and message"
+    sender = body.get("sender")
+    if isinstance(sender, bool) or not isinstance(sender, (str, int)) or not clean_text(str(sender)):
+        return "sender is required and must be a string"
+    if len(str(sender)) > MAX_SENDER_CHARS:
+        return f"sender is longer than {MAX_SENDER_CHARS} characters"
+    if not isinstance(body.get("message"), str):
+        return "message is required and must be a string"
+    if body.get("metadata") is not None and not isinstance(body["metadata"], dict):
+        return "metadata must be a JSON object"
+    if body.get("input_channel") is not None and not isinstance(body["input_channel"], str):
+        return "input_channel must be a string"
+    return None
 
 
 class CardMaskingMixin:
@@ -44,14 +129,94 @@ class CardMaskingMixin:
         return super().blueprint(masking(on_new_message))  # type: ignore[misc]
 
 
+def _plain_id(value: Any) -> bool:
+    return isinstance(value, str) and len(value) <= MAX_SENDER_CHARS and clean_text(value) == value
+
+
 class MaskedRestInput(CardMaskingMixin, RestInput):
-    """Rasa's REST channel with card numbers masked."""
+    """Rasa's REST channel with card numbers masked and bodies checked."""
+
+    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        """The REST blueprint; a body it cannot handle is a 400 with a JSON error."""
+        hook = super().blueprint(on_new_message)
+
+        @hook.middleware("request")
+        async def check_body(request: Request) -> Optional[Any]:
+            if request.method != "POST" or not request.path.rstrip("/").endswith("/webhook"):
+                return None
+            try:
+                body = json.loads(request.body or b"")
+            except (ValueError, RecursionError):  # not UTF-8, not JSON, nested too deep
+                return response.json({"error": "the body must be a JSON object"}, status=400)
+            problem = rest_body_problem(body)
+            if problem:
+                return response.json({"error": problem}, status=400)
+            request.parsed_json = body  # what req.json returns from here on
+            return None
+
+        return hook
+
+    async def _extract_sender(self, req: Request) -> Optional[Text]:
+        return clean_text(str(req.json["sender"]))
 
     def _extract_message(self, req: Request) -> Optional[Text]:
         # Also masked here: the REST channel logs the raw text when handling fails.
+        # Too long a message is refused by the channel before anything stores or logs it.
         text = super()._extract_message(req)
-        return mask_card_numbers(text) if isinstance(text, str) else text
+        if isinstance(text, str) and len(text) <= MAX_MESSAGE_CHARS * 2:
+            return mask_card_numbers(text)
+        return text
 
 
 class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
-    """Rasa's socket.io channel (the website widget) with card numbers masked."""
+    """Rasa's socket.io channel (the website widget) with card numbers masked.
+
+    An event whose data is not what the widget sends (an object; ``message`` a
+    string; ``session_id`` a string; ``metadata`` an object) is dropped with a
+    warning instead of raising inside the socket.io handler.
+    """
+
+    def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        hook = super().blueprint(on_new_message)
+        namespace = self.namespace or "/"
+        handlers: Dict[str, Callable] = self.sio.handlers.get(namespace, {})  # type: ignore[union-attr]
+        for event, check in ((self.user_message_evt, self._message_problem), ("session_request", self._session_problem)):
+            original = handlers.get(event)
+            if original is not None:
+                handlers[event] = self._guarded(event, original, check)
+        return hook
+
+    @staticmethod
+    def _guarded(event: str, handler: Callable, check: Callable[[Any], Optional[str]]) -> Callable:
+        async def guarded(sid: Text, data: Any = None) -> None:
+            problem = check(data)
+            if problem:
+                logger.warning("socket.io %s from %s dropped: %s", event, sid, problem)
+                return None
+            return await handler(sid, data)
+
+        return guarded
+
+    def _message_problem(self, data: Any) -> Optional[str]:
+        if not isinstance(data, dict):
+            return "data must be an object"
+        if not isinstance(data.get("message", ""), str):
+            return "message must be a string"
+        session_id = data.get("session_id")
+        if session_id is not None and not _plain_id(session_id):
+            return "session_id must be a short string"
+        metadata = data.get(self.metadata_key)
+        if metadata is not None and not isinstance(metadata, dict):
+            return "metadata must be an object"
+        return None
+
+    @staticmethod
+    def _session_problem(data: Any) -> Optional[str]:
+        if data is None:
+            return None
+        if not isinstance(data, dict):
+            return "data must be an object"
+        session_id = data.get("session_id")
+        if session_id is not None and not _plain_id(session_id):
+            return "session_id must be a short string"
+        return None

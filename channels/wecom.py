@@ -26,6 +26,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import struct
 import time
 from collections import OrderedDict
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 64 * 1024
 MAX_CLOCK_SKEW_SECONDS = 300  # older signed requests are replays
 TOKEN_EXPIRED = {40001, 40014, 42001}
+_ASCII_NUMBER = re.compile(r"[0-9]{1,12}")
 
 
 class CallbackError(Exception):
@@ -67,11 +69,14 @@ class CallbackCrypto:
 
     def signature(self, *parts: str) -> str:
         """SHA-1 of the token and the parts, sorted and joined."""
-        return hashlib.sha1("".join(sorted([self._token, *parts])).encode()).hexdigest()
+        joined = "".join(sorted([self._token, *parts]))
+        return hashlib.sha1(joined.encode("utf-8", errors="surrogatepass")).hexdigest()
 
     def verify(self, signature: str, *parts: str) -> None:
         """Raise unless the signature is the one the platform would send."""
-        if not hmac.compare_digest(self.signature(*parts), signature or ""):
+        # bytes: compare_digest refuses str with non-ASCII characters (a TypeError)
+        supplied = (signature or "").encode("utf-8", errors="surrogatepass")
+        if not hmac.compare_digest(self.signature(*parts).encode(), supplied):
             raise CallbackError(403, "bad signature")
 
     def decrypt(self, encrypted: str) -> str:
@@ -90,7 +95,10 @@ class CallbackCrypto:
             raise CallbackError(400, f"cannot decrypt: {error}") from None
         if receiver.decode(errors="replace") != self._receive_id:
             raise CallbackError(403, "message is for another receiver")
-        return message.decode("utf-8", errors="strict")
+        try:
+            return message.decode("utf-8", errors="strict")
+        except UnicodeDecodeError:
+            raise CallbackError(400, "message is not UTF-8") from None
 
 
 @dataclass
@@ -124,7 +132,7 @@ def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, n
     if len(body) > MAX_BODY_BYTES:
         raise CallbackError(413, "body too large")
     timestamp = query.get("timestamp", "")
-    if not timestamp.isdigit() or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
+    if not _ASCII_NUMBER.fullmatch(timestamp) or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise CallbackError(403, "stale or missing timestamp")
     encrypted = _xml_field(body, "Encrypt")
     crypto.verify(query.get("msg_signature", ""), timestamp, query.get("nonce", ""), encrypted)
@@ -282,7 +290,9 @@ class PlatformInput(InputChannel):
         """A number answering a numbered list becomes that button's payload."""
         options = self.choices.get(user) or []
         stripped = text.strip()
-        if stripped.isdigit() and 1 <= int(stripped) <= len(options):
+        # ASCII digits only: "²".isdigit() is True but int("²") fails, and a
+        # 5000-digit number is more than int() converts.
+        if _ASCII_NUMBER.fullmatch(stripped) and len(stripped) <= 3 and 1 <= int(stripped) <= len(options):
             return options[int(stripped) - 1]
         return text
 

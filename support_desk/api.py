@@ -98,6 +98,8 @@ async def read_json(request: web.Request) -> Dict[str, Any]:
         raise Invalid("request body is not UTF-8") from None
     except json.JSONDecodeError as problem:
         raise Invalid(f"request body is not valid JSON: {problem.msg}") from None
+    except (ValueError, RecursionError):  # a 5000-digit number, nesting thousands deep
+        raise Invalid("request body is not valid JSON: too deep or a number too long") from None
     if not isinstance(body, dict):
         raise Invalid("request body must be a JSON object")
     return body
@@ -105,10 +107,11 @@ async def read_json(request: web.Request) -> Dict[str, Any]:
 
 def escalation_id(request: web.Request) -> int:
     """The numeric id in the path."""
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise NotFound(request.match_info["id"]) from None
+    raw = request.match_info["id"]
+    # ASCII digits that fit the database's 64-bit integer; anything else names no case.
+    if not raw.isascii() or not raw.isdigit() or len(raw) > 18:
+        raise NotFound(raw)
+    return int(raw)
 
 
 @routes.get("/health")
@@ -297,10 +300,19 @@ def _transcript(value: Any) -> List[Dict[str, Any]]:
                 "role": role,
                 "text": required_text(item, "text", 4000, allow_blank=True),
                 "at": parse_time(item, "at"),
-                "source_ts": item.get("source_ts") if isinstance(item.get("source_ts"), (int, float)) else None,
+                "source_ts": _finite(item.get("source_ts")),
             }
         )
     return lines
+
+
+def _finite(value: Any) -> Optional[float]:
+    """A finite number (JSON allows NaN and Infinity through Python's parser), else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    if not abs(value) < 1e15:  # also NaN and infinities; compared before float(): 10**400
+        return None
+    return float(value)
 
 
 def _object(item: Any, where: str) -> Dict[str, Any]:

@@ -123,7 +123,7 @@ class DeskStore:
                         merchant_id=new.merchant_id,
                         terminal_serial=new.terminal_serial,
                         error_code=new.error_code,
-                        contact=new.contact,
+                        contact=_masked(new.contact),
                         summary=_masked(new.summary),
                         diagnostics=new.diagnostics or [],
                         expected_reply_by=to_utc(expected_reply_by),
@@ -228,7 +228,7 @@ class DeskStore:
                         escalation_id=escalation_id,
                         role="agent",
                         kind="reply",
-                        text=text,
+                        text=mask_card_numbers(text),
                         at=now,
                         author=agent,
                     )
@@ -258,7 +258,7 @@ class DeskStore:
                 .where(escalations.c.id == escalation_id)
                 .values(
                     status="resolved",
-                    resolution_note=note,
+                    resolution_note=_masked(note),
                     resolution_category=category,
                     resolved_at=now,
                     updated_at=now,

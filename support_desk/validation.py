@@ -10,8 +10,11 @@ class Invalid(ValueError):
 
 
 def _clean(value: str) -> str:
-    # Control characters other than newline and tab have no place in a support chat.
-    return "".join(ch for ch in value if ch in "\n\t" or ord(ch) >= 32).strip()
+    # Control characters other than newline and tab have no place in a support chat;
+    # unpaired surrogates (JSON "\ud800") cannot be stored as UTF-8.
+    return "".join(
+        ch for ch in value if (ch in "\n\t" or ord(ch) >= 32) and not 0xD800 <= ord(ch) <= 0xDFFF
+    ).strip()
 
 
 def required_text(

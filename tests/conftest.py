@@ -72,3 +72,18 @@ def make_tracker():
 def responses(dispatcher: CollectingDispatcher) -> List[str]:
     """Names of the responses a dispatcher collected, in order."""
     return [message["response"] for message in dispatcher.messages]
+
+
+# Property-based tests (hypothesis): the same examples on every run, bounded, no
+# example database in the working tree. HYPOTHESIS_PROFILE=explore searches wider.
+from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
+
+hypothesis_settings.register_profile(
+    "repo", derandomize=True, deadline=None, database=None, max_examples=100,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.register_profile(
+    "explore", deadline=None, database=None, max_examples=2000,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))
