@@ -41,6 +41,8 @@ async def resolve(
 ) -> Delivery:
     """Close the case; the bot resumes with a closing message in the merchant's language."""
     current = await store.get_escalation(case_id)
+    # What the merchant wrote since an agent last looked belongs to the case record.
+    await relay.collect_merchant_messages(current)
     closing = settings.closing_message.get(current["language"]) or settings.closing_message["zh"]
     await store.resolve(case_id, note, category, closing)
     failed = await relay.deliver_pending(case_id)
@@ -52,6 +54,7 @@ async def resolve(
 async def case_with_live_transcript(store: DeskStore, relay: RasaRelay, case_id: int) -> Dict[str, Any]:
     """The case, after copying in what the merchant wrote since the handoff."""
     case = await store.get_escalation(case_id)
-    if case["status"] != "resolved" and await relay.collect_merchant_messages(case):
+    # Also once resolved: a message written while Rasa was away is copied in later.
+    if await relay.collect_merchant_messages(case):
         case = await store.get_escalation(case_id)
     return case

@@ -58,25 +58,23 @@ class RasaRelay:
         return failed
 
     async def collect_merchant_messages(self, escalation: Dict[str, Any]) -> int:
-        """Copy the merchant's messages written since the handoff; 0 when Rasa is away."""
-        since = datetime.fromisoformat(escalation["created_at"]).timestamp()
+        """Copy the merchant's messages written while the case paused the bot; 0 when Rasa is away.
+
+        The span starts where the escalation set its ticket in the conversation (the
+        handoff; the case's ``created_at`` when there is none, e.g. a case made through
+        the API) and ends at the first ``resume`` after it: what the merchant writes once
+        the bot has taken over again belongs to the bot, not to the case. So the case can
+        be read again after it is resolved, and a message written just before the
+        resolution is still copied in.
+        """
         try:
             events = await self.rasa.tracker_events(escalation["sender_id"])
         except RasaUnavailable as error:
             logger.info("transcript not refreshed: %s", error)
             return 0
-        lines = [
-            {
-                "text": event["text"],
-                "source_ts": float(event["timestamp"]),
-                "at": aware(datetime.fromtimestamp(float(event["timestamp"]), tz=timezone.utc)),
-            }
-            for event in events
-            if event.get("event") == "user"
-            and event.get("text")
-            and float(event.get("timestamp") or 0) > since
-        ]
-        return await self.store.add_merchant_messages(escalation["id"], lines)
+        return await self.store.add_merchant_messages(
+            escalation["id"], paused_messages(events, escalation)
+        )
 
     async def run_forever(self, interval: float) -> None:
         """Retry queued messages every ``interval`` seconds until cancelled."""
@@ -86,3 +84,28 @@ class RasaRelay:
                 await self.deliver_pending()
             except Exception:  # noqa: BLE001 - a retry loop must survive a bad round
                 logger.exception("delivery round failed")
+
+
+def paused_messages(events: List[Dict[str, Any]], escalation: Dict[str, Any]) -> List[Dict[str, Any]]:
+    """The merchant's messages between the handoff of this case and the next ``resume``."""
+    ticket = escalation.get("ticket")
+    start = next(
+        (i for i, e in enumerate(events)
+         if e.get("event") == "slot" and e.get("name") == "ticket" and ticket and e.get("value") == ticket),
+        None,
+    )
+    if start is None:
+        since = datetime.fromisoformat(escalation["created_at"]).timestamp()
+        start = next((i for i, e in enumerate(events) if float(e.get("timestamp") or 0) > since), len(events))
+    lines = []
+    for event in events[start:]:
+        if event.get("event") == "resume":
+            break
+        if event.get("event") == "user" and event.get("text"):
+            stamp = float(event.get("timestamp") or 0)
+            lines.append({
+                "text": event["text"],
+                "source_ts": stamp,
+                "at": aware(datetime.fromtimestamp(stamp, tz=timezone.utc)),
+            })
+    return lines

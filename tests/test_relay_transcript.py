@@ -1,0 +1,44 @@
+"""Which merchant messages belong to a case: those written while it paused the bot."""
+from __future__ import annotations
+
+from support_desk.relay import paused_messages
+
+CASE = {"id": 1, "ticket": "PX-7K2Q9M", "created_at": "2026-01-01T00:00:10+00:00"}
+
+
+def user(text: str, ts: float) -> dict:
+    return {"event": "user", "text": text, "timestamp": ts}
+
+
+EVENTS = [
+    user("转人工", 1767225600.0),
+    {"event": "slot", "name": "ticket", "value": "PX-7K2Q9M", "timestamp": 1767225605.0},
+    {"event": "pause", "timestamp": 1767225605.0},
+    user("还要等多久", 1767225620.0),
+    user("刚才又报了一次", 1767225630.0),
+    {"event": "resume", "timestamp": 1767225640.0},
+    user("1000是什么意思", 1767225650.0),
+    # The same ticket asked about later does not start a second span.
+    {"event": "slot", "name": "ticket", "value": "PX-7K2Q9M", "timestamp": 1767225660.0},
+    user("我的工单怎么样了 PX-7K2Q9M", 1767225661.0),
+]
+
+
+def test_from_the_handoff_to_the_resume_only():
+    assert [m["text"] for m in paused_messages(EVENTS, CASE)] == ["还要等多久", "刚才又报了一次"]
+    assert paused_messages(EVENTS, CASE)[0]["source_ts"] == 1767225620.0
+
+
+def test_written_before_the_desk_knew_the_case():
+    # Delivered late through the outbox: created_at is after the merchant's messages.
+    late = {**CASE, "created_at": "2026-01-01T00:01:00+00:00"}
+    assert [m["text"] for m in paused_messages(EVENTS, late)] == ["还要等多久", "刚才又报了一次"]
+
+
+def test_a_case_made_through_the_api_starts_at_its_creation_time():
+    direct = {**CASE, "ticket": "PX-AAAAAA", "created_at": "2026-01-01T00:00:15+00:00"}
+    assert [m["text"] for m in paused_messages(EVENTS, direct)] == ["还要等多久", "刚才又报了一次"]
+
+
+def test_still_paused_takes_everything_after_the_handoff():
+    assert [m["text"] for m in paused_messages(EVENTS[:5], CASE)] == ["还要等多久", "刚才又报了一次"]
