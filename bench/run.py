@@ -1,0 +1,316 @@
+"""`make bench`: our stack and the stock Rasa starter bot under the same load, side by side.
+
+1. Trains our model (timed) and starts the stack with production settings: Rasa through
+   rasa_server, the action server, the desk, PostgreSQL for conversations and cases, Redis
+   for the lock store, Sanic workers per settings.yml.
+2. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
+   channel, a bounded number of messages per level; samples every process's RSS meanwhile.
+3. Does the same with `rasa init --no-prompt` (timed: that is its training) in a temporary
+   folder, stock config and settings.
+4. Scale-out: two Rasa processes (each with its action server) behind nginx, sharing
+   PostgreSQL and Redis, against one Rasa process behind the same nginx.
+5. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
+   ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import platform
+import shutil
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Dict, List, Optional
+
+import yaml
+
+from bench import report
+from bench.load import LevelOutcome, load_conversations, run_level
+from bench.servers import RASA, ROOT, Service, redis_server
+from bench.stack import TF_ENV, RasaStack, desk_service
+from support_desk.privacy import mask_card_numbers
+from tests.pg_server import PostgresServer
+
+SETTINGS = Path(__file__).with_name("settings.yml")
+
+
+class RssSampler:
+    """Samples the RSS of every service twice a second and keeps each one's peak (MiB)."""
+
+    def __init__(self, services: List[Service]) -> None:
+        self.services = services
+        self.peaks: Dict[str, float] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self) -> "RssSampler":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self._stop.set()
+        self._thread.join(5)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            for service in list(self.services):
+                for name, kib in service.rss().items():
+                    self.peaks[name] = max(self.peaks.get(name, 0.0), round(kib / 1024, 1))
+            self._stop.wait(0.5)
+
+
+def lost_turns(stack: RasaStack, outcome: LevelOutcome) -> List[str]:
+    """Senders whose tracker does not hold exactly the messages they sent, in order."""
+    lost = []
+    for sender, sent in outcome.sent.items():
+        try:
+            events = stack.tracker(sender).get("events", [])
+        except OSError as error:
+            lost.append(f"{sender}: tracker unavailable ({error})")
+            continue
+        said = [event.get("text") for event in events if event.get("event") == "user"]
+        if said not in (sent, [mask_card_numbers(text) for text in sent]):
+            lost.append(f"{sender}: sent {len(sent)} messages, tracker holds {len(said)}")
+    return lost
+
+
+def drive(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
+          check_turns: bool = True) -> Dict[str, Any]:
+    """One level of load with a progress bar; the level's figures."""
+    bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
+    outcome = asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
+                                    tag=f"{label}-{int(time.time() * 1000)}",
+                                    progress=bar.advance, timeout=settings["timeout_s"]))
+    bar.close()
+    figures = outcome.summary()
+    lost = lost_turns(stack, outcome) if check_turns else []
+    figures["lost_turns"] = len(lost)
+    for line in (outcome.errors + lost)[:5]:
+        print(f"    ! {line}")
+    return figures
+
+
+def warm_up(stack: RasaStack, settings: Dict[str, Any]) -> None:
+    """Play the conversation mix once, unmeasured, so first-call costs do not count as load."""
+    asyncio.run(run_level(stack.url, load_conversations(), 2, settings["warmup_messages"],
+                          tag=f"warmup-{int(time.time())}", timeout=settings["timeout_s"]))
+
+
+def timed(args: List[str], cwd: Path, log: Path, env: Optional[Dict[str, str]] = None) -> float:
+    """Run a command to completion, log its output, return the seconds it took."""
+    started = time.perf_counter()
+    with log.open("wb") as handle:
+        done = subprocess.run(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
+                              env={**os.environ, **TF_ENV, **(env or {})}, timeout=1800)
+    if done.returncode != 0:
+        raise RuntimeError(f"{' '.join(args[:3])} failed, see {log}")
+    return round(time.perf_counter() - started, 1)
+
+
+def measure(stack: RasaStack, label: str, settings: Dict[str, Any],
+            extra: List[Service]) -> Dict[str, Any]:
+    """Start a stack, measure cold start, every level and peak RSS, stop it."""
+    sampler = RssSampler(extra + stack.services)
+    with sampler:
+        try:
+            stack.start()
+            print(f"  {label}: first answer {stack.cold_start_s:.1f} s after start")
+            warm_up(stack, settings)
+            levels = [drive(stack, label, clients, settings["messages"][clients], settings)
+                      for clients in settings["levels"]]
+        finally:
+            stack.stop()
+    return {"cold_start_s": round(stack.cold_start_s, 1), "levels": levels,
+            "peak_rss_mb": dict(sorted(sampler.peaks.items()))}
+
+
+def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict[str, Any]:
+    """Our stack: trained here (unless a model is given), production settings."""
+    result: Dict[str, Any] = {}
+    if model is None:
+        print("  training our model (full `rasa train`)…", flush=True)
+        result["training_s"] = timed(
+            [RASA, "train", "--domain", "domain", "--data", "data", "--config", "config.yml",
+             "--out", str(run_dir / "models"), "--fixed-model-name", "pos1000", "--force"],
+            ROOT, run_dir / "train-ours.log")
+        model = run_dir / "models" / "pos1000.tar.gz"
+    result["model_mb"] = round(model.stat().st_size / 2**20, 1)
+    postgres = PostgresServer().start()
+    redis, redis_url = redis_server(run_dir)
+    desk = None
+    try:
+        desk, desk_url = desk_service(run_dir, postgres.create_database("desk"), "bench-token")
+        stack = RasaStack(run_dir, model, postgres.create_database("tracker"),
+                          lock_store_url=redis_url, sanic_workers=settings["sanic_workers"],
+                          desk_url=desk_url, desk_token="bench-token", name="rasa")
+        result.update(measure(stack, "ours", settings, [desk, redis]))
+    finally:
+        for service in (desk, redis):
+            if service:
+                service.stop()
+        postgres.stop()
+    return result
+
+
+def baseline(run_dir: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
+    """The stock starter bot: `rasa init --no-prompt` (which trains it), default settings."""
+    project = Path(tempfile.mkdtemp(prefix="rasa-init-", dir=run_dir))
+    print("  creating and training the starter bot (`rasa init --no-prompt`)…", flush=True)
+    training_s = timed([RASA, "init", "--no-prompt", "--init-dir", str(project)], project,
+                       run_dir / "train-baseline.log")
+    model = sorted((project / "models").glob("*.tar.gz"))[-1]
+    stack = RasaStack(run_dir, model, tracker_url=None, with_actions=False, project=project,
+                      name="baseline", launcher=[RASA])
+    result = {"training_s": training_s, "model_mb": round(model.stat().st_size / 2**20, 1)}
+    result.update(measure(stack, "baseline", settings, []))
+    shutil.rmtree(project, ignore_errors=True)
+    return result
+
+
+def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str, Any]:
+    """Throughput with one and with two Rasa processes behind nginx, shared stores."""
+    clients, budget = settings["scale_out"]["clients"], settings["scale_out"]["messages"]
+    runs = []
+    for processes in (1, 2):
+        postgres = PostgresServer().start()
+        redis, redis_url = redis_server(run_dir)
+        desk = None
+        try:
+            desk, desk_url = desk_service(run_dir, postgres.create_database("desk"), "bench-token")
+            stack = RasaStack(run_dir, model, postgres.create_database("tracker"),
+                              lock_store_url=redis_url, rasa_processes=processes,
+                              behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
+                              name=f"scale{processes}-rasa", sanic_workers=1,
+                              endpoints_file="deploy/endpoints.yml",
+                              credentials_file="deploy/credentials.yml",
+                              extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"})
+            try:
+                stack.start()
+                warm_up(stack, settings)
+                figures = drive(stack, f"{processes} Rasa process(es)", clients, budget, settings)
+            finally:
+                stack.stop()
+        finally:
+            for service in (desk, redis):
+                if service:
+                    service.stop()
+            postgres.stop()
+        runs.append({"rasa_processes": processes, **figures})
+    return {"clients": clients, "runs": runs,
+            "ratio": report.ratio(runs[1]["throughput_msg_s"], runs[0]["throughput_msg_s"])}
+
+
+def compare(result: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
+    """Our / baseline ratios and the issue's targets, each marked met or missed."""
+    ours_levels = {level["clients"]: level for level in result["ours"]["levels"]}
+    base = result.get("baseline")
+    base_levels = {level["clients"]: level for level in base["levels"]} if base else {}
+    targets = settings["targets"]
+    ratios: Dict[str, Any] = {}
+    checks: List[Dict[str, Any]] = []
+    for clients, level in ours_levels.items():
+        other = base_levels.get(clients, {})
+        ratios[f"p50_at_{clients}"] = report.ratio(level["p50_ms"], other.get("p50_ms"))
+        ratios[f"throughput_at_{clients}"] = report.ratio(level["throughput_msg_s"],
+                                                          other.get("throughput_msg_s"))
+    checks.append({"target": f"p50 ≤ {targets['p50_ms_at_1']} ms at 1 merchant",
+                   "value": ours_levels[1]["p50_ms"],
+                   "met": ours_levels[1]["p50_ms"] <= targets["p50_ms_at_1"]})
+    for clients in (8, 32):
+        value = ratios.get(f"throughput_at_{clients}")
+        checks.append({"target": f"throughput ≥ {targets['throughput_ratio']}× baseline at {clients}",
+                       "value": value, "met": value is not None and value >= targets["throughput_ratio"]})
+    errors = sum(level["errors"] + level["lost_turns"] for level in ours_levels.values())
+    checks.append({"target": "zero errors and lost turns", "value": errors, "met": errors == 0})
+    if base:
+        ours_rss = max(v for k, v in result["ours"]["peak_rss_mb"].items() if k.startswith("rasa"))
+        base_rss = max(v for k, v in base["peak_rss_mb"].items() if k.startswith("baseline"))
+        ratios["rasa_peak_rss"] = report.ratio(ours_rss, base_rss)
+        checks.append({"target": "Rasa process peak RSS ≤ baseline", "value": f"{ours_rss} MiB vs {base_rss} MiB",
+                       "met": ours_rss <= base_rss})
+    if "training_s" in result["ours"]:
+        checks.append({"target": f"training ≤ {targets['training_s']} s",
+                       "value": result["ours"]["training_s"],
+                       "met": result["ours"]["training_s"] <= targets["training_s"]})
+    if result.get("scale_out"):
+        value = result["scale_out"]["ratio"]
+        lost = sum(run["lost_turns"] + run["errors"] for run in result["scale_out"]["runs"])
+        checks.append({"target": f"2 Rasa processes ≥ {targets['scale_out_ratio']}× one",
+                       "value": value, "met": value is not None and value >= targets["scale_out_ratio"]})
+        checks.append({"target": "scale-out: no conversation lost a turn", "value": lost, "met": lost == 0})
+    return {"ratios": ratios, "targets": checks}
+
+
+def print_summary(result: Dict[str, Any]) -> None:
+    rows = []
+    for name in ("ours", "baseline"):
+        for level in (result.get(name) or {}).get("levels", []):
+            rows.append({"stack": name, **level})
+    print()
+    print(report.table(rows, ["stack", "clients", "messages", "p50_ms", "p95_ms", "p99_ms",
+                              "throughput_msg_s", "errors", "lost_turns"]))
+    print()
+    for name in ("ours", "baseline"):
+        part = result.get(name)
+        if part:
+            rss = ", ".join(f"{k} {v}" for k, v in part["peak_rss_mb"].items())
+            print(f"{name}: training {part.get('training_s', '-')} s, model {part['model_mb']} MiB, "
+                  f"cold start {part['cold_start_s']} s; peak RSS MiB: {rss}")
+    if result.get("scale_out"):
+        scale = result["scale_out"]
+        print()
+        print(report.table(scale["runs"], ["rasa_processes", "messages", "p50_ms", "p95_ms",
+                                           "throughput_msg_s", "errors", "lost_turns"]))
+        print(f"scale-out ratio (2 / 1 Rasa processes): {scale['ratio']}")
+    print()
+    print("ours / baseline: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))
+    for check in result["targets"]:
+        print(f"  [{'met' if check['met'] else 'MISSED'}] {check['target']}: {check['value']}")
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
+    parser.add_argument("--model", type=Path, help="use this model instead of training one")
+    parser.add_argument("--skip-baseline", action="store_true")
+    parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
+    args = parser.parse_args(argv)
+
+    settings = yaml.safe_load(SETTINGS.read_text(encoding="utf-8"))
+    if args.quick:
+        settings["messages"] = {k: max(v // 10, k * 2) for k, v in settings["messages"].items()}
+        settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
+    run_dir = args.out / "run"
+    shutil.rmtree(run_dir, ignore_errors=True)
+    run_dir.mkdir(parents=True)
+    result: Dict[str, Any] = {
+        "title": f"make bench — {os.cpu_count()} cores, {platform.python_version()}",
+        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
+                    "platform": platform.platform()},
+        "settings": settings,
+    }
+    print("our stack:")
+    result["ours"] = ours(run_dir, settings, args.model)
+    model = args.model or run_dir / "models" / "pos1000.tar.gz"
+    if not args.skip_baseline:
+        print("baseline (stock Rasa starter bot):")
+        result["baseline"] = baseline(run_dir, settings)
+    if not args.skip_scale_out:
+        print("scale-out:")
+        result["scale_out"] = scale_out(run_dir, settings, model)
+    result.update(compare(result, settings))
+    print_summary(result)
+    report.write_json(result, args.out / "bench.json")
+    report.plot(result, args.out / "bench.png")
+    print(f"\nwritten: {args.out / 'bench.json'}, {args.out / 'bench.png'} (logs in {run_dir})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

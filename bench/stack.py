@@ -1,0 +1,166 @@
+"""The stacks under test: ours (Rasa + action server + desk, production settings) and the
+stock Rasa starter bot, each started on loopback ports in the run's folder.
+"""
+from __future__ import annotations
+
+import secrets
+import sys
+import time
+import urllib.request
+import json
+from pathlib import Path
+from typing import Dict, List, Optional
+
+import yaml
+
+from bench.servers import RASA, ROOT, Service, free_port, nginx
+
+# TensorFlow sizes its thread pools to the machine; on two cores with a server process per
+# core, one thread each avoids oversubscription.
+TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_INTER_OP_PARALLELISM_THREADS": "1",
+          "TF_INTRA_OP_PARALLELISM_THREADS": "1", "OMP_NUM_THREADS": "1",
+          "RASA_TELEMETRY_ENABLED": "false", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+
+
+def first_answer(url: str, sender: str, message: str, seconds: float = 240) -> float:
+    """Send one message until the server answers it; returns when it did (perf_counter)."""
+    deadline = time.monotonic() + seconds
+    body = json.dumps({"sender": sender, "message": message}).encode()
+    while True:
+        try:
+            request = urllib.request.Request(url.rstrip("/") + "/webhooks/rest/webhook", data=body,
+                                             headers={"Content-Type": "application/json"})
+            with urllib.request.urlopen(request, timeout=30) as response:
+                if json.loads(response.read()):
+                    return time.perf_counter()
+        except OSError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"no answer from {url} within {seconds} s")
+        time.sleep(0.1)
+
+
+class RasaStack:
+    """Rasa processes (each with its own action server) plus whatever they need.
+
+    ``rasa_processes`` > 1 puts nginx in front and needs a shared tracker store and a
+    Redis lock store, as a deployment on several hosts would.
+    """
+
+    def __init__(self, run_dir: Path, model: Path, tracker_url: Optional[str],
+                 lock_store_url: Optional[str] = None, rasa_processes: int = 1,
+                 sanic_workers: int = 1, with_actions: bool = True, behind_nginx: bool = False,
+                 desk_url: Optional[str] = None, desk_token: str = "",
+                 project: Path = ROOT, name: str = "rasa",
+                 launcher: Optional[List[str]] = None,
+                 endpoints_file: str = "endpoints.yml",
+                 credentials_file: str = "credentials.yml",
+                 extra_env: Optional[Dict[str, str]] = None) -> None:
+        self.run_dir = run_dir
+        self.model = model
+        self.tracker_url = tracker_url
+        self.lock_store_url = lock_store_url
+        self.rasa_processes = rasa_processes
+        self.sanic_workers = sanic_workers
+        self.with_actions = with_actions
+        self.behind_nginx = behind_nginx or rasa_processes > 1
+        self.desk_url = desk_url
+        self.desk_token = desk_token
+        self.project = project
+        self.name = name
+        # Ours runs through rasa_server (Rasa's CLI with the runtime fixes); the baseline
+        # runs stock `rasa`.
+        self.launcher = launcher or [sys.executable, "-m", "rasa_server"]
+        self.endpoints_file = endpoints_file
+        self.credentials_file = credentials_file
+        self.extra_env = extra_env or {}
+        self.process_urls: List[str] = []
+        self.token = secrets.token_urlsafe(16)
+        self.services: List[Service] = []
+        self.url = ""
+        self.cold_start_s = 0.0
+
+    def _endpoints(self, action_port: Optional[int]) -> Path:
+        """The project's own endpoints.yml with this run's addresses filled in."""
+        source = self.project / self.endpoints_file
+        endpoints = yaml.safe_load(source.read_text(encoding="utf-8")) if source.exists() else None
+        endpoints = endpoints or {}
+        if action_port:
+            endpoints.setdefault("action_endpoint", {})["url"] = f"http://127.0.0.1:{action_port}/webhook"
+        if self.tracker_url:
+            endpoints["tracker_store"] = {**(endpoints.get("tracker_store") or {}), "type": "SQL",
+                                          "url": self.tracker_url}
+        if self.lock_store_url:
+            host, port = self.lock_store_url.split("//", 1)[1].split(":")
+            endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": "redis",
+                                       "url": host, "port": int(port)}
+        path = self.run_dir / f"{self.name}-endpoints-{action_port or 0}.yml"
+        path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
+        return path
+
+    def start(self) -> "RasaStack":
+        """Start everything, then wait for the first answer (that time is the cold start)."""
+        started = time.perf_counter()
+        rasa_ports = []
+        for number in range(1, self.rasa_processes + 1):
+            action_port = free_port() if self.with_actions else None
+            if action_port:
+                env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
+                       "OUTBOX_FILE": str(self.run_dir / f"outbox-{number}.sqlite")}
+                actions = Service(f"actions{number}", [RASA, "run", "actions", "--actions", "actions",
+                                                       "--port", str(action_port)],
+                                  self.run_dir, env=env, cwd=self.project).start()
+                self.services.append(actions)
+            port = free_port()
+            rasa_ports.append(port)
+            args = [*self.launcher, "run", "--model", str(self.model), "--endpoints",
+                    str(self._endpoints(action_port)), "--enable-api", "--auth-token", self.token,
+                    "--interface", "127.0.0.1", "--port", str(port)]
+            if (self.project / self.credentials_file).exists():
+                args += ["--credentials", str(self.project / self.credentials_file)]
+            env = {**TF_ENV, "SANIC_WORKERS": str(self.sanic_workers), **self.extra_env}
+            self.services.append(Service(f"{self.name}{number}", args, self.run_dir, env=env,
+                                         cwd=self.project).start())
+        for service in self.services:
+            if service.name.startswith("actions"):
+                service.wait_http(service_url(service) + "/health")
+        self.process_urls = [f"http://127.0.0.1:{port}" for port in rasa_ports]
+        if self.behind_nginx:
+            balancer, self.url = nginx(rasa_ports, self.run_dir)
+            self.services.append(balancer)
+        else:
+            self.url = f"http://127.0.0.1:{rasa_ports[0]}"
+        for port in rasa_ports:
+            answered = first_answer(f"http://127.0.0.1:{port}", f"{self.name}-warmup-{port}", "你好")
+        self.cold_start_s = answered - started
+        return self
+
+    def rasa_services(self) -> List[Service]:
+        return [s for s in self.services if s.name.startswith(self.name)]
+
+    def tracker(self, sender: str) -> dict:
+        """The conversation's tracker through Rasa's HTTP API (token required)."""
+        url = f"{self.url}/conversations/{sender}/tracker?token={self.token}"
+        with urllib.request.urlopen(url, timeout=30) as response:
+            return json.loads(response.read())
+
+    def stop(self) -> None:
+        for service in reversed(self.services):
+            service.stop()
+
+
+def service_url(service: Service) -> str:
+    port = service.args[service.args.index("--port") + 1]
+    return f"http://127.0.0.1:{port}"
+
+
+def desk_service(run_dir: Path, database_url: str, token: str) -> "tuple[Service, str]":
+    """The support desk on a free port with its own database."""
+    port = free_port()
+    env = {"DESK_PORT": str(port), "DESK_API_TOKEN": token, "DESK_DATABASE_URL": database_url,
+           "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": "http://127.0.0.1:9",
+           "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+    service = Service("desk", [sys.executable, "-m", "support_desk"], run_dir, env=env).start()
+    url = f"http://127.0.0.1:{port}"
+    service.wait_http(url + "/health")
+    return service, url

@@ -1,0 +1,60 @@
+"""The benchmark's own arithmetic and checks (bench/): percentiles, expectations, targets."""
+from __future__ import annotations
+
+from bench.load import Conversation, LevelOutcome, _check_expectation, load_conversations
+from bench.report import ratio, table
+from bench.run import compare
+
+
+def test_percentiles_are_nearest_rank():
+    outcome = LevelOutcome(clients=1, latencies_ms=[float(v) for v in range(1, 101)], seconds=10)
+    assert outcome.percentile(0.50) == 50.0
+    assert outcome.percentile(0.95) == 95.0
+    assert outcome.percentile(0.99) == 99.0
+    summary = outcome.summary()
+    assert summary["throughput_msg_s"] == 10.0
+    assert summary["messages"] == 100
+
+
+def test_a_handoff_without_a_ticket_is_an_error():
+    outcome = LevelOutcome(clients=1)
+    handoff = Conversation(name="h", messages=["x"], expect="ticket")
+    _check_expectation(handoff, "s1", [{"text": "您的工单号是 PX-ABC234。"}], outcome)
+    _check_expectation(handoff, "s2", [{"text": "请问您的商户号？"}], outcome)
+    assert outcome.tickets == {"s1": "PX-ABC234"}
+    assert len(outcome.errors) == 1 and outcome.errors[0].startswith("s2: no ticket")
+
+
+def test_the_conversation_mix_has_faq_diagnostics_and_handoffs_in_both_languages():
+    names = {conversation.name for conversation in load_conversations()}
+    assert {"faq-zh", "faq-en", "diagnostics-fixed-zh", "diagnostics-fixed-en",
+            "handoff-zh", "handoff-en"} <= names
+
+
+def level(clients, p50, throughput, errors=0, lost=0):
+    return {"clients": clients, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3,
+            "throughput_msg_s": throughput, "errors": errors, "lost_turns": lost}
+
+
+def test_targets_are_marked_met_or_missed():
+    result = {
+        "ours": {"levels": [level(1, 25, 30), level(8, 40, 50), level(32, 200, 40, errors=1)],
+                 "peak_rss_mb": {"rasa1": 900.0, "actions1": 100.0}, "training_s": 170},
+        "baseline": {"levels": [level(1, 67, 12), level(8, 500, 15), level(32, 2000, 15)],
+                     "peak_rss_mb": {"baseline1": 1100.0}},
+    }
+    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0, "training_s": 180,
+                            "scale_out_ratio": 1.7}}
+    checks = {check["target"]: check for check in compare(result, settings)["targets"]}
+    assert checks["p50 ≤ 30 ms at 1 merchant"]["met"]
+    assert checks["throughput ≥ 3.0× baseline at 8"]["met"]       # 50 / 15 = 3.33
+    assert not checks["throughput ≥ 3.0× baseline at 32"]["met"]  # 40 / 15 = 2.67
+    assert not checks["zero errors and lost turns"]["met"]
+    assert checks["Rasa process peak RSS ≤ baseline"]["met"]
+    assert checks["training ≤ 180 s"]["met"]
+
+
+def test_table_and_ratio():
+    assert ratio(45.0, 15.0) == 3.0 and ratio(None, 1) is None
+    text = table([{"a": 1, "bb": 22}], ["a", "bb"])
+    assert text.splitlines()[0] == "a  bb" and text.splitlines()[2] == "1  22"
