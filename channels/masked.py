@@ -35,6 +35,7 @@ import logging
 import re
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
+import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
 from rasa.core.channels.socketio import SocketIOInput
@@ -174,10 +175,28 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
     An event whose data is not what the widget sends (an object; ``message`` a
     string; ``session_id`` a string; ``metadata`` an object) is dropped with a
     warning instead of raising inside the socket.io handler.
+
+    With several Rasa processes, set ``redis_url`` (deploy/credentials.yml): python-socketio's
+    Redis manager then carries a message for a widget user — an agent's reply arriving at any
+    process through Rasa's HTTP API — to the process that holds the user's connection.
     """
+
+    redis_url: Optional[str] = None
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "MaskedSocketIOInput":
+        channel = super().from_credentials(credentials)
+        channel.redis_url = (credentials or {}).get("redis_url") or None
+        return channel  # type: ignore[return-value]
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         hook = super().blueprint(on_new_message)
+        if self.redis_url:
+            # Swapped in before any client connects: the server initialises its manager on
+            # the first connection.
+            manager = socketio.AsyncRedisManager(self.redis_url)
+            manager.set_server(self.sio)
+            self.sio.manager = manager  # type: ignore[union-attr]
         namespace = self.namespace or "/"
         handlers: Dict[str, Callable] = self.sio.handlers.get(namespace, {})  # type: ignore[union-attr]
         for event, check in ((self.user_message_evt, self._message_problem), ("session_request", self._session_problem)):
