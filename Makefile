@@ -20,15 +20,16 @@ export SQLALCHEMY_SILENCE_UBER_WARNING := 1
 export RASA_TELEMETRY_ENABLED := false
 
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
-                $(wildcard data/jieba/*) $(wildcard nlu_components/*.py)
+                $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install train run shell actions test test-unit test-stories test-nlu validate clean
+.PHONY: help install train run shell actions test test-unit test-stories test-nlu validate clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
 	@echo "make shell  - chat with the assistant in this terminal"
 	@echo "make train  - train the model (models/pos1000.tar.gz)"
 	@echo "make test   - install, train, then every check (validate, pytest, stories, held-out NLU)"
+	@echo "make bench  - our stack vs the stock Rasa starter bot under load; results/bench/"
 
 $(VENV)/.installed: pyproject.toml
 	@test -x $(BIN)/python || "$$(scripts/find_python310.sh)" -m venv $(VENV)
@@ -87,5 +88,16 @@ test-stories: $(MODEL)
 test-nlu: $(MODEL)
 	$(BIN)/python scripts/nlu_heldout.py --model $(MODEL) --out $(RESULTS)/nlu --min-f1 0.90
 
+# Trains (timed), starts the stack with production settings and the stock starter bot,
+# drives 1/8/32 merchants and a scale-out run; table + results/bench/bench.{json,png}.
+bench: $(VENV)/.installed
+	@bash scripts/system_packages.sh --no-browser
+	$(BIN)/python -m bench
+
 clean:
 	rm -rf models $(RESULTS) .pytest_cache
+
+# Load and soak (tests/slow/): 50 merchants for 2 minutes through whole conversations
+# against real processes on 127.0.0.1; the RSS curve goes to results/soak_rss.json.
+test-slow: $(MODEL)
+	$(BIN)/pytest -q -s -m slow tests/slow
