@@ -36,18 +36,24 @@ class RasaRelay:
                 # Keep the merchant's view in order: nothing overtakes a failed message.
                 failed[message["id"]] = "waiting for an earlier message"
                 continue
+            # The desk's message id travels with the bot event: a retry after an attempt
+            # whose answer was lost (Rasa slow, not down) finds it and does not send twice.
+            tag = {"desk_message_id": message["id"]}
             events: List[Dict[str, Any]] = [
-                {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"]}}
+                {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"], **tag}}
             ]
             if message["kind"] == "closing":
                 # The pause ended the bot's turn before its action_listen; without one
                 # the merchant's next message would not match any rule.
                 events = [
                     {"event": "resume"},
-                    {"event": "bot", "text": message["text"]},
+                    {"event": "bot", "text": message["text"], "metadata": tag},
                     {"event": "action", "name": "action_listen"},
                 ]
             try:
+                if message.get("delivery_error") and await self._arrived(message):
+                    await self.store.mark_delivery(message["id"], None)
+                    continue
                 await self.rasa.append_events(message["sender_id"], events)
             except RasaUnavailable as error:
                 failed[message["id"]] = str(error)
@@ -56,6 +62,14 @@ class RasaRelay:
                 continue
             await self.store.mark_delivery(message["id"], None)
         return failed
+
+    async def _arrived(self, message: Dict[str, Any]) -> bool:
+        """Did an earlier attempt reach the conversation although it reported a failure?"""
+        events = await self.rasa.tracker_events(message["sender_id"])
+        return any(
+            e.get("event") == "bot" and (e.get("metadata") or {}).get("desk_message_id") == message["id"]
+            for e in events
+        )
 
     async def collect_merchant_messages(self, escalation: Dict[str, Any]) -> int:
         """Copy the merchant's messages written while the case paused the bot; 0 when Rasa is away.

@@ -176,7 +176,7 @@ async def test_claim_rules(client, rasa):
     assert taken.status == 409 and await taken.json() == {"error": "escalation is claimed by li"}
     # The merchant is told once that a person has joined.
     assert rasa.events["shop-17"] == [
-        {"event": "bot", "text": "人工客服 li 已加入对话。", "metadata": {"agent": None}}
+        {"event": "bot", "text": "人工客服 li 已加入对话。", "metadata": {"agent": None, "desk_message_id": 3}}
     ]
 
 
@@ -188,7 +188,7 @@ async def test_reply_reaches_rasa_as_a_bot_message(client, rasa):
     assert response.status == 201
     message = await response.json()
     assert (message["role"], message["kind"], message["delivered"]) == ("agent", "reply", True)
-    assert rasa.events["shop-17"] == [{"event": "bot", "text": "您好，我是客服小李", "metadata": {"agent": "li"}}]
+    assert rasa.events["shop-17"] == [{"event": "bot", "text": "您好，我是客服小李", "metadata": {"agent": "li", "desk_message_id": 3}}]
     request = rasa.requests[-1]
     assert request.query["output_channel"] == "latest" and request.query["execute_side_effects"] == "true"
     escalation = await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json()
@@ -237,7 +237,8 @@ async def test_resolve_resumes_the_bot_in_the_merchants_language(client, rasa):
     assert resolved["resolution_note"] == "gateway reset" and resolved["resolution_category"] == "server"
     assert rasa.events["shop-17"] == [
         {"event": "resume"},
-        {"event": "bot", "text": "Support has finished with your case and I'm back. Ask me anything else any time."},
+        {"event": "bot", "text": "Support has finished with your case and I'm back. Ask me anything else any time.",
+             "metadata": {"desk_message_id": 3}},
         {"event": "action", "name": "action_listen"},
     ]
     again = await client.post(f"/api/escalations/{case['id']}/resolve", json={"note": "x"}, headers=AUTH)

@@ -42,3 +42,49 @@ def test_a_case_made_through_the_api_starts_at_its_creation_time():
 
 def test_still_paused_takes_everything_after_the_handoff():
     assert [m["text"] for m in paused_messages(EVENTS[:5], CASE)] == ["还要等多久", "刚才又报了一次"]
+
+
+# Delivery: a retry after a lost answer does not send the agent's reply twice.
+
+from support_desk.relay import RasaRelay  # noqa: E402
+
+
+class FakeStore:
+    def __init__(self, message):
+        self.message, self.marked = message, []
+
+    async def undelivered(self, escalation_id=None):
+        return [self.message] if not self.marked else []
+
+    async def mark_delivery(self, message_id, error):
+        self.marked.append((message_id, error))
+
+
+class FakeRasa:
+    def __init__(self, events):
+        self.events, self.appended = events, []
+
+    async def tracker_events(self, sender_id):
+        return self.events
+
+    async def append_events(self, sender_id, events):
+        self.appended.append(events)
+
+
+REPLY = {"id": 7, "escalation_id": 1, "sender_id": "shop-1", "text": "您好", "author": "li",
+         "kind": "reply", "delivery_error": "Rasa not reachable: TimeoutError"}
+
+
+async def test_a_retry_finds_the_reply_that_arrived_and_does_not_send_it_again():
+    rasa = FakeRasa([{"event": "bot", "text": "您好", "metadata": {"agent": "li", "desk_message_id": 7}}])
+    store = FakeStore(REPLY)
+    assert await RasaRelay(store, rasa).deliver_pending() == {}
+    assert rasa.appended == [] and store.marked == [(7, None)]
+
+
+async def test_a_retry_sends_the_reply_that_did_not_arrive_once_with_its_id():
+    rasa = FakeRasa([{"event": "bot", "text": "您好", "metadata": {"desk_message_id": 6}}])
+    store = FakeStore(REPLY)
+    await RasaRelay(store, rasa).deliver_pending()
+    assert rasa.appended == [[{"event": "bot", "text": "您好", "metadata": {"agent": "li", "desk_message_id": 7}}]]
+    assert store.marked == [(7, None)]
