@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+from urllib.parse import urlsplit
 
 import aiohttp_jinja2
 import jinja2
@@ -25,7 +26,7 @@ from aiohttp_session.cookie_storage import EncryptedCookieStorage
 
 from support_desk import cases
 from support_desk.accounts import verify_password
-from support_desk.api import RELAY, SETTINGS, STORE
+from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
 from support_desk.privacy import mask_phone
 from support_desk.store import Conflict, NotFound, utcnow
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
@@ -109,7 +110,7 @@ def agent_only(handler: Handler) -> Handler:
             return await handler(request)
         except (Invalid, Conflict) as problem:
             await flash(request, str(problem), error=True)
-            raise web.HTTPFound(request.headers.get("Referer") or "/console") from None
+            raise web.HTTPFound(back(request)) from None
         except NotFound:
             raise web.HTTPNotFound(text="not found") from None
 
@@ -187,7 +188,7 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
     lang = request.match_info["lang"]
     if lang in LANGUAGES:
         (await get_session(request))["lang"] = lang
-    raise web.HTTPFound(request.headers.get("Referer") or "/console")
+    raise web.HTTPFound(back(request))
 
 
 # --- queue and cases ------------------------------------------------------------------
@@ -339,7 +340,15 @@ async def stats_page(request: web.Request) -> web.Response:
 
 
 def _id(request: web.Request) -> int:
-    try:
-        return int(request.match_info["id"])
-    except ValueError:
-        raise NotFound(request.match_info["id"]) from None
+    return escalation_id(request)  # the API's rule: ASCII digits that fit a 64-bit integer
+
+
+def back(request: web.Request) -> str:
+    """Where a form goes back to: the Referer's path on this site, else the queue.
+
+    Never another site: a Referer is whatever the browser (or an attacker's page) sent.
+    """
+    referer = urlsplit(request.headers.get("Referer", ""))
+    same_site = referer.scheme in ("http", "https") and referer.netloc == request.host
+    path = (referer.path + (f"?{referer.query}" if referer.query else "")) if same_site else ""
+    return path if path.startswith("/console") and not path.startswith("//") else "/console"
