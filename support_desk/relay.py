@@ -25,9 +25,16 @@ class RasaRelay:
     def __init__(self, store: DeskStore, rasa: RasaClient) -> None:
         self.store = store
         self.rasa = rasa
+        # One delivery round at a time: an agent's reply and the retry loop must not
+        # both pick the same queued message and send it twice.
+        self._delivering = asyncio.Lock()
 
     async def deliver_pending(self, escalation_id: Optional[int] = None) -> Dict[int, str]:
         """Send queued messages; returns ``{message_id: error}`` for those still queued."""
+        async with self._delivering:
+            return await self._deliver_pending(escalation_id)
+
+    async def _deliver_pending(self, escalation_id: Optional[int]) -> Dict[int, str]:
         failed: Dict[int, str] = {}
         blocked: set = set()
         for message in await self.store.undelivered(escalation_id):
