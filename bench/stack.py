@@ -88,8 +88,8 @@ class RasaStack:
         if action_port:
             endpoints.setdefault("action_endpoint", {})["url"] = f"http://127.0.0.1:{action_port}/webhook"
         if self.tracker_url:
-            endpoints["tracker_store"] = {**(endpoints.get("tracker_store") or {}), "type": "SQL",
-                                          "url": self.tracker_url}
+            store = endpoints.get("tracker_store") or {"type": "SQL"}
+            endpoints["tracker_store"] = {**store, "url": self.tracker_url}
         if self.lock_store_url:
             host, port = self.lock_store_url.split("//", 1)[1].split(":")
             endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": "redis",
