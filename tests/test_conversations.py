@@ -87,7 +87,7 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 @pytest.fixture(scope="module")
 def action_server(desk, tmp_path_factory) -> Iterator[str]:
-    """`rasa run actions` on a free loopback port, using the desk; stopped by PID."""
+    """The action server (`python -m actions.server`, loopback only) on a free port; stopped by PID."""
     port = free_port()
     env = {
         **os.environ,
@@ -98,8 +98,7 @@ def action_server(desk, tmp_path_factory) -> Iterator[str]:
         "OUTBOX_FILE": str(tmp_path_factory.mktemp("outbox") / "outbox.sqlite"),
     }
     process = subprocess.Popen(
-        [str(Path(sys.executable).with_name("rasa")), "run", "actions", "--actions", "actions",
-         "--port", str(port)],
+        [sys.executable, "-m", "actions.server", "--actions", "actions", "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     wait_for(f"http://127.0.0.1:{port}/health", process, "action server")
@@ -281,3 +280,12 @@ async def test_human_leaves_the_checks(agent, variations):
     tracker = await agent.tracker_store.get_or_create_tracker("en-human")
     assert tracker.active_loop_name == "handoff_form"
     assert await chat.texts("cancel, never mind") == [variations["utter_handoff_cancelled"]["en"]]
+
+
+async def test_low_confidence_offers_topics_then_listens(agent, variations):
+    chat = Chat(agent, "zh-clarify")
+    [question] = await chat.texts("/nlu_fallback")
+    assert starts_like(question, variations["utter_clarify"]["zh"])
+    tracker = await agent.tracker_store.get_or_create_tracker("zh-clarify")
+    assert tracker.latest_action_name == "action_listen"
+    assert await chat.texts("今天天气怎么样") == [variations["utter_out_of_scope"]["zh"]]

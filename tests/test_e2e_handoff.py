@@ -61,7 +61,7 @@ class Stack:
         # Logs are kept: a test checks no card number reaches them.
         self.logs = [directory / "actions.log", directory / "rasa.log"]
         self.actions = subprocess.Popen(
-            [RASA, "run", "actions", "--actions", "actions", "--port", str(self.actions_port)],
+            [sys.executable, "-m", "actions.server", "--actions", "actions", "--port", str(self.actions_port)],
             cwd=ROOT, env=env, stdout=self.logs[0].open("wb"), stderr=subprocess.STDOUT,
         )
         self.rasa = subprocess.Popen(
