@@ -14,18 +14,26 @@ class ProgressBar:
     def __init__(self, label: str, total: int, width: int = 30) -> None:
         self.label, self.total, self.width = label, total, width
         self.done = 0
+        # Redrawn in place on a terminal; a log (CI) gets the finished bar only.
+        self.live = sys.stderr.isatty()
         self._lock = threading.Lock()
         self.advance(0)
 
     def advance(self, count: int = 1) -> None:
         with self._lock:
             self.done = min(self.total, self.done + count)
-            filled = int(self.width * self.done / self.total) if self.total else self.width
-            sys.stderr.write(f"\r  {self.label:<28} [{'#' * filled}{'.' * (self.width - filled)}] "
-                             f"{self.done}/{self.total}")
-            sys.stderr.flush()
+            if self.live:
+                self._draw()
+
+    def _draw(self) -> None:
+        filled = int(self.width * self.done / self.total) if self.total else self.width
+        sys.stderr.write(f"\r  {self.label:<28} [{'#' * filled}{'.' * (self.width - filled)}] "
+                         f"{self.done}/{self.total}")
+        sys.stderr.flush()
 
     def close(self) -> None:
+        if not self.live:
+            self._draw()
         sys.stderr.write("\n")
         sys.stderr.flush()
 

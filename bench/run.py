@@ -1,8 +1,8 @@
 """`make bench`: our stack and the stock Rasa starter bot under the same load, side by side.
 
-1. Trains our model (timed) and starts the stack with production settings: Rasa through
-   rasa_server, the action server, the desk, PostgreSQL for conversations and cases, Redis
-   for the lock store, Sanic workers per settings.yml.
+1. Trains our model (timed) and starts the stack with single-host production settings:
+   Rasa through rasa_server with Sanic workers sharing a Redis lock store, conversations in
+   SQLite (WAL), the action server, the desk.
 2. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
    channel, a bounded number of messages per level; samples every process's RSS meanwhile.
 3. Does the same with `rasa init --no-prompt` (timed: that is its training) in a temporary
@@ -84,7 +84,7 @@ def drive(stack: RasaStack, label: str, clients: int, budget: int, settings: Dic
     """One level of load with a progress bar; the level's figures."""
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
     outcome = asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
-                                    tag=f"{label}-{int(time.time() * 1000)}",
+                                    tag=f"{stack.name}-{int(time.time() * 1000)}",
                                     progress=bar.advance, timeout=settings["timeout_s"]))
     bar.close()
     figures = outcome.summary()
@@ -130,7 +130,9 @@ def measure(stack: RasaStack, label: str, settings: Dict[str, Any],
 
 
 def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict[str, Any]:
-    """Our stack: trained here (unless a model is given), production settings."""
+    """Our stack on one host, as `make run` runs it in production: trained here (unless a
+    model is given), conversations in SQLite (WAL), the desk on SQLite, Sanic workers per
+    settings.yml sharing a Redis lock store."""
     result: Dict[str, Any] = {}
     if model is None:
         print("  training our model (full `rasa train`)…", flush=True)
@@ -140,12 +142,11 @@ def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict
             ROOT, run_dir / "train-ours.log")
         model = run_dir / "models" / "pos1000.tar.gz"
     result["model_mb"] = round(model.stat().st_size / 2**20, 1)
-    postgres = PostgresServer().start()
     redis, redis_url = redis_server(run_dir)
     desk = None
     try:
-        desk, desk_url = desk_service(run_dir, postgres.create_database("desk"), "bench-token")
-        stack = RasaStack(run_dir, model, postgres.create_database("tracker"),
+        desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
+        stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
                           lock_store_url=redis_url, sanic_workers=settings["sanic_workers"],
                           desk_url=desk_url, desk_token="bench-token", name="rasa")
         result.update(measure(stack, "ours", settings, [desk, redis]))
@@ -153,7 +154,6 @@ def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict
         for service in (desk, redis):
             if service:
                 service.stop()
-        postgres.stop()
     return result
 
 

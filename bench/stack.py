@@ -7,13 +7,14 @@ import secrets
 import sys
 import time
 import urllib.request
+from urllib.parse import quote
 import json
 from pathlib import Path
 from typing import Dict, List, Optional
 
 import yaml
 
-from bench.servers import RASA, ROOT, Service, free_port, nginx
+from bench.servers import ROOT, Service, free_port, nginx
 
 # TensorFlow sizes its thread pools to the machine; on two cores with a server process per
 # core, one thread each avoids oversubscription.
@@ -107,8 +108,8 @@ class RasaStack:
             if action_port:
                 env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
                        "OUTBOX_FILE": str(self.run_dir / f"outbox-{number}.sqlite")}
-                actions = Service(f"actions{number}", [RASA, "run", "actions", "--actions", "actions",
-                                                       "--port", str(action_port)],
+                actions = Service(f"actions{number}", [sys.executable, "-m", "actions.server",
+                                                       "--actions", "actions", "--port", str(action_port)],
                                   self.run_dir, env=env, cwd=self.project).start()
                 self.services.append(actions)
             port = free_port()
@@ -140,7 +141,7 @@ class RasaStack:
 
     def tracker(self, sender: str) -> dict:
         """The conversation's tracker through Rasa's HTTP API (token required)."""
-        url = f"{self.url}/conversations/{sender}/tracker?token={self.token}"
+        url = f"{self.url}/conversations/{quote(sender, safe='')}/tracker?token={self.token}"
         with urllib.request.urlopen(url, timeout=30) as response:
             return json.loads(response.read())
 
