@@ -72,7 +72,7 @@ run: $(MODEL) .env web/node_modules/.installed
 shell: $(MODEL) .env
 	@set -a; . ./.env; set +a; \
 	$(BIN)/python -m support_desk >/tmp/pos1000-desk.log 2>&1 & desk=$$!; \
-	$(RASA) run actions --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & actions=$$!; \
+	$(BIN)/python -m actions.server --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & actions=$$!; \
 	trap "kill $$desk $$actions" EXIT; \
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml
 

@@ -25,7 +25,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional
 
 import yaml
 
@@ -42,8 +42,8 @@ SETTINGS = Path(__file__).with_name("settings.yml")
 class RssSampler:
     """Samples the RSS of every service twice a second and keeps each one's peak (MiB)."""
 
-    def __init__(self, services: List[Service]) -> None:
-        self.services = services
+    def __init__(self, services: Callable[[], List[Service]]) -> None:
+        self.services = services  # called each round: a stack adds its services as it starts
         self.peaks: Dict[str, float] = {}
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -58,7 +58,7 @@ class RssSampler:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            for service in list(self.services):
+            for service in self.services():
                 for name, kib in service.rss().items():
                     self.peaks[name] = max(self.peaks.get(name, 0.0), round(kib / 1024, 1))
             self._stop.wait(0.5)
@@ -80,14 +80,22 @@ def lost_turns(stack: RasaStack, outcome: LevelOutcome) -> List[str]:
 
 
 def drive(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
-          check_turns: bool = True) -> Dict[str, Any]:
-    """One level of load with a progress bar; the level's figures."""
+          check_turns: bool = True, others: Optional[List[Service]] = None) -> Dict[str, Any]:
+    """One level of load with a progress bar; the level's figures, including how many CPU
+    milliseconds each process spent per message (where the machine's two cores went)."""
+    services = (others or []) + stack.services
+    cpu_before = {service.name: service.cpu() for service in services}
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
     outcome = asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
                                     tag=f"{stack.name}-{int(time.time() * 1000)}",
-                                    progress=bar.advance, timeout=settings["timeout_s"]))
+                                    progress=bar.advance, timeout=settings["timeout_s"],
+                                    check_answers=stack.with_actions))
     bar.close()
     figures = outcome.summary()
+    if outcome.messages:
+        figures["cpu_ms_per_msg"] = {
+            service.name: round((service.cpu() - cpu_before[service.name]) * 1000 / outcome.messages, 1)
+            for service in services}
     lost = lost_turns(stack, outcome) if check_turns else []
     figures["lost_turns"] = len(lost)
     for line in (outcome.errors + lost)[:5]:
@@ -101,12 +109,24 @@ def warm_up(stack: RasaStack, settings: Dict[str, Any]) -> None:
                           tag=f"warmup-{int(time.time())}", timeout=settings["timeout_s"]))
 
 
-def timed(args: List[str], cwd: Path, log: Path, env: Optional[Dict[str, str]] = None) -> float:
-    """Run a command to completion, log its output, return the seconds it took."""
+# Training has the machine to itself: TensorFlow gets every core (the Makefile's setting),
+# where a serving process gets one thread per pool (TF_ENV).
+TRAIN_ENV = {**TF_ENV, "TF_INTER_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
+             "TF_INTRA_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
+             "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+
+
+def timed(args: List[str], cwd: Path, log: Path) -> float:
+    """Train (or create) to completion with TRAIN_ENV, log the output, return the seconds."""
     started = time.perf_counter()
     with log.open("wb") as handle:
+        # A fresh cache: Rasa would otherwise restore unchanged components and the figure
+        # would not be a full training.
+        cache = Path(tempfile.mkdtemp(prefix="rasa-cache-", dir=log.parent))
         done = subprocess.run(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                              env={**os.environ, **TF_ENV, **(env or {})}, timeout=1800)
+                              env={**os.environ, **TRAIN_ENV, "RASA_CACHE_DIRECTORY": str(cache)},
+                              timeout=1800)
+        shutil.rmtree(cache, ignore_errors=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:3])} failed, see {log}")
     return round(time.perf_counter() - started, 1)
@@ -115,13 +135,14 @@ def timed(args: List[str], cwd: Path, log: Path, env: Optional[Dict[str, str]] =
 def measure(stack: RasaStack, label: str, settings: Dict[str, Any],
             extra: List[Service]) -> Dict[str, Any]:
     """Start a stack, measure cold start, every level and peak RSS, stop it."""
-    sampler = RssSampler(extra + stack.services)
+    sampler = RssSampler(lambda: extra + stack.services)
     with sampler:
         try:
             stack.start()
             print(f"  {label}: first answer {stack.cold_start_s:.1f} s after start")
             warm_up(stack, settings)
-            levels = [drive(stack, label, clients, settings["messages"][clients], settings)
+            levels = [drive(stack, label, clients, settings["messages"][clients], settings,
+                            others=extra)
                       for clients in settings["levels"]]
         finally:
             stack.stop()
@@ -192,7 +213,8 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             try:
                 stack.start()
                 warm_up(stack, settings)
-                figures = drive(stack, f"{processes} Rasa process(es)", clients, budget, settings)
+                figures = drive(stack, f"{processes} Rasa process(es)", clients, budget, settings,
+                                others=[desk, redis, postgres_service(postgres)])
             finally:
                 stack.stop()
         finally:
@@ -203,6 +225,13 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
         runs.append({"rasa_processes": processes, **figures})
     return {"clients": clients, "runs": runs,
             "ratio": report.ratio(runs[1]["throughput_msg_s"], runs[0]["throughput_msg_s"])}
+
+
+def postgres_service(postgres: PostgresServer) -> Service:
+    """The test PostgreSQL server seen as a Service, for its CPU figures."""
+    service = Service("postgres", [], postgres.directory)
+    service.process = postgres.process
+    return service
 
 
 def compare(result: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
@@ -261,8 +290,15 @@ def print_summary(result: Dict[str, Any]) -> None:
             rss = ", ".join(f"{k} {v}" for k, v in part["peak_rss_mb"].items())
             print(f"{name}: training {part.get('training_s', '-')} s, model {part['model_mb']} MiB, "
                   f"cold start {part['cold_start_s']} s; peak RSS MiB: {rss}")
+    for name in ("ours", "baseline"):
+        for level in (result.get(name) or {}).get("levels", []):
+            cpu = ", ".join(f"{k} {v}" for k, v in level.get("cpu_ms_per_msg", {}).items())
+            print(f"{name}, {level['clients']} merchants — CPU ms per message: {cpu}")
     if result.get("scale_out"):
         scale = result["scale_out"]
+        for run in scale["runs"]:
+            cpu = ", ".join(f"{k} {v}" for k, v in run.get("cpu_ms_per_msg", {}).items())
+            print(f"scale-out, {run['rasa_processes']} Rasa — CPU ms per message: {cpu}")
         print()
         print(report.table(scale["runs"], ["rasa_processes", "messages", "p50_ms", "p95_ms",
                                            "throughput_msg_s", "errors", "lost_turns"]))
@@ -292,7 +328,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     result: Dict[str, Any] = {
         "title": f"make bench — {os.cpu_count()} cores, {platform.python_version()}",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform()},
+                    "platform": platform.platform(),
+                    "load_average_at_start": [round(value, 2) for value in os.getloadavg()]},
         "settings": settings,
     }
     print("our stack:")
@@ -304,10 +341,14 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_scale_out:
         print("scale-out:")
         result["scale_out"] = scale_out(run_dir, settings, model)
+    # Other work on the machine skews every figure; the run records how busy it was.
+    result["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     result.update(compare(result, settings))
     print_summary(result)
     report.write_json(result, args.out / "bench.json")
     report.plot(result, args.out / "bench.png")
+    print(f"load average at start {result['machine']['load_average_at_start']}, "
+          f"at end {result['machine']['load_average_at_end']}")
     print(f"\nwritten: {args.out / 'bench.json'}, {args.out / 'bench.png'} (logs in {run_dir})")
     return 0
 

@@ -42,6 +42,16 @@ def rss_kib(pid: int) -> int:
     return 0
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process has used so far (0 when it is gone)."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+    except (FileNotFoundError, ProcessLookupError):
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> List[int]:
     """Direct children of a process (Sanic workers are children of `rasa run`)."""
     try:
@@ -49,6 +59,16 @@ def children(pid: int) -> List[int]:
             return [int(part) for part in handle.read().split()]
     except FileNotFoundError:
         return []
+
+
+def descendants(pid: int) -> List[int]:
+    """A process and all its descendants (PostgreSQL's backends, Sanic's workers)."""
+    found, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        found.append(current)
+        queue.extend(children(current))
+    return found
 
 
 class Service:
@@ -106,6 +126,12 @@ class Service:
         for number, child in enumerate(children(self.pid), start=1):
             found[f"{self.name}/worker{number}"] = rss_kib(child)
         return found
+
+    def cpu(self) -> float:
+        """CPU seconds used by this process and every process under it."""
+        if not self.alive():
+            return 0.0
+        return sum(cpu_seconds(pid) for pid in descendants(self.pid))
 
     def tail(self, lines: int = 30) -> str:
         try:

@@ -1,7 +1,7 @@
 """Whole conversations with the trained model and a real action server on loopback.
 
 The model (models/pos1000.tar.gz, built by `make train`) answers through Rasa's Agent;
-the custom actions run in a `rasa run actions` process that talks to the real support
+the custom actions run in a real action server process (`python -m actions.server`) that talks to the real support
 desk (`python -m support_desk`: incident board, escalations). Each bot message is
 compared with the domain's variation for the merchant's language.
 """
@@ -32,7 +32,7 @@ def free_port() -> int:
 
 def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
     """Poll a health URL until it answers; fail if the process dies or time runs out."""
-    deadline = time.monotonic() + 90
+    deadline = time.monotonic() + 240  # a loaded 2-core machine loads a model slowly
     while True:
         try:
             urllib.request.urlopen(url, timeout=1)

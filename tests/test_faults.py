@@ -1,7 +1,7 @@
 """Faults with real processes on 127.0.0.1: each part of the stack goes away and comes back.
 
 The stack is wired as `make run` wires it — `rasa run` (REST channel, HTTP API, SQL
-tracker store on a file), `rasa run actions`, the support desk — with the desk on a real
+tracker store on a file), the action server (`python -m actions.server`), the support desk — with the desk on a real
 PostgreSQL (``tests/pg_server.py``) so that its database can be stopped on its own.
 
 * action server killed mid-diagnostics → the merchant is told the check cannot be done
@@ -131,7 +131,7 @@ class FaultStack:
         return f"http://127.0.0.1:{self.rasa_port}"
 
     def start_actions(self) -> subprocess.Popen:
-        process = self._spawn([RASA, "run", "actions", "--actions", "actions",
+        process = self._spawn([sys.executable, "-m", "actions.server", "--actions", "actions",
                                "--port", str(self.actions_port)], "actions.log")
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", process, "action server")
         return process
