@@ -24,7 +24,8 @@ TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_INTER_OP_PARALLELISM_THREADS": "1",
 
 
 def first_answer(url: str, sender: str, message: str, seconds: float = 240) -> float:
-    """Send one message until the server answers it; returns when it did (perf_counter)."""
+    """Send one message until the server has handled it (200 with a JSON list — the stock
+    starter bot may choose to say nothing); returns when it did (perf_counter)."""
     deadline = time.monotonic() + seconds
     body = json.dumps({"sender": sender, "message": message}).encode()
     while True:
@@ -32,7 +33,7 @@ def first_answer(url: str, sender: str, message: str, seconds: float = 240) -> f
             request = urllib.request.Request(url.rstrip("/") + "/webhooks/rest/webhook", data=body,
                                              headers={"Content-Type": "application/json"})
             with urllib.request.urlopen(request, timeout=30) as response:
-                if json.loads(response.read()):
+                if isinstance(json.loads(response.read()), list):
                     return time.perf_counter()
         except OSError:
             pass
