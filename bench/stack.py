@@ -23,19 +23,25 @@ TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_INTER_OP_PARALLELISM_THREADS": "1",
           "RASA_TELEMETRY_ENABLED": "false", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
 
 
-def first_answer(url: str, sender: str, message: str, seconds: float = 240) -> float:
-    """Send one message until the server has handled it (200 with a JSON list — the stock
-    starter bot may choose to say nothing); returns when it did (perf_counter)."""
+def first_answer(url: str, token: str, sender: str, message: str, seconds: float = 240) -> float:
+    """Wait until Rasa reports a loaded model, then until it has handled one message
+    (200 with a JSON list: the stock starter bot may choose to say nothing). Returns the
+    moment it did (perf_counter)."""
     deadline = time.monotonic() + seconds
     body = json.dumps({"sender": sender, "message": message}).encode()
+    loaded = False
     while True:
         try:
-            request = urllib.request.Request(url.rstrip("/") + "/webhooks/rest/webhook", data=body,
-                                             headers={"Content-Type": "application/json"})
-            with urllib.request.urlopen(request, timeout=30) as response:
-                if isinstance(json.loads(response.read()), list):
-                    return time.perf_counter()
-        except OSError:
+            if not loaded:
+                with urllib.request.urlopen(f"{url}/status?token={token}", timeout=10) as response:
+                    loaded = bool(json.loads(response.read()).get("model_id"))
+            if loaded:
+                request = urllib.request.Request(url.rstrip("/") + "/webhooks/rest/webhook",
+                                                 data=body, headers={"Content-Type": "application/json"})
+                with urllib.request.urlopen(request, timeout=30) as response:
+                    if isinstance(json.loads(response.read()), list):
+                        return time.perf_counter()
+        except (OSError, ValueError):
             pass
         if time.monotonic() > deadline:
             raise RuntimeError(f"no answer from {url} within {seconds} s")
@@ -133,7 +139,8 @@ class RasaStack:
         else:
             self.url = f"http://127.0.0.1:{rasa_ports[0]}"
         for port in rasa_ports:
-            answered = first_answer(f"http://127.0.0.1:{port}", f"{self.name}-warmup-{port}", "你好")
+            answered = first_answer(f"http://127.0.0.1:{port}", self.token,
+                                    f"{self.name}-warmup-{port}", "你好")
         self.cold_start_s = answered - started
         return self
 
