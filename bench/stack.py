@@ -144,9 +144,6 @@ class RasaStack:
         self.cold_start_s = answered - started
         return self
 
-    def rasa_services(self) -> List[Service]:
-        return [s for s in self.services if s.name.startswith(self.name)]
-
     def tracker(self, sender: str) -> dict:
         """The conversation's tracker through Rasa's HTTP API (token required)."""
         url = f"{self.url}/conversations/{quote(sender, safe='')}/tracker?token={self.token}"

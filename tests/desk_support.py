@@ -1,13 +1,17 @@
 """Helpers for desk tests: settings on a temporary database, a Rasa HTTP API double."""
 from __future__ import annotations
 
+from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
-from typing import Any, Dict, List
+from typing import Any, AsyncIterator, Dict, List
 
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
+from support_desk.accounts import create_agent
+from support_desk.api import STORE
+from support_desk.app import create_app
 from support_desk.config import DeskSettings, load_settings
 
 TOKEN = "test-desk-token"
@@ -25,6 +29,16 @@ def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> De
         secret_key="test-secret-key-of-enough-length-0123456789",
         delivery_retry_seconds=3600,
     )
+
+
+@asynccontextmanager
+async def console_client(database: Path, rasa_url: str, agent: str = "li") -> AsyncIterator[TestClient]:
+    """The desk app (SQLite file ``database``) under aiohttp's test client, with an agent
+    account whose password is ``client.password``."""
+    app = create_app(desk_settings(f"sqlite:///{database}", rasa_url))
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        client.password = await create_agent(app[STORE], agent)
+        yield client
 
 
 class RasaDouble:

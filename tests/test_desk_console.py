@@ -4,21 +4,15 @@ from __future__ import annotations
 import re
 
 import pytest
-from aiohttp.test_utils import TestClient, TestServer
 
-from support_desk.accounts import create_agent
-from support_desk.api import STORE
-from support_desk.app import create_app
-from tests.desk_support import AUTH, desk_settings
+from tests.desk_support import AUTH, console_client
 
 SCRIPT = '<script>alert("x")</script>'
 
 
 @pytest.fixture
 async def client(tmp_path, rasa):
-    app = create_app(desk_settings(f"sqlite:///{tmp_path / 'desk.db'}", rasa.url))
-    async with TestClient(TestServer(app, host="127.0.0.1")) as test_client:
-        test_client.password = await create_agent(app[STORE], "li")
+    async with console_client(tmp_path / "desk.db", rasa.url) as test_client:
         yield test_client
 
 

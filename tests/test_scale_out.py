@@ -12,7 +12,6 @@ import asyncio
 import json
 import shutil
 import urllib.request
-from pathlib import Path
 from typing import Iterator
 
 import pytest
