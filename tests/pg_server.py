@@ -15,6 +15,8 @@ import time
 from pathlib import Path
 from typing import Optional
 
+from bench.servers import free_port
+
 
 def _binary(name: str) -> str:
     found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{name}")) or [shutil.which(name)]
@@ -33,7 +35,7 @@ class PostgresServer:
 
     def __init__(self) -> None:
         self.directory = Path(tempfile.mkdtemp(prefix="desk-pg-"))
-        self.port = _free_port()
+        self.port = free_port()
         self.process: Optional[subprocess.Popen] = None
 
     def start(self) -> "PostgresServer":
@@ -75,9 +77,3 @@ class PostgresServer:
             self.process.terminate()
             self.process.wait(15)
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,15 +18,11 @@ from typing import Dict, Iterator, List, Optional
 
 import pytest
 
+from bench.servers import free_port  # noqa: F401  (other test modules import it from here)
+
 ROOT = Path(__file__).resolve().parent.parent
 MODEL = ROOT / "models" / "pos1000.tar.gz"
 
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
