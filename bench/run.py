@@ -1,12 +1,13 @@
 """`make bench`: our stack and the stock Rasa starter bot under the same load, side by side.
 
-1. Trains our model (timed) and starts the stack with single-host production settings:
-   Rasa through rasa_server with Sanic workers sharing a Redis lock store, conversations in
-   SQLite (WAL), the action server, the desk.
-2. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
-   channel, a bounded number of messages per level; samples every process's RSS meanwhile.
-3. Does the same with `rasa init --no-prompt` (timed: that is its training) in a temporary
-   folder, stock config and settings.
+1. Trains our model and creates the stock starter bot with `rasa init --no-prompt` in a
+   temporary folder (that is its training), each timed alone on the machine.
+2. Starts our stack with single-host production settings (Rasa through rasa_server with
+   Sanic workers sharing a Redis lock store, conversations in SQLite (WAL), the action
+   server, the desk) and the starter bot (stock config and `rasa run`), side by side.
+3. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
+   channel, a bounded number of messages per level, each level on ours and on the baseline
+   back to back; samples every process's RSS meanwhile.
 4. Scale-out: two Rasa processes (each with its action server) behind nginx, sharing
    PostgreSQL and Redis, against one Rasa process behind the same nginx.
 5. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import platform
 import shutil
@@ -25,7 +27,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import yaml
 
@@ -132,28 +134,35 @@ def timed(args: List[str], cwd: Path, log: Path) -> float:
     return round(time.perf_counter() - started, 1)
 
 
-def measure(stack: RasaStack, label: str, settings: Dict[str, Any],
-            extra: List[Service]) -> Dict[str, Any]:
-    """Start a stack, measure cold start, every level and peak RSS, stop it."""
-    sampler = RssSampler(lambda: extra + stack.services)
-    with sampler:
-        try:
+def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
+                 settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+    """Start the stacks one after the other (each cold start timed alone), warm each up, then
+    run every level on each stack back to back, alternating which goes first. The machine's
+    speed drifts during a run (1.5× within an hour here); measured this way a drift touches
+    ours and the baseline alike, and the ratios compare like with like."""
+    results: Dict[str, Dict[str, Any]] = {label: {"levels": []} for label, _, _ in stacks}
+    samplers = {label: RssSampler(lambda stack=stack, extra=extra: extra + stack.services)
+                for label, stack, extra in stacks}
+    with contextlib.ExitStack() as running:
+        for label, stack, _ in stacks:
+            running.enter_context(samplers[label])
+            running.callback(stack.stop)
             stack.start()
+            results[label]["cold_start_s"] = round(stack.cold_start_s, 1)
             print(f"  {label}: first answer {stack.cold_start_s:.1f} s after start")
+        for _, stack, _ in stacks:
             warm_up(stack, settings)
-            levels = [drive(stack, label, clients, settings["messages"][clients], settings,
-                            others=extra)
-                      for clients in settings["levels"]]
-        finally:
-            stack.stop()
-    return {"cold_start_s": round(stack.cold_start_s, 1), "levels": levels,
-            "peak_rss_mb": dict(sorted(sampler.peaks.items()))}
+        for index, clients in enumerate(settings["levels"]):
+            for label, stack, extra in (stacks if index % 2 == 0 else stacks[::-1]):
+                results[label]["levels"].append(
+                    drive(stack, label, clients, settings["messages"][clients], settings, others=extra))
+    for label, sampler in samplers.items():
+        results[label]["peak_rss_mb"] = dict(sorted(sampler.peaks.items()))
+    return results
 
 
-def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict[str, Any]:
-    """Our stack on one host, as `make run` runs it in production: trained here (unless a
-    model is given), conversations in SQLite (WAL), the desk on SQLite, Sanic workers per
-    settings.yml sharing a Redis lock store."""
+def train_ours(run_dir: Path, model: Optional[Path]) -> Tuple[Path, Dict[str, Any]]:
+    """Our model: trained here with a full `rasa train` (timed) unless one is given."""
     result: Dict[str, Any] = {}
     if model is None:
         print("  training our model (full `rasa train`)…", flush=True)
@@ -163,23 +172,27 @@ def ours(run_dir: Path, settings: Dict[str, Any], model: Optional[Path]) -> Dict
             ROOT, run_dir / "train-ours.log")
         model = run_dir / "models" / "pos1000.tar.gz"
     result["model_mb"] = round(model.stat().st_size / 2**20, 1)
+    return model, result
+
+
+def our_stack(run_dir: Path, settings: Dict[str, Any], model: Path,
+              running: contextlib.ExitStack) -> Tuple[RasaStack, List[Service]]:
+    """Our stack on one host, as `make run` runs it in production: conversations in SQLite
+    (WAL), the desk on SQLite, Sanic workers per settings.yml sharing a Redis lock store.
+    Redis and the desk are started now and stopped with ``running``."""
     redis, redis_url = redis_server(run_dir)
-    desk = None
-    try:
-        desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
-        stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
-                          lock_store_url=redis_url, sanic_workers=settings["sanic_workers"],
-                          desk_url=desk_url, desk_token="bench-token", name="rasa")
-        result.update(measure(stack, "ours", settings, [desk, redis]))
-    finally:
-        for service in (desk, redis):
-            if service:
-                service.stop()
-    return result
+    running.callback(redis.stop)
+    desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
+    running.callback(desk.stop)
+    stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
+                      lock_store_url=redis_url, sanic_workers=settings["sanic_workers"],
+                      desk_url=desk_url, desk_token="bench-token", name="rasa")
+    return stack, [desk, redis]
 
 
-def baseline(run_dir: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
-    """The stock starter bot: `rasa init --no-prompt` (which trains it), default settings."""
+def baseline_stack(run_dir: Path) -> Tuple[RasaStack, Dict[str, Any]]:
+    """The stock starter bot: `rasa init --no-prompt` (which trains it, timed), default
+    settings, stock `rasa run`."""
     project = Path(tempfile.mkdtemp(prefix="rasa-init-", dir=run_dir))
     print("  creating and training the starter bot (`rasa init --no-prompt`)…", flush=True)
     training_s = timed([RASA, "init", "--no-prompt", "--init-dir", str(project)], project,
@@ -187,10 +200,7 @@ def baseline(run_dir: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
     model = sorted((project / "models").glob("*.tar.gz"))[-1]
     stack = RasaStack(run_dir, model, tracker_url=None, with_actions=False, project=project,
                       name="baseline", launcher=[RASA])
-    result = {"training_s": training_s, "model_mb": round(model.stat().st_size / 2**20, 1)}
-    result.update(measure(stack, "baseline", settings, []))
-    shutil.rmtree(project, ignore_errors=True)
-    return result
+    return stack, {"training_s": training_s, "model_mb": round(model.stat().st_size / 2**20, 1)}
 
 
 def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str, Any]:
@@ -332,12 +342,19 @@ def main(argv: Optional[List[str]] = None) -> int:
                     "load_average_at_start": [round(value, 2) for value in os.getloadavg()]},
         "settings": settings,
     }
-    print("our stack:")
-    result["ours"] = ours(run_dir, settings, args.model)
-    model = args.model or run_dir / "models" / "pos1000.tar.gz"
+    print("training (each alone on the machine):")
+    model, result["ours"] = train_ours(run_dir, args.model)
     if not args.skip_baseline:
-        print("baseline (stock Rasa starter bot):")
-        result["baseline"] = baseline(run_dir, settings)
+        base, result["baseline"] = baseline_stack(run_dir)
+    print("ours and the baseline, level by level:")
+    with contextlib.ExitStack() as running:
+        stacks = [("ours", *our_stack(run_dir, settings, model, running))]
+        if not args.skip_baseline:
+            stacks.append(("baseline", base, []))
+        for label, figures in side_by_side(stacks, settings).items():
+            result[label].update(figures)
+    if not args.skip_baseline:
+        shutil.rmtree(base.project, ignore_errors=True)
     if not args.skip_scale_out:
         print("scale-out:")
         result["scale_out"] = scale_out(run_dir, settings, model)

@@ -122,7 +122,7 @@ class RasaStack:
             port = free_port()
             rasa_ports.append(port)
             args = [*self.launcher, "run", "--model", str(self.model), "--endpoints",
-                    str(self._endpoints(action_port)), "--enable-api", "--auth-token", self.token,
+                    str(self._endpoints(action_port)), "--enable-api", f"--auth-token={self.token}",
                     "--interface", "127.0.0.1", "--port", str(port)]
             if (self.project / self.credentials_file).exists():
                 args += ["--credentials", str(self.project / self.credentials_file)]

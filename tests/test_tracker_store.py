@@ -190,10 +190,13 @@ async def test_the_event_broker_gets_each_new_event_once(tmp_path):
     assert {e["sender_id"] for e in broker.published} == {"m1"}
 
 
-def test_sqlite_uses_the_write_ahead_log(tmp_path):
+def test_sqlite_keeps_its_connections_and_uses_the_write_ahead_log(tmp_path):
     path = tmp_path / "tracker.db"
     store = TunedSQLTrackerStore(domain=DOMAIN, host=f"sqlite:///{path}")
     with store.engine.connect() as connection:
         assert connection.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
+        first = connection.connection.dbapi_connection
+    with store.engine.connect() as connection:
+        assert connection.connection.dbapi_connection is first  # kept, not reopened
     with sqlite3.connect(path) as plain:  # the journal mode is a property of the file
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
