@@ -2,9 +2,10 @@
 
 1. Trains our model and creates the stock starter bot with `rasa init --no-prompt` in a
    temporary folder (that is its training), each timed alone on the machine.
-2. Starts our stack with single-host production settings (Rasa through rasa_server with
-   Sanic workers sharing a Redis lock store, conversations in SQLite (WAL), the action
-   server, the desk) and the starter bot (stock config and `rasa run`), side by side.
+2. Starts our stack with single-host production settings (one Rasa process per core,
+   through rasa_server, behind nginx, sharing a Redis lock store and the SQLite tracker in
+   WAL mode; an action server each; the desk) and the starter bot (stock config and
+   `rasa run`), side by side.
 3. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
    channel, a bounded number of messages per level, each level on ours and on the baseline
    back to back; samples every process's RSS meanwhile.
@@ -177,16 +178,17 @@ def train_ours(run_dir: Path, model: Optional[Path]) -> Tuple[Path, Dict[str, An
 
 def our_stack(run_dir: Path, settings: Dict[str, Any], model: Path,
               running: contextlib.ExitStack) -> Tuple[RasaStack, List[Service]]:
-    """Our stack on one host, as `make run` runs it in production: conversations in SQLite
-    (WAL), the desk on SQLite, Sanic workers per settings.yml sharing a Redis lock store.
-    Redis and the desk are started now and stopped with ``running``."""
+    """Our stack on one host with production settings: Rasa processes per settings.yml
+    (each with its action server) behind nginx, sharing the SQLite tracker (WAL) and a Redis
+    lock store; the desk on SQLite. Redis and the desk are started now and stopped with
+    ``running``."""
     redis, redis_url = redis_server(run_dir)
     running.callback(redis.stop)
     desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
     running.callback(desk.stop)
     stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
-                      lock_store_url=redis_url, sanic_workers=settings["sanic_workers"],
-                      desk_url=desk_url, desk_token="bench-token", name="rasa")
+                      lock_store_url=redis_url, rasa_processes=settings["rasa_processes"],
+                      behind_nginx=True, desk_url=desk_url, desk_token="bench-token", name="rasa")
     return stack, [desk, redis]
 
 
@@ -216,7 +218,7 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             stack = RasaStack(run_dir, model, postgres.create_database("tracker"),
                               lock_store_url=redis_url, rasa_processes=processes,
                               behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
-                              name=f"scale{processes}-rasa", sanic_workers=1,
+                              name=f"scale{processes}-rasa",
                               endpoints_file="deploy/endpoints.yml",
                               credentials_file="deploy/credentials.yml",
                               extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"})

@@ -194,14 +194,16 @@ http {{
     server {{
         listen 127.0.0.1:{port};
         client_max_body_size 1m;
-        location / {{
+        proxy_http_version 1.1;
+        proxy_set_header Host $host;
+        proxy_read_timeout 60s;
+        location /socket.io/ {{
             proxy_pass http://rasa;
-            proxy_http_version 1.1;
             proxy_set_header Upgrade $http_upgrade;
             proxy_set_header Connection $connection_upgrade;
-            proxy_set_header Host $host;
-            proxy_read_timeout 60s;
         }}
+        # Everything else reuses kept-alive connections to Rasa (deploy/nginx.conf does the same).
+        location / {{ proxy_pass http://rasa; proxy_set_header Connection ""; }}
     }}
 }}
 """

@@ -57,7 +57,7 @@ class RasaStack:
 
     def __init__(self, run_dir: Path, model: Path, tracker_url: Optional[str],
                  lock_store_url: Optional[str] = None, rasa_processes: int = 1,
-                 sanic_workers: int = 1, with_actions: bool = True, behind_nginx: bool = False,
+                 with_actions: bool = True, behind_nginx: bool = False,
                  desk_url: Optional[str] = None, desk_token: str = "",
                  project: Path = ROOT, name: str = "rasa",
                  launcher: Optional[List[str]] = None,
@@ -69,7 +69,6 @@ class RasaStack:
         self.tracker_url = tracker_url
         self.lock_store_url = lock_store_url
         self.rasa_processes = rasa_processes
-        self.sanic_workers = sanic_workers
         self.with_actions = with_actions
         self.behind_nginx = behind_nginx or rasa_processes > 1
         self.desk_url = desk_url
@@ -126,7 +125,7 @@ class RasaStack:
                     "--interface", "127.0.0.1", "--port", str(port)]
             if (self.project / self.credentials_file).exists():
                 args += ["--credentials", str(self.project / self.credentials_file)]
-            env = {**TF_ENV, "SANIC_WORKERS": str(self.sanic_workers), **self.extra_env}
+            env = {**TF_ENV, **self.extra_env}
             self.services.append(Service(f"{self.name}{number}", args, self.run_dir, env=env,
                                          cwd=self.project).start())
         for service in self.services:
