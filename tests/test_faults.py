@@ -77,18 +77,26 @@ class RestartablePostgres(PostgresServer):
     """The test PostgreSQL, stoppable and startable again on the same data and port."""
 
     def halt(self) -> None:
-        self.process.terminate()
+        # pg_ctl's fast shutdown ends the desk's open sessions and returns once the server is
+        # gone. A SIGTERM to runuser (smart shutdown, waiting for the desk's pooled
+        # connections) could leave the old server holding the data directory while the
+        # restart began: seen once in CI as "timed out waiting for PostgreSQL".
+        subprocess.run(_as_postgres([_binary("pg_ctl"), "-D", str(self.directory / "data"),
+                                     "-m", "fast", "-w", "-t", "60", "stop"]),
+                       check=True, stdout=subprocess.DEVNULL)
         self.process.wait(30)
 
     def resume(self) -> None:
+        log = (self.directory / "restart.log").open("ab")
         self.process = subprocess.Popen(
             _as_postgres([_binary("postgres"), "-D", str(self.directory / "data"), "-h", "127.0.0.1",
                           "-p", str(self.port), "-k", str(self.directory), "-F"]),
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            stdout=log, stderr=log,
         )
+        log.close()
         eventually(lambda: subprocess.run(
             [_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL).returncode == 0, 30, "PostgreSQL")
+            stdout=subprocess.DEVNULL).returncode == 0, 60, "PostgreSQL")
 
 
 class FaultStack:
