@@ -87,3 +87,12 @@ hypothesis_settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))
+
+
+@pytest.fixture(scope="module")
+def postgres():
+    """A throwaway PostgreSQL on 127.0.0.1 for the store tests (tests/pg_server.py)."""
+    from tests.pg_server import PostgresServer
+    server = PostgresServer().start()
+    yield server
+    server.stop()

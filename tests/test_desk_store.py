@@ -12,16 +12,8 @@ from alembic.script import ScriptDirectory
 
 from support_desk.db import alembic_config, create_engine, migrate, sync_url
 from support_desk.store import Conflict, DeskStore, NewEscalation, NotFound
-from tests.pg_server import PostgresServer
 
 _names = itertools.count()
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])

@@ -15,7 +15,6 @@ from rasa.shared.core.events import (ActionExecuted, ActiveLoop, BotUttered, Eve
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from rasa_server.tracker_store import TunedSQLTrackerStore
-from tests.pg_server import PostgresServer
 
 DOMAIN = Domain.from_dict({
     "intents": ["greet", "inform_not_fixed", "inform_fixed"],
@@ -26,13 +25,6 @@ DOMAIN = Domain.from_dict({
 })
 _names = itertools.count()
 _clock = itertools.count(1_700_000_000)
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    server = PostgresServer().start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
