@@ -1,8 +1,10 @@
 """``python -m rasa_server <rasa CLI arguments>``: Rasa's CLI with the runtime fixes."""
 from rasa.__main__ import main
 
-from rasa_server import action_validation
+from rasa_server import action_validation, graph_runner, sparse_features
 
 if __name__ == "__main__":
     action_validation.install()
+    graph_runner.install()
+    sparse_features.install()
     main()
