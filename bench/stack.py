@@ -22,6 +22,9 @@ TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_INTER_OP_PARALLELISM_THREADS": "1",
           "TF_INTRA_OP_PARALLELISM_THREADS": "1", "OMP_NUM_THREADS": "1",
           "RASA_TELEMETRY_ENABLED": "false", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
 
+# The Redis lock store of deploy/endpoints.yml: Rasa's ticket lock in two atomic round trips.
+LOCK_STORE = "rasa_server.lock_store.AtomicRedisLockStore"
+
 
 def first_answer(url: str, token: str, sender: str, message: str, seconds: float = 240) -> float:
     """Wait until Rasa reports a loaded model, then until it has handled one message
@@ -99,7 +102,7 @@ class RasaStack:
             endpoints["tracker_store"] = {**store, "url": self.tracker_url}
         if self.lock_store_url:
             host, port = self.lock_store_url.split("//", 1)[1].split(":")
-            endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": "redis",
+            endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": LOCK_STORE,
                                        "url": host, "port": int(port)}
         path = self.run_dir / f"{self.name}-endpoints-{action_port or 0}.yml"
         path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")

@@ -38,7 +38,7 @@ def test_compose_has_the_benchmarked_topology():
 def test_deploy_endpoints_share_state_between_processes():
     endpoints = yaml.safe_load((DEPLOY / "endpoints.yml").read_text(encoding="utf-8"))
     assert endpoints["tracker_store"]["type"] == "rasa_server.tracker_store.TunedSQLTrackerStore"
-    assert endpoints["lock_store"]["type"] == "redis"
+    assert endpoints["lock_store"]["type"] == "rasa_server.lock_store.AtomicRedisLockStore"
     assert endpoints["action_endpoint"]["enable_selective_domain"] is True
     credentials = yaml.safe_load((DEPLOY / "credentials.yml").read_text(encoding="utf-8"))
     assert credentials["channels.masked.MaskedSocketIOInput"]["redis_url"] == "${SOCKETIO_REDIS_URL}"
