@@ -12,9 +12,7 @@ rules (``rasa.core.lock.TicketLock``: numbers follow the last live ticket, a tic
 after its lifetime, the lowest live ticket is served) and the client's clock. Issuing a
 ticket, pruning expired ones and handing a ticket back each run as one Lua script, atomic
 in Redis; issuing also answers whether the ticket is served at once. Waiting for a turn
-is upstream's loop. ``lock()`` (what Rasa's agent uses per message) sends its two scripts
-through redis-py's asyncio client, so the event loop serves other conversations while
-Redis answers; the synchronous methods stay for the rest of Rasa's API.
+is upstream's loop.
 
 Use it in endpoints.yml with the options of Rasa's ``redis`` lock store::
 
@@ -26,14 +24,11 @@ Use it in endpoints.yml with the options of Rasa's ``redis`` lock store::
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import time
 from contextlib import asynccontextmanager
-from typing import Any, AsyncGenerator, Callable, List, Optional, Text, Tuple
+from typing import Any, AsyncGenerator, Callable, Optional, Text, Tuple
 
-import redis
-import redis.asyncio
 from rasa.core.lock import TicketLock
 from rasa.core.lock_store import LOCK_LIFETIME, LockError, RedisLockStore
 from rasa.utils.endpoints import EndpointConfig
@@ -109,48 +104,21 @@ class AtomicRedisLockStore(RedisLockStore):
         self._issue = self.red.register_script(_ISSUE)
         self._return = self.red.register_script(_RETURN)
         self._prune = self.red.register_script(_PRUNE)
-        self._async: Optional[Tuple[asyncio.AbstractEventLoop, Any, Any]] = None
 
     def _key(self, conversation_id: Text) -> Text:
         return self.key_prefix + conversation_id
-
-    def _async_scripts(self) -> Tuple[Any, Any]:
-        """The issue and return scripts on an asyncio client with the same connection
-        settings, made for the running event loop (its connections belong to it)."""
-        loop = asyncio.get_running_loop()
-        if self._async is None or self._async[0] is not loop:
-            pool = self.red.connection_pool
-            settings = {name: pool.connection_kwargs[name]
-                        for name in ("host", "port", "db", "username", "password", "socket_timeout")
-                        if name in pool.connection_kwargs}
-            if issubclass(pool.connection_class, redis.SSLConnection):
-                settings.update(ssl=True, **{name: pool.connection_kwargs.get(name) for name in
-                                             ("ssl_certfile", "ssl_keyfile", "ssl_ca_certs")})
-            client = redis.asyncio.Redis(**settings)
-            self._async = (loop, client.register_script(_ISSUE), client.register_script(_RETURN))
-        return self._async[1], self._async[2]
-
-    def _issue_args(self, conversation_id: Text, lock_lifetime: float) -> List[Text]:
-        return [conversation_id, repr(self.clock()), repr(float(lock_lifetime))]
-
-    def _return_args(self, conversation_id: Text, ticket_number: int) -> List[Any]:
-        return [conversation_id, repr(self.clock()), ticket_number]
-
-    @staticmethod
-    def _issued(reply: Any) -> Tuple[int, bool, TicketLock]:
-        number, serving, raw = reply
-        return int(number), int(serving) == int(number), TicketLock.from_dict(json.loads(raw))
 
     def issue_and_get(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME
                       ) -> Tuple[int, bool, TicketLock]:
         """Issue a ticket; return its number, whether it is served now, and the lock as
         stored right after."""
         try:
-            reply = self._issue(keys=[self._key(conversation_id)],
-                                args=self._issue_args(conversation_id, lock_lifetime))
+            number, serving, raw = self._issue(
+                keys=[self._key(conversation_id)],
+                args=[conversation_id, repr(self.clock()), repr(float(lock_lifetime))])
         except Exception as e:  # upstream's error for any failure to issue
             raise LockError(f"Error while acquiring lock. Error:\n{e}")
-        return self._issued(reply)
+        return int(number), int(serving) == int(number), TicketLock.from_dict(json.loads(raw))
 
     def issue_ticket(self, conversation_id: Text,
                      lock_lifetime: float = LOCK_LIFETIME) -> int:
@@ -165,24 +133,17 @@ class AtomicRedisLockStore(RedisLockStore):
         """Hand the ticket back and delete the lock when no one else holds a ticket
         (``LockStore.finish_serving`` then ``cleanup``), atomically."""
         self._return(keys=[self._key(conversation_id)],
-                     args=self._return_args(conversation_id, ticket_number))
+                     args=[conversation_id, repr(self.clock()), ticket_number])
 
     @asynccontextmanager
     async def lock(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME,
                    wait_time_in_seconds: float = 1) -> AsyncGenerator[TicketLock, None]:
         """``LockStore.lock``: the issuing round trip also tells whether the ticket is
         served at once; only otherwise does upstream's waiting loop poll."""
-        issue, hand_back = self._async_scripts()
-        try:
-            reply = await issue(keys=[self._key(conversation_id)],
-                                args=self._issue_args(conversation_id, lock_lifetime))
-        except Exception as e:  # upstream's error for any failure to issue
-            raise LockError(f"Error while acquiring lock. Error:\n{e}")
-        ticket, served, lock = self._issued(reply)
+        ticket, served, lock = self.issue_and_get(conversation_id, lock_lifetime)
         try:
             if not served:
                 lock = await self._acquire_lock(conversation_id, ticket, wait_time_in_seconds)
             yield lock
         finally:
-            await hand_back(keys=[self._key(conversation_id)],
-                            args=self._return_args(conversation_id, ticket))
+            self.cleanup(conversation_id, ticket)
