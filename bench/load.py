@@ -55,6 +55,14 @@ class LevelOutcome:
         rank = max(1, min(len(ordered), math.ceil(share * len(ordered))))
         return ordered[rank - 1]
 
+    def add(self, other: "LevelOutcome") -> None:
+        """Count another run of the same level (other senders) as part of this one."""
+        self.latencies_ms += other.latencies_ms
+        self.errors += other.errors
+        self.sent.update(other.sent)
+        self.tickets.update(other.tickets)
+        self.seconds += other.seconds
+
     def summary(self) -> Dict[str, float]:
         """The figures the report prints for this level."""
         return {

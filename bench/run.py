@@ -87,23 +87,39 @@ def drive(stack: RasaStack, label: str, clients: int, budget: int, settings: Dic
     """One level of load with a progress bar; the level's figures, including how many CPU
     milliseconds each process spent per message (where the machine's two cores went)."""
     services = (others or []) + stack.services
+    outcome, cpu = LevelOutcome(clients=clients), dict.fromkeys((s.name for s in services), 0.0)
+    measure(stack, label, clients, budget, settings, services, outcome, cpu)
+    return figures(stack, outcome, cpu, check_turns)
+
+
+def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
+            services: List[Service], outcome: LevelOutcome, cpu: Dict[str, float]) -> None:
+    """Drive ``budget`` messages at ``clients`` merchants (progress bar); add what was
+    measured to ``outcome`` and each service's CPU seconds to ``cpu``."""
     cpu_before = {service.name: service.cpu() for service in services}
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
-    outcome = asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
-                                    tag=f"{stack.name}-{int(time.time() * 1000)}",
-                                    progress=bar.advance, timeout=settings["timeout_s"],
-                                    check_answers=stack.with_actions))
+    outcome.add(asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
+                                      tag=f"{stack.name}-{int(time.time() * 1000)}",
+                                      progress=bar.advance, timeout=settings["timeout_s"],
+                                      check_answers=stack.with_actions)))
     bar.close()
-    figures = outcome.summary()
+    for service in services:
+        cpu[service.name] += service.cpu() - cpu_before[service.name]
+
+
+def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
+            check_turns: bool = True) -> Dict[str, Any]:
+    """A level's figures from what was measured: latencies, throughput, errors, CPU
+    milliseconds per message by process, and conversations that lost a turn."""
+    result = outcome.summary()
     if outcome.messages:
-        figures["cpu_ms_per_msg"] = {
-            service.name: round((service.cpu() - cpu_before[service.name]) * 1000 / outcome.messages, 1)
-            for service in services}
+        result["cpu_ms_per_msg"] = {name: round(seconds * 1000 / outcome.messages, 1)
+                                    for name, seconds in cpu.items()}
     lost = lost_turns(stack, outcome) if check_turns else []
-    figures["lost_turns"] = len(lost)
+    result["lost_turns"] = len(lost)
     for line in (outcome.errors + lost)[:5]:
         print(f"    ! {line}")
-    return figures
+    return result
 
 
 def warm_up(stack: RasaStack, settings: Dict[str, Any]) -> None:
@@ -206,35 +222,45 @@ def baseline_stack(run_dir: Path) -> Tuple[RasaStack, Dict[str, Any]]:
 
 
 def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str, Any]:
-    """Throughput with one and with two Rasa processes behind nginx, shared stores."""
+    """Throughput with one and with two Rasa processes behind nginx, shared stores.
+
+    Both topologies stay up, each with its own PostgreSQL databases, Redis and desk, and the
+    load runs in halves in the order 1, 2, 2, 1 Rasa processes: run one after the other,
+    a drift in the machine's speed between the two runs went straight into the ratio."""
     clients, budget = settings["scale_out"]["clients"], settings["scale_out"]["messages"]
-    runs = []
-    for processes in (1, 2):
+    with contextlib.ExitStack() as running:
         postgres = PostgresServer().start()
-        redis, redis_url = redis_server(run_dir)
-        desk = None
-        try:
-            desk, desk_url = desk_service(run_dir, postgres.create_database("desk"), "bench-token")
-            stack = RasaStack(run_dir, model, postgres.create_database("tracker"),
+        running.callback(postgres.stop)
+        topologies = {}
+        for processes in (1, 2):
+            # Each topology logs (and keeps its nginx configuration) in its own folder.
+            folder = run_dir / f"scale{processes}"
+            folder.mkdir(exist_ok=True)
+            redis, redis_url = redis_server(folder)
+            running.callback(redis.stop)
+            desk, desk_url = desk_service(folder, postgres.create_database(f"desk{processes}"),
+                                          "bench-token")
+            running.callback(desk.stop)
+            stack = RasaStack(folder, model, postgres.create_database(f"tracker{processes}"),
                               lock_store_url=redis_url, rasa_processes=processes,
                               behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
                               name=f"scale{processes}-rasa",
                               endpoints_file="deploy/endpoints.yml",
                               credentials_file="deploy/credentials.yml",
                               extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"})
-            try:
-                stack.start()
-                warm_up(stack, settings)
-                figures = drive(stack, f"{processes} Rasa process(es)", clients, budget, settings,
-                                others=[desk, redis, postgres_service(postgres)])
-            finally:
-                stack.stop()
-        finally:
-            for service in (desk, redis):
-                if service:
-                    service.stop()
-            postgres.stop()
-        runs.append({"rasa_processes": processes, **figures})
+            running.callback(stack.stop)
+            stack.start()
+            warm_up(stack, settings)
+            # PostgreSQL serves both topologies; its CPU is read only while one is driven.
+            services = [desk, redis, postgres_service(postgres)] + stack.services
+            topologies[processes] = (stack, services, LevelOutcome(clients=clients),
+                                     dict.fromkeys((s.name for s in services), 0.0))
+        for processes in (1, 2, 2, 1):
+            stack, services, outcome, cpu = topologies[processes]
+            measure(stack, f"{processes} Rasa process(es), half", clients, budget // 2,
+                    settings, services, outcome, cpu)
+        runs = [{"rasa_processes": processes, **figures(stack, outcome, cpu)}
+                for processes, (stack, _, outcome, cpu) in topologies.items()]
     return {"clients": clients, "runs": runs,
             "ratio": report.ratio(runs[1]["throughput_msg_s"], runs[0]["throughput_msg_s"])}
 
