@@ -16,6 +16,17 @@ def test_percentiles_are_nearest_rank():
     assert summary["messages"] == 100
 
 
+def test_halves_of_a_level_add_up_to_one_level():
+    first = LevelOutcome(clients=2, latencies_ms=[10.0, 30.0], seconds=1.0, errors=["a: x"],
+                         sent={"a": ["hi"]}, tickets={"a": "PX-AAA222"})
+    second = LevelOutcome(clients=2, latencies_ms=[20.0, 40.0, 50.0, 60.0], seconds=3.0,
+                          sent={"b": ["yo"]})
+    first.add(second)
+    summary = first.summary()
+    assert (summary["messages"], summary["throughput_msg_s"], summary["p50_ms"]) == (6, 1.5, 30.0)
+    assert (summary["errors"], summary["conversations"], summary["escalations"]) == (1, 2, 1)
+
+
 def test_a_handoff_without_a_ticket_is_an_error():
     outcome = LevelOutcome(clients=1)
     handoff = Conversation(name="h", messages=["x"], expect="ticket")
