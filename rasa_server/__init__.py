@@ -1,7 +1,14 @@
 """The Rasa side of this project's runtime: Rasa's own CLI started with the runtime fixes
-applied, and the tuned SQL tracker store (tracker_store.py) named in endpoints.yml.
+applied, and the stores named in endpoints.yml.
 
 ``python -m rasa_server run ...`` takes exactly the arguments of ``rasa run``. The fixes are
 small, tested replacements for upstream hot spots that cost real latency (see README,
-"Performance"); each keeps Rasa's behaviour and only removes repeated work.
+"Performance"); each keeps Rasa's behaviour and only removes repeated work:
+
+- ``action_validation``: action-server answers checked against a schema validated once;
+- ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
+- ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``.
+
+The stores: ``tracker_store.TunedSQLTrackerStore`` (saved conversations kept in memory) and
+``lock_store.AtomicRedisLockStore`` (Rasa's ticket lock as atomic Redis scripts).
 """
