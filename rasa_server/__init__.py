@@ -7,6 +7,7 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
 
 - ``action_validation``: action-server answers checked against a schema validated once;
 - ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
+- ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
 - ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``.
 
 The stores: ``tracker_store.TunedSQLTrackerStore`` (saved conversations kept in memory) and
