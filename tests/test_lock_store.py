@@ -11,6 +11,7 @@ import asyncio
 import json
 import shutil
 import types
+import uuid
 from typing import Dict, List
 
 import pytest
@@ -73,8 +74,12 @@ def test_same_tickets_and_locks_as_rasas_lock_store(redis_port, steps):
 
 def play(steps, clock: Clock, redis_port: int) -> None:
     """Apply the steps to both stores; after each, both store the same locks."""
-    prefix = f"p{free_port()}"
+    # A fresh prefix per example: a free port number can repeat, and a lock left by an
+    # earlier example under the same prefix would be read as this one's (Rasa takes
+    # alphanumeric prefixes only).
+    prefix = f"p{uuid.uuid4().hex}"
     ours = AtomicRedisLockStore(host="127.0.0.1", port=redis_port, key_prefix=prefix, clock=clock)
+    assert ours.key_prefix.startswith(prefix)  # not upstream's shared fallback prefix
     reference = InMemoryLockStore()
     for operation, conversation, value in steps:
         if operation == "issue":
