@@ -50,7 +50,7 @@ install: $(VENV)/.installed web/node_modules/.installed
 $(MODEL): $(VENV)/.installed $(TRAIN_INPUTS)
 	@mkdir -p models $(RESULTS)
 	@start=$$(date +%s); \
-	$(RASA) train --domain domain --data data --config config.yml \
+	$(BIN)/python -m rasa_server train --domain domain --data data --config config.yml \
 	  --out models --fixed-model-name pos1000 --force; \
 	status=$$?; echo "training took $$(( $$(date +%s) - start )) s" | tee $(RESULTS)/train_time.txt; \
 	exit $$status

@@ -1,14 +1,17 @@
 """The Rasa side of this project's runtime: Rasa's own CLI started with the runtime fixes
 applied, and the stores named in endpoints.yml.
 
-``python -m rasa_server run ...`` takes exactly the arguments of ``rasa run``. The fixes are
+``python -m rasa_server run ...`` takes exactly the arguments of ``rasa run``, and
+``python -m rasa_server train ...`` those of ``rasa train``. The fixes are
 small, tested replacements for upstream hot spots that cost real latency (see README,
 "Performance"); each keeps Rasa's behaviour and only removes repeated work:
 
 - ``action_validation``: action-server answers checked against a schema validated once;
 - ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
 - ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
-- ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``.
+- ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``;
+- ``training``: a forced training writes no training cache (nothing reads it), and training
+  batches' sparse arrays are built with one concatenation per field.
 
 The stores: ``tracker_store.TunedSQLTrackerStore`` (saved conversations kept in memory) and
 ``lock_store.AtomicRedisLockStore`` (Rasa's ticket lock as atomic Redis scripts).

@@ -1,11 +1,13 @@
-"""``python -m rasa_server <rasa CLI arguments>``: Rasa's CLI with the runtime fixes."""
+"""``python -m rasa_server <rasa CLI arguments>``: Rasa's CLI with the runtime and training
+fixes."""
 from rasa.__main__ import main
 
-from rasa_server import action_validation, graph_runner, json_bodies, sparse_features
+from rasa_server import action_validation, graph_runner, json_bodies, sparse_features, training
 
 if __name__ == "__main__":
     action_validation.install()
     graph_runner.install()
     json_bodies.install()
     sparse_features.install()
+    training.install()
     main()
