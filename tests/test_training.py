@@ -1,5 +1,6 @@
 """Training fixes: a forced training caches nothing yet trains the same model, an unforced
-one keeps Rasa's cache; training batches' sparse arrays are exactly upstream's."""
+one keeps Rasa's cache; feature fingerprints' text and training batches' sparse arrays are
+exactly upstream's."""
 from __future__ import annotations
 
 import sqlite3
@@ -16,6 +17,8 @@ from rasa.core.agent import Agent
 from rasa.engine.training import graph_trainer
 from rasa.engine.training.hooks import TrainingHook
 from rasa.model_training import train
+from rasa.shared.nlu.training_data import util
+from rasa.shared.nlu.training_data.features import Features
 from rasa.utils.tensorflow.data_generator import RasaDataGenerator
 from rasa.utils.tensorflow.model_data import FeatureArray, RasaModelData
 
@@ -79,6 +82,7 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.setattr(graph_trainer.GraphTrainer, "train", graph_trainer.GraphTrainer.train)
     monkeypatch.setattr(RasaDataGenerator, "_scipy_matrix_to_values",
                         RasaDataGenerator._scipy_matrix_to_values)
+    monkeypatch.setattr(util, "sparse_matrix_to_string", util.sparse_matrix_to_string)
     return tmp_path
 
 
@@ -173,3 +177,39 @@ def test_installed_a_training_batch_is_built_with_batch_values(project):
     ours = RasaDataGenerator.prepare_batch(data.data, 0, 2)
     same_arrays(list(ours), list(upstream))
     assert ours[0].tolist() == [[0, 0, 1], [0, 1, 0], [1, 0, 2]]
+
+
+@st.composite
+def sparse_matrices(draw):
+    """A sparse matrix of any value type Rasa's featurizers produce (and float32), with
+    random entries: duplicates, explicit zeros, NaN, infinities, extremes."""
+    dtype = draw(st.sampled_from([np.float64, np.float32, np.int64, np.int32]))
+    values = (st.floats(width=32 if dtype == np.float32 else 64) if dtype in (np.float64, np.float32)
+              else st.integers(-2**31, 2**31 - 1))
+    rows, columns = draw(st.integers(1, 8)), draw(st.integers(1, 9000))
+    cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1), values),
+                          max_size=20))
+    matrix = scipy.sparse.coo_matrix(
+        (np.array([v for _, _, v in cells], dtype=dtype),
+         (np.array([r for r, _, _ in cells], dtype=np.int32),
+          np.array([c for _, c, _ in cells], dtype=np.int32))),
+        shape=(rows, columns))
+    return draw(st.sampled_from([matrix, matrix.tocsr()]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(sparse_matrices())
+def test_sparse_matrix_text_is_upstreams(matrix):
+    assert training.sparse_matrix_text(matrix) == training._UPSTREAM_TO_STRING(matrix)
+
+
+def test_installed_features_keep_their_fingerprints(project):
+    matrix = scipy.sparse.coo_matrix(np.array([[0, 1.5, 0], [2.0, 0, 1 / 3]]))
+
+    def fingerprint() -> str:
+        return Features(matrix, "sequence", "text", "CountVectorsFeaturizer").fingerprint()
+
+    upstream = fingerprint()
+    training.install()
+    assert util.sparse_matrix_to_string is training.sparse_matrix_text
+    assert fingerprint() == upstream
