@@ -10,6 +10,7 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
 - ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
 - ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
 - ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``;
+- ``tracker_copy``: a tracker copied before each action without replaying its events;
 - ``training``: a forced training writes no training cache (nothing reads it), and training
   batches' sparse arrays are built with one concatenation per field.
 
