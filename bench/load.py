@@ -63,6 +63,11 @@ class LevelOutcome:
         self.tickets.update(other.tickets)
         self.seconds += other.seconds
 
+    def resume_at(self) -> int:
+        """Where a next part of this level starts in the mix (``run_level``'s ``first``):
+        past the conversations each merchant has started so far."""
+        return math.ceil(len(self.sent) / self.clients)
+
     def summary(self) -> Dict[str, float]:
         """The figures the report prints for this level."""
         return {
@@ -93,12 +98,15 @@ async def run_level(
     progress: Optional[Callable[[int], None]] = None,
     timeout: float = 30.0,
     check_answers: bool = True,
+    first: int = 0,
 ) -> LevelOutcome:
     """Drive ``clients`` merchants until ``budget`` messages have been sent in total.
 
     Each client starts on a different conversation of the mix so that every level sees the
-    same blend of FAQ answers, diagnostics and handoffs. ``check_answers`` counts a handoff
-    without a ticket as an error (off for a bot that has no handoff, like the baseline).
+    same blend of FAQ answers, diagnostics and handoffs; merchant ``i`` starts on
+    conversation ``first + i`` (a level driven in parts continues the mix where the last
+    part stopped). ``check_answers`` counts a handoff without a ticket as an error (off for
+    a bot that has no handoff, like the baseline).
     """
     outcome = LevelOutcome(clients=clients)
     remaining = itertools.count()
@@ -106,7 +114,7 @@ async def run_level(
 
     async def merchant(index: int, session: aiohttp.ClientSession) -> None:
         for round_ in itertools.count():
-            conversation = conversations[(index + round_) % len(conversations)]
+            conversation = conversations[(first + index + round_) % len(conversations)]
             sender = f"{tag}-c{clients}-m{index}-r{round_}"
             for message in conversation.messages:
                 if next(remaining) >= budget:

@@ -82,26 +82,19 @@ def lost_turns(stack: RasaStack, outcome: LevelOutcome) -> List[str]:
     return lost
 
 
-def drive(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
-          check_turns: bool = True, others: Optional[List[Service]] = None) -> Dict[str, Any]:
-    """One level of load with a progress bar; the level's figures, including how many CPU
-    milliseconds each process spent per message (where the machine's two cores went)."""
-    services = (others or []) + stack.services
-    outcome, cpu = LevelOutcome(clients=clients), dict.fromkeys((s.name for s in services), 0.0)
-    measure(stack, label, clients, budget, settings, services, outcome, cpu)
-    return figures(stack, outcome, cpu, check_turns)
-
-
 def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
             services: List[Service], outcome: LevelOutcome, cpu: Dict[str, float]) -> None:
     """Drive ``budget`` messages at ``clients`` merchants (progress bar); add what was
-    measured to ``outcome`` and each service's CPU seconds to ``cpu``."""
+    measured to ``outcome`` and each service's CPU seconds to ``cpu``. A part after the
+    first continues the conversation mix where the parts before it stopped, so a level
+    driven in parts plays the blend a level driven at once would."""
     cpu_before = {service.name: service.cpu() for service in services}
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
     outcome.add(asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
                                       tag=f"{stack.name}-{int(time.time() * 1000)}",
                                       progress=bar.advance, timeout=settings["timeout_s"],
-                                      check_answers=stack.with_actions)))
+                                      check_answers=stack.with_actions,
+                                      first=outcome.resume_at())))
     bar.close()
     for service in services:
         cpu[service.name] += service.cpu() - cpu_before[service.name]
@@ -154,9 +147,11 @@ def timed(args: List[str], cwd: Path, log: Path) -> float:
 def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
                  settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Start the stacks one after the other (each cold start timed alone), warm each up, then
-    run every level on each stack back to back, alternating which goes first. The machine's
-    speed drifts during a run (1.5× within an hour here); measured this way a drift touches
-    ours and the baseline alike, and the ratios compare like with like."""
+    drive every level in halves, A B B A (which stack is A alternates by level). The
+    machine's speed drifts during a run (up to 2× within an hour here): a whole level on one
+    stack and then on the other let a drift between the two land on one side of the ratio
+    (2.16× at 8 merchants on 2026-11-25 15:23, while the starter bot's CPU per message rose
+    from 38 to 60 ms over the run); in halves a steady drift touches both alike."""
     results: Dict[str, Dict[str, Any]] = {label: {"levels": []} for label, _, _ in stacks}
     samplers = {label: RssSampler(lambda stack=stack, extra=extra: extra + stack.services)
                 for label, stack, extra in stacks}
@@ -170,9 +165,18 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
         for _, stack, _ in stacks:
             warm_up(stack, settings)
         for index, clients in enumerate(settings["levels"]):
-            for label, stack, extra in (stacks if index % 2 == 0 else stacks[::-1]):
-                results[label]["levels"].append(
-                    drive(stack, label, clients, settings["messages"][clients], settings, others=extra))
+            budget = settings["messages"][clients]
+            parts = {label: (LevelOutcome(clients=clients),
+                             dict.fromkeys((s.name for s in extra + stack.services), 0.0))
+                     for label, stack, extra in stacks}
+            order = stacks if index % 2 == 0 else stacks[::-1]
+            for half, (label, stack, extra) in enumerate(order + order[::-1]):
+                outcome, cpu = parts[label]
+                measure(stack, f"{label}, half", clients,
+                        budget // 2 if half < len(order) else budget - budget // 2,
+                        settings, extra + stack.services, outcome, cpu)
+            for label, stack, _ in stacks:
+                results[label]["levels"].append(figures(stack, *parts[label]))
     for label, sampler in samplers.items():
         results[label]["peak_rss_mb"] = dict(sorted(sampler.peaks.items()))
     return results

@@ -1,7 +1,13 @@
-"""The benchmark's own arithmetic and checks (bench/): percentiles, expectations, targets."""
+"""The benchmark's own arithmetic and checks (bench/): percentiles, expectations, targets,
+and a level driven in parts playing the mix a level driven at once plays."""
 from __future__ import annotations
 
-from bench.load import Conversation, LevelOutcome, _check_expectation, load_conversations
+from typing import List, Tuple
+
+from aiohttp import web
+
+from bench.load import (Conversation, LevelOutcome, _check_expectation, load_conversations,
+                        run_level)
 from bench.report import ratio, table
 from bench.run import compare
 
@@ -69,3 +75,48 @@ def test_table_and_ratio():
     assert ratio(45.0, 15.0) == 3.0 and ratio(None, 1) is None
     text = table([{"a": 1, "bb": 22}], ["a", "bb"])
     assert text.splitlines()[0] == "a  bb" and text.splitlines()[2] == "1  22"
+
+
+MIX = [Conversation(name=f"c{i}", messages=[f"c{i} m{j}" for j in range(2)]) for i in range(5)]
+
+
+async def recording_bot() -> Tuple[web.AppRunner, str, List[str]]:
+    """A REST webhook on 127.0.0.1 that records each message and answers it."""
+    heard: List[str] = []
+
+    async def webhook(request: web.Request) -> web.Response:
+        heard.append((await request.json())["message"])
+        return web.json_response([{"text": "ok"}])
+
+    app = web.Application()
+    app.router.add_post("/webhooks/rest/webhook", webhook)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]
+    return runner, f"http://127.0.0.1:{port}", heard
+
+
+async def test_a_level_in_parts_plays_the_mix_a_whole_level_plays():
+    runner, url, heard = await recording_bot()
+    try:
+        whole = await run_level(url, MIX, 1, 8, tag="whole", check_answers=False)
+        at_once = list(heard)
+        heard.clear()
+        parts = LevelOutcome(clients=1)
+        for budget in (4, 4):
+            parts.add(await run_level(url, MIX, 1, budget, tag=f"part{budget}{len(heard)}",
+                                      check_answers=False, first=parts.resume_at()))
+    finally:
+        await runner.cleanup()
+    assert at_once == ["c0 m0", "c0 m1", "c1 m0", "c1 m1", "c2 m0", "c2 m1", "c3 m0", "c3 m1"]
+    assert heard == at_once
+    assert (parts.messages, len(parts.sent)) == (whole.messages, len(whole.sent)) == (8, 4)
+
+
+def test_a_next_part_starts_past_every_merchants_conversations():
+    outcome = LevelOutcome(clients=3, sent={f"m{i}-r{r}": ["x"] for i in range(3) for r in range(2)})
+    outcome.sent["m0-r2"] = ["x"]
+    assert outcome.resume_at() == 3
+    assert LevelOutcome(clients=8).resume_at() == 0
