@@ -28,7 +28,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import yaml
 
@@ -40,6 +40,7 @@ from support_desk.privacy import mask_card_numbers
 from tests.pg_server import PostgresServer
 
 SETTINGS = Path(__file__).with_name("settings.yml")
+T = TypeVar("T")
 
 
 class RssSampler:
@@ -100,6 +101,16 @@ def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: D
         cpu[service.name] += service.cpu() - cpu_before[service.name]
 
 
+def alternating(sides: Sequence[T], budget: int, rounds: int) -> List[Tuple[T, int]]:
+    """The parts of a level compared across ``sides``: ``rounds`` rounds, each giving every
+    side a share of the budget, the order reversed every other round (A B, B A, A B, …), so
+    a steady drift touches every side alike and faster swings are averaged over several
+    parts. Each side gets ``budget`` messages in all."""
+    shares = [budget // rounds + (1 if part < budget % rounds else 0) for part in range(rounds)]
+    return [(side, share) for part, share in enumerate(shares)
+            for side in (sides if part % 2 == 0 else sides[::-1])]
+
+
 def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
             check_turns: bool = True) -> Dict[str, Any]:
     """A level's figures from what was measured: latencies, throughput, errors, CPU
@@ -147,11 +158,12 @@ def timed(args: List[str], cwd: Path, log: Path) -> float:
 def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
                  settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Start the stacks one after the other (each cold start timed alone), warm each up, then
-    drive every level in halves, A B B A (which stack is A alternates by level). The
-    machine's speed drifts during a run (up to 2× within an hour here): a whole level on one
-    stack and then on the other let a drift between the two land on one side of the ratio
-    (2.16× at 8 merchants on 2026-11-25 15:23, while the starter bot's CPU per message rose
-    from 38 to 60 ms over the run); in halves a steady drift touches both alike."""
+    drive every level in alternating parts (``alternating``; which stack starts alternates
+    by level). The machine's speed drifts during a run (up to 2× within an hour here): a
+    whole level on one stack and then on the other let a drift between the two land on one
+    side of the ratio (2.16× at 8 merchants on 2026-11-25 15:23, while the starter bot's CPU
+    per message rose from 38 to 60 ms over the run), and swings of ±20 % within minutes
+    remained with halves (2.84× at 8 merchants at 15:40, 3.26× at 16:01)."""
     results: Dict[str, Dict[str, Any]] = {label: {"levels": []} for label, _, _ in stacks}
     samplers = {label: RssSampler(lambda stack=stack, extra=extra: extra + stack.services)
                 for label, stack, extra in stacks}
@@ -170,11 +182,10 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
                              dict.fromkeys((s.name for s in extra + stack.services), 0.0))
                      for label, stack, extra in stacks}
             order = stacks if index % 2 == 0 else stacks[::-1]
-            for half, (label, stack, extra) in enumerate(order + order[::-1]):
+            for (label, stack, extra), share in alternating(order, budget, settings["rounds"]):
                 outcome, cpu = parts[label]
-                measure(stack, f"{label}, half", clients,
-                        budget // 2 if half < len(order) else budget - budget // 2,
-                        settings, extra + stack.services, outcome, cpu)
+                measure(stack, f"{label}, part", clients, share, settings,
+                        extra + stack.services, outcome, cpu)
             for label, stack, _ in stacks:
                 results[label]["levels"].append(figures(stack, *parts[label]))
     for label, sampler in samplers.items():
@@ -229,8 +240,9 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
     """Throughput with one and with two Rasa processes behind nginx, shared stores.
 
     Both topologies stay up, each with its own PostgreSQL databases, Redis and desk, and the
-    load runs in halves in the order 1, 2, 2, 1 Rasa processes: run one after the other,
-    a drift in the machine's speed between the two runs went straight into the ratio."""
+    load runs in alternating parts (1, 2, 2, 1, …; ``alternating``): run one after the
+    other, a drift in the machine's speed between the two runs went straight into the
+    ratio."""
     clients, budget = settings["scale_out"]["clients"], settings["scale_out"]["messages"]
     with contextlib.ExitStack() as running:
         postgres = PostgresServer().start()
@@ -259,9 +271,9 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             services = [desk, redis, postgres_service(postgres)] + stack.services
             topologies[processes] = (stack, services, LevelOutcome(clients=clients),
                                      dict.fromkeys((s.name for s in services), 0.0))
-        for processes in (1, 2, 2, 1):
+        for processes, share in alternating([1, 2], budget, settings["rounds"]):
             stack, services, outcome, cpu = topologies[processes]
-            measure(stack, f"{processes} Rasa process(es), half", clients, budget // 2,
+            measure(stack, f"{processes} Rasa process(es), part", clients, share,
                     settings, services, outcome, cpu)
         runs = [{"rasa_processes": processes, **figures(stack, outcome, cpu)}
                 for processes, (stack, _, outcome, cpu) in topologies.items()]

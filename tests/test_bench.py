@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import List, Tuple
 
 from aiohttp import web
+from hypothesis import given
+from hypothesis import strategies as st
 
 from bench.load import (Conversation, LevelOutcome, _check_expectation, load_conversations,
                         run_level)
 from bench.report import ratio, table
-from bench.run import compare
+from bench.run import alternating, compare
 
 
 def test_percentiles_are_nearest_rank():
@@ -120,3 +122,19 @@ def test_a_next_part_starts_past_every_merchants_conversations():
     outcome.sent["m0-r2"] = ["x"]
     assert outcome.resume_at() == 3
     assert LevelOutcome(clients=8).resume_at() == 0
+
+
+def test_levels_alternate_the_stacks_round_by_round():
+    assert alternating(["ours", "base"], 150, 4) == [
+        ("ours", 38), ("base", 38), ("base", 38), ("ours", 38),
+        ("ours", 37), ("base", 37), ("base", 37), ("ours", 37)]
+    assert alternating([1, 2], 1200, 1) == [(1, 1200), (2, 1200)]
+
+
+@given(st.integers(1, 5000), st.integers(1, 12))
+def test_every_side_gets_the_whole_budget_in_parts(budget, rounds):
+    parts = alternating(["a", "b"], budget, rounds)
+    assert len(parts) == 2 * rounds
+    for side in "ab":
+        shares = [share for name, share in parts if name == side]
+        assert sum(shares) == budget and max(shares) - min(shares) <= 1
