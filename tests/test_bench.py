@@ -12,6 +12,7 @@ from bench.load import (Conversation, LevelOutcome, _check_expectation, load_con
                         run_level)
 from bench.report import ratio, table
 from bench.run import alternating, compare
+from tests.local_http import serve_locally
 
 
 def test_percentiles_are_nearest_rank():
@@ -92,12 +93,8 @@ async def recording_bot() -> Tuple[web.AppRunner, str, List[str]]:
 
     app = web.Application()
     app.router.add_post("/webhooks/rest/webhook", webhook)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
-    return runner, f"http://127.0.0.1:{port}", heard
+    runner, url = await serve_locally(app)
+    return runner, url, heard
 
 
 async def test_a_level_in_parts_plays_the_mix_a_whole_level_plays():

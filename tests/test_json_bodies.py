@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from rasa.utils.endpoints import EndpointConfig
 
 from rasa_server import json_bodies
+from tests.local_http import serve_locally
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-2**70, 2**70)
@@ -42,11 +43,7 @@ async def test_an_endpoint_request_sends_the_ujson_body(monkeypatch):
 
     app = web.Application()
     app.router.add_post("/webhook", record)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]
+    runner, url = await serve_locally(app)
     try:
         monkeypatch.setattr(EndpointConfig, "session", json_bodies._UPSTREAM)
         json_bodies.install()
@@ -56,7 +53,7 @@ async def test_an_endpoint_request_sends_the_ujson_body(monkeypatch):
                                            "timestamp": 1795612010.030123,
                                            "parse_data": {"intent": {"confidence": 0.9994}}}]},
                    "version": "3.6.21"}
-        answer = await EndpointConfig(f"http://127.0.0.1:{port}/webhook").request(
+        answer = await EndpointConfig(f"{url}/webhook").request(
             method="post", json=payload)
     finally:
         await runner.cleanup()
