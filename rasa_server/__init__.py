@@ -9,6 +9,8 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
 - ``action_validation``: action-server answers checked against a schema validated once;
 - ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
 - ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
+- ``model_inference``: DIET's and the ResponseSelector's one-message inference run through
+  their traced TensorFlow function without ``tf.function``'s per-call lookup;
 - ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``;
 - ``tracker_copy``: a tracker copied before each action without replaying its events;
 - ``training``: a forced training writes no training cache (nothing reads it), and training

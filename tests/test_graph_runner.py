@@ -17,6 +17,7 @@ from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 
 from rasa_server.graph_runner import SequentialGraphRunner
+from tests.trained_model import MODEL, held_out_texts
 
 RAN: List[str] = []
 
@@ -155,10 +156,6 @@ def test_install_makes_the_processor_load_the_sequential_runner(monkeypatch):
 
 # --- the trained model -------------------------------------------------------------------
 
-MODEL = Path(__file__).resolve().parent.parent / "models" / "pos1000.tar.gz"
-HELDOUT = Path(__file__).resolve().parent / "nlu_heldout"
-
-
 @pytest.fixture(scope="module")
 def model_runners():
     """Rasa's agent on the trained model, and a sequential runner on its loaded nodes."""
@@ -172,13 +169,6 @@ def model_runners():
     sequential = object.__new__(SequentialGraphRunner)
     sequential.__dict__.update(vars(dask), _plans={})
     return agent, dask, sequential
-
-
-def held_out_texts() -> List[str]:
-    from rasa.shared.nlu.training_data.loading import load_data
-
-    return [message.get("text") for language in ("zh", "en")
-            for message in load_data(str(HELDOUT / f"{language}.yml")).intent_examples]
 
 
 def test_every_held_out_parse_is_the_same(model_runners):
