@@ -175,7 +175,8 @@ def batches_changed(monkeypatch, change: Callable[[List[np.ndarray]], None]) -> 
     monkeypatch.setattr(RasaDataGenerator, "prepare_batch", staticmethod(changed))
 
 
-def test_arrays_are_converted_as_upstream_converts_them(agent, monkeypatch, upstream_calls):
+def test_arrays_of_another_dtype_go_upstream_which_casts_them(agent, monkeypatch,
+                                                               upstream_calls):
     component = components(agent)["DIETClassifier"]
     model_data = model_data_for(component, ["is it a hardware fault"], agent)
 
@@ -185,7 +186,7 @@ def test_arrays_are_converted_as_upstream_converts_them(agent, monkeypatch, upst
     batches_changed(monkeypatch, to_float64)
     expected = model_inference._UPSTREAM_RUN_INFERENCE(component.model, model_data)
     actual = model_inference.run_inference(component.model, model_data)
-    assert upstream_calls == [1]
+    assert upstream_calls == [1, 1]
     assert_same_outputs(expected, actual)
 
 
