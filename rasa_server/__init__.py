@@ -11,6 +11,8 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
 - ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
 - ``model_inference``: DIET's and the ResponseSelector's one-message inference run through
   their traced TensorFlow function without ``tf.function``'s per-call lookup;
+- ``rule_matching``: the rule policy tests a conversation's newest turn only against the
+  rules naming its previous action (and those naming none), and stops at the longest rule;
 - ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``;
 - ``tracker_copy``: a tracker copied before each action without replaying its events;
 - ``training``: a forced training writes no training cache (nothing reads it), and training

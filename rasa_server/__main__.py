@@ -3,13 +3,14 @@ fixes."""
 from rasa.__main__ import main
 
 from rasa_server import (action_validation, graph_runner, json_bodies, model_inference,
-                         sparse_features, tracker_copy, training)
+                         rule_matching, sparse_features, tracker_copy, training)
 
 if __name__ == "__main__":
     action_validation.install()
     graph_runner.install()
     json_bodies.install()
     model_inference.install()
+    rule_matching.install()
     sparse_features.install()
     tracker_copy.install()
     training.install()

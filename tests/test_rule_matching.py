@@ -1,0 +1,160 @@
+"""Indexed rule matching finds exactly the rules upstream's ``_get_possible_keys`` finds.
+
+Hypothesis builds rule lookups and conversations from a small alphabet — previous actions
+named or given as text, "should not be set" values, conversation-start states, intents,
+entities (lists in the keys' JSON), slots and active loops — so that rules match, half
+match and fail at every turn. Then the trained model's own rules on every turn of the test
+stories, and the cases that must go upstream or rebuild the index.
+"""
+from __future__ import annotations
+
+import json
+from typing import Any, Dict, List
+
+import pytest
+from hypothesis import given, settings, strategies as st
+from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, RulePolicy
+from rasa.engine.graph import ExecutionContext, GraphSchema
+from rasa.engine.storage.local_model_storage import LocalModelStorage
+from rasa.engine.storage.resource import Resource
+from rasa.shared.core.constants import (ACTIVE_LOOP, LOOP_NAME, PREVIOUS_ACTION,
+                                        SHOULD_NOT_BE_SET, SLOTS, USER)
+from rasa.shared.nlu.constants import ACTION_NAME, ACTION_TEXT, ENTITIES, INTENT
+
+from rasa_server import rule_matching
+from rasa_server.rule_matching import get_possible_keys
+from tests.trained_model import MODEL
+
+upstream = rule_matching._UPSTREAM_GET_POSSIBLE_KEYS
+
+ACTIONS = ["action_listen", "utter_greet", "diagnostics_form", SHOULD_NOT_BE_SET, ""]
+previous_action = st.one_of(
+    st.fixed_dictionaries({ACTION_NAME: st.sampled_from(ACTIONS)}),
+    st.fixed_dictionaries({ACTION_TEXT: st.sampled_from(["hi", "bye"])}),
+)
+user = st.fixed_dictionaries({}, optional={
+    INTENT: st.sampled_from(["greet", "deny", "faq"]),
+    ENTITIES: st.lists(st.sampled_from(["model", "version"]), unique=True, max_size=2)
+    .map(tuple),
+})
+state = st.fixed_dictionaries({}, optional={
+    PREVIOUS_ACTION: previous_action,
+    USER: user,
+    SLOTS: st.fixed_dictionaries({}, optional={
+        "terminal_model": st.sampled_from([(1.0,), (0.0,), SHOULD_NOT_BE_SET])}),
+    ACTIVE_LOOP: st.fixed_dictionaries({LOOP_NAME: st.sampled_from(
+        ["diagnostics_form", SHOULD_NOT_BE_SET])}),
+})
+conversation = st.lists(state, min_size=1, max_size=8)
+
+
+def key_for(rule_states: List[Dict[str, Any]]) -> str:
+    """A rule key as Rasa writes it (sorted JSON; tuples become lists)."""
+    return json.dumps(rule_states, sort_keys=True)
+
+
+@pytest.fixture(scope="module")
+def policy(tmp_path_factory) -> RulePolicy:
+    return RulePolicy.create(
+        RulePolicy.get_default_config(),
+        LocalModelStorage(tmp_path_factory.mktemp("rule-policy")),
+        Resource("rule_policy"),
+        ExecutionContext(GraphSchema({}), "test"),
+    )
+
+
+@settings(max_examples=400, deadline=None)
+@given(rules=st.lists(st.lists(state, max_size=4), max_size=30),
+       conversations=st.lists(conversation, min_size=1, max_size=5))
+def test_same_keys_as_upstream(policy, rules, conversations):
+    lookup = {key_for(rule): f"action_{number}" for number, rule in enumerate(rules)}
+    for states in conversations:
+        assert get_possible_keys(policy, lookup, states) == upstream(policy, lookup, states)
+
+
+@given(rules=st.lists(st.lists(state, min_size=1, max_size=3), min_size=1, max_size=10),
+       states=conversation)
+def test_a_rule_copied_from_the_conversation_applies(policy, rules, states):
+    # A rule made of the conversation's own newest states must be found (and upstream
+    # finds it too): the index cannot have put it in the wrong bucket.
+    own = key_for(states[-3:])
+    lookup = {key_for(rule): "action_other" for rule in rules}
+    lookup[own] = "action_own"
+    found = get_possible_keys(policy, lookup, states)
+    assert found == upstream(policy, lookup, states)
+    assert own in found
+
+
+def test_no_states_and_no_rules(policy):
+    lookup = {key_for([{PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}}]): "utter_greet"}
+    assert get_possible_keys(policy, lookup, []) == upstream(policy, lookup, []) == set(lookup)
+    newest = [{PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}}]
+    assert get_possible_keys(policy, {}, newest) == set()
+
+
+def test_the_index_follows_a_lookup_that_changes(policy):
+    listen = {PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}, USER: {INTENT: "greet"}}
+    lookup = {key_for([{PREVIOUS_ACTION: {ACTION_NAME: "utter_greet"}}]): "action_listen"}
+    assert get_possible_keys(policy, lookup, [listen]) == set()
+    # A policy in training adds rules to its lookup between checks.
+    lookup[key_for([listen])] = "utter_greet"
+    assert get_possible_keys(policy, lookup, [listen]) == {key_for([listen])}
+
+
+def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
+    class Lenient(RulePolicy):
+        def _is_rule_applicable(self, rule_key, turn_index, conversation_state) -> bool:
+            return True
+
+    lenient = object.__new__(Lenient)
+    lenient.__dict__.update(vars(policy))
+    lookup = {key_for([{PREVIOUS_ACTION: {ACTION_NAME: "utter_greet"}}]): "action_listen"}
+    states = [{PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}}]
+    calls = []
+    monkeypatch.setattr(rule_matching, "_UPSTREAM_GET_POSSIBLE_KEYS",
+                        lambda *args: calls.append(args) or upstream(*args))
+    assert get_possible_keys(lenient, lookup, states) == set(lookup)
+    assert len(calls) == 1
+
+
+def test_every_turn_of_the_test_stories(monkeypatch):
+    """The trained model's rules: same keys at every turn, and the same predictions."""
+    from rasa.core.agent import Agent
+    from rasa.core.test import _create_data_generator
+    from rasa.shared.core.events import ActionExecuted
+    from rasa.shared.core.trackers import DialogueStateTracker
+
+    agent = Agent.load(str(MODEL))
+    (trained,) = [node._component for node in
+                  agent.processor.graph_runner._instantiated_nodes.values()
+                  if isinstance(node._component, RulePolicy)]
+    assert len(trained.lookup[RULES]) > 100 and trained.lookup[RULES_FOR_LOOP_UNHAPPY_PATH]
+    stories = _create_data_generator("tests/stories", agent).generate_story_trackers()
+    compared = 0
+    for story in stories:
+        events = list(story.events)
+        for index, event in enumerate(events):
+            if not isinstance(event, ActionExecuted) or index == 0:
+                continue
+            tracker = DialogueStateTracker.from_events(story.sender_id, events[:index],
+                                                       agent.domain.slots)
+            for use_text in (True, False):
+                states = trained._prediction_states(tracker, agent.domain, use_text)
+                for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
+                    lookup = trained.lookup[table]
+                    assert (get_possible_keys(trained, lookup, states)
+                            == upstream(trained, lookup, states)), (story.sender_id, index)
+            expected = trained.predict_action_probabilities(tracker, agent.domain)
+            monkeypatch.setattr(RulePolicy, "_get_possible_keys", get_possible_keys)
+            actual = trained.predict_action_probabilities(tracker, agent.domain)
+            monkeypatch.undo()
+            assert (actual.probabilities, actual.events, actual.hide_rule_turn) == (
+                expected.probabilities, expected.events, expected.hide_rule_turn)
+            compared += 1
+    assert compared > 150
+
+
+def test_installed(monkeypatch):
+    monkeypatch.setattr(RulePolicy, "_get_possible_keys", upstream)
+    rule_matching.install()
+    assert RulePolicy._get_possible_keys is get_possible_keys
