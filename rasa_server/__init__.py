@@ -7,6 +7,8 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
 "Performance"); each keeps Rasa's behaviour and only removes repeated work:
 
 - ``action_validation``: action-server answers checked against a schema validated once;
+- ``count_vectors``: the count-vectors featurizers' matrices counted without scikit-learn's
+  per-call setup;
 - ``graph_runner``: the predict graph run in a precomputed order instead of through dask;
 - ``json_bodies``: request bodies to the action server (and other endpoints) encoded by ujson;
 - ``model_inference``: DIET's and the ResponseSelector's one-message inference run through

@@ -2,11 +2,13 @@
 fixes."""
 from rasa.__main__ import main
 
-from rasa_server import (action_validation, graph_runner, json_bodies, model_inference,
-                         rule_matching, sparse_features, tracker_copy, training)
+from rasa_server import (action_validation, count_vectors, graph_runner, json_bodies,
+                         model_inference, rule_matching, sparse_features, tracker_copy,
+                         training)
 
 if __name__ == "__main__":
     action_validation.install()
+    count_vectors.install()
     graph_runner.install()
     json_bodies.install()
     model_inference.install()
