@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 
+from rasa.shared.constants import DEFAULT_SENDER_ID
 from rasa.shared.core.trackers import DialogueStateTracker
 
 _UPSTREAM_COPY = DialogueStateTracker.copy
@@ -28,7 +29,14 @@ def copy_tracker(self: DialogueStateTracker) -> DialogueStateTracker:
     """A duplicate of the tracker, in the state replaying its events would give."""
     if self._max_event_history is not None or type(self.slots) is not dict:
         return _UPSTREAM_COPY(self)
-    tracker = self.init_copy()
+    if type(self) is DialogueStateTracker:
+        # Built without slots: ``init_copy`` would copy and reset every slot, only for the
+        # copies below to replace them.
+        tracker = DialogueStateTracker(self.sender_id or DEFAULT_SENDER_ID, (),
+                                       self._max_event_history,
+                                       is_rule_tracker=self.is_rule_tracker)
+    else:
+        tracker = self.init_copy()
     tracker.events.extend(self.events)
     tracker.slots = {name: copy.copy(slot) for name, slot in self.slots.items()}
     tracker._paused = self._paused

@@ -114,6 +114,21 @@ def test_capped_or_open_trackers_get_upstreams_copy(tracker, monkeypatch):
     assert [id(e) for e in copied.events] == [id(e) for e in tracker.events]
 
 
+class Annotated(DialogueStateTracker):
+    """A tracker subclass: its own ``init_copy`` makes copies of its own kind."""
+
+    def init_copy(self) -> "Annotated":
+        return Annotated(self.sender_id, self.slots.values(), self._max_event_history)
+
+
+def test_a_subclass_is_copied_through_its_init_copy():
+    original = Annotated("merchant", DOMAIN.slots)
+    for event in [ActionExecuted("action_listen"), UserUttered("hi"), SlotSet("language", "zh")]:
+        original.update(event)
+    ours, upstream = copy_tracker(original), tracker_copy._UPSTREAM_COPY(original)
+    assert type(ours) is Annotated and state(ours) == state(upstream)
+
+
 def test_installed_trackers_copy_this_way(monkeypatch):
     monkeypatch.setattr(DialogueStateTracker, "copy", DialogueStateTracker.copy)
     tracker_copy.install()
