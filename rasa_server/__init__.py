@@ -15,6 +15,8 @@ small, tested replacements for upstream hot spots that cost real latency (see RE
   their traced TensorFlow function without ``tf.function``'s per-call lookup;
 - ``rule_matching``: the rule policy tests a conversation's newest turn only against the
   rules naming its previous action (and those naming none), and stops at the longest rule;
+- ``rule_states``: a rule policy prediction turns the conversation into states once, not
+  twice;
 - ``sparse_features``: featurizers' sparse matrices joined as COO without ``scipy.hstack``;
 - ``tracker_copy``: a tracker copied before each action without replaying its events;
 - ``training``: a forced training writes no training cache (nothing reads it), and training

@@ -19,6 +19,16 @@ def domain() -> Dict[str, Any]:
     return Domain.load(str(ROOT / "domain")).as_dict()
 
 
+@pytest.fixture(scope="session")
+def trained_agent():
+    """Rasa's agent on the trained model (``make train``), loaded once (~1 GB)."""
+    from rasa.core.agent import Agent
+
+    from tests.trained_model import MODEL
+
+    return Agent.load(str(MODEL))
+
+
 @pytest.fixture
 async def rasa():
     """Rasa's HTTP API double on 127.0.0.1 (tests/desk_support.py); ``rasa.url``."""

@@ -17,7 +17,7 @@ from rasa.engine.runner.dask import DaskGraphRunner
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 
 from rasa_server.graph_runner import SequentialGraphRunner
-from tests.trained_model import MODEL, held_out_texts
+from tests.trained_model import held_out_texts, story_turns
 
 RAN: List[str] = []
 
@@ -157,18 +157,15 @@ def test_install_makes_the_processor_load_the_sequential_runner(monkeypatch):
 # --- the trained model -------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def model_runners():
+def model_runners(trained_agent):
     """Rasa's agent on the trained model, and a sequential runner on its loaded nodes."""
-    from rasa.core.agent import Agent
-
-    agent = Agent.load(str(MODEL))
-    dask = agent.processor.graph_runner
+    dask = trained_agent.processor.graph_runner
     assert type(dask) is DaskGraphRunner
     # The same schema and the same loaded component objects (loading the model a second
     # time would take another GB): what differs is only how the graph is run.
     sequential = object.__new__(SequentialGraphRunner)
     sequential.__dict__.update(vars(dask), _plans={})
-    return agent, dask, sequential
+    return trained_agent, dask, sequential
 
 
 def test_every_held_out_parse_is_the_same(model_runners):
@@ -194,25 +191,13 @@ def test_every_held_out_parse_is_the_same(model_runners):
 
 
 def test_every_policy_prediction_of_the_test_stories_is_the_same(model_runners):
-    from rasa.core.test import _create_data_generator
     from rasa.engine.constants import PLACEHOLDER_TRACKER
-    from rasa.shared.core.events import ActionExecuted
-    from rasa.shared.core.trackers import DialogueStateTracker
 
     agent, dask, sequential = model_runners
     target = agent.processor.model_metadata.core_target
-    stories = _create_data_generator("tests/stories", agent).generate_story_trackers()
-    assert len(stories) >= 19
-    compared = 0
-    for story in stories:
-        events = list(story.events)
-        for index, event in enumerate(events):
-            if not isinstance(event, ActionExecuted) or index == 0:
-                continue
-            tracker = DialogueStateTracker.from_events(story.sender_id, events[:index],
-                                                       agent.domain.slots)
-            predictions = [runner.run(inputs={PLACEHOLDER_TRACKER: tracker},
-                                      targets=[target])[target] for runner in (dask, sequential)]
-            assert predictions[0] == predictions[1], (story.sender_id, index)
-            compared += 1
-    assert compared > 150
+    turns = story_turns(agent)
+    assert len(turns) > 150
+    for tracker in turns:
+        predictions = [runner.run(inputs={PLACEHOLDER_TRACKER: tracker},
+                                  targets=[target])[target] for runner in (dask, sequential)]
+        assert predictions[0] == predictions[1], (tracker.sender_id, len(tracker.events))

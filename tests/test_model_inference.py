@@ -15,15 +15,12 @@ import pytest
 from rasa.utils.tensorflow.models import RasaModel
 
 from rasa_server import model_inference
-from tests.trained_model import MODEL, held_out_texts
+from tests.trained_model import held_out_texts
 
 
-@pytest.fixture(scope="module")
-def agent():
-    """Rasa's agent on the trained model (loaded once: ~1 GB)."""
-    from rasa.core.agent import Agent
-
-    return Agent.load(str(MODEL))
+@pytest.fixture
+def agent(trained_agent):
+    return trained_agent
 
 
 @pytest.fixture

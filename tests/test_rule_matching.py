@@ -23,7 +23,7 @@ from rasa.shared.nlu.constants import ACTION_NAME, ACTION_TEXT, ENTITIES, INTENT
 
 from rasa_server import rule_matching
 from rasa_server.rule_matching import get_possible_keys
-from tests.trained_model import MODEL
+from tests.trained_model import story_turns
 
 upstream = rule_matching._UPSTREAM_GET_POSSIBLE_KEYS
 
@@ -117,41 +117,28 @@ def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
     assert len(calls) == 1
 
 
-def test_every_turn_of_the_test_stories(monkeypatch):
+def test_every_turn_of_the_test_stories(trained_agent, monkeypatch):
     """The trained model's rules: same keys at every turn, and the same predictions."""
-    from rasa.core.agent import Agent
-    from rasa.core.test import _create_data_generator
-    from rasa.shared.core.events import ActionExecuted
-    from rasa.shared.core.trackers import DialogueStateTracker
-
-    agent = Agent.load(str(MODEL))
+    domain = trained_agent.domain
     (trained,) = [node._component for node in
-                  agent.processor.graph_runner._instantiated_nodes.values()
+                  trained_agent.processor.graph_runner._instantiated_nodes.values()
                   if isinstance(node._component, RulePolicy)]
     assert len(trained.lookup[RULES]) > 100 and trained.lookup[RULES_FOR_LOOP_UNHAPPY_PATH]
-    stories = _create_data_generator("tests/stories", agent).generate_story_trackers()
-    compared = 0
-    for story in stories:
-        events = list(story.events)
-        for index, event in enumerate(events):
-            if not isinstance(event, ActionExecuted) or index == 0:
-                continue
-            tracker = DialogueStateTracker.from_events(story.sender_id, events[:index],
-                                                       agent.domain.slots)
-            for use_text in (True, False):
-                states = trained._prediction_states(tracker, agent.domain, use_text)
-                for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
-                    lookup = trained.lookup[table]
-                    assert (get_possible_keys(trained, lookup, states)
-                            == upstream(trained, lookup, states)), (story.sender_id, index)
-            expected = trained.predict_action_probabilities(tracker, agent.domain)
-            monkeypatch.setattr(RulePolicy, "_get_possible_keys", get_possible_keys)
-            actual = trained.predict_action_probabilities(tracker, agent.domain)
-            monkeypatch.undo()
-            assert (actual.probabilities, actual.events, actual.hide_rule_turn) == (
-                expected.probabilities, expected.events, expected.hide_rule_turn)
-            compared += 1
-    assert compared > 150
+    turns = story_turns(trained_agent)
+    assert len(turns) > 150
+    for tracker in turns:
+        for use_text in (True, False):
+            states = trained._prediction_states(tracker, domain, use_text)
+            for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
+                lookup = trained.lookup[table]
+                assert (get_possible_keys(trained, lookup, states)
+                        == upstream(trained, lookup, states)), tracker.sender_id
+        expected = trained.predict_action_probabilities(tracker, domain)
+        monkeypatch.setattr(RulePolicy, "_get_possible_keys", get_possible_keys)
+        actual = trained.predict_action_probabilities(tracker, domain)
+        monkeypatch.undo()
+        assert (actual.probabilities, actual.events, actual.hide_rule_turn) == (
+            expected.probabilities, expected.events, expected.hide_rule_turn)
 
 
 def test_installed(monkeypatch):
