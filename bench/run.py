@@ -34,12 +34,18 @@ import yaml
 
 from bench import report
 from bench.load import LevelOutcome, load_conversations, run_level
-from bench.servers import RASA, ROOT, Service, redis_server
+from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
 from bench.stack import TF_ENV, RasaStack, desk_service
 from support_desk.privacy import mask_card_numbers
 from tests.pg_server import PostgresServer
 
 SETTINGS = Path(__file__).with_name("settings.yml")
+# Besides the services, each part reads the CPU of this process (the simulated merchants and
+# the RSS sampler) and of the whole machine: on two cores the load generator shares the
+# machine with what it measures, and a part that keeps every core busy is capped by the
+# machine, not by the stack (the scale-out's two Rasa processes).
+LOAD = "load generator"
+MACHINE = "all processes"
 T = TypeVar("T")
 
 
@@ -90,6 +96,8 @@ def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: D
     first continues the conversation mix where the parts before it stopped, so a level
     driven in parts plays the blend a level driven at once would."""
     cpu_before = {service.name: service.cpu() for service in services}
+    cpu_before[LOAD] = cpu_seconds(os.getpid())
+    cpu_before[MACHINE] = machine_busy_seconds()
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
     outcome.add(asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
                                       tag=f"{stack.name}-{int(time.time() * 1000)}",
@@ -97,8 +105,11 @@ def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: D
                                       check_answers=stack.with_actions,
                                       first=outcome.resume_at())))
     bar.close()
-    for service in services:
-        cpu[service.name] += service.cpu() - cpu_before[service.name]
+    cpu_after = {service.name: service.cpu() for service in services}
+    cpu_after[LOAD] = cpu_seconds(os.getpid())
+    cpu_after[MACHINE] = machine_busy_seconds()
+    for name, seconds in cpu_after.items():
+        cpu[name] = cpu.get(name, 0.0) + seconds - cpu_before[name]
 
 
 def alternating(sides: Sequence[T], budget: int, rounds: int) -> List[Tuple[T, int]]:
@@ -119,6 +130,9 @@ def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
     if outcome.messages:
         result["cpu_ms_per_msg"] = {name: round(seconds * 1000 / outcome.messages, 1)
                                     for name, seconds in cpu.items()}
+    if outcome.seconds and MACHINE in cpu:
+        result["machine_busy_pct"] = round(
+            100 * cpu[MACHINE] / (outcome.seconds * (os.cpu_count() or 1)), 1)
     lost = lost_turns(stack, outcome) if check_turns else []
     result["lost_turns"] = len(lost)
     for line in (outcome.errors + lost)[:5]:
@@ -329,6 +343,13 @@ def compare(result: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
     return {"ratios": ratios, "targets": checks}
 
 
+def cpu_line(level: Dict[str, Any]) -> str:
+    """A level's CPU milliseconds per message by process, and how busy the machine was."""
+    cpu = ", ".join(f"{k} {v}" for k, v in level.get("cpu_ms_per_msg", {}).items())
+    busy = level.get("machine_busy_pct")
+    return f"CPU ms per message: {cpu}" + (f"; machine busy {busy} %" if busy is not None else "")
+
+
 def print_summary(result: Dict[str, Any]) -> None:
     rows = []
     for name in ("ours", "baseline"):
@@ -346,16 +367,15 @@ def print_summary(result: Dict[str, Any]) -> None:
                   f"cold start {part['cold_start_s']} s; peak RSS MiB: {rss}")
     for name in ("ours", "baseline"):
         for level in (result.get(name) or {}).get("levels", []):
-            cpu = ", ".join(f"{k} {v}" for k, v in level.get("cpu_ms_per_msg", {}).items())
-            print(f"{name}, {level['clients']} merchants — CPU ms per message: {cpu}")
+            print(f"{name}, {level['clients']} merchants — {cpu_line(level)}")
     if result.get("scale_out"):
         scale = result["scale_out"]
         for run in scale["runs"]:
-            cpu = ", ".join(f"{k} {v}" for k, v in run.get("cpu_ms_per_msg", {}).items())
-            print(f"scale-out, {run['rasa_processes']} Rasa — CPU ms per message: {cpu}")
+            print(f"scale-out, {run['rasa_processes']} Rasa — {cpu_line(run)}")
         print()
         print(report.table(scale["runs"], ["rasa_processes", "messages", "p50_ms", "p95_ms",
-                                           "throughput_msg_s", "errors", "lost_turns"]))
+                                           "throughput_msg_s", "errors", "lost_turns",
+                                           "machine_busy_pct"]))
         print(f"scale-out ratio (2 / 1 Rasa processes): {scale['ratio']}")
     print()
     print("ours / baseline: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))

@@ -52,6 +52,15 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def machine_busy_seconds(stat: str = "/proc/stat") -> float:
+    """CPU seconds every core of the machine has spent busy since boot: the first line of
+    ``/proc/stat`` minus its idle and I/O-wait columns (guest time is already in user)."""
+    with open(stat, encoding="ascii") as handle:
+        fields = [int(value) for value in handle.readline().split()[1:9]]
+    user, nice, system, _idle, _iowait, irq, softirq, steal = fields
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
 def children(pid: int) -> List[int]:
     """Direct children of a process (Sanic workers are children of `rasa run`)."""
     try:

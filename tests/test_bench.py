@@ -2,6 +2,8 @@
 and a level driven in parts playing the mix a level driven at once plays."""
 from __future__ import annotations
 
+import os
+import time
 from typing import List, Tuple
 
 from aiohttp import web
@@ -11,7 +13,8 @@ from hypothesis import strategies as st
 from bench.load import (Conversation, LevelOutcome, _check_expectation, load_conversations,
                         run_level)
 from bench.report import ratio, table
-from bench.run import alternating, compare
+from bench.run import LOAD, MACHINE, alternating, compare, cpu_line, figures
+from bench.servers import cpu_seconds, machine_busy_seconds
 from tests.local_http import serve_locally
 
 
@@ -135,3 +138,29 @@ def test_every_side_gets_the_whole_budget_in_parts(budget, rounds):
     for side in "ab":
         shares = [share for name, share in parts if name == side]
         assert sum(shares) == budget and max(shares) - min(shares) <= 1
+
+
+def test_machine_busy_seconds_leave_idle_and_io_wait_out(tmp_path):
+    stat = tmp_path / "stat"
+    # user nice system idle iowait irq softirq steal guest guest_nice
+    stat.write_text("cpu  100 20 30 5000 70 4 6 10 9 0\ncpu0 50 10 15 2500 35 2 3 5 4 0\n")
+    assert machine_busy_seconds(str(stat)) == 170 / os.sysconf("SC_CLK_TCK")
+
+
+def test_the_machine_counts_this_process_busy():
+    machine, own = machine_busy_seconds(), cpu_seconds(os.getpid())
+    deadline = time.process_time() + 0.5
+    while time.process_time() < deadline:
+        pass
+    burned = cpu_seconds(os.getpid()) - own
+    assert burned >= 0.4
+    assert machine_busy_seconds() - machine >= 0.8 * burned
+
+
+def test_a_level_reports_cpu_per_message_and_how_busy_the_machine_was():
+    outcome = LevelOutcome(clients=8, latencies_ms=[20.0] * 10, seconds=2.0)
+    result = figures(None, outcome, {"rasa1": 1.0, LOAD: 0.1, MACHINE: 2.0}, check_turns=False)
+    assert result["cpu_ms_per_msg"] == {"rasa1": 100.0, LOAD: 10.0, MACHINE: 200.0}
+    assert result["machine_busy_pct"] == round(100 * 2.0 / (2.0 * os.cpu_count()), 1)
+    assert cpu_line(result).endswith(f"; machine busy {result['machine_busy_pct']} %")
+    assert "machine busy" not in cpu_line({"cpu_ms_per_msg": {"baseline1": 40.0}})
