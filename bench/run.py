@@ -130,9 +130,11 @@ def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
     if outcome.messages:
         result["cpu_ms_per_msg"] = {name: round(seconds * 1000 / outcome.messages, 1)
                                     for name, seconds in cpu.items()}
-    if outcome.seconds and MACHINE in cpu:
+    if outcome.seconds and cpu.get(MACHINE):
         result["machine_busy_pct"] = round(
             100 * cpu[MACHINE] / (outcome.seconds * (os.cpu_count() or 1)), 1)
+        # Messages per second of busy CPU: what the stack got out of the cores it was given.
+        result["msg_per_busy_cpu_s"] = round(outcome.messages / cpu[MACHINE], 1)
     lost = lost_turns(stack, outcome) if check_turns else []
     result["lost_turns"] = len(lost)
     for line in (outcome.errors + lost)[:5]:
@@ -375,7 +377,7 @@ def print_summary(result: Dict[str, Any]) -> None:
         print()
         print(report.table(scale["runs"], ["rasa_processes", "messages", "p50_ms", "p95_ms",
                                            "throughput_msg_s", "errors", "lost_turns",
-                                           "machine_busy_pct"]))
+                                           "machine_busy_pct", "msg_per_busy_cpu_s"]))
         print(f"scale-out ratio (2 / 1 Rasa processes): {scale['ratio']}")
     print()
     print("ours / baseline: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))

@@ -162,5 +162,6 @@ def test_a_level_reports_cpu_per_message_and_how_busy_the_machine_was():
     result = figures(None, outcome, {"rasa1": 1.0, LOAD: 0.1, MACHINE: 2.0}, check_turns=False)
     assert result["cpu_ms_per_msg"] == {"rasa1": 100.0, LOAD: 10.0, MACHINE: 200.0}
     assert result["machine_busy_pct"] == round(100 * 2.0 / (2.0 * os.cpu_count()), 1)
+    assert result["msg_per_busy_cpu_s"] == 5.0  # 10 messages, 2 busy CPU seconds
     assert cpu_line(result).endswith(f"; machine busy {result['machine_busy_pct']} %")
     assert "machine busy" not in cpu_line({"cpu_ms_per_msg": {"baseline1": 40.0}})
