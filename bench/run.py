@@ -95,9 +95,7 @@ def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: D
     measured to ``outcome`` and each service's CPU seconds to ``cpu``. A part after the
     first continues the conversation mix where the parts before it stopped, so a level
     driven in parts plays the blend a level driven at once would."""
-    cpu_before = {service.name: service.cpu() for service in services}
-    cpu_before[LOAD] = cpu_seconds(os.getpid())
-    cpu_before[MACHINE] = machine_busy_seconds()
+    cpu_before = cpu_readings(services)
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
     outcome.add(asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
                                       tag=f"{stack.name}-{int(time.time() * 1000)}",
@@ -105,11 +103,17 @@ def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: D
                                       check_answers=stack.with_actions,
                                       first=outcome.resume_at())))
     bar.close()
-    cpu_after = {service.name: service.cpu() for service in services}
-    cpu_after[LOAD] = cpu_seconds(os.getpid())
-    cpu_after[MACHINE] = machine_busy_seconds()
-    for name, seconds in cpu_after.items():
+    for name, seconds in cpu_readings(services).items():
         cpu[name] = cpu.get(name, 0.0) + seconds - cpu_before[name]
+
+
+def cpu_readings(services: List[Service]) -> Dict[str, float]:
+    """CPU seconds used so far by each service, by this process (``LOAD``) and by the whole
+    machine (``MACHINE``)."""
+    readings = {service.name: service.cpu() for service in services}
+    readings[LOAD] = cpu_seconds(os.getpid())
+    readings[MACHINE] = machine_busy_seconds()
+    return readings
 
 
 def alternating(sides: Sequence[T], budget: int, rounds: int) -> List[Tuple[T, int]]:
@@ -194,9 +198,7 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
             warm_up(stack, settings)
         for index, clients in enumerate(settings["levels"]):
             budget = settings["messages"][clients]
-            parts = {label: (LevelOutcome(clients=clients),
-                             dict.fromkeys((s.name for s in extra + stack.services), 0.0))
-                     for label, stack, extra in stacks}
+            parts = {label: (LevelOutcome(clients=clients), {}) for label, _, _ in stacks}
             order = stacks if index % 2 == 0 else stacks[::-1]
             for (label, stack, extra), share in alternating(order, budget, settings["rounds"]):
                 outcome, cpu = parts[label]
@@ -285,8 +287,7 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             warm_up(stack, settings)
             # PostgreSQL serves both topologies; its CPU is read only while one is driven.
             services = [desk, redis, postgres_service(postgres)] + stack.services
-            topologies[processes] = (stack, services, LevelOutcome(clients=clients),
-                                     dict.fromkeys((s.name for s in services), 0.0))
+            topologies[processes] = (stack, services, LevelOutcome(clients=clients), {})
         for processes, share in alternating([1, 2], budget, settings["rounds"]):
             stack, services, outcome, cpu = topologies[processes]
             measure(stack, f"{processes} Rasa process(es), part", clients, share,
