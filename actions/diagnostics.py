@@ -2,20 +2,24 @@
 
 ``diagnostics_form`` (domain/core.yml) lists every slot the checks may need. The
 validation action below ends the form early as soon as a step fixed the terminal, or
-when the remaining steps cannot help (a known outage, software already current); the
-``action_ask_*`` actions put model-specific instructions from the knowledge data into
-the questions; ``action_finish_diagnostics`` records the outcome and closes the case.
+when the remaining steps cannot help (a known outage, software already current), and
+then asks the next question itself when that question needs data (the model's
+instructions from the knowledge data, the status sources): one action-server call per
+form turn, not a validation call plus an ``action_ask_*`` call.
+``action_finish_diagnostics`` records the outcome and closes the case.
 """
 from __future__ import annotations
 
 import logging
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
+from rasa_sdk.forms import REQUESTED_SLOT
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
+from actions.form_slots import FormSlotsFromDomainFiles
 from actions.desk_client import DeskClient, DeskRejected, DeskUnavailable
 from actions.knowledge import (
     UNKNOWN,
@@ -62,12 +66,38 @@ def stopped_by_incident(tracker: Tracker) -> bool:
     )
 
 
-class ValidateDiagnosticsForm(FormValidationAction):
-    """Validates the diagnostics answers and decides which steps are still needed."""
+class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
+    """Validates the diagnostics answers, decides which steps are still needed, asks.
+
+    Rasa asks for a slot with ``action_ask_<slot>`` or ``utter_ask_<slot>`` when the
+    domain has one, and otherwise leaves the question to the validation action. The
+    questions in ``QUESTIONS`` need data, so they have neither: this action asks them
+    right after validating, with the slots as they are now.
+    """
 
     def name(self) -> Text:
         """Name of the action in the domain."""
         return "validate_diagnostics_form"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Validate the answer, then ask the next question if it is one of ``QUESTIONS``."""
+        events = await super().run(dispatcher, tracker, domain)
+        # super().run applied the validated slots to ``tracker`` and named the next slot last.
+        next_slot = events[-1]["value"]
+        question = QUESTIONS.get(next_slot)
+        if question is None:
+            return events
+        return events + await question(dispatcher, tracker)
+
+    async def next_requested_slot(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> EventType:
+        """Always name the next slot (rasa_sdk leaves it to Rasa when no step is cut)."""
+        required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
+        missing = (slot for slot in required if tracker.slots.get(slot) is None)
+        return SlotSet(REQUESTED_SLOT, next(missing, None))
 
     async def required_slots(
         self,
@@ -145,174 +175,109 @@ class ValidateDiagnosticsForm(FormValidationAction):
         return {"software_version": text, "software_status": status}
 
 
-class ActionAskTerminalModel(Action):
-    """Asks for the terminal model with one button per model in the knowledge data."""
-
-    def name(self) -> Text:
-        """Name of the action in the domain."""
-        return "action_ask_terminal_model"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
-        """Send the question and the model buttons."""
-        settings = current_settings()
-        knowledge = load_knowledge(settings.knowledge_file)
-        language = language_of(tracker)
-        buttons = [
-            {
-                "title": knowledge.model(key).name,
-                "payload": f'/inform{{"terminal_model": "{key}"}}',
-            }
-            for key in knowledge.model_keys
-        ]
-        buttons.append(
-            {
-                "title": pick_text(load_labels(settings.labels_file)["unknown_model"], language),
-                "payload": "/dont_know",
-            }
-        )
-        dispatcher.utter_message(response="utter_ask_terminal_model", buttons=buttons)
-        return []
+async def ask_terminal_model(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Ask for the terminal model with one button per model in the knowledge data."""
+    settings = current_settings()
+    knowledge = load_knowledge(settings.knowledge_file)
+    buttons = [
+        {
+            "title": knowledge.model(key).name,
+            "payload": f'/inform{{"terminal_model": "{key}"}}',
+        }
+        for key in knowledge.model_keys
+    ]
+    buttons.append(
+        {
+            "title": pick_text(load_labels(settings.labels_file)["unknown_model"], language_of(tracker)),
+            "payload": "/dont_know",
+        }
+    )
+    dispatcher.utter_message(response="utter_question_terminal_model", buttons=buttons)
+    return []
 
 
-class ModelStepQuestion(Action):
-    """Base for the questions whose instructions depend on the terminal model.
-
-    Subclasses set ``action_name`` and implement ``ask``, which receives the
-    merchant's model entry from the knowledge data (the generic one when the model is
-    unknown) and language, and sends the question; ``run`` looks both up once::
-
-        class ActionAskRestartOk(ModelStepQuestion):
-            action_name = "action_ask_restart_ok"
-
-            def ask(self, dispatcher, tracker, model, language):
-                dispatcher.utter_message(response="utter_ask_restart_ok", ...)
-    """
-
-    action_name: Text = ""
-
-    def name(self) -> Text:
-        """Name of the action in the domain."""
-        return self.action_name
-
-    def ask(
-        self,
-        dispatcher: CollectingDispatcher,
-        tracker: Tracker,
-        model: TerminalModel,
-        language: str,
-    ) -> None:
-        """Send the question for this model and language."""
-        raise NotImplementedError
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
-        """Look up the merchant's model and ask the question."""
-        model = load_knowledge(current_settings().knowledge_file).model(
-            tracker.get_slot("terminal_model")
-        )
-        self.ask(dispatcher, tracker, model, language_of(tracker))
-        return []
+def merchant_model(tracker: Tracker) -> TerminalModel:
+    """The merchant's model entry in the knowledge data (the generic one when unknown)."""
+    return load_knowledge(current_settings().knowledge_file).model(tracker.get_slot("terminal_model"))
 
 
-class ActionAskRestartOk(ModelStepQuestion):
-    """Gives the restart steps for the merchant's model, then asks if it works now."""
-
-    action_name = "action_ask_restart_ok"
-
-    def ask(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
-    ) -> None:
-        """Send the model's restart instructions with the works-now question."""
-        dispatcher.utter_message(
-            response="utter_ask_restart_ok",
-            model_name=f" ({model.name})" if model.name else "",
-            restart_steps=pick_text(model.restart, language),
-        )
+async def ask_restart_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Give the restart steps for the merchant's model, then ask if it works now."""
+    model = merchant_model(tracker)
+    dispatcher.utter_message(
+        response="utter_question_restart_ok",
+        model_name=f" ({model.name})" if model.name else "",
+        restart_steps=pick_text(model.restart, language_of(tracker)),
+    )
+    return []
 
 
-class ActionAskServerOk(Action):
-    """Checks the status sources for a known outage and tells the merchant the result.
+async def ask_server_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Check the status sources for a known outage, tell the result, ask if it works now.
 
     The result is kept in ``server_status`` (``incident`` / ``ok`` / ``unchecked``):
     when no source answered the bot says it could not check, never that all is fine.
     """
-
-    def name(self) -> Text:
-        """Name of the action in the domain."""
-        return "action_ask_server_ok"
-
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
-        """Ask the status sources, then ask whether the terminal works now."""
-        report = await StatusSource(current_settings()).check()
-        if report.incidents:
-            incident = report.incidents[0]
-            message = pick_text(incident.message, language_of(tracker))
-            if incident.region and incident.region.lower() not in ("all", "全国"):
-                # The merchant's region is not known here: name the affected one.
-                message = f"【{incident.region}】{message}"
-            end = local_time(incident.expected_end)
-            if end:
-                dispatcher.utter_message(
-                    response="utter_ask_server_ok_incident",
-                    incident=message,
-                    expected_end=end,
-                )
-            else:
-                dispatcher.utter_message(
-                    response="utter_ask_server_ok_incident_open", incident=message
-                )
-            return [
-                SlotSet("server_status", "incident"),
-                SlotSet("incident_message", message),
-            ]
-        if report.answered:
-            dispatcher.utter_message(response="utter_ask_server_ok_clear")
-            return [SlotSet("server_status", "ok")]
-        dispatcher.utter_message(response="utter_ask_server_ok_unchecked")
-        return [SlotSet("server_status", "unchecked")]
-
-
-class ActionAskSoftwareVersion(ModelStepQuestion):
-    """Asks for the software version, saying where the merchant's model shows it."""
-
-    action_name = "action_ask_software_version"
-
-    def ask(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
-    ) -> None:
-        """Send the question with the model's version location."""
-        dispatcher.utter_message(
-            response="utter_ask_software_version",
-            version_location=pick_text(model.version_location, language),
-        )
-
-
-class ActionAskSoftwareOk(ModelStepQuestion):
-    """Tells how to update (knowing or not whether the version is old), then asks."""
-
-    action_name = "action_ask_software_ok"
-
-    def ask(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, model: TerminalModel, language: str
-    ) -> None:
-        """Send the update steps with the works-now question."""
-        update_steps = pick_text(model.update, language)
-        if tracker.get_slot("software_status") == "outdated":
+    report = await StatusSource(current_settings()).check()
+    if report.incidents:
+        incident = report.incidents[0]
+        message = pick_text(incident.message, language_of(tracker))
+        if incident.region and incident.region.lower() not in ("all", "全国"):
+            # The merchant's region is not known here: name the affected one.
+            message = f"【{incident.region}】{message}"
+        end = local_time(incident.expected_end)
+        if end:
             dispatcher.utter_message(
-                response="utter_ask_software_ok_outdated",
-                version=tracker.get_slot("software_version"),
-                latest=model.latest_version,
-                update_steps=update_steps,
+                response="utter_question_server_ok_incident", incident=message, expected_end=end
             )
         else:
             dispatcher.utter_message(
-                response="utter_ask_software_ok_unknown", update_steps=update_steps
+                response="utter_question_server_ok_incident_open", incident=message
             )
+        return [SlotSet("server_status", "incident"), SlotSet("incident_message", message)]
+    if report.answered:
+        dispatcher.utter_message(response="utter_question_server_ok_clear")
+        return [SlotSet("server_status", "ok")]
+    dispatcher.utter_message(response="utter_question_server_ok_unchecked")
+    return [SlotSet("server_status", "unchecked")]
+
+
+async def ask_software_version(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Ask for the software version, saying where the merchant's model shows it."""
+    dispatcher.utter_message(
+        response="utter_question_software_version",
+        version_location=pick_text(merchant_model(tracker).version_location, language_of(tracker)),
+    )
+    return []
+
+
+async def ask_software_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+    """Tell how to update (knowing or not whether the version is old), then ask."""
+    model = merchant_model(tracker)
+    update_steps = pick_text(model.update, language_of(tracker))
+    if tracker.get_slot("software_status") == "outdated":
+        dispatcher.utter_message(
+            response="utter_question_software_ok_outdated",
+            version=tracker.get_slot("software_version"),
+            latest=model.latest_version,
+            update_steps=update_steps,
+        )
+    else:
+        dispatcher.utter_message(
+            response="utter_question_software_ok_unknown", update_steps=update_steps
+        )
+    return []
+
+
+# Slot → the question that needs data to ask it. ``network_ok`` is not here: its
+# question is the plain ``utter_ask_network_ok`` response Rasa sends itself.
+QUESTIONS: Dict[str, Callable[[CollectingDispatcher, Tracker], Awaitable[List[EventType]]]] = {
+    "terminal_model": ask_terminal_model,
+    "restart_ok": ask_restart_ok,
+    "server_ok": ask_server_ok,
+    "software_version": ask_software_version,
+    "software_ok": ask_software_ok,
+}
 
 
 class ActionFinishDiagnostics(Action):

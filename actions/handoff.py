@@ -11,13 +11,14 @@ import re
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional, Text
 
-from rasa_sdk import Action, FormValidationAction, Tracker
+from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
 from actions.desk_client import DeskClient, DeskRejected, DeskUnavailable
 from actions.diagnostics import STEP_SLOTS
+from actions.form_slots import FormSlotsFromDomainFiles
 from actions.clock import desk_settings, local_time
 from actions.language import language_of
 from actions.outbox import ensure_retrying, shared_outbox
@@ -36,7 +37,7 @@ STATUS_RESPONSES = {
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
 
-class ValidateHandoffForm(FormValidationAction):
+class ValidateHandoffForm(FormSlotsFromDomainFiles):
     """Validates the handoff details; asks only for what is not known yet."""
 
     def name(self) -> Text:

@@ -23,6 +23,7 @@ class Settings:
     status_timeout_seconds: float
     knowledge_file: Path
     labels_file: Path
+    domain_dir: Path
     outbox_file: Path
     outbox_retry_seconds: float
     desk_timeout_seconds: float
@@ -50,6 +51,7 @@ def load_settings(
         status_timeout_seconds=float(pick("status_timeout_seconds") or 2.0),
         knowledge_file=project_path("knowledge_file"),
         labels_file=project_path("labels_file"),
+        domain_dir=project_path("domain_dir"),
         outbox_file=project_path("outbox_file"),
         outbox_retry_seconds=float(pick("outbox_retry_seconds") or 10),
         desk_timeout_seconds=float(pick("desk_timeout_seconds") or 5),

@@ -142,9 +142,7 @@ def test_training_needs_the_response(policy, rasa_domain):
 # The guard: a custom action that succeeded never leaves the failure trace.
 
 # Actions a form runs inside its own run (never logged as ActionExecuted on their own).
-RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form", "action_ask_terminal_model",
-                "action_ask_restart_ok", "action_ask_server_ok", "action_ask_software_version",
-                "action_ask_software_ok"}
+RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form"}
 
 
 @pytest.fixture

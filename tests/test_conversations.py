@@ -186,18 +186,21 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
     assert replies[-1] == variations["utter_ask_network_ok"]["zh"] and len(replies) == 2
 
     [model_question] = await chat.say("还是不行")
-    assert model_question["text"] == variations["utter_ask_terminal_model"]["zh"]
+    assert model_question["text"] == variations["utter_question_terminal_model"]["zh"]
     assert len(model_question["buttons"]) == 6
 
     [restart] = await chat.texts('/inform{"terminal_model": "pax_a920"}')
-    assert starts_like(restart, variations["utter_ask_restart_ok"]["zh"])
+    assert starts_like(restart, variations["utter_question_restart_ok"]["zh"])
     assert "(PAX A920)" in restart and "长按右侧电源键3秒" in restart
+    # The same inside a step the validation action asks: the question comes once, after the answer.
+    replies = await chat.texts("手续费怎么收")
+    assert replies[1:] == [restart] and len(replies) == 2
 
     [server] = await chat.texts("还是报1000")
-    assert server == variations["utter_ask_server_ok_clear"]["zh"]
+    assert server == variations["utter_question_server_ok_clear"]["zh"]
 
     [version] = await chat.texts("不行")
-    assert starts_like(version, variations["utter_ask_software_version"]["zh"])
+    assert starts_like(version, variations["utter_question_software_version"]["zh"])
     assert "设置 → 关于本机" in version
 
     replies = await chat.texts("版本3.2.1")
@@ -228,10 +231,10 @@ async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
     assert await chat.texts("walk me through the checks") == [
         variations["utter_ask_network_ok"]["en"]
     ]
-    assert await chat.texts("still 1000") == [variations["utter_ask_terminal_model"]["en"]]
+    assert await chat.texts("still 1000") == [variations["utter_question_terminal_model"]["en"]]
     [restart] = await chat.texts("its a newland N910")
     assert "(新大陆 N910)" in restart and "Hold the power key on top" in restart
-    assert await chat.texts("no still broken") == [variations["utter_ask_server_ok_clear"]["en"]]
+    assert await chat.texts("no still broken") == [variations["utter_question_server_ok_clear"]["en"]]
     [version] = await chat.texts("nope")
     assert "Settings → About device → Application version." in version
     [update] = await chat.texts("2.1.0")

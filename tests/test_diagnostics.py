@@ -1,4 +1,4 @@
-"""The diagnostics form's validation and ask actions: exact events and responses."""
+"""The diagnostics form's validation action and the questions it asks: exact events and responses."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,16 +11,20 @@ from rasa_sdk.events import SlotSet
 
 from actions import diagnostics
 from actions.diagnostics import (
-    ActionAskRestartOk,
-    ActionAskServerOk,
-    ActionAskSoftwareOk,
-    ActionAskSoftwareVersion,
-    ActionAskTerminalModel,
+    QUESTIONS,
     ActionFinishDiagnostics,
     ValidateDiagnosticsForm,
+    ask_restart_ok,
+    ask_server_ok,
+    ask_software_ok,
+    ask_software_version,
+    ask_terminal_model,
 )
 from actions.settings import load_settings
 from tests.conftest import responses
+
+# What rasa-sdk hands the validator: Rasa sends no domain with the call (endpoints.yml).
+NO_DOMAIN: Dict[str, Any] = {}
 
 FORM_SLOTS = [
     "network_ok",
@@ -84,22 +88,68 @@ async def test_the_checks_stop_where_they_can(make_tracker, dispatcher, domain, 
 
 async def test_works_after_network_step_ends_the_form(make_tracker, dispatcher, domain):
     tracker = form_tracker(make_tracker, {}, {"network_ok": True}, requested="network_ok")
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [SlotSet("network_ok", True), SlotSet("requested_slot", None)]
     assert dispatcher.messages == []
 
 
 async def test_still_broken_after_network_asks_for_the_model(make_tracker, dispatcher, domain):
     tracker = form_tracker(make_tracker, {}, {"network_ok": False}, requested="network_ok")
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
-    # Nothing to cut short: Rasa itself asks the next slot in domain order.
-    assert events == [SlotSet("network_ok", False)]
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("network_ok", False), SlotSet("requested_slot", "terminal_model")]
+    # The validation action asks the model question itself (Rasa finds no ask for it).
+    assert responses(dispatcher) == ["utter_question_terminal_model"]
+    assert len(dispatcher.messages[0]["buttons"]) == 6
 
 
 async def test_a_non_boolean_answer_is_asked_again(make_tracker, dispatcher, domain):
     tracker = form_tracker(make_tracker, {}, {"network_ok": "yes"}, requested="network_ok")
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("network_ok", None)]
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("network_ok", None), SlotSet("requested_slot", "network_ok")]
+    # Its question is the plain utter_ask_network_ok, which Rasa sends itself.
+    assert dispatcher.messages == []
+
+
+async def test_the_restart_question_uses_the_model_just_validated(make_tracker, dispatcher, domain):
+    tracker = form_tracker(
+        make_tracker, {"network_ok": False}, {"terminal_model": "A920"}, requested="terminal_model"
+    )
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("terminal_model", "pax_a920"), SlotSet("requested_slot", "restart_ok")]
+    [message] = dispatcher.messages
+    assert message["response"] == "utter_question_restart_ok"
+    assert message["model_name"] == " (PAX A920)"
+
+
+async def test_still_broken_after_restart_checks_the_server(
+    make_tracker, dispatcher, domain, use_sources
+):
+    use_sources()
+    tracker = form_tracker(
+        make_tracker, {"network_ok": False, "terminal_model": "unknown"}, {"restart_ok": False},
+        requested="restart_ok",
+    )
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [
+        SlotSet("restart_ok", False),
+        SlotSet("requested_slot", "server_ok"),
+        SlotSet("server_status", "unchecked"),
+    ]
+    assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
+
+
+def test_questions_the_validator_asks_have_no_ask_of_their_own(domain):
+    # Rasa would ask these slots a second time if the domain had an ask for them.
+    asks = {f"{prefix}{slot}" for slot in QUESTIONS for prefix in ("action_ask_", "utter_ask_")}
+    asks |= {f"{prefix}diagnostics_form_{slot}" for slot in QUESTIONS
+             for prefix in ("action_ask_", "utter_ask_")}
+    # An action with settings is listed as {name: settings}.
+    actions = {next(iter(a)) if isinstance(a, dict) else a for a in domain["actions"]}
+    assert asks.isdisjoint(actions) and asks.isdisjoint(domain["responses"])
+    assert set(QUESTIONS) < set(domain["forms"]["diagnostics_form"]["required_slots"])
+    # ...and every other slot of the form has a response Rasa asks with.
+    others = set(domain["forms"]["diagnostics_form"]["required_slots"]) - set(QUESTIONS)
+    assert {f"utter_ask_{slot}" for slot in others} <= set(domain["responses"])
 
 
 @pytest.mark.parametrize(
@@ -121,8 +171,8 @@ async def test_terminal_model_is_mapped_to_a_knowledge_key(
     tracker = form_tracker(
         make_tracker, {"network_ok": False}, {"terminal_model": mention}, requested="terminal_model"
     )
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("terminal_model", key)]
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("terminal_model", key), SlotSet("requested_slot", "restart_ok")]
 
 
 BEFORE_SOFTWARE = {
@@ -138,19 +188,22 @@ async def test_outdated_version_asks_to_update(make_tracker, dispatcher, domain)
     tracker = form_tracker(
         make_tracker, BEFORE_SOFTWARE, {"software_version": "V2.1"}, requested="software_version"
     )
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "2.1"),
         SlotSet("software_status", "outdated"),
+        SlotSet("requested_slot", "software_ok"),
     ]
-    assert dispatcher.messages == []
+    [message] = dispatcher.messages
+    assert message["response"] == "utter_question_software_ok_outdated"
+    assert (message["version"], message["latest"]) == ("2.1", "2.8.0")
 
 
 async def test_latest_version_ends_the_checks_unresolved(make_tracker, dispatcher, domain):
     tracker = form_tracker(
         make_tracker, BEFORE_SOFTWARE, {"software_version": "2.8.0"}, requested="software_version"
     )
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "2.8.0"),
         SlotSet("software_status", "latest"),
@@ -164,29 +217,31 @@ async def test_unreadable_version_is_asked_again(make_tracker, dispatcher, domai
     tracker = form_tracker(
         make_tracker, BEFORE_SOFTWARE, {"software_version": "abc"}, requested="software_version"
     )
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
-    assert events == [SlotSet("software_version", None)]
-    assert responses(dispatcher) == ["utter_version_unreadable"]
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("software_version", None), SlotSet("requested_slot", "software_version")]
+    assert responses(dispatcher) == ["utter_version_unreadable", "utter_question_software_version"]
 
 
 async def test_unknown_version_still_offers_the_update(make_tracker, dispatcher, domain):
     tracker = form_tracker(
         make_tracker, BEFORE_SOFTWARE, {"software_version": "unknown"}, requested="software_version"
     )
-    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, domain)
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "unknown"),
         SlotSet("software_status", "unknown"),
+        SlotSet("requested_slot", "software_ok"),
     ]
+    assert responses(dispatcher) == ["utter_question_software_ok_unknown"]
 
 
 # --- the questions ------------------------------------------------------------------
 
 
 async def test_model_question_has_a_button_per_model(make_tracker, dispatcher, domain):
-    assert await ActionAskTerminalModel().run(dispatcher, make_tracker(), domain) == []
+    assert await ask_terminal_model(dispatcher, make_tracker()) == []
     [message] = dispatcher.messages
-    assert message["response"] == "utter_ask_terminal_model"
+    assert message["response"] == "utter_question_terminal_model"
     assert [b["payload"] for b in message["buttons"]] == [
         '/inform{"terminal_model": "pax_a920"}',
         '/inform{"terminal_model": "newland_n910"}',
@@ -199,7 +254,7 @@ async def test_model_question_has_a_button_per_model(make_tracker, dispatcher, d
 
 
 async def test_model_question_in_english(make_tracker, dispatcher, domain):
-    await ActionAskTerminalModel().run(dispatcher, make_tracker(slots={"language": "en"}), domain)
+    await ask_terminal_model(dispatcher, make_tracker(slots={"language": "en"}))
     assert dispatcher.messages[0]["buttons"][-1]["title"] == "Other / not sure"
 
 
@@ -216,17 +271,17 @@ async def test_restart_steps_follow_the_model_and_language(
     make_tracker, dispatcher, domain, language, model, name, fragment
 ):
     tracker = make_tracker(slots={"language": language, "terminal_model": model})
-    assert await ActionAskRestartOk().run(dispatcher, tracker, domain) == []
+    assert await ask_restart_ok(dispatcher, tracker) == []
     [message] = dispatcher.messages
-    assert message["response"] == "utter_ask_restart_ok"
+    assert message["response"] == "utter_question_restart_ok"
     assert message["model_name"] == name
     assert fragment in message["restart_steps"]
 
 
 async def test_version_question_says_where_to_look(make_tracker, dispatcher, domain):
     tracker = make_tracker(slots={"terminal_model": "landi_a8"})
-    await ActionAskSoftwareVersion().run(dispatcher, tracker, domain)
-    assert responses(dispatcher) == ["utter_ask_software_version"]
+    assert await ask_software_version(dispatcher, tracker) == []
+    assert responses(dispatcher) == ["utter_question_software_version"]
     assert "系统信息" in dispatcher.messages[0]["version_location"]
 
 
@@ -235,17 +290,17 @@ async def test_update_question_for_an_outdated_version(make_tracker, dispatcher,
         slots={"language": "en", "terminal_model": "newland_n910",
                "software_version": "2.1", "software_status": "outdated"}
     )
-    await ActionAskSoftwareOk().run(dispatcher, tracker, domain)
+    assert await ask_software_ok(dispatcher, tracker) == []
     [message] = dispatcher.messages
-    assert message["response"] == "utter_ask_software_ok_outdated"
+    assert message["response"] == "utter_question_software_ok_outdated"
     assert (message["version"], message["latest"]) == ("2.1", "2.8.0")
     assert "Online upgrade" in message["update_steps"]
 
 
 async def test_update_question_when_the_version_is_unknown(make_tracker, dispatcher, domain):
     tracker = make_tracker(slots={"software_version": "unknown", "software_status": "unknown"})
-    await ActionAskSoftwareOk().run(dispatcher, tracker, domain)
-    assert responses(dispatcher) == ["utter_ask_software_ok_unknown"]
+    assert await ask_software_ok(dispatcher, tracker) == []
+    assert responses(dispatcher) == ["utter_question_software_ok_unknown"]
 
 
 # --- the server-status step against real HTTP servers on loopback --------------------
@@ -300,7 +355,7 @@ async def test_known_outage_is_told_with_its_end_time(make_tracker, dispatcher, 
     board = await start_json_server({"incidents": [INCIDENT]}, seen=seen)
     try:
         use_sources(board=str(board.make_url("/api/incidents")), token="desk-token")
-        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+        events = await ask_server_ok(dispatcher, make_tracker())
     finally:
         await board.close()
     assert events == [
@@ -308,7 +363,7 @@ async def test_known_outage_is_told_with_its_end_time(make_tracker, dispatcher, 
         SlotSet("incident_message", "【上海】支付网关维护中。"),
     ]
     [message] = dispatcher.messages
-    assert message["response"] == "utter_ask_server_ok_incident"
+    assert message["response"] == "utter_question_server_ok_incident"
     assert message["expected_end"] == "11-25 14:00"  # business time (Asia/Shanghai)
     assert seen[0]["Authorization"] == "Bearer desk-token"
 
@@ -317,24 +372,22 @@ async def test_outage_without_end_time_in_english(make_tracker, dispatcher, doma
     board = await start_json_server({"incidents": [{**INCIDENT, "expected_end": None}]})
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ActionAskServerOk().run(
-            dispatcher, make_tracker(slots={"language": "en"}), domain
-        )
+        events = await ask_server_ok(dispatcher, make_tracker(slots={"language": "en"}))
     finally:
         await board.close()
     assert events[1] == SlotSet("incident_message", "【上海】Payment gateway maintenance.")
-    assert responses(dispatcher) == ["utter_ask_server_ok_incident_open"]
+    assert responses(dispatcher) == ["utter_question_server_ok_incident_open"]
 
 
 async def test_resolved_incidents_do_not_count(make_tracker, dispatcher, domain, use_sources):
     board = await start_json_server({"incidents": [{**INCIDENT, "status": "resolved"}]})
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+        events = await ask_server_ok(dispatcher, make_tracker())
     finally:
         await board.close()
     assert events == [SlotSet("server_status", "ok")]
-    assert responses(dispatcher) == ["utter_ask_server_ok_clear"]
+    assert responses(dispatcher) == ["utter_question_server_ok_clear"]
 
 
 async def test_statuspage_indicator_reports_an_outage(make_tracker, dispatcher, domain, use_sources):
@@ -343,14 +396,14 @@ async def test_statuspage_indicator_reports_an_outage(make_tracker, dispatcher, 
     )
     try:
         use_sources(upstream=str(page.make_url("/api/v2/status.json")))
-        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+        events = await ask_server_ok(dispatcher, make_tracker())
     finally:
         await page.close()
     assert events == [
         SlotSet("server_status", "incident"),
         SlotSet("incident_message", "Partial System Outage"),
     ]
-    assert responses(dispatcher) == ["utter_ask_server_ok_incident_open"]
+    assert responses(dispatcher) == ["utter_question_server_ok_incident_open"]
 
 
 async def test_one_answering_source_is_enough_to_say_clear(
@@ -362,7 +415,7 @@ async def test_one_answering_source_is_enough_to_say_clear(
             board=f"http://127.0.0.1:{unused_tcp_port}/api/incidents",
             upstream=str(page.make_url("/api/v2/status.json")),
         )
-        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+        events = await ask_server_ok(dispatcher, make_tracker())
     finally:
         await page.close()
     assert events == [SlotSet("server_status", "ok")]
@@ -383,25 +436,25 @@ async def test_a_source_that_does_not_answer_properly_is_not_trusted(
     board = await start_json_server(payload, status=status)
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+        events = await ask_server_ok(dispatcher, make_tracker())
     finally:
         await board.close()
     assert events == [SlotSet("server_status", "unchecked")]
-    assert responses(dispatcher) == ["utter_ask_server_ok_unchecked"]
+    assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
 
 
 async def test_no_source_reachable_never_says_all_is_fine(
     make_tracker, dispatcher, domain, use_sources, unused_tcp_port
 ):
     use_sources(board=f"http://127.0.0.1:{unused_tcp_port}/api/incidents")
-    events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+    events = await ask_server_ok(dispatcher, make_tracker())
     assert events == [SlotSet("server_status", "unchecked")]
-    assert responses(dispatcher) == ["utter_ask_server_ok_unchecked"]
+    assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
 
 
 async def test_no_source_configured_cannot_check(make_tracker, dispatcher, domain, use_sources):
     use_sources()
-    events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
+    events = await ask_server_ok(dispatcher, make_tracker())
     assert events == [SlotSet("server_status", "unchecked")]
 
 

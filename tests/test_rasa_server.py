@@ -23,7 +23,7 @@ from rasa_server import action_validation
 VALID = [
     {"events": [], "responses": []},
     {"events": [{"event": "slot", "name": "network_ok", "value": False}],
-     "responses": [{"response": "utter_ask_terminal_model"}]},
+     "responses": [{"response": "utter_question_terminal_model"}]},
     {"events": [{"event": "active_loop", "name": None},
                 {"event": "pause"}, {"event": "bot", "text": "工单 PX-ABC234"}]},
     {},
