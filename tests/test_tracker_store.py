@@ -192,3 +192,22 @@ def test_sqlite_keeps_its_connections_and_uses_the_write_ahead_log(tmp_path):
         assert connection.connection.dbapi_connection is first  # kept, not reopened
     with sqlite3.connect(path) as plain:  # the journal mode is a property of the file
         assert plain.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+async def test_a_message_costs_three_statements_and_no_transaction_on_postgresql(postgres):
+    import sqlalchemy as sa
+
+    store = TunedSQLTrackerStore(DOMAIN, host=postgres.create_database(f"tracker_{next(_names)}"))
+    await handle(store, "m-count", session_start() + turn("你好", "greet"))
+    # (A session start is read back once before the tracker is kept.)
+    await handle(store, "m-count", turn("报1000", "greet"))
+    statements: List[str] = []
+    sa.event.listen(store.engine, "before_cursor_execute",
+                    lambda conn, cursor, statement, *rest: statements.append(statement.split()[0]))
+    await handle(store, "m-count", turn("还是不行", "inform_not_fixed", SlotSet("network_ok", False)))
+    # Catch-up read; newest-id check; the turn's four events in one INSERT … RETURNING.
+    assert statements == ["SELECT", "SELECT", "INSERT"]
+    with store.engine.connect() as connection:
+        # psycopg2 sends no BEGIN / COMMIT / ROLLBACK around statements in autocommit.
+        assert connection.connection.dbapi_connection.autocommit is True
+    await assert_same_as_rasa(store.engine.url.render_as_string(hide_password=False), "m-count", store)
