@@ -40,8 +40,8 @@ def load_settings(
         value = environ.get(key.upper(), raw.get(key))
         return None if value in ("", None) else value
 
-    def project_path(key: str) -> Path:
-        value = Path(pick(key))
+    def project_path(key: str, default: Optional[str] = None) -> Path:
+        value = Path(pick(key) or default)
         return value if value.is_absolute() else PROJECT_ROOT / value
 
     return Settings(
@@ -51,7 +51,7 @@ def load_settings(
         status_timeout_seconds=float(pick("status_timeout_seconds") or 2.0),
         knowledge_file=project_path("knowledge_file"),
         labels_file=project_path("labels_file"),
-        domain_dir=project_path("domain_dir"),
+        domain_dir=project_path("domain_dir", default="domain"),
         outbox_file=project_path("outbox_file"),
         outbox_retry_seconds=float(pick("outbox_retry_seconds") or 10),
         desk_timeout_seconds=float(pick("desk_timeout_seconds") or 5),

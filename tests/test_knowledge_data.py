@@ -123,6 +123,8 @@ def test_settings_come_from_yaml_and_environment(tmp_path):
     assert settings.knowledge_file == ROOT / "data/knowledge/terminals.yml"
     assert settings.labels_file == Path("/etc/labels.yml")
     assert settings.desk_api_token == "t"
+    # Not in this file: the project's domain folder.
+    assert settings.domain_dir == ROOT / "domain"
 
 
 def test_first_run_generates_secrets_and_never_overwrites(tmp_path):
