@@ -3,10 +3,11 @@
 ``diagnostics_form`` (domain/core.yml) lists every slot the checks may need. The
 validation action below ends the form early as soon as a step fixed the terminal, or
 when the remaining steps cannot help (a known outage, software already current), and
-then asks the next question itself when that question needs data (the model's
-instructions from the knowledge data, the status sources): one action-server call per
-form turn, not a validation call plus an ``action_ask_*`` call.
-``action_finish_diagnostics`` records the outcome and closes the case.
+then asks the next question itself when it needs the model's instructions from the
+knowledge data: one action-server call per form turn, not a validation call plus an
+``action_ask_*`` call. The server-status question stays an action of its own
+(``action_ask_server_ok``, see there). ``action_finish_diagnostics`` records the outcome
+and closes the case.
 """
 from __future__ import annotations
 
@@ -71,8 +72,11 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
 
     Rasa asks for a slot with ``action_ask_<slot>`` or ``utter_ask_<slot>`` when the
     domain has one, and otherwise leaves the question to the validation action. The
-    questions in ``QUESTIONS`` need data, so they have neither: this action asks them
-    right after validating, with the slots as they are now.
+    questions in ``QUESTIONS`` need the knowledge data, so they have neither: this action
+    asks them right after validating, with the slots as they are now. They only send
+    messages: on a turn where the merchant answered something else (an FAQ question),
+    Rasa drops this action's answer and lets the other question be handled — as long as
+    the answer sets no slot besides ``requested_slot``.
     """
 
     def name(self) -> Text:
@@ -212,34 +216,46 @@ async def ask_restart_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
     return []
 
 
-async def ask_server_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
-    """Check the status sources for a known outage, tell the result, ask if it works now.
+class ActionAskServerOk(Action):
+    """Checks the status sources for a known outage and tells the merchant the result.
 
     The result is kept in ``server_status`` (``incident`` / ``ok`` / ``unchecked``):
     when no source answered the bot says it could not check, never that all is fine.
+    Not one of the validator's ``QUESTIONS``: Rasa takes a validation answer that sets a
+    slot as an answer to the form, so the validator asking this on a turn where the
+    merchant asked something else would swallow that question.
     """
-    report = await StatusSource(current_settings()).check()
-    if report.incidents:
-        incident = report.incidents[0]
-        message = pick_text(incident.message, language_of(tracker))
-        if incident.region and incident.region.lower() not in ("all", "全国"):
-            # The merchant's region is not known here: name the affected one.
-            message = f"【{incident.region}】{message}"
-        end = local_time(incident.expected_end)
-        if end:
-            dispatcher.utter_message(
-                response="utter_question_server_ok_incident", incident=message, expected_end=end
-            )
-        else:
-            dispatcher.utter_message(
-                response="utter_question_server_ok_incident_open", incident=message
-            )
-        return [SlotSet("server_status", "incident"), SlotSet("incident_message", message)]
-    if report.answered:
-        dispatcher.utter_message(response="utter_question_server_ok_clear")
-        return [SlotSet("server_status", "ok")]
-    dispatcher.utter_message(response="utter_question_server_ok_unchecked")
-    return [SlotSet("server_status", "unchecked")]
+
+    def name(self) -> Text:
+        """Name of the action in the domain."""
+        return "action_ask_server_ok"
+
+    async def run(
+        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
+    ) -> List[EventType]:
+        """Ask the status sources, then ask whether the terminal works now."""
+        report = await StatusSource(current_settings()).check()
+        if report.incidents:
+            incident = report.incidents[0]
+            message = pick_text(incident.message, language_of(tracker))
+            if incident.region and incident.region.lower() not in ("all", "全国"):
+                # The merchant's region is not known here: name the affected one.
+                message = f"【{incident.region}】{message}"
+            end = local_time(incident.expected_end)
+            if end:
+                dispatcher.utter_message(
+                    response="utter_question_server_ok_incident", incident=message, expected_end=end
+                )
+            else:
+                dispatcher.utter_message(
+                    response="utter_question_server_ok_incident_open", incident=message
+                )
+            return [SlotSet("server_status", "incident"), SlotSet("incident_message", message)]
+        if report.answered:
+            dispatcher.utter_message(response="utter_question_server_ok_clear")
+            return [SlotSet("server_status", "ok")]
+        dispatcher.utter_message(response="utter_question_server_ok_unchecked")
+        return [SlotSet("server_status", "unchecked")]
 
 
 async def ask_software_version(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
@@ -269,12 +285,11 @@ async def ask_software_ok(dispatcher: CollectingDispatcher, tracker: Tracker) ->
     return []
 
 
-# Slot → the question that needs data to ask it. ``network_ok`` is not here: its
-# question is the plain ``utter_ask_network_ok`` response Rasa sends itself.
+# Slot → the question the validator asks for it. Not here: ``network_ok`` (the plain
+# ``utter_ask_network_ok`` Rasa sends itself) and ``server_ok`` (``ActionAskServerOk``).
 QUESTIONS: Dict[str, Callable[[CollectingDispatcher, Tracker], Awaitable[List[EventType]]]] = {
     "terminal_model": ask_terminal_model,
     "restart_ok": ask_restart_ok,
-    "server_ok": ask_server_ok,
     "software_version": ask_software_version,
     "software_ok": ask_software_ok,
 }

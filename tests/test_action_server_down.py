@@ -142,7 +142,7 @@ def test_training_needs_the_response(policy, rasa_domain):
 # The guard: a custom action that succeeded never leaves the failure trace.
 
 # Actions a form runs inside its own run (never logged as ActionExecuted on their own).
-RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form"}
+RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form", "action_ask_server_ok"}
 
 
 @pytest.fixture

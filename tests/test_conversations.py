@@ -198,6 +198,9 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
 
     [server] = await chat.texts("还是报1000")
     assert server == variations["utter_question_server_ok_clear"]["zh"]
+    # And inside the step whose question checks the status sources and stores the result.
+    replies = await chat.texts("会不会扣两次钱")
+    assert replies == [variations["utter_affects_transactions"]["zh"], server]
 
     [version] = await chat.texts("不行")
     assert starts_like(version, variations["utter_question_software_version"]["zh"])

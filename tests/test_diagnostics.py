@@ -12,10 +12,10 @@ from rasa_sdk.events import SlotSet
 from actions import diagnostics
 from actions.diagnostics import (
     QUESTIONS,
+    ActionAskServerOk,
     ActionFinishDiagnostics,
     ValidateDiagnosticsForm,
     ask_restart_ok,
-    ask_server_ok,
     ask_software_ok,
     ask_software_version,
     ask_terminal_model,
@@ -121,21 +121,30 @@ async def test_the_restart_question_uses_the_model_just_validated(make_tracker, 
     assert message["model_name"] == " (PAX A920)"
 
 
-async def test_still_broken_after_restart_checks_the_server(
-    make_tracker, dispatcher, domain, use_sources
+async def test_still_broken_after_restart_leaves_the_status_check_to_its_action(
+    make_tracker, dispatcher
 ):
-    use_sources()
     tracker = form_tracker(
         make_tracker, {"network_ok": False, "terminal_model": "unknown"}, {"restart_ok": False},
         requested="restart_ok",
     )
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
-    assert events == [
-        SlotSet("restart_ok", False),
-        SlotSet("requested_slot", "server_ok"),
-        SlotSet("server_status", "unchecked"),
-    ]
-    assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
+    assert events == [SlotSet("restart_ok", False), SlotSet("requested_slot", "server_ok")]
+    assert dispatcher.messages == []  # Rasa runs action_ask_server_ok
+
+
+@pytest.mark.parametrize("requested", FORM_SLOTS)
+async def test_an_answer_to_something_else_sets_no_slot(make_tracker, dispatcher, requested):
+    # The merchant asked an FAQ question instead: nothing to validate. Rasa lets another
+    # action answer only if the validator sets no slot besides requested_slot.
+    before = {slot: False for slot in FORM_SLOTS[: FORM_SLOTS.index(requested)]}
+    before.update({"terminal_model": "pax_a920"} if "terminal_model" in before else {})
+    before.update({"software_version": "2.1", "software_status": "outdated"}
+                  if "software_version" in before else {})
+    before.update({"server_status": "ok"} if "server_ok" in before else {})
+    tracker = form_tracker(make_tracker, before, {}, requested=requested, text="手续费怎么收")
+    events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
+    assert events == [SlotSet("requested_slot", requested)]
 
 
 def test_questions_the_validator_asks_have_no_ask_of_their_own(domain):
@@ -147,9 +156,10 @@ def test_questions_the_validator_asks_have_no_ask_of_their_own(domain):
     actions = {next(iter(a)) if isinstance(a, dict) else a for a in domain["actions"]}
     assert asks.isdisjoint(actions) and asks.isdisjoint(domain["responses"])
     assert set(QUESTIONS) < set(domain["forms"]["diagnostics_form"]["required_slots"])
-    # ...and every other slot of the form has a response Rasa asks with.
+    # ...and Rasa has an ask for every other slot of the form.
     others = set(domain["forms"]["diagnostics_form"]["required_slots"]) - set(QUESTIONS)
-    assert {f"utter_ask_{slot}" for slot in others} <= set(domain["responses"])
+    assert others == {"network_ok", "server_ok"}
+    assert "utter_ask_network_ok" in domain["responses"] and "action_ask_server_ok" in actions
 
 
 @pytest.mark.parametrize(
@@ -355,7 +365,7 @@ async def test_known_outage_is_told_with_its_end_time(make_tracker, dispatcher, 
     board = await start_json_server({"incidents": [INCIDENT]}, seen=seen)
     try:
         use_sources(board=str(board.make_url("/api/incidents")), token="desk-token")
-        events = await ask_server_ok(dispatcher, make_tracker())
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     finally:
         await board.close()
     assert events == [
@@ -372,7 +382,7 @@ async def test_outage_without_end_time_in_english(make_tracker, dispatcher, doma
     board = await start_json_server({"incidents": [{**INCIDENT, "expected_end": None}]})
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ask_server_ok(dispatcher, make_tracker(slots={"language": "en"}))
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(slots={"language": "en"}), domain)
     finally:
         await board.close()
     assert events[1] == SlotSet("incident_message", "【上海】Payment gateway maintenance.")
@@ -383,7 +393,7 @@ async def test_resolved_incidents_do_not_count(make_tracker, dispatcher, domain,
     board = await start_json_server({"incidents": [{**INCIDENT, "status": "resolved"}]})
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ask_server_ok(dispatcher, make_tracker())
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     finally:
         await board.close()
     assert events == [SlotSet("server_status", "ok")]
@@ -396,7 +406,7 @@ async def test_statuspage_indicator_reports_an_outage(make_tracker, dispatcher, 
     )
     try:
         use_sources(upstream=str(page.make_url("/api/v2/status.json")))
-        events = await ask_server_ok(dispatcher, make_tracker())
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     finally:
         await page.close()
     assert events == [
@@ -415,7 +425,7 @@ async def test_one_answering_source_is_enough_to_say_clear(
             board=f"http://127.0.0.1:{unused_tcp_port}/api/incidents",
             upstream=str(page.make_url("/api/v2/status.json")),
         )
-        events = await ask_server_ok(dispatcher, make_tracker())
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     finally:
         await page.close()
     assert events == [SlotSet("server_status", "ok")]
@@ -436,7 +446,7 @@ async def test_a_source_that_does_not_answer_properly_is_not_trusted(
     board = await start_json_server(payload, status=status)
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
-        events = await ask_server_ok(dispatcher, make_tracker())
+        events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     finally:
         await board.close()
     assert events == [SlotSet("server_status", "unchecked")]
@@ -447,14 +457,14 @@ async def test_no_source_reachable_never_says_all_is_fine(
     make_tracker, dispatcher, domain, use_sources, unused_tcp_port
 ):
     use_sources(board=f"http://127.0.0.1:{unused_tcp_port}/api/incidents")
-    events = await ask_server_ok(dispatcher, make_tracker())
+    events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     assert events == [SlotSet("server_status", "unchecked")]
     assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
 
 
 async def test_no_source_configured_cannot_check(make_tracker, dispatcher, domain, use_sources):
     use_sources()
-    events = await ask_server_ok(dispatcher, make_tracker())
+    events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     assert events == [SlotSet("server_status", "unchecked")]
 
 
