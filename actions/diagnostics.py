@@ -12,7 +12,7 @@ and closes the case.
 from __future__ import annotations
 
 import logging
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from typing import Any, Callable, Dict, List, Optional, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
@@ -90,10 +90,9 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
         events = await super().run(dispatcher, tracker, domain)
         # super().run applied the validated slots to ``tracker`` and named the next slot last.
         next_slot = events[-1]["value"]
-        question = QUESTIONS.get(next_slot)
-        if question is None:
-            return events
-        return events + await question(dispatcher, tracker)
+        if next_slot in QUESTIONS:
+            QUESTIONS[next_slot](dispatcher, tracker)
+        return events
 
     async def next_requested_slot(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -179,7 +178,7 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
         return {"software_version": text, "software_status": status}
 
 
-async def ask_terminal_model(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+def ask_terminal_model(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
     """Ask for the terminal model with one button per model in the knowledge data."""
     settings = current_settings()
     knowledge = load_knowledge(settings.knowledge_file)
@@ -197,7 +196,6 @@ async def ask_terminal_model(dispatcher: CollectingDispatcher, tracker: Tracker)
         }
     )
     dispatcher.utter_message(response="utter_question_terminal_model", buttons=buttons)
-    return []
 
 
 def merchant_model(tracker: Tracker) -> TerminalModel:
@@ -205,7 +203,7 @@ def merchant_model(tracker: Tracker) -> TerminalModel:
     return load_knowledge(current_settings().knowledge_file).model(tracker.get_slot("terminal_model"))
 
 
-async def ask_restart_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
+def ask_restart_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
     """Give the restart steps for the merchant's model, then ask if it works now."""
     model = merchant_model(tracker)
     dispatcher.utter_message(
@@ -213,7 +211,42 @@ async def ask_restart_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> 
         model_name=f" ({model.name})" if model.name else "",
         restart_steps=pick_text(model.restart, language_of(tracker)),
     )
-    return []
+
+
+def ask_software_version(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """Ask for the software version, saying where the merchant's model shows it."""
+    dispatcher.utter_message(
+        response="utter_question_software_version",
+        version_location=pick_text(merchant_model(tracker).version_location, language_of(tracker)),
+    )
+
+
+def ask_software_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
+    """Tell how to update (knowing or not whether the version is old), then ask."""
+    model = merchant_model(tracker)
+    update_steps = pick_text(model.update, language_of(tracker))
+    if tracker.get_slot("software_status") == "outdated":
+        dispatcher.utter_message(
+            response="utter_question_software_ok_outdated",
+            version=tracker.get_slot("software_version"),
+            latest=model.latest_version,
+            update_steps=update_steps,
+        )
+    else:
+        dispatcher.utter_message(
+            response="utter_question_software_ok_unknown", update_steps=update_steps
+        )
+
+
+# Slot → the question the validator asks for it; a question only sends messages (see
+# ValidateDiagnosticsForm). Not here: ``network_ok`` (the plain ``utter_ask_network_ok``
+# Rasa sends itself) and ``server_ok`` (``ActionAskServerOk``).
+QUESTIONS: Dict[str, Callable[[CollectingDispatcher, Tracker], None]] = {
+    "terminal_model": ask_terminal_model,
+    "restart_ok": ask_restart_ok,
+    "software_version": ask_software_version,
+    "software_ok": ask_software_ok,
+}
 
 
 class ActionAskServerOk(Action):
@@ -256,43 +289,6 @@ class ActionAskServerOk(Action):
             return [SlotSet("server_status", "ok")]
         dispatcher.utter_message(response="utter_question_server_ok_unchecked")
         return [SlotSet("server_status", "unchecked")]
-
-
-async def ask_software_version(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
-    """Ask for the software version, saying where the merchant's model shows it."""
-    dispatcher.utter_message(
-        response="utter_question_software_version",
-        version_location=pick_text(merchant_model(tracker).version_location, language_of(tracker)),
-    )
-    return []
-
-
-async def ask_software_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> List[EventType]:
-    """Tell how to update (knowing or not whether the version is old), then ask."""
-    model = merchant_model(tracker)
-    update_steps = pick_text(model.update, language_of(tracker))
-    if tracker.get_slot("software_status") == "outdated":
-        dispatcher.utter_message(
-            response="utter_question_software_ok_outdated",
-            version=tracker.get_slot("software_version"),
-            latest=model.latest_version,
-            update_steps=update_steps,
-        )
-    else:
-        dispatcher.utter_message(
-            response="utter_question_software_ok_unknown", update_steps=update_steps
-        )
-    return []
-
-
-# Slot → the question the validator asks for it. Not here: ``network_ok`` (the plain
-# ``utter_ask_network_ok`` Rasa sends itself) and ``server_ok`` (``ActionAskServerOk``).
-QUESTIONS: Dict[str, Callable[[CollectingDispatcher, Tracker], Awaitable[List[EventType]]]] = {
-    "terminal_model": ask_terminal_model,
-    "restart_ok": ask_restart_ok,
-    "software_version": ask_software_version,
-    "software_ok": ask_software_ok,
-}
 
 
 class ActionFinishDiagnostics(Action):
