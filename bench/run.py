@@ -211,33 +211,37 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
     return results
 
 
-def train_ours(run_dir: Path, model: Optional[Path]) -> Tuple[Path, Dict[str, Any]]:
-    """Our model: trained here as `make train` does (timed) unless one is given."""
+def train_ours(run_dir: Path, model: Optional[Path],
+               project: Path = ROOT) -> Tuple[Path, Dict[str, Any]]:
+    """Our model (from ``project``'s files): trained here as `make train` does (timed)
+    unless one is given."""
     result: Dict[str, Any] = {}
     if model is None:
         print("  training our model (full `python -m rasa_server train --force`)…", flush=True)
         result["training_s"] = timed(
             [sys.executable, "-m", "rasa_server", "train", "--domain", "domain", "--data", "data", "--config", "config.yml",
              "--out", str(run_dir / "models"), "--fixed-model-name", "pos1000", "--force"],
-            ROOT, run_dir / "train-ours.log")
+            project, run_dir / "train-ours.log")
         model = run_dir / "models" / "pos1000.tar.gz"
     result["model_mb"] = round(model.stat().st_size / 2**20, 1)
     return model, result
 
 
 def our_stack(run_dir: Path, settings: Dict[str, Any], model: Path,
-              running: contextlib.ExitStack) -> Tuple[RasaStack, List[Service]]:
+              running: contextlib.ExitStack, project: Path = ROOT,
+              name: str = "rasa") -> Tuple[RasaStack, List[Service]]:
     """Our stack on one host with production settings: Rasa processes per settings.yml
-    (each with its action server) behind nginx, sharing the SQLite tracker (WAL) and a Redis
-    lock store; the desk on SQLite. Redis and the desk are started now and stopped with
-    ``running``."""
+    (each with its action server, both from ``project``) behind nginx, sharing the SQLite
+    tracker (WAL) and a Redis lock store; the desk on SQLite. Redis and the desk are started
+    now and stopped with ``running``."""
     redis, redis_url = redis_server(run_dir)
     running.callback(redis.stop)
     desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
     running.callback(desk.stop)
     stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
                       lock_store_url=redis_url, rasa_processes=settings["rasa_processes"],
-                      behind_nginx=True, desk_url=desk_url, desk_token="bench-token", name="rasa")
+                      behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
+                      project=project, name=name)
     return stack, [desk, redis]
 
 
@@ -393,12 +397,20 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-scale-out", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
+    parser.add_argument("--compare", metavar="REV",
+                        help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
     args = parser.parse_args(argv)
 
     settings = yaml.safe_load(SETTINGS.read_text(encoding="utf-8"))
     if args.quick:
-        settings["messages"] = {k: max(v // 10, k * 2) for k, v in settings["messages"].items()}
+        for part in (settings, settings["compare"]):
+            part["messages"] = {k: max(v // 10, k * 2) for k, v in part["messages"].items()}
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
+    if args.compare:
+        from bench import compare  # it builds on this module
+
+        compare.run(args.compare, args.out, settings)
+        return 0
     run_dir = args.out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)

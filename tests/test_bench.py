@@ -165,3 +165,32 @@ def test_a_level_reports_cpu_per_message_and_how_busy_the_machine_was():
     assert result["msg_per_busy_cpu_s"] == 5.0  # 10 messages, 2 busy CPU seconds
     assert cpu_line(result).endswith(f"; machine busy {result['machine_busy_pct']} %")
     assert "machine busy" not in cpu_line({"cpu_ms_per_msg": {"baseline1": 40.0}})
+
+
+def test_compare_checks_out_the_other_commit_and_removes_it_afterwards():
+    import subprocess
+
+    from bench.compare import worktree
+    from bench.servers import ROOT
+
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True,
+                          capture_output=True, text=True).stdout.strip()
+    with worktree("HEAD") as tree:
+        inside = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
+                                capture_output=True, text=True).stdout.strip()
+        assert inside == head and (tree / "bench" / "run.py").exists()
+    assert not tree.exists()
+    listed = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], check=True,
+                            capture_output=True, text=True).stdout
+    assert str(tree) not in listed
+
+
+def test_compare_reports_new_over_old_per_level():
+    from bench.compare import ratios
+
+    def side(p50, throughput, cpu):
+        return {"levels": [{"clients": 1, "p50_ms": p50, "throughput_msg_s": throughput,
+                            "cpu_ms_per_msg": {"all processes": cpu}}]}
+
+    assert ratios(side(20.0, 50.0, 20.0), side(18.0, 55.0, 19.0)) == {
+        "1": {"p50": 0.9, "throughput": 1.1, "cpu_per_message": 0.95}}
