@@ -407,9 +407,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             part["messages"] = {k: max(v // 10, k * 2) for k, v in part["messages"].items()}
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
     if args.compare:
-        from bench import compare  # it builds on this module
+        from bench.compare import run as compare_with  # it builds on this module
 
-        compare.run(args.compare, args.out, settings)
+        compare_with(args.compare, args.out, settings)
         return 0
     run_dir = args.out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)

@@ -194,3 +194,23 @@ def test_compare_reports_new_over_old_per_level():
 
     assert ratios(side(20.0, 50.0, 20.0), side(18.0, 55.0, 19.0)) == {
         "1": {"p50": 0.9, "throughput": 1.1, "cpu_per_message": 0.95}}
+
+
+def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_path, capsys):
+    # The wiring of `python -m bench` (arguments, settings, summary, JSON, plot) without
+    # training or starting anything: those parts are measured only by a real `make bench`.
+    from pathlib import Path
+
+    from bench import run
+
+    def side_by_side(stacks, settings):
+        return {label: {"levels": [level(clients, 10.0, 50.0) for clients in settings["levels"]],
+                        "cold_start_s": 1.0, "peak_rss_mb": {"rasa1": 900.0}}
+                for label, _, _ in stacks}
+
+    monkeypatch.setattr(run, "train_ours", lambda run_dir, model: (Path("model.tar.gz"), {"model_mb": 36.0}))
+    monkeypatch.setattr(run, "our_stack", lambda *args, **kwargs: (None, []))
+    monkeypatch.setattr(run, "side_by_side", side_by_side)
+    assert run.main(["--skip-baseline", "--skip-scale-out", "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "bench.json").exists() and (tmp_path / "bench.png").exists()
+    assert "[met] p50 ≤ 30 ms at 1 merchant: 10.0" in capsys.readouterr().out
