@@ -49,8 +49,8 @@ class FormSlotsFromDomainFiles(FormValidationAction):
 
     def domain_slots(self, domain: DomainDict) -> List[Text]:
         """The form's required slots as listed in the domain files."""
-        form = self.form_name()
-        forms = forms_in(current_settings().domain_dir)
+        form, domain_dir = self.form_name(), current_settings().domain_dir
+        forms = forms_in(domain_dir)
         if form not in forms:
-            raise KeyError(f"form {form!r} is not in {current_settings().domain_dir}")
+            raise KeyError(f"form {form!r} is not in {domain_dir}")
         return forms[form]

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
 from bench import report
-from bench.run import cpu_line, our_stack, side_by_side, train_ours
+from bench.run import MACHINE, cpu_line, our_stack, side_by_side, train_ours
 from bench.servers import ROOT
 
 OLD, NEW = "old", "new"
@@ -51,8 +51,8 @@ def ratios(old: Dict[str, Any], new: Dict[str, Any]) -> Dict[str, Dict[str, Any]
     """New / old per level: p50, throughput and the CPU per message of all processes."""
     out = {}
     for before, after in zip(old["levels"], new["levels"]):
-        cpu_old = before.get("cpu_ms_per_msg", {}).get("all processes")
-        cpu_new = after.get("cpu_ms_per_msg", {}).get("all processes")
+        cpu_old = before.get("cpu_ms_per_msg", {}).get(MACHINE)
+        cpu_new = after.get("cpu_ms_per_msg", {}).get(MACHINE)
         out[str(after["clients"])] = {
             "p50": report.ratio(after["p50_ms"], before["p50_ms"]),
             "throughput": report.ratio(after["throughput_msg_s"], before["throughput_msg_s"]),

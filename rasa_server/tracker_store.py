@@ -114,6 +114,7 @@ class TunedSQLTrackerStore(SQLTrackerStore):
             table.c.sender_id == sender, table.c.timestamp >= sa.bindparam("start"))
         self._count_all = sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender)
         self._insert = table.insert()
+        self._insert_returning_id = table.insert().returning(table.c.id)
 
     async def retrieve(self, sender_id: Text) -> Optional[DialogueStateTracker]:
         """The conversation's latest session, as Rasa's store returns it."""
@@ -178,8 +179,8 @@ class TunedSQLTrackerStore(SQLTrackerStore):
                 if self._postgres:
                     # The lock store keeps other writers of this conversation out, so the
                     # newest id inserted here is the conversation's newest.
-                    inserted = self._insert.values(rows).returning(self.SQLEvent.__table__.c.id)
-                    last_id = max(connection.execute(inserted).scalars())
+                    inserted = connection.execute(self._insert_returning_id.values(rows))
+                    last_id = max(inserted.scalars())
                 else:
                     connection.execute(self._insert, rows)
                     last_id = connection.execute(self._last_id, params).scalar()
