@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from collections import defaultdict, deque
@@ -32,6 +33,8 @@ from support_desk.store import Conflict, NotFound, utcnow
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 
 HERE = Path(__file__).parent
+STATIC = HERE / "static"
+_STATIC_NAME = re.compile(r"[a-z0-9_-]+\.(?:js|css)")
 routes = web.RouteTableDef()
 LANGUAGES = ("zh", "en")
 LOGIN_ATTEMPTS, LOGIN_WINDOW_SECONDS = 5, 300
@@ -135,6 +138,16 @@ async def flash(request: web.Request, message: str, error: bool = False) -> None
 async def word(request: web.Request, key: str) -> str:
     """One console word in the session's language."""
     return texts()[(await get_session(request)).get("lang", "zh")][key]
+
+
+@routes.get("/console/static/{name}")
+async def static_file(request: web.Request) -> web.StreamResponse:
+    """The console's own scripts and styles (``support_desk/static/``, no build step)."""
+    name = request.match_info["name"]
+    path = STATIC / name
+    if not _STATIC_NAME.fullmatch(name) or not path.is_file():
+        raise web.HTTPNotFound(text="not found")
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
 
 
 # --- login ----------------------------------------------------------------------------

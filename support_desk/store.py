@@ -13,6 +13,7 @@ from typing import Any, Dict, Iterable, List, Optional
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from support_desk.live import LiveHub
 from support_desk.privacy import mask_card_numbers
 from support_desk.schema import agents, escalations, incidents, messages, outcomes
 
@@ -81,8 +82,14 @@ class NewEscalation:
 class DeskStore:
     """All reads and writes of the desk, over one asyncio engine."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, hub: Optional[LiveHub] = None) -> None:
         self.engine = engine
+        # Every write that changes a case is announced here once it has committed.
+        self.hub = hub or LiveHub()
+
+    def _changed(self, escalation_id: int, change: str) -> None:
+        """Tell open consoles that a case changed (after the transaction committed)."""
+        self.hub.publish({"type": "case", "id": escalation_id, "change": change})
 
     # --- escalations -------------------------------------------------------------
 
@@ -95,10 +102,13 @@ class DeskStore:
         an outbox that retries after a lost response never creates two cases).
         """
         try:
-            return await self._insert_escalation(new, expected_reply_by)
+            case, created = await self._insert_escalation(new, expected_reply_by)
         except sa.exc.IntegrityError:
             # The same ticket arrived twice at once: the other request created it.
             return await self.find_by_ticket(new.ticket or ""), False
+        if created:
+            self._changed(case["id"], "created")
+        return case, created
 
     async def _insert_escalation(
         self, new: NewEscalation, expected_reply_by: Optional[datetime]
@@ -213,7 +223,9 @@ class DeskStore:
                         escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now
                     )
                 )
-            return await self._escalation(conn, escalation_id)
+            case = await self._escalation(conn, escalation_id)
+        self._changed(escalation_id, "updated")
+        return case
 
     async def add_agent_reply(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
         """Keep an agent's reply (undelivered until Rasa confirms it)."""
@@ -242,7 +254,9 @@ class DeskStore:
             await conn.execute(
                 escalations.update().where(escalations.c.id == escalation_id).values(**values)
             )
-            return await self._message(conn, message_id)
+            message = await self._message(conn, message_id)
+        self._changed(escalation_id, "message")
+        return message
 
     async def resolve(
         self, escalation_id: int, note: str, category: Optional[str], closing_text: str
@@ -269,7 +283,9 @@ class DeskStore:
                     escalation_id=escalation_id, role="bot", kind="closing", text=closing_text, at=now
                 )
             )
-            return await self._escalation(conn, escalation_id)
+            case = await self._escalation(conn, escalation_id)
+        self._changed(escalation_id, "updated")
+        return case
 
     async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
         """Copy merchant messages from the Rasa tracker once each (by event timestamp)."""
@@ -299,7 +315,9 @@ class DeskStore:
             ]
             if rows:
                 await conn.execute(messages.insert(), rows)
-            return len(rows)
+        if rows:
+            self._changed(escalation_id, "message")
+        return len(rows)
 
     async def undelivered(self, escalation_id: Optional[int] = None) -> List[Dict[str, Any]]:
         """Agent replies and closing messages Rasa has not received yet, oldest first."""
@@ -318,7 +336,12 @@ class DeskStore:
         """Record a delivery attempt: delivered now, or the error to show the agent."""
         values = {"delivery_error": error} if error else {"delivered_at": utcnow(), "delivery_error": None}
         async with self.engine.begin() as conn:
+            escalation_id = (
+                await conn.execute(sa.select(messages.c.escalation_id).where(messages.c.id == message_id))
+            ).scalar()
             await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+        if escalation_id is not None:
+            self._changed(escalation_id, "message")
 
     # --- incidents -----------------------------------------------------------------
 
