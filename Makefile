@@ -22,7 +22,7 @@ export RASA_TELEMETRY_ENABLED := false
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
                 $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install train run shell actions test test-unit test-stories test-nlu validate clean test-slow bench
+.PHONY: help install system-packages train run shell actions test test-unit test-stories test-nlu validate clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
@@ -76,7 +76,12 @@ shell: $(MODEL) .env
 	trap "kill $$desk $$actions" EXIT; \
 	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml
 
-test: validate test-unit test-stories test-nlu
+# Debian packages the checks start themselves (PostgreSQL, Redis, nginx, chromium, a CJK
+# font); installed when missing (root or password-less sudo), else a clear message.
+system-packages:
+	@bash scripts/system_packages.sh
+
+test: system-packages validate test-unit test-stories test-nlu
 
 test-unit: $(MODEL) web/node_modules/.installed
 	$(BIN)/pytest -q

@@ -2,6 +2,7 @@
 # Debian packages the checks and the benchmark start on 127.0.0.1 themselves (never as
 # system services): PostgreSQL, Redis and nginx; chromium and a CJK font for the browser
 # tests. Installs only what is missing; needs root (or sudo) the first time.
+# `make test` and `make run` call it, so a fresh machine needs nothing installed by hand.
 set -euo pipefail
 missing=()
 ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || missing+=(postgresql)
@@ -12,7 +13,18 @@ if [ "${1:-}" != "--no-browser" ]; then
   fc-list 2>/dev/null | grep -qi "wqy\|noto sans cjk" || missing+=(fonts-wqy-zenhei)
 fi
 if [ ${#missing[@]} -gt 0 ]; then
-  sudo=""; [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  sudo=""
+  if [ "$(id -u)" -ne 0 ]; then
+    # Non-interactive sudo only: `make test` in CI has no terminal to ask for a password.
+    if command -v sudo >/dev/null 2>&1 && sudo -n true 2>/dev/null; then
+      sudo="sudo"
+    else
+      echo "The checks need these Debian packages: ${missing[*]}." >&2
+      echo "Install them as root (apt-get install ${missing[*]}), or run as root or with" >&2
+      echo "password-less sudo, then run the command again." >&2
+      exit 1
+    fi
+  fi
   echo "installing ${missing[*]}"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null

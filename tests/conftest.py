@@ -10,6 +10,9 @@ from rasa_sdk.executor import CollectingDispatcher
 
 ROOT = Path(__file__).resolve().parent.parent
 
+# In CI (CI=true) a skipped test fails the run (tests/ci_no_skips.py).
+pytest_plugins = ["tests.ci_no_skips"]
+
 
 @pytest.fixture(scope="session")
 def domain() -> Dict[str, Any]:
