@@ -2,6 +2,7 @@
 configuration is valid for Debian's nginx."""
 from __future__ import annotations
 
+import os
 import re
 import shutil
 import subprocess
@@ -69,3 +70,69 @@ def test_nginx_configuration_is_valid(tmp_path):
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
+
+
+def dockerignore_patterns(text: str) -> list:
+    """The patterns of a .dockerignore (comments and blank lines dropped; ``!`` kept)."""
+    return [line.strip() for line in text.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _pattern_regex(pattern: str) -> "re.Pattern[str]":
+    """Docker's matching: ``*`` within one path segment, ``**`` across segments."""
+    out = ""
+    i = 0
+    while i < len(pattern):
+        if pattern.startswith("**/", i):
+            out, i = out + "(?:.*/)?", i + 3
+        elif pattern.startswith("**", i):
+            out, i = out + ".*", i + 2
+        elif pattern[i] == "*":
+            out, i = out + "[^/]*", i + 1
+        elif pattern[i] == "?":
+            out, i = out + "[^/]", i + 1
+        else:
+            out, i = out + re.escape(pattern[i]), i + 1
+    return re.compile(out)
+
+
+def copied(paths: list, patterns: list) -> list:
+    """The paths ``COPY . /app`` takes: a pattern excludes a path or any folder above it,
+    the last matching pattern wins and ``!pattern`` takes a path back."""
+    rules = [(p.startswith("!"), _pattern_regex(p.lstrip("!").strip("/"))) for p in patterns]
+    kept = []
+    for path in paths:
+        parts = path.split("/")
+        prefixes = ["/".join(parts[: n + 1]) for n in range(len(parts))]
+        excluded = False
+        for negated, regex in rules:
+            if any(regex.fullmatch(prefix) for prefix in prefixes):
+                excluded = not negated
+        if not excluded:
+            kept.append(path)
+    return kept
+
+
+LEAKS = [".env", "desk.db", "rasa_tracker.db", "rasa_tracker.db-wal", "var/outbox.sqlite",
+         "var/widget_presence.sqlite", ".venv/bin/python", "web/node_modules/rasa-webchat/lib/index.js",
+         "actions/__pycache__/handoff.cpython-310.pyc", ".git/config", "results/bench/bench.json"]
+NEEDED = ["actions/handoff.py", "support_desk/templates/case.html", "models/pos1000.tar.gz",
+          "domain/core.yml", "web/package-lock.json", "pyproject.toml", "deploy/endpoints.yml"]
+
+
+def test_the_image_takes_no_secret_database_or_local_state():
+    patterns = dockerignore_patterns((DEPLOY.parent / ".dockerignore").read_text(encoding="utf-8"))
+    assert copied(LEAKS + NEEDED, patterns) == NEEDED
+
+
+def test_the_image_file_list_of_this_checkout_has_no_leak():
+    root = DEPLOY.parent
+    patterns = dockerignore_patterns((root / ".dockerignore").read_text(encoding="utf-8"))
+    taken = []
+    for folder, dirs, names in os.walk(root):
+        here = Path(folder).relative_to(root)
+        # A folder the ignore file excludes is not entered (as Docker does; .venv is 2.7 GB).
+        dirs[:] = [d for d in dirs if copied([str(here / d)], patterns)]
+        taken += copied([str(here / n) for n in names], patterns)
+    leaked = [f for f in taken if f == ".env" or f.endswith((".db", ".sqlite", ".pyc")) or f.startswith((".venv/", "var/"))]
+    assert leaked == []
+    assert "actions/handoff.py" in taken
