@@ -10,7 +10,7 @@ MODEL   := models/pos1000.tar.gz
 RESULTS := results
 
 # Local defaults; a deployment sets these in the environment instead.
-export ACTION_ENDPOINT_URL ?= http://127.0.0.1:5055/webhook
+export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(or $(ACTIONS_PORT),5055)/webhook
 export TRACKER_STORE_URL   ?= sqlite:///rasa_tracker.db
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # TensorFlow sizes its thread pools to the machine; two cores want no oversubscription.
@@ -22,7 +22,7 @@ export RASA_TELEMETRY_ENABLED := false
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
                 $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install system-packages train run shell actions test test-unit test-stories test-nlu validate clean test-slow bench
+.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
@@ -61,13 +61,18 @@ validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
 
 run: $(MODEL) .env web/node_modules/.installed
-	@echo "Starting Rasa (http://127.0.0.1:5005), the action server (:5055) and the support desk (http://127.0.0.1:8080)."
-	@echo "Merchant help page with the chat widget: http://127.0.0.1:8080/chat (?lang=en)"
-	@echo "Agent console: http://127.0.0.1:8080/console"
+	@echo "Starting Rasa (http://127.0.0.1:$${RASA_PORT:-5005}), the action server (:$${ACTIONS_PORT:-5055}) and the support desk (http://127.0.0.1:$${DESK_PORT:-8080}) under supervisord."
+	@echo "Merchant help page with the chat widget: http://127.0.0.1:$${DESK_PORT:-8080}/chat (?lang=en)"
+	@echo "Agent console: http://127.0.0.1:$${DESK_PORT:-8080}/console"
 	@echo "Chat in a terminal: make shell; or POST to the REST channel:"
-	@echo "  curl -s http://127.0.0.1:5005/webhooks/rest/webhook -d '{\"sender\": \"me\", \"message\": \"pos机报1000咋整\"}'"
-	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN, the desk API DESK_API_TOKEN (both in .env). Ctrl-C stops all three."
-	@set -a; . ./.env; set +a; $(BIN)/honcho start -f Procfile
+	@echo "  curl -s http://127.0.0.1:$${RASA_PORT:-5005}/webhooks/rest/webhook -d '{\"sender\": \"me\", \"message\": \"pos机报1000咋整\"}'"
+	@echo "Rasa's HTTP API needs RASA_AUTH_TOKEN, the desk API DESK_API_TOKEN (both in .env)."
+	@echo "A process that dies is restarted; make status lists them; Ctrl-C stops all three."
+	@set -a; . ./.env; set +a; exec $(BIN)/python scripts/supervise.py run
+
+# Which of make run's processes run, since when (supervisord).
+status:
+	@$(BIN)/python scripts/supervise.py status
 
 shell: $(MODEL) .env
 	@set -a; . ./.env; set +a; \
