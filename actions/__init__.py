@@ -1,1 +1,1 @@
-"""Custom actions of the POS error 1000 assistant (run by ``rasa run actions``)."""
+"""Custom actions of the POS error 1000 assistant (run by ``python -m actions.server``)."""
