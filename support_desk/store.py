@@ -288,7 +288,8 @@ class DeskStore:
         return case
 
     async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
-        """Copy merchant messages from the Rasa tracker once each (by event timestamp)."""
+        """Copy messages of the handoff from Rasa once each (by event timestamp): the
+        merchant's (``role`` user, the default) and the bot's own (``role`` bot)."""
         async with self.engine.begin() as conn:
             known = set(
                 (
@@ -300,19 +301,21 @@ class DeskStore:
                     )
                 ).scalars()
             )
-            rows = [
-                {
+            rows = []
+            for line in lines:
+                if line["source_ts"] in known:
+                    continue
+                known.add(line["source_ts"])  # also once within one batch (a retried event)
+                role = line.get("role", "user")
+                rows.append({
                     "escalation_id": escalation_id,
-                    "role": "user",
-                    "kind": "merchant",
+                    "role": role,
+                    "kind": "merchant" if role == "user" else "transcript",
                     "text": mask_card_numbers(line["text"]),
                     "at": to_utc(line["at"]),
                     "delivered_at": to_utc(line["at"]),
                     "source_ts": line["source_ts"],
-                }
-                for line in lines
-                if line["source_ts"] not in known
-            ]
+                })
             if rows:
                 await conn.execute(messages.insert(), rows)
         if rows:
