@@ -26,6 +26,7 @@ from tests.test_desk_console import csrf_of, login
 PUBLIC = {
     ("GET", "/health"), ("GET", "/api/openapi.json"), ("GET", "/chat"), ("GET", "/chat/webchat.js"),
     ("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/console/lang/{lang}"),
+    ("GET", "/console/static/{name}"),  # the console's own scripts, nothing secret
 }
 SECRET_KEY = desk_settings("sqlite://").secret_key
 
