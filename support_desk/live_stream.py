@@ -16,7 +16,8 @@ import logging
 from aiohttp import web
 from aiohttp_session import get_session
 
-from support_desk.api import STORE, escalation_id
+from support_desk import cases
+from support_desk.api import RELAY, STORE, escalation_id
 from support_desk.console import texts
 
 logger = logging.getLogger(__name__)
@@ -66,10 +67,15 @@ async def console_events(request: web.Request) -> web.StreamResponse:
 
 @routes.get("/console/live/cases/{id}")
 async def live_case(request: web.Request) -> web.Response:
-    """What a case page shows that changes (status, transcript), from the desk's records."""
+    """What a case page shows that changes (status, transcript), from the desk's records;
+    ``?reread=1`` (after a reconnect) first copies in what the Rasa tracker has and the
+    desk may have missed while it was down."""
     if not await _agent(request):
         return web.json_response({"error": "login required"}, status=401)
-    case = await request.app[STORE].get_escalation(escalation_id(request))
+    if request.query.get("reread"):
+        case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], escalation_id(request))
+    else:
+        case = await request.app[STORE].get_escalation(escalation_id(request))
     lang = (await get_session(request)).get("lang", "zh")
     return web.json_response({
         "status": case["status"],
