@@ -9,6 +9,8 @@ import shutil
 import subprocess
 import sys
 import threading
+import time
+from typing import List, Optional
 
 import aiohttp
 import pytest
@@ -23,16 +25,33 @@ TOKEN = "live-bus-token"
 
 
 class Desk:
-    """``python -m support_desk`` with the Redis bus, on a free loopback port."""
+    """``python -m support_desk`` (with the Redis bus when given one) on a loopback port."""
 
-    def __init__(self, database: str, redis_url: str) -> None:
-        self.url = f"http://127.0.0.1:{free_port()}"
-        env = {**os.environ, "DESK_PORT": self.url.rsplit(":", 1)[1], "DESK_API_TOKEN": TOKEN,
+    def __init__(self, database: str, redis_url: Optional[str] = None, port: Optional[int] = None,
+                 rasa_url: Optional[str] = None) -> None:
+        self.port = port or free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DESK_PORT": str(self.port), "DESK_API_TOKEN": TOKEN,
                "DESK_SECRET_KEY": "live-bus-secret-key-0123456789abcdef", "DESK_DATABASE_URL": database,
-               "DESK_REDIS_URL": redis_url}
+               "RASA_URL": rasa_url or f"http://127.0.0.1:{free_port()}"}
+        if redis_url:
+            env["DESK_REDIS_URL"] = redis_url
         self.process = subprocess.Popen([sys.executable, "-m", "support_desk"], cwd=ROOT, env=env,
                                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        self.lines: List[str] = []
+        # Read its log all along: a full pipe would stall it; the first run prints the password.
+        threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True).start()
         wait_for(f"{self.url}/health", self.process, "support desk")
+
+    @property
+    def password(self) -> Optional[str]:
+        """The first agent's password, printed once by the desk that created it."""
+        for _ in range(100):  # the log is read by a thread: give it a moment
+            found = [line for line in self.lines if "password (shown once):" in line]
+            if found:
+                return found[0].rsplit(":", 1)[1].strip()
+            time.sleep(0.05)
+        return None
 
     def stop(self) -> None:
         self.process.terminate()
@@ -44,18 +63,9 @@ def desks(tmp_path_factory):
     directory = tmp_path_factory.mktemp("live-bus")
     redis, redis_url = redis_server(directory)
     database = f"sqlite:///{directory / 'desk.db'}"
-    first = Desk(database, redis_url)  # migrates the database and prints the admin password
-    password = None
-    for _ in range(50):
-        line = first.process.stdout.readline()
-        if "password (shown once):" in line:
-            password = line.rsplit(":", 1)[1].strip()
-            break
-    # Keep reading its log so a full pipe never stalls it.
-    threading.Thread(target=first.process.stdout.read, daemon=True).start()
+    first = Desk(database, redis_url)  # migrates the database and creates the admin account
     second = Desk(database, redis_url)
-    threading.Thread(target=second.process.stdout.read, daemon=True).start()
-    yield first, second, password
+    yield first, second, first.password
     for desk in (first, second):
         desk.stop()
     redis.stop()
