@@ -33,14 +33,16 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
         async with async_playwright() as playwright, aiohttp.ClientSession(headers=AUTH) as api:
             browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
             context = await browser.new_context(viewport={"width": 1200, "height": 800})
-            await context.grant_permissions(["notifications"], origin=desk.url)
             page = await context.new_page()
             await page.goto(f"{desk.url}/console/login")
             await page.fill("input[name=username]", "admin")
             await page.fill("input[name=password]", password)
             await page.click("button[type=submit]")
             await page.wait_for_selector("#queue")
-            await page.click("#live-alerts")  # permission asked from a click
+            assert await page.inner_text("#live-alerts") == "开启提醒"
+            # The agent will say yes when asked; asked from a click.
+            await context.grant_permissions(["notifications"], origin=desk.url)
+            await page.click("#live-alerts")
             await page.wait_for_function("document.getElementById('live-alerts').textContent === '提醒已开启'")
             await page.evaluate("window.notReloaded = true")
             title = await page.title()
@@ -57,7 +59,7 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
 
             # The case page: a merchant message pushed by Rasa's broker appears as text.
             await page.click("text=PX-LLVVEE")
-            await page.wait_for_selector("#transcript")
+            await page.wait_for_selector("#transcript", state="attached")  # empty: no height
             await page.evaluate("window.notReloaded = true")
             broker.publish(merchant(PAYLOAD))
             await page.wait_for_function(
