@@ -12,6 +12,8 @@ RESULTS := results
 # Local defaults; a deployment sets these in the environment instead.
 export ACTION_ENDPOINT_URL ?= http://127.0.0.1:$(or $(ACTIONS_PORT),5055)/webhook
 export TRACKER_STORE_URL   ?= sqlite:///rasa_tracker.db
+# Where Rasa's event broker (endpoints.yml) and the action server reach the desk.
+export DESK_URL            ?= http://127.0.0.1:8080
 export TF_CPP_MIN_LOG_LEVEL ?= 2
 # TensorFlow sizes its thread pools to the machine; two cores want no oversubscription.
 export TF_INTER_OP_PARALLELISM_THREADS ?= 2

@@ -27,6 +27,7 @@ from actions.settings import current_settings
 from support_desk.hours import expected_reply_by
 from support_desk.privacy import mask_card_numbers
 from support_desk.store import new_ticket
+from support_desk.transcript_text import readable_messages
 
 UNKNOWN = "unknown"
 STATUS_RESPONSES = {
@@ -112,19 +113,19 @@ def diagnostics_results(tracker: Tracker) -> List[Dict[str, str]]:
 
 
 def transcript(tracker: Tracker) -> List[Dict[str, Any]]:
-    """User and bot messages of the conversation so far (card numbers masked)."""
+    """User and bot messages of the conversation so far, in words (button clicks as the
+    buttons' titles, the widget's opening payload left out; card numbers masked)."""
     lines = []
-    for event in tracker.events:
-        if event.get("event") in ("user", "bot") and event.get("text"):
-            stamp = float(event.get("timestamp") or 0)
-            lines.append(
-                {
-                    "role": event["event"],
-                    "text": mask_card_numbers(event["text"])[:4000],
-                    "at": datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(),
-                    **({"source_ts": stamp} if event["event"] == "user" else {}),
-                }
-            )
+    for event, words in readable_messages(tracker.events):
+        stamp = float(event.get("timestamp") or 0)
+        lines.append(
+            {
+                "role": event["event"],
+                "text": mask_card_numbers(words)[:4000],
+                "at": datetime.fromtimestamp(stamp, tz=timezone.utc).isoformat(),
+                **({"source_ts": stamp} if event["event"] == "user" else {}),
+            }
+        )
     return lines[-500:]
 
 

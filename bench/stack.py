@@ -128,7 +128,9 @@ class RasaStack:
                     "--interface", "127.0.0.1", "--port", str(port)]
             if (self.project / self.credentials_file).exists():
                 args += ["--credentials", str(self.project / self.credentials_file)]
-            env = {**TF_ENV, **self.extra_env}
+            # endpoints.yml's event broker: the desk's address, or nothing pushed.
+            env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
+                   **self.extra_env}
             self.services.append(Service(f"{self.name}{number}", args, self.run_dir, env=env,
                                          cwd=self.project).start())
         for service in self.services:

@@ -14,6 +14,9 @@ from support_desk.config import DeskSettings, load_settings
 from support_desk.chat import routes as chat_routes
 from support_desk.console import setup_console
 from support_desk.db import create_engine, migrate
+from support_desk.events_in import routes as rasa_event_routes
+from support_desk.live_bus import RedisBus
+from support_desk.live_stream import routes as live_routes
 from support_desk.openapi import OPENAPI_ROUTE
 from support_desk.rasa_client import RasaClient
 from support_desk.relay import RasaRelay
@@ -34,6 +37,8 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
     setup_console(app, settings.secret_key)
     app.router.add_routes(chat_routes)
+    app.router.add_routes(rasa_event_routes)
+    app.router.add_routes(live_routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_migrations:
@@ -42,6 +47,9 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         store = DeskStore(engine)
         app[STORE] = store
         app[RELAY] = RasaRelay(store, RasaClient(settings.rasa_url, settings.rasa_token))
+        bus = RedisBus(store.hub, settings.redis_url) if settings.redis_url else None
+        if bus is not None:
+            await bus.start()
         password = await ensure_first_agent(store)
         if password:
             print(f"First run: agent 'admin' created, password (shown once): {password}", flush=True)
@@ -50,9 +58,17 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         retry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retry
+        if bus is not None:
+            await bus.close()
         await engine.dispose()
 
+    async def end_streams(app: web.Application) -> None:
+        # Open console streams would hold the shutdown for its whole timeout.
+        if STORE in app:
+            app[STORE].hub.drop_all()
+
     app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(end_streams)
     return app
 
 

@@ -55,6 +55,7 @@ async def case_with_live_transcript(store: DeskStore, relay: RasaRelay, case_id:
     """The case, after copying in what the merchant wrote since the handoff."""
     case = await store.get_escalation(case_id)
     # Also once resolved: a message written while Rasa was away is copied in later.
-    if await relay.collect_merchant_messages(case):
-        case = await store.get_escalation(case_id)
-    return case
+    await relay.collect_merchant_messages(case)
+    # Read again even when this read added nothing: Rasa's event broker may have filed
+    # the same messages in the meantime.
+    return await store.get_escalation(case_id)

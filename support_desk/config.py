@@ -42,6 +42,8 @@ class DeskSettings:
     agent_joined_message: Dict[str, str] = field(default_factory=dict)
     public_rasa_url: str = "http://127.0.0.1:5005"
     delivery_retry_seconds: float = 10.0
+    # Redis pub/sub shared by several desk processes (live consoles); None: one process.
+    redis_url: Optional[str] = None
 
 
 def load_settings(
@@ -71,4 +73,5 @@ def load_settings(
         agent_joined_message=dict(raw["agent_joined_message"]),
         public_rasa_url=(environ.get("RASA_PUBLIC_URL") or raw["public_rasa_url"]).rstrip("/"),
         delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
+        redis_url=environ.get("DESK_REDIS_URL") or None,
     )

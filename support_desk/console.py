@@ -251,7 +251,6 @@ async def case_page(request: web.Request) -> web.Response:
         request, "case.html", case=case,
         sla=sla_state(case, request.app[SETTINGS].sla_minutes, utcnow()),
         roles_json=json.dumps({r: t[f"role_{r}"] for r in ("user", "bot", "agent")}, ensure_ascii=False),
-        not_delivered_json=json.dumps(t["not_delivered"], ensure_ascii=False),
     )
 
 

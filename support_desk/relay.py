@@ -3,8 +3,10 @@
 * Agent replies and the closing message (with Rasa's ``resume`` event) go out in the
   order they were written; one that Rasa does not take stays queued with its error and
   is retried, so nothing an agent wrote is lost.
-* What the merchant writes while the bot is paused is copied from the Rasa tracker into
-  the case, once per message.
+* What is said during the handoff (the merchant's messages, the bot's ticket message)
+  is copied from the Rasa tracker into the case once per message, in words: the case
+  page's reconciliation when it opens; Rasa's event broker pushes it as it happens
+  (``support_desk.events_in``).
 """
 from __future__ import annotations
 
@@ -15,6 +17,7 @@ from typing import Any, Dict, List, Optional
 
 from support_desk.rasa_client import RasaClient, RasaUnavailable
 from support_desk.store import DeskStore, aware
+from support_desk.transcript_text import readable_messages
 
 logger = logging.getLogger(__name__)
 
@@ -108,25 +111,43 @@ class RasaRelay:
 
 
 def paused_messages(events: List[Dict[str, Any]], escalation: Dict[str, Any]) -> List[Dict[str, Any]]:
-    """The merchant's messages between the handoff of this case and the next ``resume``."""
+    """What was said in this case's handoff, from the conversation's events, in words.
+
+    The span starts at the action that set the case's ticket, so the bot's own ticket and
+    promise message ("您的工单号是 … 前回复") is in it, and ends at the next ``resume``.
+    Bot messages the desk sent itself (tagged ``desk_message_id``) are the desk's already.
+    """
+    start = _handoff_start(events, escalation)
+    span = set()
+    for event in events[start:]:
+        if event.get("event") == "resume":
+            break
+        span.add(id(event))
+    lines = []
+    for event, words in readable_messages(events):
+        if id(event) not in span or (event.get("metadata") or {}).get("desk_message_id") is not None:
+            continue
+        stamp = float(event.get("timestamp") or 0)
+        lines.append({
+            "role": event["event"],
+            "text": words,
+            "source_ts": stamp,
+            "at": aware(datetime.fromtimestamp(stamp, tz=timezone.utc)),
+        })
+    return lines
+
+
+def _handoff_start(events: List[Dict[str, Any]], escalation: Dict[str, Any]) -> int:
+    """Index of the action that handed this case over (its ticket slot), else the first
+    event after the case was created (a case made through the API)."""
     ticket = escalation.get("ticket")
-    start = next(
+    slot = next(
         (i for i, e in enumerate(events)
          if e.get("event") == "slot" and e.get("name") == "ticket" and ticket and e.get("value") == ticket),
         None,
     )
-    if start is None:
+    if slot is None:
         since = datetime.fromisoformat(escalation["created_at"]).timestamp()
-        start = next((i for i, e in enumerate(events) if float(e.get("timestamp") or 0) > since), len(events))
-    lines = []
-    for event in events[start:]:
-        if event.get("event") == "resume":
-            break
-        if event.get("event") == "user" and event.get("text"):
-            stamp = float(event.get("timestamp") or 0)
-            lines.append({
-                "text": event["text"],
-                "source_ts": stamp,
-                "at": aware(datetime.fromtimestamp(stamp, tz=timezone.utc)),
-            })
-    return lines
+        return next((i for i, e in enumerate(events) if float(e.get("timestamp") or 0) > since), len(events))
+    # Rasa stores an action's messages before the events it returned.
+    return next((i for i in range(slot, -1, -1) if events[i].get("event") == "action"), slot)

@@ -5,6 +5,7 @@ the text a merchant wrote is stored with card numbers masked.
 """
 from __future__ import annotations
 
+import asyncio
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -86,6 +87,9 @@ class DeskStore:
         self.engine = engine
         # Every write that changes a case is announced here once it has committed.
         self.hub = hub or LiveHub()
+        # The broker's push and a case page's tracker read may file the same message at
+        # once: one filing at a time keeps each message once (within this process).
+        self._filing = asyncio.Lock()
 
     def _changed(self, escalation_id: int, change: str) -> None:
         """Tell open consoles that a case changed (after the transaction committed)."""
@@ -288,8 +292,9 @@ class DeskStore:
         return case
 
     async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
-        """Copy merchant messages from the Rasa tracker once each (by event timestamp)."""
-        async with self.engine.begin() as conn:
+        """Copy messages of the handoff from Rasa once each (by event timestamp): the
+        merchant's (``role`` user, the default) and the bot's own (``role`` bot)."""
+        async with self._filing, self.engine.begin() as conn:
             known = set(
                 (
                     await conn.execute(
@@ -300,19 +305,21 @@ class DeskStore:
                     )
                 ).scalars()
             )
-            rows = [
-                {
+            rows = []
+            for line in lines:
+                if line["source_ts"] in known:
+                    continue
+                known.add(line["source_ts"])  # also once within one batch (a retried event)
+                role = line.get("role", "user")
+                rows.append({
                     "escalation_id": escalation_id,
-                    "role": "user",
-                    "kind": "merchant",
+                    "role": role,
+                    "kind": "merchant" if role == "user" else "transcript",
                     "text": mask_card_numbers(line["text"]),
                     "at": to_utc(line["at"]),
                     "delivered_at": to_utc(line["at"]),
                     "source_ts": line["source_ts"],
-                }
-                for line in lines
-                if line["source_ts"] not in known
-            ]
+                })
             if rows:
                 await conn.execute(messages.insert(), rows)
         if rows:

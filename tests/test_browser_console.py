@@ -87,7 +87,7 @@ async def test_agent_handles_a_case_in_the_browser(desk):
         await page.click("#send")
         await page.wait_for_selector("#flash")
         assert "已发送" in await page.inner_text("#flash")
-        await page.wait_for_timeout(3500)  # one live-transcript poll renders as text too
+        await page.wait_for_timeout(1000)  # the live re-read after the reply's change renders as text too
         assert PAYLOAD in await page.inner_text("#transcript")
         assert await page.locator("#transcript script, #transcript img").count() == 0
         await page.screenshot(path=str(SHOTS / "console-case.png"), full_page=True)

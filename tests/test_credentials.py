@@ -26,6 +26,7 @@ from tests.test_desk_console import csrf_of, login
 PUBLIC = {
     ("GET", "/health"), ("GET", "/api/openapi.json"), ("GET", "/chat"), ("GET", "/chat/webchat.js"),
     ("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/console/lang/{lang}"),
+    ("GET", "/console/static/{name}"),  # the console's own scripts, nothing secret
 }
 SECRET_KEY = desk_settings("sqlite://").secret_key
 
@@ -111,7 +112,8 @@ async def test_with_the_token_no_api_route_answers_401(client, method, path):
 async def test_every_console_route_needs_a_login(client, method, path):
     response = await client.request(method, concrete(path), allow_redirects=False, headers=AUTH,
                                     data={"csrf": "x", "text": "hi", "note": "n", "message_zh": "z", "message_en": "e"})
-    if path.endswith("/transcript"):  # polled by the page's script: JSON, not a redirect
+    # Read by the pages' scripts (the transcript, the live stream and its reads): JSON, not a redirect.
+    if path.endswith("/transcript") or path == "/console/events" or path.startswith("/console/live/"):
         assert response.status == 401 and await response.json() == {"error": "login required"}
     else:
         assert response.status == 302 and response.headers["Location"] == "/console/login"
