@@ -42,6 +42,9 @@ class DeskSettings:
     agent_joined_message: Dict[str, str] = field(default_factory=dict)
     public_rasa_url: str = "http://127.0.0.1:5005"
     delivery_retry_seconds: float = 10.0
+    # A terminal SN with this many cases within the window is flagged as a repeat.
+    repeat_cases: int = 3
+    repeat_days: int = 7
 
 
 def load_settings(
@@ -71,4 +74,6 @@ def load_settings(
         agent_joined_message=dict(raw["agent_joined_message"]),
         public_rasa_url=(environ.get("RASA_PUBLIC_URL") or raw["public_rasa_url"]).rstrip("/"),
         delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
+        repeat_cases=int(raw["repeat_flag"]["cases"]),
+        repeat_days=int(raw["repeat_flag"]["days"]),
     )
