@@ -44,6 +44,9 @@ class DeskSettings:
     delivery_retry_seconds: float = 10.0
     # Redis pub/sub shared by several desk processes (live consoles); None: one process.
     redis_url: Optional[str] = None
+    # A terminal SN with this many cases within the window is flagged as a repeat.
+    repeat_cases: int = 3
+    repeat_days: int = 7
 
 
 def load_settings(
@@ -74,4 +77,6 @@ def load_settings(
         public_rasa_url=(environ.get("RASA_PUBLIC_URL") or raw["public_rasa_url"]).rstrip("/"),
         delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
         redis_url=environ.get("DESK_REDIS_URL") or None,
+        repeat_cases=int(raw["repeat_flag"]["cases"]),
+        repeat_days=int(raw["repeat_flag"]["days"]),
     )

@@ -17,6 +17,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Deque, Dict, Optional
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import aiohttp_jinja2
 import jinja2
@@ -24,11 +25,16 @@ import yaml
 from aiohttp import web
 from aiohttp_session import get_session, new_session, setup as setup_session
 from aiohttp_session.cookie_storage import EncryptedCookieStorage
+from markupsafe import Markup
 
 from support_desk import cases
 from support_desk.accounts import verify_password
 from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
+from support_desk.config import BusinessHours
+from support_desk.history import case_history, ordinal, repeat_counts
+from support_desk.hours import business_minutes_between
 from support_desk.privacy import mask_phone
+from support_desk.queue_filters import parse_queue_filters
 from support_desk.store import Conflict, NotFound, utcnow
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 
@@ -45,6 +51,16 @@ LOGIN_FAILURES = web.AppKey("login_failures", dict)
 def texts() -> Dict[str, Dict[str, str]]:
     """The console's words per language (``console_text.yml``)."""
     return yaml.safe_load((HERE / "console_text.yml").read_text(encoding="utf-8"))
+
+
+def moment(value: Optional[str], style: str = "datetime") -> Markup:
+    """A stored time as ``<time>``: UTC text without JavaScript; ``static/time.js``
+    rewrites it in the agent's own time zone."""
+    if not value:
+        return Markup("—")
+    at = datetime.fromisoformat(value).astimezone(timezone.utc)
+    text = at.strftime("%m-%d %H:%M UTC" if style == "time" else "%Y-%m-%d %H:%M UTC")
+    return Markup('<time datetime="{}" data-local="{}">{}</time>').format(at.isoformat(), style, text)
 
 
 def session_key(secret: str) -> bytes:
@@ -68,6 +84,7 @@ def setup_console(app: web.Application, secret_key: str) -> None:
         app,
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=jinja2.select_autoescape(["html"], default=True),
+        filters={"moment": moment, "ordinal": ordinal},
     )
     app.router.add_routes(routes)
     app[LOGIN_FAILURES] = defaultdict(deque)
@@ -207,12 +224,13 @@ async def switch_language(request: web.Request) -> web.StreamResponse:
 # --- queue and cases ------------------------------------------------------------------
 
 
-def sla_state(case: Dict[str, Any], sla_minutes: Dict[str, int], now: datetime) -> str:
-    """``done`` once answered, else ``ok`` / ``due`` (last 20 %) / ``breached``."""
+def sla_state(case: Dict[str, Any], sla_minutes: Dict[str, int], hours: BusinessHours, now: datetime) -> str:
+    """``done`` once answered, else ``ok`` / ``due`` (last 20 %) / ``breached``, counting
+    business minutes only: the clock of the reply time promised to the merchant."""
     if case["first_reply_at"] or case["status"] == "resolved":
         return "done"
     limit = sla_minutes.get(case["priority"], sla_minutes.get("normal", 120))
-    waited = (now - datetime.fromisoformat(case["created_at"])).total_seconds() / 60
+    waited = business_minutes_between(datetime.fromisoformat(case["created_at"]), now, hours)
     if waited >= limit:
         return "breached"
     return "due" if waited >= 0.8 * limit else "ok"
@@ -221,24 +239,27 @@ def sla_state(case: Dict[str, Any], sla_minutes: Dict[str, int], now: datetime) 
 @routes.get("/console")
 @agent_only
 async def queue(request: web.Request) -> web.Response:
-    """Escalations with filters (status, priority, age) and an SLA badge."""
-    status = request.query.get("status") or None
-    priority = request.query.get("priority") or None
-    older_than = request.query.get("older_than", "").strip()
-    found = await request.app[STORE].list_escalations(status=status if status in ("open", "claimed", "resolved") else None)
-    now = utcnow()
-    sla = request.app[SETTINGS].sla_minutes
-    rows = []
-    for case in found:
-        age = int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60)
-        if priority and case["priority"] != priority:
-            continue
-        if older_than.isdigit() and age < int(older_than):
-            continue
-        rows.append({**case, "age_minutes": age, "sla": sla_state(case, sla, now),
-                     "contact_masked": mask_phone(case["contact"] or "")})
-    return await page(request, "queue.html", cases=rows,
-                      filters={"status": status, "priority": priority, "older_than": older_than})
+    """Escalations found by search (ticket, merchant number, SN, phone) and filters
+    (status, priority, age), with an SLA badge and a repeat marker; a bad filter value
+    gets a message beside its field (400) instead of a list it did not filter."""
+    filters = parse_queue_filters(request.query)
+    if filters.errors:
+        response = await page(request, "queue.html", cases=None, filters=filters)
+        response.set_status(400)
+        return response
+    store, settings, now = request.app[STORE], request.app[SETTINGS], utcnow()
+    found = await store.list_escalations(
+        status=filters.status, priority=filters.priority, search=filters.search,
+        created_before=now - timedelta(minutes=filters.older_than) if filters.older_than else None,
+    )
+    repeats = await repeat_counts(store, settings, found)
+    rows = [
+        {**case, "age_minutes": int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60),
+         "sla": sla_state(case, settings.sla_minutes, settings.business_hours, now),
+         "contact_masked": mask_phone(case["contact"] or ""), "repeat": repeats.get(case["id"])}
+        for case in found
+    ]
+    return await page(request, "queue.html", cases=rows, filters=filters, repeat_days=settings.repeat_days)
 
 
 @routes.get("/console/cases/{id}")
@@ -247,9 +268,11 @@ async def case_page(request: web.Request) -> web.Response:
     """One case: details, diagnostics checklist, live transcript, reply, claim, resolve."""
     case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
     t = texts()[(await get_session(request)).get("lang", "zh")]
+    settings = request.app[SETTINGS]
     return await page(
         request, "case.html", case=case,
-        sla=sla_state(case, request.app[SETTINGS].sla_minutes, utcnow()),
+        sla=sla_state(case, settings.sla_minutes, settings.business_hours, utcnow()),
+        history=await case_history(request.app[STORE], settings, case),
         roles_json=json.dumps({r: t[f"role_{r}"] for r in ("user", "bot", "agent")}, ensure_ascii=False),
     )
 
@@ -316,7 +339,8 @@ async def post_incident(request: web.Request) -> web.StreamResponse:
     """Post a known outage from the form."""
     form = dict(await request.post())
     end = form.get("expected_end") or None
-    expected_end = parse_time({"expected_end": end}, "expected_end")
+    # The form's time is the agent's wall clock; static/time.js sends the browser's zone.
+    expected_end = parse_time({"expected_end": end}, "expected_end", form_zone(form))
     if expected_end is not None and expected_end <= utcnow():
         raise Invalid("expected_end must be in the future")
     await request.app[STORE].create_incident({
@@ -349,6 +373,15 @@ async def stats_page(request: web.Request) -> web.Response:
         solved=[(t["solved_by_bot"], stats["solved_by_bot"]), (t["escalated"], stats["escalated"])],
         steps=[(t[f"step_{s}"], n) for s, n in stats["fixed_by_step"].items()],
     )
+
+
+def form_zone(form: Dict[str, Any]) -> ZoneInfo:
+    """The IANA time zone a form's local times are in (``timezone`` field, UTC if absent)."""
+    name = str(form.get("timezone") or "UTC")[:64]
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise Invalid(f"unknown time zone: {name!r}") from None
 
 
 def _id(request: web.Request) -> int:

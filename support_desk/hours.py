@@ -1,22 +1,61 @@
-"""When a merchant can expect an agent's answer, given the business hours."""
+"""The desk's one clock: business minutes, for the merchant's promise and the agents' SLA.
+
+Only minutes inside the business hours (``settings.yml``) count, so a case that arrives
+after closing on Friday is not late on Saturday morning when the desk is closed.
+"""
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime, timedelta, timezone
+from typing import Iterator, Tuple
 from zoneinfo import ZoneInfo
 
 from support_desk.config import BusinessHours
 
+# Far enough for any real wait; bounds the loops when the hours have no open day.
+_MAX_DAYS = 3660
 
-def expected_reply_by(now: datetime, hours: BusinessHours, minutes: int) -> datetime:
-    """``minutes`` after now inside business hours, else after the next opening."""
+
+def _open_spans(start: datetime, hours: BusinessHours) -> Iterator[Tuple[datetime, datetime]]:
+    """The business-hours spans (UTC) from ``start``'s local day on, in order."""
     zone = ZoneInfo(hours.timezone)
-    local = now.astimezone(zone)
-    for day in range(8):
-        date = (local + timedelta(days=day)).date()
+    first = start.astimezone(zone).date()
+    for day in range(_MAX_DAYS):
+        date = first + timedelta(days=day)
         if date.weekday() not in hours.days:
             continue
-        opening = datetime.combine(date, hours.open, tzinfo=zone)
-        closing = datetime.combine(date, hours.close, tzinfo=zone)
-        if local < closing:
-            return max(local, opening) + timedelta(minutes=minutes)
+        # Converted to UTC before any arithmetic: aware times sharing one tzinfo
+        # subtract as wall-clock times, which is wrong across a DST change.
+        opening = datetime.combine(date, hours.open, tzinfo=zone).astimezone(timezone.utc)
+        closing = datetime.combine(date, hours.close, tzinfo=zone).astimezone(timezone.utc)
+        yield opening, closing
+
+
+def add_business_minutes(start: datetime, minutes: float, hours: BusinessHours) -> datetime:
+    """The moment ``minutes`` business minutes after ``start`` (UTC), spilling past a
+    closing into the next open day."""
+    left = timedelta(minutes=minutes)
+    start = start.astimezone(timezone.utc)
+    for opening, closing in _open_spans(start, hours):
+        if closing <= start:
+            continue
+        begin = max(start, opening)
+        if begin + left <= closing:
+            return begin + left
+        left -= closing - begin
     raise ValueError("business hours have no open day")
+
+
+def business_minutes_between(start: datetime, end: datetime, hours: BusinessHours) -> float:
+    """How many business minutes lie between ``start`` and ``end`` (0 if end is earlier)."""
+    start, end = start.astimezone(timezone.utc), end.astimezone(timezone.utc)
+    total = timedelta()
+    for opening, closing in _open_spans(start, hours):
+        if opening >= end:
+            break
+        total += max(timedelta(), min(closing, end) - max(opening, start))
+    return total.total_seconds() / 60
+
+
+def expected_reply_by(now: datetime, hours: BusinessHours, minutes: int) -> datetime:
+    """When the merchant can expect an agent: ``minutes`` business minutes from now."""
+    return add_business_minutes(now, minutes, hours)

@@ -168,12 +168,24 @@ class DeskStore:
         status: Optional[str] = None,
         ticket: Optional[str] = None,
         sender_id: Optional[str] = None,
+        priority: Optional[str] = None,
+        created_before: Optional[datetime] = None,
+        search: Optional[str] = None,
     ) -> List[Dict[str, Any]]:
-        """Escalations, newest first, filtered by any of the arguments (no transcripts)."""
+        """Escalations, newest first, filtered by any of the arguments (no transcripts).
+
+        ``search`` matches a ticket, merchant number or terminal SN (any part, any case)
+        or, with four digits or more, the digits of the stored contact.
+        """
         query = sa.select(escalations).order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
-        for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id)):
+        for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id),
+                              ("priority", priority)):
             if value:
                 query = query.where(escalations.c[column] == value)
+        if created_before is not None:
+            query = query.where(escalations.c.created_at <= to_utc(created_before))
+        if search:
+            query = query.where(_search_condition(search))
         async with self.engine.connect() as conn:
             return [_escalation_dict(row) for row in (await conn.execute(query)).mappings()]
 
@@ -350,6 +362,62 @@ class DeskStore:
         if escalation_id is not None:
             self._changed(escalation_id, "message")
 
+    # --- history ---------------------------------------------------------------------
+
+    async def earlier_cases(self, case: Dict[str, Any], limit: int = 20) -> List[Dict[str, Any]]:
+        """Cases before this one with its merchant number or terminal SN, newest first."""
+        same = [escalations.c[key] == case[key] for key in ("merchant_id", "terminal_serial") if case.get(key)]
+        if not same:
+            return []
+        created = datetime.fromisoformat(case["created_at"])
+        query = (
+            sa.select(escalations)
+            .where(sa.or_(*same), escalations.c.id != case["id"], escalations.c.created_at <= to_utc(created))
+            .order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [_escalation_dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def diagnostics_runs(self, sender_id: str, limit: int = 20) -> List[Dict[str, Any]]:
+        """How the bot's guided diagnostics ended in one conversation, newest first."""
+        query = (
+            sa.select(outcomes.c.outcome, outcomes.c.fixed_step, outcomes.c.at)
+            .where(outcomes.c.sender_id == sender_id)
+            .order_by(outcomes.c.at.desc(), outcomes.c.id.desc())
+            .limit(limit)
+        )
+        async with self.engine.connect() as conn:
+            return [
+                {"outcome": row["outcome"], "fixed_step": row["fixed_step"], "at": iso(row["at"])}
+                for row in (await conn.execute(query)).mappings()
+            ]
+
+    async def serial_case_counts(self, cases: List[Dict[str, Any]], window: timedelta) -> Dict[int, int]:
+        """For each case with a terminal SN: how many cases of that SN were created in the
+        ``window`` up to and including it (itself counted; 3 means "the 3rd in the window")."""
+        serials = {case["terminal_serial"] for case in cases if case.get("terminal_serial")}
+        if not serials:
+            return {}
+        times = [datetime.fromisoformat(case["created_at"]) for case in cases if case.get("terminal_serial")]
+        query = sa.select(escalations.c.id, escalations.c.terminal_serial, escalations.c.created_at).where(
+            escalations.c.terminal_serial.in_(sorted(serials)),
+            escalations.c.created_at >= to_utc(min(times) - window),
+            escalations.c.created_at <= to_utc(max(times)),
+        )
+        async with self.engine.connect() as conn:
+            rows = [(row[0], row[1], aware(row[2])) for row in (await conn.execute(query)).all()]
+        counts: Dict[int, int] = {}
+        for case in cases:
+            if not case.get("terminal_serial"):
+                continue
+            key = (datetime.fromisoformat(case["created_at"]), case["id"])
+            counts[case["id"]] = sum(
+                1 for row_id, serial, created in rows
+                if serial == case["terminal_serial"] and key[0] - window < created and (created, row_id) <= key
+            )
+        return counts
+
     # --- incidents -----------------------------------------------------------------
 
     async def create_incident(self, data: Dict[str, Any]) -> Dict[str, Any]:
@@ -491,6 +559,21 @@ class DeskStore:
     async def _message(self, conn, message_id: int) -> Dict[str, Any]:  # noqa: ANN001
         row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).mappings().one()
         return _message_dict(row)
+
+
+def _search_condition(term: str) -> sa.sql.ColumnElement:
+    """One search box: ticket, merchant number or terminal SN (substring, any case), or
+    the contact's digits, compared without the spaces, dashes and brackets people type."""
+    upper = term.upper()
+    keys = [sa.func.upper(escalations.c[column]).contains(upper, autoescape=True)
+            for column in ("ticket", "merchant_id", "terminal_serial")]
+    digits = "".join(ch for ch in term if ch.isascii() and ch.isdigit())
+    if len(digits) >= 4:
+        contact = escalations.c.contact
+        for separator in (" ", "-", "(", ")", ".", "+"):
+            contact = sa.func.replace(contact, separator, "")
+        keys.append(contact.contains(digits, autoescape=True))
+    return sa.or_(*keys)
 
 
 def _masked(text: Optional[str]) -> Optional[str]:

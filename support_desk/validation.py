@@ -1,7 +1,7 @@
 """Input checks for the API: clear messages for the 400 responses."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timezone, tzinfo
 from typing import Any, Dict, Optional
 
 
@@ -39,8 +39,8 @@ def optional_text(body: Dict[str, Any], key: str, max_length: int) -> Optional[s
     return required_text(body, key, max_length, allow_blank=True) or None
 
 
-def parse_time(body: Dict[str, Any], key: str) -> Optional[datetime]:
-    """An ISO 8601 time (UTC assumed without an offset), or None when absent."""
+def parse_time(body: Dict[str, Any], key: str, zone: tzinfo = timezone.utc) -> Optional[datetime]:
+    """An ISO 8601 time (in ``zone``, UTC by default, without an offset), or None when absent."""
     value = body.get(key)
     if value is None:
         return None
@@ -50,4 +50,4 @@ def parse_time(body: Dict[str, Any], key: str) -> Optional[datetime]:
         parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
     except ValueError:
         raise Invalid(f"{key} is not an ISO 8601 time: {value[:40]!r}") from None
-    return parsed if parsed.tzinfo else parsed.replace(tzinfo=timezone.utc)
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=zone)

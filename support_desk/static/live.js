@@ -97,7 +97,11 @@
         if (!html) return;
         var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("queue");
         var current = document.getElementById("queue");
-        if (fresh && current) current.replaceWith(document.importNode(fresh, true));
+        if (fresh && current) {
+          var table = document.importNode(fresh, true);
+          current.replaceWith(table);
+          if (window.deskLocalize) window.deskLocalize(table);  // times in the agent's zone
+        }
       }).catch(function () { /* the next change or reconnect reads it again */ });
     }, 150);
   }
@@ -117,7 +121,7 @@
         var div = document.createElement("div");
         div.className = "msg msg-" + m.role;
         var meta = document.createElement("small");
-        meta.textContent = roles[m.role] + " · " + m.at.slice(11, 16) +
+        meta.textContent = roles[m.role] + " · " + (window.deskTime ? window.deskTime(m.at, "time") : m.at.slice(11, 16) + " UTC") +
           (m.delivered ? "" : " · " + box.dataset.notDelivered);
         div.append(meta, document.createTextNode(m.text));
         return div;
