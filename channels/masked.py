@@ -188,7 +188,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
     Bot text goes out as markdown that the widget shows exactly as written
     (``channels.widget_output``), and with ``session_persistence`` a browser that
     reconnects is sent what it missed (``channels.widget_mailbox``; the delivery marks
-    in ``delivery_file``, default ``var/widget_delivery.sqlite`` or ``$WIDGET_DELIVERY_FILE``,
+    in ``$WIDGET_DELIVERY_FILE``, else ``delivery_file``, default ``var/widget_delivery.sqlite``,
     or in Redis with ``redis_url``). ``ping_interval`` / ``ping_timeout`` (seconds) set
     how soon engine.io notices a dead connection, on both ends.
 
@@ -209,7 +209,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
         channel = super().from_credentials(credentials)
         channel.redis_url = credentials.get("redis_url") or None
         channel.delivery_file = Path(
-            credentials.get("delivery_file") or os.environ.get("WIDGET_DELIVERY_FILE") or cls.delivery_file
+            os.environ.get("WIDGET_DELIVERY_FILE") or credentials.get("delivery_file") or cls.delivery_file
         )
         for setting in ("ping_interval", "ping_timeout"):
             if credentials.get(setting) is not None:
@@ -220,7 +220,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
         """The widget's output (``output_channel=latest`` of Rasa's HTTP API comes here)."""
         if self.sio is None:
             return super().get_output_channel()  # type: ignore[return-value]
-        return WidgetOutput(self.sio, self.bot_message_evt)
+        return WidgetOutput(self.sio, self.bot_message_evt, tagged=self.mailbox is not None)
 
     def door(self, on_new_message: OnNewMessage) -> OnNewMessage:
         """The widget's output for the answers (the channel's own polite ones too), then masking."""
@@ -228,7 +228,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
 
         async def with_widget_output(message: UserMessage) -> Any:
             if self.sio is not None and type(message.output_channel) is SocketIOOutput:
-                message.output_channel = WidgetOutput(self.sio, self.bot_message_evt)
+                message.output_channel = self.get_output_channel()
             return await masked(message)
 
         return with_widget_output

@@ -41,7 +41,7 @@ from rasa.core.lock_store import LockError
 from rasa.shared.core.events import BotUttered
 from sanic import Blueprint
 
-from channels.widget_output import FINAL_KEY, REPLAY_KEY, WidgetOutput
+from channels.widget_output import TAG_KEY, WidgetOutput
 from channels.widget_store import DeliveryStore
 
 logger = logging.getLogger(__name__)
@@ -184,7 +184,7 @@ class WidgetMailbox:
             return
         logger.info("widget session %s: %d bot events sent on reconnect", link.session, len(missed))
         link.replayed_until = missed[-1].timestamp
-        output = WidgetOutput(self.sio, self.bot_message_evt, marks={REPLAY_KEY: True})
+        output = WidgetOutput(self.sio, self.bot_message_evt, tagged=True, replay=True)
         for event in missed:
             await output.send_response(link.sid, event.message())
 
@@ -192,14 +192,15 @@ class WidgetMailbox:
         async def emit(eio_sid: str, event: str, data: Any, namespace: Optional[str] = None, id: Any = None) -> None:
             if event != self.bot_message_evt or not isinstance(data, dict):
                 return await emit_internal(eio_sid, event, data, namespace, id)
-            final, replay = data.get(FINAL_KEY), data.get(REPLAY_KEY)
-            if final or replay:
-                data = {k: v for k, v in data.items() if k not in (FINAL_KEY, REPLAY_KEY)}
+            tag = data.get(TAG_KEY)
+            if not isinstance(tag, dict):
+                return await emit_internal(eio_sid, event, data, namespace, id)
+            data = {key: value for key, value in data.items() if key != TAG_KEY}
             link = self._by_eio.get(eio_sid)
-            stamp = data.get("timestamp")
+            stamp, final = tag.get("timestamp"), tag.get("final")
             if link is None or not isinstance(stamp, (int, float)):
                 return await emit_internal(eio_sid, event, data, namespace, id)
-            if not replay and link.replayed_until is not None and stamp <= link.replayed_until:
+            if not tag.get("replay") and link.replayed_until is not None and stamp <= link.replayed_until:
                 return None  # the catch-up sent this event already
             await emit_internal(eio_sid, event, data, namespace, id)
             if final:

@@ -3,12 +3,11 @@ every frame of a conversation event tagged so that its delivery can be confirmed
 
 The frames are Rasa's own (``SocketIOOutput``: text parts split on blank lines,
 buttons as ``quick_replies`` on the last part, images and attachments as
-``attachment``, custom JSON as given). Two keys are added to the frames of a bot
-event (a ``send_response`` call, which carries the event's ``timestamp``):
-``timestamp`` (ignored by the widget) and, on the event's last frame only,
-``FINAL_KEY``, which ``channels.widget_mailbox`` takes off before sending (as it
-does ``REPLAY_KEY``, the mark of its own catch-up frames); it uses them to know which
-events a browser has received.
+``attachment``, custom JSON as given). With ``tagged`` (the channel's mailbox is on),
+each frame of a bot event (a ``send_response`` call, which carries the event's
+``timestamp``) gets a ``TAG_KEY`` entry: the event's timestamp, whether the frame is
+the event's last and whether it is a catch-up copy. ``channels.widget_mailbox`` takes
+it off before the frame leaves (the widget reads a frame by its exact set of keys).
 """
 from __future__ import annotations
 
@@ -18,16 +17,15 @@ from rasa.core.channels.socketio import SocketIOOutput
 
 from channels.widget_text import widget_parts
 
-FINAL_KEY = "_widget_final"
-REPLAY_KEY = "_widget_replay"
+TAG_KEY = "_widget_delivery"
 
 
 class WidgetOutput(SocketIOOutput):
     """``SocketIOOutput`` with markdown-safe text and event-tagged frames."""
 
-    def __init__(self, sio: Any, bot_message_evt: Text, marks: Optional[Dict[Text, Any]] = None) -> None:
+    def __init__(self, sio: Any, bot_message_evt: Text, tagged: bool = False, replay: bool = False) -> None:
         super().__init__(sio, bot_message_evt)
-        self.marks = marks or {}
+        self.tagged, self.replay = tagged, replay
         self._frames: Optional[List[Dict[Text, Any]]] = None
 
     async def send_response(self, recipient_id: Text, message: Dict[Text, Any]) -> None:
@@ -45,10 +43,9 @@ class WidgetOutput(SocketIOOutput):
             if "custom" in frame:
                 await self.sio.emit(self.bot_message_evt, **frame["custom"])
                 continue
-            if timestamp is not None:
-                frame = {**frame, "timestamp": timestamp, **self.marks}
-                if number == len(frames):
-                    frame[FINAL_KEY] = True
+            if self.tagged and timestamp is not None:
+                tag = {"timestamp": timestamp, "final": number == len(frames), "replay": self.replay}
+                frame = {**frame, TAG_KEY: tag}
             await self.sio.emit(self.bot_message_evt, frame, room=recipient_id)
 
     async def _send_message(self, socket_id: Text, response: Any) -> None:
