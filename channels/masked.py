@@ -32,16 +32,21 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import re
+from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, Optional, Text
 
 import socketio
 from rasa.core.channels.channel import UserMessage
 from rasa.core.channels.rest import RestInput
-from rasa.core.channels.socketio import SocketIOInput
+from rasa.core.channels.socketio import SocketIOInput, SocketIOOutput
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from channels.widget_mailbox import WidgetMailbox
+from channels.widget_output import WidgetOutput
+from channels.widget_store import delivery_store
 from support_desk.privacy import mask_card_numbers
 
 logger = logging.getLogger(__name__)
@@ -127,7 +132,11 @@ class CardMaskingMixin:
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         """The channel's own blueprint, fed through the masking callback."""
-        return super().blueprint(masking(on_new_message))  # type: ignore[misc]
+        return super().blueprint(self.door(on_new_message))  # type: ignore[misc]
+
+    def door(self, on_new_message: OnNewMessage) -> OnNewMessage:
+        """What every message passes before Rasa: cleaning and masking."""
+        return masking(on_new_message)
 
 
 def _plain_id(value: Any) -> bool:
@@ -176,18 +185,53 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
     string; ``session_id`` a string; ``metadata`` an object) is dropped with a
     warning instead of raising inside the socket.io handler.
 
+    Bot text goes out as markdown that the widget shows exactly as written
+    (``channels.widget_output``), and with ``session_persistence`` a browser that
+    reconnects is sent what it missed (``channels.widget_mailbox``; the delivery marks
+    in ``$WIDGET_DELIVERY_FILE``, else ``delivery_file``, default ``var/widget_delivery.sqlite``,
+    or in Redis with ``redis_url``). ``ping_interval`` / ``ping_timeout`` (seconds) set
+    how soon engine.io notices a dead connection, on both ends.
+
     With several Rasa processes, set ``redis_url`` (deploy/credentials.yml): python-socketio's
     Redis manager then carries a message for a widget user — an agent's reply arriving at any
     process through Rasa's HTTP API — to the process that holds the user's connection.
     """
 
     redis_url: Optional[str] = None
+    delivery_file: Path = Path("var/widget_delivery.sqlite")
+    ping_interval: Optional[float] = None
+    ping_timeout: Optional[float] = None
+    mailbox: Optional[WidgetMailbox] = None
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> "MaskedSocketIOInput":
+        credentials = credentials or {}
         channel = super().from_credentials(credentials)
-        channel.redis_url = (credentials or {}).get("redis_url") or None
+        channel.redis_url = credentials.get("redis_url") or None
+        channel.delivery_file = Path(
+            os.environ.get("WIDGET_DELIVERY_FILE") or credentials.get("delivery_file") or cls.delivery_file
+        )
+        for setting in ("ping_interval", "ping_timeout"):
+            if credentials.get(setting) is not None:
+                setattr(channel, setting, float(credentials[setting]))
         return channel  # type: ignore[return-value]
+
+    def get_output_channel(self) -> Optional[WidgetOutput]:
+        """The widget's output (``output_channel=latest`` of Rasa's HTTP API comes here)."""
+        if self.sio is None:
+            return super().get_output_channel()  # type: ignore[return-value]
+        return WidgetOutput(self.sio, self.bot_message_evt, tagged=self.mailbox is not None)
+
+    def door(self, on_new_message: OnNewMessage) -> OnNewMessage:
+        """The widget's output for the answers (the channel's own polite ones too), then masking."""
+        masked = masking(on_new_message)
+
+        async def with_widget_output(message: UserMessage) -> Any:
+            if self.sio is not None and type(message.output_channel) is SocketIOOutput:
+                message.output_channel = self.get_output_channel()
+            return await masked(message)
+
+        return with_widget_output
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         hook = super().blueprint(on_new_message)
@@ -197,6 +241,15 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
             manager = socketio.AsyncRedisManager(self.redis_url)
             manager.set_server(self.sio)
             self.sio.manager = manager  # type: ignore[union-attr]
+        if self.ping_interval is not None:
+            self.sio.eio.ping_interval = self.ping_interval  # type: ignore[union-attr]
+        if self.ping_timeout is not None:
+            self.sio.eio.ping_timeout = self.ping_timeout  # type: ignore[union-attr]
+        if self.session_persistence:
+            self.mailbox = WidgetMailbox(
+                self.sio, self.bot_message_evt, self.namespace, delivery_store(self.redis_url, self.delivery_file)
+            )
+            self.mailbox.install(hook)
         namespace = self.namespace or "/"
         handlers: Dict[str, Callable] = self.sio.handlers.get(namespace, {})  # type: ignore[union-attr]
         for event, check in ((self.user_message_evt, self._message_problem), ("session_request", self._session_problem)):

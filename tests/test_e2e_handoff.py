@@ -55,6 +55,7 @@ class Stack:
             "INCIDENT_BOARD_URL": f"{self.desk.url}/api/incidents",
             "OUTBOX_FILE": str(directory / "outbox.sqlite"),
             "OUTBOX_RETRY_SECONDS": "1",
+            "WIDGET_DELIVERY_FILE": str(directory / "widget_delivery.sqlite"),
             "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
             "TRACKER_STORE_URL": f"sqlite:///{directory / 'tracker.db'}",
         }
