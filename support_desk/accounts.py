@@ -1,6 +1,7 @@
 """Agent accounts: argon2 password hashes, the first account, and a CLI for more.
 
-    python -m support_desk.accounts create <username>   # prints a generated password
+    python -m support_desk.accounts create <username> [--display-name 客服小王]
+        # prints a generated password; the display name is what merchants see
 """
 from __future__ import annotations
 
@@ -36,10 +37,10 @@ def verify_password(password_hash: Optional[str], password: str) -> bool:
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
-async def create_agent(store: DeskStore, username: str) -> str:
+async def create_agent(store: DeskStore, username: str, display_name: Optional[str] = None) -> str:
     """Create an agent with a generated password and return the password."""
     password = secrets.token_urlsafe(12)
-    await store.add_agent(username, hash_password(password))
+    await store.add_agent(username, hash_password(password), display_name)
     return password
 
 
@@ -50,12 +51,12 @@ async def ensure_first_agent(store: DeskStore) -> Optional[str]:
     return await create_agent(store, "admin")
 
 
-async def _main(username: str) -> int:
+async def _main(username: str, display_name: Optional[str]) -> int:
     settings = load_settings()
     migrate(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        password = await create_agent(DeskStore(engine), username)
+        password = await create_agent(DeskStore(engine), username, display_name)
     finally:
         await engine.dispose()
     print(f"agent {username!r} created; password (shown once): {password}")
@@ -63,13 +64,15 @@ async def _main(username: str) -> int:
 
 
 def main() -> int:
-    """Command line: ``create <username>``."""
+    """Command line: ``create <username> [--display-name NAME]``."""
     parser = argparse.ArgumentParser(prog="python -m support_desk.accounts")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create an agent account")
     create.add_argument("username")
+    create.add_argument("--display-name", help="the name merchants see, e.g. 客服小王 (default: the username)")
     args = parser.parse_args()
-    return asyncio.run(_main(args.username))
+    display_name = (args.display_name or "").strip()[:64] or None
+    return asyncio.run(_main(args.username, display_name))
 
 
 if __name__ == "__main__":

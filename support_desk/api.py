@@ -199,9 +199,60 @@ async def resolve(request: web.Request) -> web.Response:
     note = required_text(body, "note", 2000)
     category = optional_text(body, "category", 64)
     result = await cases.resolve(
-        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request), note, category
+        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request), note, category,
+        optional_text(body, "agent", 64),
     )
     return web.json_response(result.record, status=200 if result.delivered else 202)
+
+
+@routes.post("/api/escalations/{id}/notes")
+async def add_note(request: web.Request) -> web.Response:
+    """A private note on the case: for agents only, never sent to the merchant."""
+    body = await read_json(request)
+    text = required_text(body, "text", 4000)
+    note = await request.app[STORE].add_note(escalation_id(request), text, optional_text(body, "agent", 64))
+    return web.json_response(note, status=201)
+
+
+@routes.post("/api/escalations/{id}/release")
+async def release(request: web.Request) -> web.Response:
+    """A claimed case goes back to the queue (``agent``, when given, must hold it)."""
+    body = await read_json(request)
+    return web.json_response(
+        await request.app[STORE].release(escalation_id(request), optional_text(body, "agent", 64))
+    )
+
+
+@routes.post("/api/escalations/{id}/transfer")
+async def transfer(request: web.Request) -> web.Response:
+    """A claimed case goes to another existing agent; the merchant is told who joined."""
+    body = await read_json(request)
+    to_agent = required_text(body, "to", 64)
+    return web.json_response(
+        await cases.transfer(request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request),
+                             optional_text(body, "agent", 64), to_agent)
+    )
+
+
+@routes.post("/api/escalations/{id}/handback")
+async def hand_back(request: web.Request) -> web.Response:
+    """An unanswered case goes back to the bot, which tells the merchant so."""
+    body = await read_json(request)
+    result = await cases.hand_back(
+        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request),
+        optional_text(body, "agent", 64), optional_text(body, "note", 2000) or "",
+    )
+    return web.json_response(result.record, status=200 if result.delivered else 202)
+
+
+@routes.post("/api/escalations/{id}/satisfaction")
+async def satisfaction(request: web.Request) -> web.Response:
+    """The merchant's 1-5 rating of the agent's help (once per resolved case)."""
+    body = await read_json(request)
+    rating = body.get("rating")
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise Invalid("rating must be an integer from 1 to 5")
+    return web.json_response(await request.app[STORE].rate(escalation_id(request), rating))
 
 
 @routes.post("/api/outcomes")

@@ -23,6 +23,11 @@ class BusinessHours:
     close: time
 
 
+def in_language(texts: Dict[str, str], language: str) -> str:
+    """The wording for the merchant's language (Chinese when there is none for it)."""
+    return texts.get(language) or texts["zh"]
+
+
 @dataclass(frozen=True)
 class DeskSettings:
     """Everything the desk needs to run."""
@@ -40,6 +45,9 @@ class DeskSettings:
     max_body_bytes: int = 262144
     closing_message: Dict[str, str] = field(default_factory=dict)
     agent_joined_message: Dict[str, str] = field(default_factory=dict)
+    satisfaction_question: Dict[str, str] = field(default_factory=dict)
+    handback_message: Dict[str, str] = field(default_factory=dict)
+    idle_reminder_minutes: int = 10
     public_rasa_url: str = "http://127.0.0.1:5005"
     delivery_retry_seconds: float = 10.0
     # Redis pub/sub shared by several desk processes (live consoles); None: one process.
@@ -74,6 +82,9 @@ def load_settings(
         max_body_bytes=int(raw["max_body_bytes"]),
         closing_message=dict(raw["closing_message"]),
         agent_joined_message=dict(raw["agent_joined_message"]),
+        satisfaction_question=dict(raw["satisfaction_question"]),
+        handback_message=dict(raw["handback_message"]),
+        idle_reminder_minutes=int(raw["idle_reminder_minutes"]),
         public_rasa_url=(environ.get("RASA_PUBLIC_URL") or raw["public_rasa_url"]).rstrip("/"),
         delivery_retry_seconds=float(raw["delivery_retry_seconds"]),
         redis_url=environ.get("DESK_REDIS_URL") or None,

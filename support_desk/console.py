@@ -15,7 +15,7 @@ from collections import defaultdict, deque
 from datetime import datetime, timedelta, timezone
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Deque, Dict, Optional
+from typing import Any, Awaitable, Callable, Deque, Dict, List, Optional
 from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -29,6 +29,7 @@ from markupsafe import Markup
 
 from support_desk import cases
 from support_desk.accounts import verify_password
+from support_desk.canned import canned_for_case
 from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
 from support_desk.config import BusinessHours
 from support_desk.history import case_history, ordinal, repeat_counts
@@ -97,6 +98,10 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
     if "csrf" not in session:
         session["csrf"] = secrets.token_urlsafe(24)
     flash = session.pop("flash", None)
+    agent = session.get("agent")
+    # On every page: the agent's claimed cases where a merchant waits on them too long.
+    reminders = (await request.app[STORE].waiting_on(agent, request.app[SETTINGS].idle_reminder_minutes)
+                 if agent else [])
     return aiohttp_jinja2.render_template(
         template,
         request,
@@ -107,6 +112,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "csrf": session["csrf"],
             "flash": flash[0] if flash else None,
             "flash_error": flash[1] if flash else False,
+            "reminders": reminders,
             **context,
         },
     )
@@ -121,7 +127,7 @@ def agent_only(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         session = await get_session(request)
         if not session.get("agent"):
-            if request.path.endswith("/transcript"):
+            if request.path.endswith(("/transcript", "/canned")):
                 return web.json_response({"error": "login required"}, status=401)
             raise web.HTTPFound("/console/login")
         if request.method == "POST":
@@ -207,8 +213,20 @@ async def login(request: web.Request) -> web.StreamResponse:
 @routes.post("/console/logout")
 @agent_only
 async def logout(request: web.Request) -> web.StreamResponse:
-    """End the session."""
-    (await get_session(request)).invalidate()
+    """End the session; with cases still claimed, first ask what becomes of them.
+
+    ``then=release`` gives them back to the queue, ``then=keep`` leaves them claimed.
+    """
+    session = await get_session(request)
+    agent = session["agent"]
+    held = await request.app[STORE].claimed_by(agent)
+    then = str((await request.post()).get("then", ""))
+    if held and then not in ("release", "keep"):
+        return await page(request, "logout.html", held=held)
+    if then == "release":
+        for case in held:
+            await request.app[STORE].release(case["id"], agent)
+    session.invalidate()
     raise web.HTTPFound("/console/login")
 
 
@@ -266,15 +284,32 @@ async def queue(request: web.Request) -> web.Response:
 @agent_only
 async def case_page(request: web.Request) -> web.Response:
     """One case: details, diagnostics checklist, live transcript, reply, claim, resolve."""
-    case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
+    store = request.app[STORE]
+    case = await cases.case_with_live_transcript(store, request.app[RELAY], _id(request))
     t = texts()[(await get_session(request)).get("lang", "zh")]
     settings = request.app[SETTINGS]
+    agent = (await get_session(request))["agent"]
     return await page(
-        request, "case.html", case=case,
+        request, "case.html", case={**case, "transcript": with_delivery_text(case, t)},
         sla=sla_state(case, settings.sla_minutes, settings.business_hours, utcnow()),
-        history=await case_history(request.app[STORE], settings, case),
+        history=await case_history(store, settings, case),
         roles_json=json.dumps({r: t[f"role_{r}"] for r in ("user", "bot", "agent")}, ensure_ascii=False),
+        others=[name for name in await store.agent_names() if name != case["claimed_by"]],
+        mine=case["status"] == "claimed" and case["claimed_by"] == agent,
+        resolved_by_name=await store.display_name(case["resolved_by"]) if case["resolved_by"] else None,
     )
+
+
+def with_delivery_text(case: Dict[str, Any], t: Dict[str, str]) -> List[Dict[str, Any]]:
+    """The transcript with each message's delivery state in the agent's words."""
+    lines = []
+    for message in case["transcript"]:
+        state = message["delivery"]
+        text = t[f"delivery_{state}"].format(channel=case["channel"]) if state else ""
+        if state == "waiting" and message["delivery_error"]:
+            text += f" ({message['delivery_error']})"
+        lines.append({**message, "delivery_text": text})
+    return lines
 
 
 @routes.get("/console/cases/{id}/transcript")
@@ -282,7 +317,17 @@ async def case_page(request: web.Request) -> web.Response:
 async def case_transcript(request: web.Request) -> web.Response:
     """The live transcript for the case page's polling (JSON, session auth)."""
     case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
-    return web.json_response({"status": case["status"], "transcript": case["transcript"]})
+    t = texts()[(await get_session(request)).get("lang", "zh")]
+    return web.json_response({"status": case["status"], "transcript": with_delivery_text(case, t)})
+
+
+@routes.get("/console/cases/{id}/canned")
+@agent_only
+async def case_canned(request: web.Request) -> web.Response:
+    """The canned replies for this case in the merchant's language (JSON, session auth)."""
+    case = await request.app[STORE].get_escalation(_id(request))
+    return web.json_response({"language": case["language"],
+                              "canned": await canned_for_case(request.app[STORE], case)})
 
 
 @routes.post("/console/cases/{id}/claim")
@@ -303,7 +348,51 @@ async def reply(request: web.Request) -> web.StreamResponse:
     text = required_text(dict(form), "text", 4000)
     agent = (await get_session(request))["agent"]
     result = await cases.reply(request.app[STORE], request.app[RELAY], _id(request), text, agent)
-    await flash(request, await word(request, "sent" if result.delivered else "rasa_down"),
+    # Say plainly whether the merchant will see it: on a REST conversation it only waits.
+    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable"}.get(result.record["delivery"], "rasa_down")
+    channel = (await request.app[STORE].get_escalation(_id(request)))["channel"]
+    await flash(request, (await word(request, outcome)).format(channel=channel), error=outcome == "rasa_down")
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/notes")
+@agent_only
+async def add_note(request: web.Request) -> web.StreamResponse:
+    """A private note: kept on the case, never sent to the merchant."""
+    text = required_text(dict(await request.post()), "text", 4000)
+    await request.app[STORE].add_note(_id(request), text, (await get_session(request))["agent"])
+    await flash(request, await word(request, "note_saved"))
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/release")
+@agent_only
+async def release(request: web.Request) -> web.StreamResponse:
+    """Give the case back to the queue."""
+    await request.app[STORE].release(_id(request), (await get_session(request))["agent"])
+    await flash(request, await word(request, "released_ok"))
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/transfer")
+@agent_only
+async def transfer(request: web.Request) -> web.StreamResponse:
+    """Hand the case to another agent."""
+    to_agent = required_text(dict(await request.post()), "to", 64)
+    await cases.transfer(request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
+                         (await get_session(request))["agent"], to_agent)
+    await flash(request, (await word(request, "transferred_ok")).format(agent=to_agent))
+    raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+@routes.post("/console/cases/{id}/handback")
+@agent_only
+async def hand_back(request: web.Request) -> web.StreamResponse:
+    """Send the case back to the bot, which tells the merchant."""
+    form = dict(await request.post())
+    result = await cases.hand_back(request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
+                                   (await get_session(request))["agent"], optional_text(form, "note", 2000) or "")
+    await flash(request, await word(request, "handed_back_ok" if result.delivered else "resolved_pending"),
                 error=not result.delivered)
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
@@ -316,10 +405,63 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     result = await cases.resolve(
         request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
         required_text(form, "note", 2000), optional_text(form, "category", 64),
+        (await get_session(request))["agent"],
     )
     await flash(request, await word(request, "resolved_ok" if result.delivered else "resolved_pending"),
                 error=not result.delivered)
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
+
+
+# --- canned replies and the agent's own name --------------------------------------------
+
+
+@routes.get("/console/canned")
+@agent_only
+async def canned_page(request: web.Request) -> web.Response:
+    """The replies agents wrote, and the form to add one."""
+    return await page(request, "canned.html", canned=await request.app[STORE].list_canned())
+
+
+@routes.post("/console/canned")
+@agent_only
+async def add_canned(request: web.Request) -> web.StreamResponse:
+    """Keep a reply for later (title, text, the merchants' language it is for)."""
+    form = dict(await request.post())
+    language = str(form.get("language", ""))
+    if language not in LANGUAGES:
+        raise Invalid("language must be zh or en")
+    await request.app[STORE].add_canned(language, required_text(form, "title", 80),
+                                        required_text(form, "text", 4000), (await get_session(request))["agent"])
+    await flash(request, await word(request, "canned_saved"))
+    raise web.HTTPFound("/console/canned")
+
+
+@routes.post("/console/canned/{id}/delete")
+@agent_only
+async def delete_canned(request: web.Request) -> web.StreamResponse:
+    """Remove an agent-written reply."""
+    await request.app[STORE].delete_canned(_id(request))
+    await flash(request, await word(request, "canned_deleted"))
+    raise web.HTTPFound("/console/canned")
+
+
+@routes.get("/console/profile")
+@agent_only
+async def profile_page(request: web.Request) -> web.Response:
+    """The agent's own display name (the name merchants see)."""
+    agent = (await get_session(request))["agent"]
+    return await page(request, "profile.html", display_name=await request.app[STORE].display_name(agent))
+
+
+@routes.post("/console/profile")
+@agent_only
+async def set_profile(request: web.Request) -> web.StreamResponse:
+    """Change the agent's own display name (blank: merchants see the username)."""
+    agent = (await get_session(request))["agent"]
+    name = optional_text(dict(await request.post()), "display_name", 64)
+    await request.app[STORE].set_display_name(agent, name)
+    await flash(request, await word(request, "profile_saved"))
+    raise web.HTTPFound("/console/profile")
 
 
 # --- incidents and stats --------------------------------------------------------------

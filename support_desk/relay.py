@@ -1,7 +1,7 @@
 """Moves messages between the desk and the merchant's Rasa conversation.
 
-* Agent replies and the closing message (with Rasa's ``resume`` event) go out in the
-  order they were written; one that Rasa does not take stays queued with its error and
+* Agent replies and the closing or hand-back message (with Rasa's ``resume`` event and,
+  after a closing, the satisfaction question) go out in the order they were written; one that Rasa does not take stays queued with its error and
   is retried, so nothing an agent wrote is lost.
 * What is said during the handoff (the merchant's messages, the bot's ticket message)
   is copied from the Rasa tracker into the case once per message, in words: the case
@@ -40,37 +40,30 @@ class RasaRelay:
     async def _deliver_pending(self, escalation_id: Optional[int]) -> Dict[int, str]:
         failed: Dict[int, str] = {}
         blocked: set = set()
-        for message in await self.store.undelivered(escalation_id):
+        queued = await self.store.undelivered(escalation_id)
+        riders = _riders(queued)
+        for message in queued:
             case = message["escalation_id"]
+            if message["id"] in riders.values():
+                continue  # goes out with the closing message before it
             if case in blocked:
                 # Keep the merchant's view in order: nothing overtakes a failed message.
                 failed[message["id"]] = "waiting for an earlier message"
                 continue
-            # The desk's message id travels with the bot event: a retry after an attempt
-            # whose answer was lost (Rasa slow, not down) finds it and does not send twice.
-            tag = {"desk_message_id": message["id"]}
-            events: List[Dict[str, Any]] = [
-                {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"], **tag}}
-            ]
-            if message["kind"] == "closing":
-                # The pause ended the bot's turn before its action_listen; without one
-                # the merchant's next message would not match any rule.
-                events = [
-                    {"event": "resume"},
-                    {"event": "bot", "text": message["text"], "metadata": tag},
-                    {"event": "action", "name": "action_listen"},
-                ]
+            rider = next((m for m in queued if m["id"] == riders.get(message["id"])), None)
+            also = [rider["id"]] if rider else []
             try:
                 if message.get("delivery_error") and await self._arrived(message):
-                    await self.store.mark_delivery(message["id"], None)
+                    await self.store.mark_delivery(message["id"], None, *also)
                     continue
-                await self.rasa.append_events(message["sender_id"], events)
+                await self.rasa.append_events(message["sender_id"], _events(message, rider))
             except RasaUnavailable as error:
                 failed[message["id"]] = str(error)
+                failed.update({extra: str(error) for extra in also})
                 blocked.add(case)
-                await self.store.mark_delivery(message["id"], str(error))
+                await self.store.mark_delivery(message["id"], str(error), *also)
                 continue
-            await self.store.mark_delivery(message["id"], None)
+            await self.store.mark_delivery(message["id"], None, *also)
         return failed
 
     async def _arrived(self, message: Dict[str, Any]) -> bool:
@@ -108,6 +101,40 @@ class RasaRelay:
                 await self.deliver_pending()
             except Exception:  # noqa: BLE001 - a retry loop must survive a bad round
                 logger.exception("delivery round failed")
+
+
+# Messages that end the handoff: Rasa's ``resume`` comes before them.
+RESUMING_KINDS = ("closing", "handback")
+
+
+def _riders(queued: List[Dict[str, Any]]) -> Dict[int, int]:
+    """``{closing message id: rating question id}``: the question travels with its closing."""
+    riders = {}
+    for before, after in zip(queued, queued[1:]):
+        if (before["kind"] == "closing" and after["kind"] == "rating"
+                and before["escalation_id"] == after["escalation_id"]):
+            riders[before["id"]] = after["id"]
+    return riders
+
+
+def _events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+    """The Rasa events that carry one desk message (and the rating question after a closing)."""
+    # The desk's message id travels with the bot event: a retry after an attempt whose
+    # answer was lost (Rasa slow, not down) finds it and does not send twice.
+    tag = {"desk_message_id": message["id"]}
+    if message["kind"] not in RESUMING_KINDS:
+        event = {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"], **tag}}
+        if message.get("buttons"):
+            event["data"] = {"buttons": message["buttons"]}
+        return [event]
+    # The pause ended the bot's turn before its action_listen; without one the
+    # merchant's next message would not match any rule.
+    events: List[Dict[str, Any]] = [{"event": "resume"}, {"event": "bot", "text": message["text"], "metadata": tag}]
+    if rider:
+        events.append({"event": "bot", "text": rider["text"], "data": {"buttons": rider["buttons"] or []},
+                       "metadata": {"desk_message_id": rider["id"]}})
+    events.append({"event": "action", "name": "action_listen"})
+    return events
 
 
 def paused_messages(events: List[Dict[str, Any]], escalation: Dict[str, Any]) -> List[Dict[str, Any]]:

@@ -22,11 +22,16 @@ escalations = sa.Table(
     sa.Column("summary", sa.Text),
     sa.Column("diagnostics", sa.JSON, nullable=False),
     sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("resolution_note", sa.Text),
     sa.Column("resolution_category", sa.String(64)),
     sa.Column("expected_reply_by", sa.DateTime(timezone=True)),
     sa.Column("first_reply_at", sa.DateTime(timezone=True)),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
+    sa.Column("resolved_by", sa.String(64)),
+    # The merchant's 1-5 rating of the agent's help, once per resolved case.
+    sa.Column("satisfaction", sa.Integer),
+    sa.Column("satisfaction_at", sa.DateTime(timezone=True)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -48,8 +53,11 @@ messages = sa.Table(
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("author", sa.String(64)),
-    # transcript | merchant | reply | notice | closing (closing also resumes the bot)
+    # transcript | merchant | reply | notice | note (private, never sent) | closing and
+    # handback (both resume the bot) | rating (the satisfaction question after a closing)
     sa.Column("kind", sa.String(16), nullable=False),
+    # Buttons of a bot message (the rating question's 1-5 choices).
+    sa.Column("buttons", sa.JSON),
     # Agent replies and the closing message wait here until Rasa has them.
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Column("delivery_error", sa.Text),
@@ -76,6 +84,20 @@ agents = sa.Table(
     sa.Column("id", sa.Integer, primary_key=True),
     sa.Column("username", sa.String(64), nullable=False, unique=True),
     sa.Column("password_hash", sa.String(255), nullable=False),
+    # The name the merchant sees ("客服小王"); the username when not set.
+    sa.Column("display_name", sa.String(64)),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Replies agents wrote once to pick with "/" in the reply box (per merchant language).
+canned_replies = sa.Table(
+    "canned_replies",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("title", sa.String(80), nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("created_by", sa.String(64), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
 )
 

@@ -16,11 +16,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.live import LiveHub
 from support_desk.privacy import mask_card_numbers
-from support_desk.schema import agents, escalations, incidents, messages, outcomes
+from support_desk.schema import agents, canned_replies, escalations, incidents, messages, outcomes
 
 STATUSES = ("open", "claimed", "resolved")
 PRIORITIES = ("urgent", "high", "normal")
 ROLES = ("user", "bot", "agent")
+# What the desk sends into the merchant's chat (a note is never among them).
+SENT_KINDS = ("reply", "notice", "closing", "handback", "rating")
+# Channels whose bot messages Rasa pushes to the merchant; on the others (``rest``) a
+# message waits in the conversation until the merchant's client asks for it.
+PUSH_CHANNELS = ("socketio", "wecom", "wechat", "telegram", "slack")
+# The category of a case handed back to the bot without an agent's answer.
+RETURNED_TO_BOT = "returned_to_bot"
 
 # Crockford base32 without look-alikes: tickets are read out over the phone.
 _TICKET_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
@@ -231,7 +238,8 @@ class DeskStore:
             await conn.execute(
                 escalations.update()
                 .where(escalations.c.id == escalation_id)
-                .values(status="claimed", claimed_by=agent, updated_at=now)
+                .values(status="claimed", claimed_by=agent, updated_at=now,
+                        **({} if current["claimed_by"] == agent else {"claimed_at": now}))
             )
             if joined_text and current["claimed_by"] != agent:
                 await conn.execute(
@@ -266,7 +274,7 @@ class DeskStore:
             if current["first_reply_at"] is None:
                 values["first_reply_at"] = now
             if current["status"] == "open":
-                values.update(status="claimed", claimed_by=agent or current["claimed_by"])
+                values.update(status="claimed", claimed_by=agent or current["claimed_by"], claimed_at=now)
             await conn.execute(
                 escalations.update().where(escalations.c.id == escalation_id).values(**values)
             )
@@ -275,9 +283,21 @@ class DeskStore:
         return message
 
     async def resolve(
-        self, escalation_id: int, note: str, category: Optional[str], closing_text: str
+        self,
+        escalation_id: int,
+        note: str,
+        category: Optional[str],
+        closing_text: str,
+        resolved_by: Optional[str] = None,
+        rating_question: Optional[Dict[str, Any]] = None,
+        kind: str = "closing",
     ) -> Dict[str, Any]:
-        """Close the case and queue the bot's closing message for delivery."""
+        """Close the case and queue the bot's closing message (and rating question) for delivery.
+
+        ``rating_question`` is ``{"text", "buttons"}``, sent right after the closing
+        message in the same delivery; ``kind`` is ``handback`` when the case goes back to
+        the bot unanswered.
+        """
         now = utcnow()
         async with self.engine.begin() as conn:
             current = await self._escalation(conn, escalation_id)
@@ -290,18 +310,140 @@ class DeskStore:
                     status="resolved",
                     resolution_note=_masked(note),
                     resolution_category=category,
+                    resolved_by=resolved_by,
                     resolved_at=now,
                     updated_at=now,
                 )
             )
-            await conn.execute(
-                messages.insert().values(
-                    escalation_id=escalation_id, role="bot", kind="closing", text=closing_text, at=now
+            rows = [{"escalation_id": escalation_id, "role": "bot", "kind": kind, "text": closing_text, "at": now}]
+            if rating_question:
+                rows.append({"escalation_id": escalation_id, "role": "bot", "kind": "rating", "at": now,
+                             "text": rating_question["text"], "buttons": rating_question["buttons"]})
+            for row in rows:  # one by one: ids in this order, the order of delivery
+                await conn.execute(messages.insert().values(**row))
+            case = await self._escalation(conn, escalation_id)
+        self._changed(escalation_id, "updated")
+        return case
+
+    async def add_note(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
+        """Keep a private note on the case: shown to agents only, never sent to the merchant."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            await self._escalation(conn, escalation_id)
+            message_id = (
+                await conn.execute(
+                    messages.insert().values(
+                        escalation_id=escalation_id, role="agent", kind="note",
+                        text=mask_card_numbers(text), at=now, author=agent,
+                    )
                 )
+            ).inserted_primary_key[0]
+            await conn.execute(escalations.update().where(escalations.c.id == escalation_id).values(updated_at=now))
+            message = await self._message(conn, message_id)
+        self._changed(escalation_id, "message")
+        return message
+
+    async def release(self, escalation_id: int, agent: Optional[str]) -> Dict[str, Any]:
+        """Give a claimed case back to the queue (``agent``, when given, must hold it)."""
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            _holds(current, agent)
+            await conn.execute(
+                escalations.update().where(escalations.c.id == escalation_id)
+                .values(status="open", claimed_by=None, claimed_at=None, updated_at=utcnow())
             )
             case = await self._escalation(conn, escalation_id)
         self._changed(escalation_id, "updated")
         return case
+
+    async def transfer(
+        self, escalation_id: int, agent: Optional[str], to_agent: str, joined_text: Optional[str] = None
+    ) -> Dict[str, Any]:
+        """Hand a claimed case to another existing agent; the merchant is told who joined."""
+        now = utcnow()
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            _holds(current, agent)
+            exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == to_agent))).scalar()
+            if exists is None:
+                raise Conflict(f"no agent {to_agent!r}")
+            if to_agent == current["claimed_by"]:
+                raise Conflict(f"escalation is already claimed by {to_agent}")
+            await conn.execute(
+                escalations.update().where(escalations.c.id == escalation_id)
+                .values(claimed_by=to_agent, claimed_at=now, updated_at=now)
+            )
+            if joined_text:
+                await conn.execute(messages.insert().values(
+                    escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now))
+            case = await self._escalation(conn, escalation_id)
+        self._changed(escalation_id, "updated")
+        return case
+
+    async def rate(self, escalation_id: int, rating: int) -> Dict[str, Any]:
+        """The merchant's 1-5 rating of a case an agent resolved, once per case."""
+        async with self.engine.begin() as conn:
+            current = await self._escalation(conn, escalation_id)
+            if current["status"] != "resolved" or current["resolution_category"] == RETURNED_TO_BOT:
+                raise Conflict("escalation is not resolved by an agent")
+            # The WHERE makes "once" hold when two ratings arrive at the same moment.
+            result = await conn.execute(
+                escalations.update()
+                .where(escalations.c.id == escalation_id, escalations.c.satisfaction.is_(None))
+                .values(satisfaction=rating, satisfaction_at=utcnow())
+            )
+            if result.rowcount == 0:
+                raise Conflict("escalation is already rated")
+            case = await self._escalation(conn, escalation_id)
+        self._changed(escalation_id, "updated")
+        return case
+
+    async def waiting_on(self, agent: str, idle_minutes: int) -> List[Dict[str, Any]]:
+        """The agent's claimed cases where the merchant has waited on them past ``idle_minutes``.
+
+        Waiting: nothing from the agent (reply, note, claim) for that long, and no reply
+        since the merchant's last message.
+        """
+        now = utcnow()
+        async with self.engine.connect() as conn:
+            claimed = (
+                await conn.execute(
+                    sa.select(escalations.c.id, escalations.c.ticket, escalations.c.claimed_at,
+                              escalations.c.updated_at)
+                    .where(escalations.c.status == "claimed", escalations.c.claimed_by == agent)
+                    .order_by(escalations.c.id)
+                )
+            ).all()
+            found = []
+            for case_id, ticket, claimed_at, updated_at in claimed:
+                lines = (
+                    await conn.execute(
+                        sa.select(messages.c.role, messages.c.kind, messages.c.at)
+                        .where(messages.c.escalation_id == case_id).order_by(messages.c.at, messages.c.id)
+                    )
+                ).all()
+                last_agent = max([aware(at) for role, kind, at in lines if kind in ("reply", "note")]
+                                 + [aware(claimed_at or updated_at)])
+                last_merchant = max([aware(at) for role, _, at in lines if role == "user"], default=None)
+                answered = last_merchant is None or any(
+                    kind == "reply" and aware(at) >= last_merchant for _, kind, at in lines)
+                since = max(last_agent, last_merchant) if last_merchant else last_agent
+                if not answered and (now - since) >= timedelta(minutes=idle_minutes):
+                    found.append({"id": case_id, "ticket": ticket,
+                                  "minutes": int((now - since).total_seconds() // 60)})
+            return found
+
+    async def claimed_by(self, agent: str) -> List[Dict[str, Any]]:
+        """The cases an agent holds now."""
+        async with self.engine.connect() as conn:
+            rows = (
+                await conn.execute(
+                    sa.select(escalations)
+                    .where(escalations.c.status == "claimed", escalations.c.claimed_by == agent)
+                    .order_by(escalations.c.id)
+                )
+            ).mappings()
+            return [_escalation_dict(row) for row in rows]
 
     async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
         """Copy messages of the handoff from Rasa once each (by event timestamp): the
@@ -339,11 +481,11 @@ class DeskStore:
         return len(rows)
 
     async def undelivered(self, escalation_id: Optional[int] = None) -> List[Dict[str, Any]]:
-        """Agent replies and closing messages Rasa has not received yet, oldest first."""
+        """Messages for the merchant Rasa has not received yet, oldest first (never notes)."""
         query = (
             sa.select(messages, escalations.c.sender_id, escalations.c.language)
             .join(escalations, escalations.c.id == messages.c.escalation_id)
-            .where(messages.c.kind.in_(("reply", "notice", "closing")), messages.c.delivered_at.is_(None))
+            .where(messages.c.kind.in_(SENT_KINDS), messages.c.delivered_at.is_(None))
             .order_by(messages.c.id)
         )
         if escalation_id is not None:
@@ -351,14 +493,16 @@ class DeskStore:
         async with self.engine.connect() as conn:
             return [dict(row) for row in (await conn.execute(query)).mappings()]
 
-    async def mark_delivery(self, message_id: int, error: Optional[str]) -> None:
-        """Record a delivery attempt: delivered now, or the error to show the agent."""
+    async def mark_delivery(self, message_id: int, error: Optional[str], *also: int) -> None:
+        """Record a delivery attempt of a message (and ``also`` those sent with it):
+        delivered now, or the error to show the agent."""
         values = {"delivery_error": error} if error else {"delivered_at": utcnow(), "delivery_error": None}
+        ids = [message_id, *also]
         async with self.engine.begin() as conn:
             escalation_id = (
                 await conn.execute(sa.select(messages.c.escalation_id).where(messages.c.id == message_id))
             ).scalar()
-            await conn.execute(messages.update().where(messages.c.id == message_id).values(**values))
+            await conn.execute(messages.update().where(messages.c.id.in_(ids)).values(**values))
         if escalation_id is not None:
             self._changed(escalation_id, "message")
 
@@ -489,6 +633,14 @@ class DeskStore:
                     sa.select(outcomes.c.outcome, outcomes.c.fixed_step).where(outcomes.c.at >= since)
                 )
             ).all()
+            ratings = list(
+                (
+                    await conn.execute(
+                        sa.select(escalations.c.satisfaction)
+                        .where(escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None))
+                    )
+                ).scalars()
+            )
         per_day: Dict[str, int] = {}
         for offset in range(days - 1, -1, -1):
             per_day[(utcnow() - timedelta(days=offset)).date().isoformat()] = 0
@@ -515,19 +667,75 @@ class DeskStore:
             "escalated": len(created),
             "fixed_by_step": fixed_by_step,
             "median_first_reply_minutes": round(median, 1) if median is not None else None,
+            # The merchants' 1-5 ratings of cases an agent solved. The bot's own rating
+            # (after a fixed terminal) stays in the Rasa conversation: it is not reported
+            # to the desk, so there is no figure for it here.
+            "agent_rating_average": round(sum(ratings) / len(ratings), 2) if ratings else None,
+            "agent_ratings": len(ratings),
         }
 
     # --- agents ----------------------------------------------------------------------
 
-    async def add_agent(self, username: str, password_hash: str) -> None:
+    async def add_agent(self, username: str, password_hash: str, display_name: Optional[str] = None) -> None:
         """Create an agent account (the username must be new)."""
         async with self.engine.begin() as conn:
             exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == username))).scalar()
             if exists is not None:
                 raise Conflict(f"agent {username!r} exists")
             await conn.execute(
-                agents.insert().values(username=username, password_hash=password_hash, created_at=utcnow())
+                agents.insert().values(username=username, password_hash=password_hash,
+                                       display_name=display_name, created_at=utcnow())
             )
+
+    async def display_name(self, username: str) -> str:
+        """The name the merchant sees: the agent's display name, else the name given."""
+        async with self.engine.connect() as conn:
+            name = (
+                await conn.execute(sa.select(agents.c.display_name).where(agents.c.username == username))
+            ).scalar()
+        return name or username
+
+    async def set_display_name(self, username: str, display_name: Optional[str]) -> None:
+        """Change an agent's display name (None: the merchant sees the username)."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(
+                agents.update().where(agents.c.username == username).values(display_name=display_name)
+            )
+            if result.rowcount == 0:
+                raise NotFound(username)
+
+    async def agent_names(self) -> List[str]:
+        """Every agent's username, sorted."""
+        async with self.engine.connect() as conn:
+            return list((await conn.execute(sa.select(agents.c.username).order_by(agents.c.username))).scalars())
+
+    # --- canned replies ------------------------------------------------------------------
+
+    async def add_canned(self, language: str, title: str, text: str, agent: str) -> Dict[str, Any]:
+        """Keep a reply an agent wrote for later use."""
+        async with self.engine.begin() as conn:
+            reply_id = (
+                await conn.execute(canned_replies.insert().values(
+                    language=language, title=title, text=mask_card_numbers(text),
+                    created_by=agent, created_at=utcnow()))
+            ).inserted_primary_key[0]
+            row = (await conn.execute(sa.select(canned_replies).where(canned_replies.c.id == reply_id))).mappings().one()
+            return _canned_dict(row)
+
+    async def list_canned(self, language: Optional[str] = None) -> List[Dict[str, Any]]:
+        """Agent-written replies (of one language, or all), oldest first."""
+        query = sa.select(canned_replies).order_by(canned_replies.c.id)
+        if language:
+            query = query.where(canned_replies.c.language == language)
+        async with self.engine.connect() as conn:
+            return [_canned_dict(row) for row in (await conn.execute(query)).mappings()]
+
+    async def delete_canned(self, reply_id: int) -> None:
+        """Remove an agent-written reply."""
+        async with self.engine.begin() as conn:
+            result = await conn.execute(canned_replies.delete().where(canned_replies.c.id == reply_id))
+            if result.rowcount == 0:
+                raise NotFound(reply_id)
 
     async def agent_password_hash(self, username: str) -> Optional[str]:
         """The stored hash of an agent's password (None for unknown agents)."""
@@ -554,11 +762,52 @@ class DeskStore:
                 sa.select(messages).where(messages.c.escalation_id == escalation_id).order_by(messages.c.at, messages.c.id)
             )
         ).mappings()
-        return {**_escalation_dict(row), "transcript": [_message_dict(m) for m in transcript]}
+        case = _escalation_dict(row)
+        return {**case, "transcript": [_with_delivery(_message_dict(m), case["channel"]) for m in transcript]}
 
     async def _message(self, conn, message_id: int) -> Dict[str, Any]:  # noqa: ANN001
-        row = (await conn.execute(sa.select(messages).where(messages.c.id == message_id))).mappings().one()
-        return _message_dict(row)
+        row = (
+            await conn.execute(
+                sa.select(messages, escalations.c.channel)
+                .join(escalations, escalations.c.id == messages.c.escalation_id)
+                .where(messages.c.id == message_id)
+            )
+        ).mappings().one()
+        return _with_delivery(_message_dict(row), row["channel"])
+
+
+def _holds(case: Dict[str, Any], agent: Optional[str]) -> None:
+    """Release and transfer need a claimed case, held by ``agent`` when one is named."""
+    if case["status"] != "claimed":
+        raise Conflict(f"escalation is {case['status']}, not claimed")
+    if agent is not None and case["claimed_by"] != agent:
+        raise Conflict(f"escalation is claimed by {case['claimed_by']}")
+
+
+def delivery_state(message: Dict[str, Any], channel: str) -> Optional[str]:
+    """Whether a message reached the merchant.
+
+    ``private`` (a note), ``waiting`` (queued: Rasa has not taken it yet),
+    ``delivered`` (Rasa took it and the channel pushes it), ``not_pushable`` (Rasa has
+    it, but the channel, e.g. ``rest``, only shows it to a client that asks); None for
+    what the merchant wrote and what the bot said before the handoff.
+    """
+    if message["kind"] == "note":
+        return "private"
+    if message["kind"] not in SENT_KINDS:
+        return None
+    if not message["delivered"]:
+        return "waiting"
+    return "delivered" if channel in PUSH_CHANNELS else "not_pushable"
+
+
+def _with_delivery(message: Dict[str, Any], channel: str) -> Dict[str, Any]:
+    return {**message, "delivery": delivery_state(message, channel)}
+
+
+def _canned_dict(row) -> Dict[str, Any]:  # noqa: ANN001
+    return {"id": row["id"], "language": row["language"], "title": row["title"], "text": row["text"],
+            "created_by": row["created_by"], "created_at": iso(row["created_at"])}
 
 
 def _search_condition(term: str) -> sa.sql.ColumnElement:
@@ -596,6 +845,9 @@ def _escalation_dict(row) -> Dict[str, Any]:  # noqa: ANN001
         "summary": row["summary"],
         "diagnostics": row["diagnostics"] or [],
         "claimed_by": row["claimed_by"],
+        "claimed_at": iso(row["claimed_at"]),
+        "resolved_by": row["resolved_by"],
+        "satisfaction": row["satisfaction"],
         "resolution_note": row["resolution_note"],
         "resolution_category": row["resolution_category"],
         "expected_reply_by": iso(row["expected_reply_by"]),
@@ -616,6 +868,7 @@ def _message_dict(row) -> Dict[str, Any]:  # noqa: ANN001
         "kind": row["kind"],
         "delivered": row["delivered_at"] is not None,
         "delivery_error": row["delivery_error"],
+        "buttons": row["buttons"],
     }
 
 

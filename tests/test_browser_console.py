@@ -47,7 +47,7 @@ async def test_agent_handles_a_case_in_the_browser(desk):
     base = str(desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/escalations", headers=AUTH, json={
-            "sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "priority": "high",
+            "sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "priority": "high", "channel": "socketio",
             "merchant_id": "898310048160123", "contact": "13812345678",
             "summary": "从早上开始刷卡都报1000",
             "diagnostics": [{"step": "network", "outcome": "not_fixed"},

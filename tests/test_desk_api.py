@@ -237,8 +237,13 @@ async def test_resolve_resumes_the_bot_in_the_merchants_language(client, rasa):
     assert resolved["resolution_note"] == "gateway reset" and resolved["resolution_category"] == "server"
     assert rasa.events["shop-17"] == [
         {"event": "resume"},
-        {"event": "bot", "text": "Support has finished with your case and I'm back. Ask me anything else any time.",
+        {"event": "bot", "text": "Support has finished with your case PX-ABC234 and I'm back. Ask me anything else any time.",
              "metadata": {"desk_message_id": 3}},
+        {"event": "bot", "text": "How happy are you with the help from our support agent? Tap 1–5 stars (5 is best); "
+                                 "feel free to skip this.",
+         "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
+                              for n in (5, 4, 3, 2, 1)]},
+         "metadata": {"desk_message_id": 4}},
         {"event": "action", "name": "action_listen"},
     ]
     again = await client.post(f"/api/escalations/{case['id']}/resolve", json={"note": "x"}, headers=AUTH)

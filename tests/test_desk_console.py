@@ -102,7 +102,7 @@ async def test_merchant_text_is_shown_as_text(client):
 
 async def test_claim_reply_resolve_from_the_case_page(client, rasa):
     await login(client)
-    created = await case(client)
+    created = await case(client, channel="socketio")
     url = f"/console/cases/{created['id']}"
     token = csrf_of(await (await client.get(url)).text())
 
@@ -121,8 +121,8 @@ async def test_claim_reply_resolve_from_the_case_page(client, rasa):
 
     page = await (await client.post(f"{url}/resolve", data={"csrf": token, "note": "网关已恢复", "category": "server"})).text()
     assert "已结案" in page and "网关已恢复" in page
-    assert [e["text"] for e in rasa.events["shop-17"] if e["event"] == "bot"][-2:] == [
-        "还在查", "客服已处理完您的问题，对话交还给机器人助手。还有问题可以直接问我。"]
+    assert [e["text"] for e in rasa.events["shop-17"] if e["event"] == "bot"][-3:-1] == [
+        "还在查", "客服已处理完您的问题（工单 PX-ABC234），对话交还给机器人助手。还有问题可以直接问我。"]
 
 
 async def test_live_transcript_feed(client, rasa):

@@ -57,7 +57,7 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 
 def test_every_operation_is_checked():
-    assert len(OPERATIONS) == 14
+    assert len(OPERATIONS) == 19
 
 
 @pytest.mark.parametrize("generation", ["positive", "negative"])

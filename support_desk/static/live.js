@@ -119,10 +119,12 @@
       var roles = JSON.parse(box.dataset.roles);
       box.replaceChildren.apply(box, data.transcript.map(function (m) {
         var div = document.createElement("div");
-        div.className = "msg msg-" + m.role;
+        div.className = "msg msg-" + (m.kind === "note" ? "note" : m.role);
         var meta = document.createElement("small");
-        meta.textContent = roles[m.role] + " · " + (window.deskTime ? window.deskTime(m.at, "time") : m.at.slice(11, 16) + " UTC") +
-          (m.delivered ? "" : " · " + box.dataset.notDelivered);
+        // The same line as the server renders: role, author, local time, delivery state.
+        meta.textContent = roles[m.role] + (m.author ? " " + m.author : "") + " · " +
+          (window.deskTime ? window.deskTime(m.at, "time") : m.at.slice(11, 16) + " UTC") +
+          (m.delivery_text ? " · " + m.delivery_text : "");
         div.append(meta, document.createTextNode(m.text));
         return div;
       }));
