@@ -16,6 +16,10 @@ class DeskUnavailable(Exception):
 class DeskRejected(Exception):
     """The desk refused the request (4xx): retrying the same request cannot help."""
 
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
 
 class DeskClient:
     """Creates escalations and looks tickets up, with the desk bearer token."""
@@ -36,12 +40,23 @@ class DeskClient:
         await self._request("POST", "/api/outcomes", json=outcome)
 
     async def find_escalations(
-        self, ticket: Optional[str] = None, sender_id: Optional[str] = None
+        self,
+        ticket: Optional[str] = None,
+        sender_id: Optional[str] = None,
+        status: Optional[str] = None,
     ) -> List[Dict[str, Any]]:
-        """GET /api/escalations filtered by ticket or conversation, newest first."""
-        params = {k: v for k, v in (("ticket", ticket), ("sender_id", sender_id)) if v}
+        """GET /api/escalations filtered by ticket, conversation or status, newest first."""
+        params = {
+            k: v for k, v in (("ticket", ticket), ("sender_id", sender_id), ("status", status)) if v
+        }
         body = await self._request("GET", "/api/escalations", params=params)
         return body.get("escalations") or []
+
+    async def rate_escalation(self, escalation_id: Any, rating: int) -> Dict[str, Any]:
+        """POST /api/escalations/{id}/satisfaction: the merchant's 1–5 for the agent."""
+        return await self._request(
+            "POST", f"/api/escalations/{escalation_id}/satisfaction", json={"rating": rating}
+        )
 
     async def _request(self, method: str, path: str, **kwargs: Any) -> Dict[str, Any]:
         try:
@@ -49,7 +64,7 @@ class DeskClient:
                 async with session.request(method, self._base + path, **kwargs) as response:
                     body = await response.json(content_type=None)
                     if 400 <= response.status < 500 and response.status not in (408, 429):
-                        raise DeskRejected(f"desk answered {response.status}: {body}")
+                        raise DeskRejected(f"desk answered {response.status}: {body}", response.status)
                     if response.status >= 300 or not isinstance(body, dict):
                         raise DeskUnavailable(f"desk answered {response.status}")
                     return body

@@ -1,40 +1,23 @@
-"""The merchant's 1–5 rating after a fixed terminal."""
+"""The merchant's 1–5 rating after a fixed terminal (or, typed, for the agent)."""
 from __future__ import annotations
 
-import re
-from typing import Any, List, Optional, Text
+from typing import List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import EventType, SlotSet
 from rasa_sdk.executor import CollectingDispatcher
 from rasa_sdk.types import DomainDict
 
-_CHINESE_DIGITS = {"一": 1, "二": 2, "两": 2, "三": 3, "四": 4, "五": 5}
-_DIGIT = re.compile(r"(?<![\d.])([1-5])(?![\d.])")
-# A Chinese numeral counts only as a score ("三分", "五颗星", "四") — not inside words
-# such as 一般 or 一直.
-_CHINESE_SCORE = re.compile(r"([一二两三四五])\s*(?:分|星|颗星)|^\s*([一二两三四五])\s*$")
-
-
-def parse_rating(slot_value: Any, text: Optional[str]) -> Optional[int]:
-    """A rating from 1 to 5 from the slot (filled from a digit) or Chinese numerals."""
-    if isinstance(slot_value, (int, float)) and float(slot_value).is_integer():
-        return int(slot_value) if 1 <= slot_value <= 5 else None
-    if isinstance(slot_value, str) and _DIGIT.fullmatch(slot_value.strip()):
-        return int(slot_value)
-    text = text or ""
-    match = _DIGIT.search(text)
-    if match:
-        return int(match.group(1))
-    scores = {
-        _CHINESE_DIGITS[next(group for group in match.groups() if group)]
-        for match in _CHINESE_SCORE.finditer(text)
-    }
-    return scores.pop() if len(scores) == 1 else None
+from actions.agent_rating import agent_rating_asked, send_agent_rating
+from actions.rating_text import parse_rating
 
 
 class ActionRecordRating(Action):
-    """Keeps a valid rating in the ``rating`` slot and thanks the merchant."""
+    """Keeps a valid rating in the ``rating`` slot and thanks the merchant.
+
+    A typed rating ("5分") right after the desk asked to rate the agent is the agent's:
+    it goes to ``actions/agent_rating.py``.
+    """
 
     def name(self) -> Text:
         """Name of the action in the domain."""
@@ -44,6 +27,10 @@ class ActionRecordRating(Action):
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
         """Validate the rating; an invalid one is asked for again."""
+        if agent_rating_asked(tracker):
+            # The number was meant for the agent, not for the bot's checks.
+            events = await send_agent_rating(dispatcher, tracker, tracker.get_slot("rating"))
+            return [SlotSet("rating", None), *events]
         rating = parse_rating(tracker.get_slot("rating"), tracker.latest_message.get("text"))
         if rating is None:
             dispatcher.utter_message(response="utter_rating_invalid")
