@@ -75,7 +75,8 @@ class RasaRelay:
         )
 
     async def collect_merchant_messages(self, escalation: Dict[str, Any]) -> int:
-        """Copy the merchant's messages written while the case paused the bot; 0 when Rasa is away.
+        """Copy what was said while the case paused the bot (the merchant's messages, the
+        bot's ticket message); 0 when Rasa is away.
 
         The span starts where the escalation set its ticket in the conversation (the
         handoff; the case's ``created_at`` when there is none, e.g. a case made through

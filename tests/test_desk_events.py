@@ -146,3 +146,14 @@ async def test_without_a_desk_url_nothing_is_kept():
     broker.publish(user("m-1", "在吗", 1.0))
     assert not broker.pending
     await broker.close()
+
+
+@pytest.mark.parametrize("path", ["endpoints.yml", "deploy/endpoints.yml"])
+def test_both_endpoint_files_name_the_broker_with_the_desks_address_from_the_environment(path):
+    import yaml
+
+    from tests.test_conversations import ROOT
+
+    broker = yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))["event_broker"]
+    assert broker == {"type": "rasa_server.desk_events.DeskEventBroker",
+                      "url": "${DESK_URL}", "token": "${DESK_API_TOKEN}"}
