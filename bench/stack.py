@@ -164,12 +164,13 @@ def service_url(service: Service) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def desk_service(run_dir: Path, database_url: str, token: str) -> "tuple[Service, str]":
-    """The support desk on a free port with its own database."""
-    port = free_port()
+def desk_service(run_dir: Path, database_url: str, token: str, port: Optional[int] = None,
+                 rasa_url: str = "http://127.0.0.1:9", rasa_token: str = "") -> "tuple[Service, str]":
+    """The support desk on a free port with its own database (Rasa unreachable unless given)."""
+    port = port or free_port()
     env = {"DESK_PORT": str(port), "DESK_API_TOKEN": token, "DESK_DATABASE_URL": database_url,
-           "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": "http://127.0.0.1:9",
-           "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+           "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": rasa_url,
+           "RASA_AUTH_TOKEN": rasa_token, "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
     service = Service("desk", [sys.executable, "-m", "support_desk"], run_dir, env=env).start()
     url = f"http://127.0.0.1:{port}"
     service.wait_http(url + "/health")

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional
@@ -549,17 +550,20 @@ class DeskStore:
             escalations.c.created_at >= to_utc(min(times) - window),
             escalations.c.created_at <= to_utc(max(times)),
         )
+        by_serial: Dict[str, List[tuple]] = {}
         async with self.engine.connect() as conn:
-            rows = [(row[0], row[1], aware(row[2])) for row in (await conn.execute(query)).all()]
+            for row_id, serial, created in (await conn.execute(query)).all():
+                by_serial.setdefault(serial, []).append((aware(created), row_id))
+        for keys in by_serial.values():
+            keys.sort()
         counts: Dict[int, int] = {}
         for case in cases:
-            if not case.get("terminal_serial"):
-                continue
-            key = (datetime.fromisoformat(case["created_at"]), case["id"])
-            counts[case["id"]] = sum(
-                1 for row_id, serial, created in rows
-                if serial == case["terminal_serial"] and key[0] - window < created and (created, row_id) <= key
-            )
+            if case.get("terminal_serial"):
+                keys = by_serial.get(case["terminal_serial"], [])
+                created = datetime.fromisoformat(case["created_at"])
+                # Sorted (created, id) keys: those after (created - window, ∞) up to this case.
+                counts[case["id"]] = (bisect_right(keys, (created, case["id"]))
+                                      - bisect_right(keys, (created - window, float("inf"))))
         return counts
 
     # --- incidents -----------------------------------------------------------------

@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from support_desk.history import ordinal
 from tests.desk_support import AUTH, console_client
 from tests.test_desk_console import csrf_of, login
 
@@ -154,3 +155,8 @@ async def test_incident_end_typed_in_the_agents_zone_is_stored_in_utc(client):
         "timezone": "../../etc/passwd"})
     assert bad.status == 200 and "unknown time zone" in await bad.text()
     assert len((await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"]) == 1
+
+
+def test_english_ordinals():
+    assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 103, 111)] == [
+        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "103rd", "111th"]
