@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import json
 import math
 import re
@@ -172,7 +173,11 @@ class Merchant:
         self.client.on("bot_uttered", self._bot_uttered)
 
     async def _bot_uttered(self, data: Dict[str, Any]) -> None:
-        await self.said.put((time.perf_counter(), str(data.get("text") or "")))
+        # What the widget shows: the channel writes markdown characters as entities or
+        # backslash escapes (PX&#45;7K2Q9M) so that the text shows as typed.
+        text = html.unescape(str(data.get("text") or ""))
+        shown = re.sub(r"\\(.)", r"\1", text).replace("  \n", "\n")
+        await self.said.put((time.perf_counter(), shown))
 
     async def connect(self) -> None:
         confirmed = asyncio.get_running_loop().create_future()
@@ -210,7 +215,7 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
     """One merchant's handoff, then its timed rounds in both directions."""
     merchant = Merchant(rasa_url, number)
     headers = {"Authorization": f"Bearer {token}"}
-    arrived = False
+    arrived, stage = False, "to a person"
     try:
         await merchant.connect()
         ticket = await merchant.to_a_person(timeout)
@@ -222,12 +227,13 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
             # Every merchant is waiting for a person: now the timed rounds, all at once.
             await handed_over.wait(timeout * len(TO_A_PERSON) * 4)
             for round_number in range(rounds):
-                # Letters and digits only: the widget's text is markdown-escaped as it goes out.
                 words = f"M{number}R{round_number} 刷卡还是报1000"
+                stage = f"round {round_number}: to the agent"
                 seen = agent.expect(case_id, words)
                 sent = time.perf_counter()
                 await merchant.say(words)
                 outcome.to_agent_ms.append((await asyncio.wait_for(seen, timeout) - sent) * 1000)
+                stage = f"round {round_number}: to the merchant"
                 reply = f"A{number}R{round_number} 请重启一次终端"
                 sent = time.perf_counter()
                 async with api.post(f"{desk_url}/api/escalations/{case_id}/reply",
@@ -238,7 +244,7 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
                 outcome.to_merchant_ms.append((arrived - sent) * 1000)
     except (asyncio.TimeoutError, aiohttp.ClientError, socketio.exceptions.SocketIOError,
             RuntimeError, KeyError, IndexError) as error:
-        outcome.errors.append(f"merchant {number}: {error.__class__.__name__} {error}")
+        outcome.errors.append(f"merchant {number}, {stage}: {error.__class__.__name__} {error}")
     finally:
         if not arrived:
             handed_over.arrive()  # the others must not wait for a merchant who failed

@@ -9,9 +9,12 @@
 3. Drives 1, 8 and 32 concurrent simulated merchants (bench/conversations.yml) over the REST
    channel, a bounded number of messages per level, each level on ours and on the baseline
    back to back; samples every process's RSS meanwhile.
-4. Scale-out: two Rasa processes (each with its action server) behind nginx, sharing
+4. Handoff: 50 merchants handed to a person at once on socket.io, one agent with the
+   console's live stream open; merchant -> case page and agent reply -> merchant's socket
+   (bench/handoff.py).
+5. Scale-out: two Rasa processes (each with its action server) behind nginx, sharing
    PostgreSQL and Redis, against one Rasa process behind the same nginx.
-5. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
+6. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
    ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
 """
 from __future__ import annotations
@@ -33,6 +36,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import yaml
 
 from bench import report
+from bench.handoff import handoff_part
 from bench.load import LevelOutcome, load_conversations, run_level
 from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
 from bench.stack import TF_ENV, RasaStack, desk_service
@@ -347,6 +351,16 @@ def compare(result: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
         checks.append({"target": f"2 Rasa processes ≥ {targets['scale_out_ratio']}× one",
                        "value": value, "met": value is not None and value >= targets["scale_out_ratio"]})
         checks.append({"target": "scale-out: no conversation lost a turn", "value": lost, "met": lost == 0})
+    if result.get("handoff"):
+        handoff = result["handoff"]
+        limit = settings["handoff"]["target_p95_ms"]
+        for direction, words in (("merchant_to_agent", "merchant → agent's case page"),
+                                 ("agent_to_merchant", "agent reply → merchant's widget")):
+            value = handoff[direction]["p95_ms"]
+            checks.append({"target": f"handoff p95 ≤ {limit} ms, {words}", "value": value,
+                           "met": value <= limit and handoff[direction]["count"] > 0})
+        checks.append({"target": "handoff: every message arrived", "value": handoff["errors"],
+                       "met": handoff["errors"] == 0})
     return {"ratios": ratios, "targets": checks}
 
 
@@ -384,6 +398,12 @@ def print_summary(result: Dict[str, Any]) -> None:
                                            "throughput_msg_s", "errors", "lost_turns",
                                            "machine_busy_pct", "msg_per_busy_cpu_s"]))
         print(f"scale-out ratio (2 / 1 Rasa processes): {scale['ratio']}")
+    if result.get("handoff"):
+        handoff = result["handoff"]
+        print(f"\nhandoff, {handoff['merchants']} merchants at once × {handoff['rounds']} rounds:")
+        print(report.table([{"direction": name.replace("_", " "), **handoff[name]}
+                            for name in ("merchant_to_agent", "agent_to_merchant")],
+                           ["direction", "count", "p50_ms", "p95_ms"]))
     print()
     print("ours / baseline: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))
     for check in result["targets"]:
@@ -396,6 +416,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--model", type=Path, help="use this model instead of training one")
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-scale-out", action="store_true")
+    parser.add_argument("--skip-handoff", action="store_true")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
     parser.add_argument("--compare", metavar="REV",
                         help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
@@ -406,6 +427,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for part in (settings, settings["compare"]):
             part["messages"] = {k: max(v // 10, k * 2) for k, v in part["messages"].items()}
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
+        settings["handoff"]["merchants"] = max(settings["handoff"]["merchants"] // 10, 2)
     if args.compare:
         from bench.compare import run as compare_with  # it builds on this module
 
@@ -434,6 +456,9 @@ def main(argv: Optional[List[str]] = None) -> int:
             result[label].update(figures)
     if not args.skip_baseline:
         shutil.rmtree(base.project, ignore_errors=True)
+    if not args.skip_handoff:
+        print(f"handoff: {settings['handoff']['merchants']} merchants handed to a person at once:")
+        result["handoff"] = handoff_part(run_dir, settings, model)
     if not args.skip_scale_out:
         print("scale-out:")
         result["scale_out"] = scale_out(run_dir, settings, model)

@@ -211,6 +211,23 @@ def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_
     monkeypatch.setattr(run, "train_ours", lambda run_dir, model: (Path("model.tar.gz"), {"model_mb": 36.0}))
     monkeypatch.setattr(run, "our_stack", lambda *args, **kwargs: (None, []))
     monkeypatch.setattr(run, "side_by_side", side_by_side)
-    assert run.main(["--skip-baseline", "--skip-scale-out", "--out", str(tmp_path)]) == 0
+    assert run.main(["--skip-baseline", "--skip-scale-out", "--skip-handoff", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "bench.json").exists() and (tmp_path / "bench.png").exists()
     assert "[met] p50 ≤ 30 ms at 1 merchant: 10.0" in capsys.readouterr().out
+
+
+def test_handoff_figures_and_their_targets():
+    from bench import run
+    from bench.handoff import HandoffOutcome, summary
+
+    assert summary([]) ["count"] == 0
+    assert summary([float(n) for n in range(1, 101)]) == {"count": 100, "p50_ms": 50.0, "p95_ms": 95.0}
+    outcome = HandoffOutcome(to_agent_ms=[100.0, 200.0], to_merchant_ms=[300.0, 1200.0],
+                             errors=["merchant 3, round 1: to the agent: TimeoutError"])
+    result = {"ours": {"levels": [level(1, 10.0, 50.0)]}, "handoff": {"merchants": 2, "rounds": 1, **outcome.figures()}}
+    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0},
+                "handoff": {"target_p95_ms": 1000}}
+    checks = {c["target"]: c["met"] for c in run.compare(result, settings)["targets"]}
+    assert checks["handoff p95 ≤ 1000 ms, merchant → agent's case page"] is True
+    assert checks["handoff p95 ≤ 1000 ms, agent reply → merchant's widget"] is False
+    assert checks["handoff: every message arrived"] is False
