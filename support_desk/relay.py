@@ -28,16 +28,36 @@ class RasaRelay:
     def __init__(self, store: DeskStore, rasa: RasaClient) -> None:
         self.store = store
         self.rasa = rasa
-        # One delivery round at a time: an agent's reply and the retry loop must not
-        # both pick the same queued message and send it twice.
-        self._delivering = asyncio.Lock()
+        # One delivery at a time per case: an agent's reply and the retry loop must not
+        # both pick the same queued message and send it twice, and a case's messages go
+        # out in order. Different cases do not wait for each other (50 agents replying at
+        # once each wait for their own Rasa round trip, not for 49 others).
+        self._case_locks: Dict[int, asyncio.Lock] = {}
+        self._lock_users: Dict[int, int] = {}
 
     async def deliver_pending(self, escalation_id: Optional[int] = None) -> Dict[int, str]:
-        """Send queued messages; returns ``{message_id: error}`` for those still queued."""
-        async with self._delivering:
-            return await self._deliver_pending(escalation_id)
+        """Send queued messages (of one case, or of all); ``{message_id: error}`` for those
+        still queued."""
+        if escalation_id is not None:
+            return await self._deliver_case(escalation_id)
+        failed: Dict[int, str] = {}
+        for case in sorted({m["escalation_id"] for m in await self.store.undelivered()}):
+            failed.update(await self._deliver_case(case))
+        return failed
 
-    async def _deliver_pending(self, escalation_id: Optional[int]) -> Dict[int, str]:
+    async def _deliver_case(self, escalation_id: int) -> Dict[int, str]:
+        lock = self._case_locks.setdefault(escalation_id, asyncio.Lock())
+        self._lock_users[escalation_id] = self._lock_users.get(escalation_id, 0) + 1
+        try:
+            async with lock:
+                return await self._deliver_pending(escalation_id)
+        finally:
+            # The lock is forgotten once nobody holds or waits for it (bounded memory).
+            self._lock_users[escalation_id] -= 1
+            if not self._lock_users[escalation_id]:
+                del self._lock_users[escalation_id], self._case_locks[escalation_id]
+
+    async def _deliver_pending(self, escalation_id: int) -> Dict[int, str]:
         failed: Dict[int, str] = {}
         blocked: set = set()
         queued = await self.store.undelivered(escalation_id)
