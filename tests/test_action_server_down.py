@@ -30,7 +30,7 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import diagnostics, fallback, feedback, handoff
+from actions import agent_rating, diagnostics, fallback, feedback, handoff, new_run
 from actions.settings import load_settings
 from policies.action_server_down import RESPONSE, ActionServerDownPolicy, custom_actions
 
@@ -153,7 +153,7 @@ def unreachable_desk(monkeypatch, tmp_path):
                        upstream_status_url=None, outbox_file=tmp_path / "outbox.sqlite",
                        desk_timeout_seconds=0.5, status_timeout_seconds=0.5,
                        outbox_retry_seconds=3600)
-    for module in (diagnostics, handoff):
+    for module in (diagnostics, handoff, agent_rating):
         monkeypatch.setattr(module, "current_settings", lambda: settings)
     return settings
 
@@ -166,6 +166,9 @@ SCENARIOS = {
     "action_escalate": [dict(slots={"contact": "13812345678", "problem_summary": "刷卡报1000",
                                     "merchant_ref": "898310048160123"})],
     "action_ticket_status": [dict(), dict(slots={"ticket": "PX-7K2Q9M"})],
+    "action_reset_checks": [dict(), dict(slots={"network_ok": True, "fixed_step": "network"})],
+    "action_record_agent_rating": [dict(slots={"agent_rating": 5.0}, intent="rate_agent"),
+                                   dict(text="", intent="rate_agent")],
     "action_finish_diagnostics": [dict(slots={"network_ok": True}),
                                   dict(slots={"server_status": "incident", "server_ok": False}),
                                   dict(slots={"network_ok": False, "software_ok": False})],
@@ -182,7 +185,9 @@ async def test_a_custom_action_that_ran_always_leaves_something(
 ):
     classes = {"action_clarify": fallback.ActionClarify, "action_record_rating": feedback.ActionRecordRating,
                "action_escalate": handoff.ActionEscalate, "action_ticket_status": handoff.ActionTicketStatus,
-               "action_finish_diagnostics": diagnostics.ActionFinishDiagnostics}
+               "action_finish_diagnostics": diagnostics.ActionFinishDiagnostics,
+               "action_reset_checks": new_run.ActionResetChecks,
+               "action_record_agent_rating": agent_rating.ActionRecordAgentRating}
     dispatcher = CollectingDispatcher()
     events = await classes[name]().run(dispatcher, make_tracker(**case), domain)
     assert events or dispatcher.messages

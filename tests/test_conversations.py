@@ -290,3 +290,96 @@ async def test_low_confidence_offers_topics_then_listens(agent, variations):
     tracker = await agent.tracker_store.get_or_create_tracker("zh-clarify")
     assert tracker.latest_action_name == "action_listen"
     assert await chat.texts("今天天气怎么样") == [variations["utter_out_of_scope"]["zh"]]
+
+
+# --- error 1000 comes back after a finished run ------------------------------------------
+
+async def desk_resumes(agent, sender: str, closing: str, question: Optional[Dict] = None) -> None:
+    """The events the desk appends when an agent resolves a case (support_desk/relay.py):
+    resume, the closing message, the rating question with its buttons, action_listen."""
+    from rasa.shared.core.events import Event
+
+    events = [{"event": "resume"}, {"event": "bot", "text": closing}]
+    if question:
+        events.append({"event": "bot", "text": question["text"], "data": {"buttons": question["buttons"]}})
+    events.append({"event": "action", "name": "action_listen"})
+    tracker = await agent.tracker_store.get_or_create_full_tracker(sender)
+    for event in events:
+        tracker.update(Event.from_parameters(event))
+    await agent.tracker_store.save(tracker)
+
+
+async def age_conversation(agent, sender: str, seconds: float) -> None:
+    """Move every event of the conversation ``seconds`` into the past (a later day)."""
+    tracker = await agent.tracker_store.get_or_create_full_tracker(sender)
+    for event in tracker.events:
+        event.timestamp -= seconds
+    await agent.tracker_store.save(tracker)
+
+
+AGENT_QUESTION = {
+    "text": "How would you rate the agent's help?",
+    "buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
+                for n in range(1, 6)],
+}
+
+
+async def test_fixed_then_error_back_starts_the_checks_again(agent, desk, variations):
+    chat = Chat(agent, "zh-repeat-fixed")
+    fixed_before = desk.call("GET", "/api/stats")["fixed_by_step"]["network"]
+    assert await chat.texts("开始排查") == [variations["utter_ask_network_ok"]["zh"]]
+    replies = await chat.texts("好了能刷了")
+    assert replies[0] == "太好了，POS机恢复正常了！是在“检查网络”这一步解决的。"
+    assert await chat.texts('/rate{"rating": "5"}') == [variations["utter_thanks_rating"]["zh"]]
+
+    # The reported case: the bot used to answer "fixed at the network step" at once.
+    assert await chat.texts("又报1000了，帮我再排查一次") == [variations["utter_ask_network_ok"]["zh"]]
+    assert await chat.slot("fixed_step") is None and await chat.slot("rating") is None
+    assert await chat.texts("还是不行") == [variations["utter_question_terminal_model"]["zh"]]
+    await chat.say('/inform{"terminal_model": "pax_a920"}')
+    replies = await chat.texts("好了")
+    assert replies[0] == "太好了，POS机恢复正常了！是在“重启POS机”这一步解决的。"
+    # Both runs reached the desk's stats.
+    stats = desk.call("GET", "/api/stats")["fixed_by_step"]
+    assert stats["network"] == fixed_before + 1 and stats["restart"] >= 1
+
+
+async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, variations):
+    sender = "en-repeat-handoff"
+    chat = Chat(agent, sender)
+    assert await chat.texts("human please") == [variations["utter_ask_merchant_ref"]["en"]]
+    assert await chat.texts("merchant id is 898440027315906") == [variations["utter_ask_contact"]["en"]]
+    assert await chat.texts("13812345678") == [variations["utter_ask_problem_summary"]["en"]]
+    await chat.say("every card payment fails with 1000 since this morning")
+    first = await chat.slot("ticket")
+    [case] = desk.call("GET", f"/api/escalations?ticket={first}")["escalations"]
+    desk.call("POST", f"/api/escalations/{case['id']}/resolve", {"note": "router restarted"})
+    await desk_resumes(agent, sender, f"Case {first} is resolved.", AGENT_QUESTION)
+
+    assert await chat.texts('/rate_agent{"agent_rating": "5"}') == [
+        variations["utter_thanks_agent_rating"]["en"]]
+    assert await chat.slot("agent_rating") == 5.0
+
+    # Error 1000 again: the checks from step 1, then a person without the merchant number
+    # or the phone asked again.
+    assert await chat.texts("the 1000 error is back today") == [
+        variations["utter_how_to_fix"]["en"], variations["utter_offer_diagnostics"]["en"]]
+    assert await chat.texts("yes") == [variations["utter_ask_network_ok"]["en"]]
+    assert await chat.texts("still 1000") == [variations["utter_question_terminal_model"]["en"]]
+    assert await chat.texts("talk to a human") == [variations["utter_ask_problem_summary"]["en"]]
+    [escalated] = await chat.texts("still 1000 after the network check")
+    second = await chat.slot("ticket")
+    assert second != first and second in escalated
+    [case] = desk.call("GET", f"/api/escalations?ticket={second}")["escalations"]
+    assert case["merchant_id"] == "898440027315906" and case["contact"] == "13812345678"
+    assert case["diagnostics"] == [{"step": "network", "outcome": "not_fixed"}]
+    desk.call("POST", f"/api/escalations/{case['id']}/resolve", {"note": "replaced the SIM"})
+    await desk_resumes(agent, sender, f"Case {second} is resolved.")
+
+    # The next day (past session_expiration_time): a new session, the checks from step 1.
+    await age_conversation(agent, sender, 3 * 3600)
+    assert await chat.texts("walk me through the checks again") == [
+        variations["utter_ask_network_ok"]["en"]]
+    tracker = await agent.tracker_store.retrieve_full_tracker(sender)
+    assert [e.type_name for e in tracker.events].count("session_started") == 2
+    assert await chat.texts("human please") == [variations["utter_ask_problem_summary"]["en"]]
