@@ -11,6 +11,11 @@ a person; one agent is logged in to the console with its live stream open
 * **agent → merchant**: the agent replies through the desk API; timed until the merchant's
   socket receives it (desk → Rasa's HTTP API → socket.io).
 
+People type at a human pace: before each message and each reply a merchant or agent
+pauses a random 0–``think_s`` seconds (seeded per merchant, so every run is the same).
+With ``think_s: 0`` all 50 write in the same instant, a burst that queues in the one
+Rasa process (each message still goes through NLU while the bot is paused).
+
 The stack is the production one on one host: ``python -m rasa_server run`` with the
 project's endpoints.yml (its event broker) and credentials.yml, its action server, the
 desk. Every wait is bounded (``timeout_s``); a message that does not arrive is an error.
@@ -22,6 +27,7 @@ import contextlib
 import html
 import json
 import math
+import random
 import re
 import secrets
 import subprocess
@@ -210,10 +216,11 @@ class Merchant:
 
 
 async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, agent: AgentPage,
-                       rounds: int, timeout: float, outcome: HandoffOutcome,
+                       rounds: int, think_s: float, timeout: float, outcome: HandoffOutcome,
                        handed_over: Gate) -> None:
     """One merchant's handoff, then its timed rounds in both directions."""
     merchant = Merchant(rasa_url, number)
+    pace = random.Random(number)
     headers = {"Authorization": f"Bearer {token}"}
     arrived, stage = False, "to a person"
     try:
@@ -230,11 +237,13 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
                 words = f"M{number}R{round_number} 刷卡还是报1000"
                 stage = f"round {round_number}: to the agent"
                 seen = agent.expect(case_id, words)
+                await asyncio.sleep(pace.uniform(0, think_s))
                 sent = time.perf_counter()
                 await merchant.say(words)
                 outcome.to_agent_ms.append((await asyncio.wait_for(seen, timeout) - sent) * 1000)
                 stage = f"round {round_number}: to the merchant"
                 reply = f"A{number}R{round_number} 请重启一次终端"
+                await asyncio.sleep(pace.uniform(0, think_s))
                 sent = time.perf_counter()
                 async with api.post(f"{desk_url}/api/escalations/{case_id}/reply",
                                     json={"text": reply, "agent": AGENT}) as response:
@@ -253,7 +262,7 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
 
 
 async def drive(rasa_url: str, desk_url: str, token: str, password: str, merchants: int,
-                rounds: int, timeout: float) -> HandoffOutcome:
+                rounds: int, think_s: float, timeout: float) -> HandoffOutcome:
     """All merchants at once against one logged-in agent page."""
     outcome = HandoffOutcome()
     agent = AgentPage(desk_url, password)
@@ -261,7 +270,7 @@ async def drive(rasa_url: str, desk_url: str, token: str, password: str, merchan
     handed_over = Gate(merchants)
     try:
         await asyncio.gather(*(
-            one_merchant(n, rasa_url, desk_url, token, agent, rounds, timeout, outcome, handed_over)
+            one_merchant(n, rasa_url, desk_url, token, agent, rounds, think_s, timeout, outcome, handed_over)
             for n in range(merchants)
         ))
     finally:
@@ -296,5 +305,6 @@ def handoff_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[s
                                       rasa_url=stack.url, rasa_token=stack.token)
         running.callback(desk.stop)
         outcome = asyncio.run(drive(stack.url, desk_url, token, password, part["merchants"],
-                                    part["rounds"], settings["timeout_s"]))
-    return {"merchants": part["merchants"], "rounds": part["rounds"], **outcome.figures()}
+                                    part["rounds"], part["think_s"], settings["timeout_s"]))
+    return {"merchants": part["merchants"], "rounds": part["rounds"], "think_s": part["think_s"],
+            **outcome.figures()}
