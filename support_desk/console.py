@@ -127,7 +127,8 @@ def agent_only(handler: Handler) -> Handler:
     async def wrapped(request: web.Request) -> web.StreamResponse:
         session = await get_session(request)
         if not session.get("agent"):
-            if request.path.endswith(("/transcript", "/canned")):
+            # Read by the case page's scripts: JSON, not a redirect to the login page.
+            if request.path.startswith("/console/cases/") and request.path.endswith(("/transcript", "/canned")):
                 return web.json_response({"error": "login required"}, status=401)
             raise web.HTTPFound("/console/login")
         if request.method == "POST":

@@ -114,7 +114,8 @@ async def test_closed_tab_sees_the_agents_reply_and_the_closing_message_once(sta
     http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/resolve", {"note": "已恢复", "category": "server"}, auth)
     said_while_away = [e["text"] for e in stack.tracker(session)["events"]
                        if e["event"] == "bot" and e.get("metadata", {}).get("desk_message_id")]
-    assert len(said_while_away) == 3 and said_while_away[1] == reply  # joined, the reply, closed
+    # joined, the reply, the closing message, the rating question
+    assert len(said_while_away) == 4 and said_while_away[1] == reply
 
     page = await open_chat(context, stack)  # back, in a new tab of the same browser
     await wait_for_text(page, said_while_away[-1])
