@@ -90,7 +90,7 @@ async def test_agent_handles_a_case_in_the_browser(desk):
         await page.wait_for_timeout(1000)  # the live re-read after the reply's change renders as text too
         assert PAYLOAD in await page.inner_text("#transcript")
         assert await page.locator("#transcript script, #transcript img").count() == 0
-        await page.screenshot(path=str(SHOTS / "console-case.png"), full_page=True)
+        await page.screenshot(path=str(SHOTS / "console-case-reply.png"), full_page=True)
 
         await page.fill("textarea[name=note]", "后台通道已恢复")
         await page.click("#resolve")

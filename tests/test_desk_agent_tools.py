@@ -356,3 +356,18 @@ async def test_console_resolved_outcome_and_satisfaction(client, rasa):
     assert "⭐⭐⭐⭐ 4/5" in await (await client.get(url)).text()
     stats = await (await client.get("/console/stats")).text()
     assert "4.0 / 5 · 1 条评价" in stats and "机器人的评分没有上报到客服台" in stats
+
+
+async def test_closing_and_rating_wait_together_while_rasa_is_down(client, rasa):
+    from support_desk.api import RELAY
+
+    case = await create(client)
+    rasa.down = True
+    status, resolved = await post(client, f"/api/escalations/{case['id']}/resolve", {"note": "ok"})
+    assert status == 202 and resolved["bot_resumed"] is False
+    assert [m["delivery"] for m in resolved["transcript"] if m["kind"] in ("closing", "rating")] == ["waiting", "waiting"]
+    rasa.down = False
+    assert await client.app[RELAY].deliver_pending() == {}
+    assert [e["event"] for e in rasa.events["shop-17"]] == ["resume", "bot", "bot", "action"]
+    assert await client.app[RELAY].deliver_pending() == {}  # nothing goes twice
+    assert len(rasa.events["shop-17"]) == 4

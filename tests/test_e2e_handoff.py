@@ -216,7 +216,8 @@ def test_merchant_and_agent_hold_the_whole_conversation(stack):
     assert resolved["status"] == "resolved" and resolved["bot_resumed"] is True
     tracker = stack.tracker(merchant)
     assert tracker["paused"] is False
-    assert [e["event"] for e in tracker["events"]][-3:] == ["resume", "bot", "action"]
+    # resume, the closing message, the rating question, action_listen
+    assert [e["event"] for e in tracker["events"]][-4:] == ["resume", "bot", "bot", "action"]
 
     # The bot answers the merchant's next message again.
     answers = stack.say(merchant, "1000是什么意思")
