@@ -2,32 +2,15 @@
 real PostgreSQL (LIKE is case-sensitive there, so both must agree)."""
 from __future__ import annotations
 
-import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from support_desk.db import create_engine, migrate
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, NewEscalation
+from tests.test_desk_store import database_url, store  # noqa: F401 - the same fixtures (SQLite and PostgreSQL)
 
-_names = itertools.count()
 NOW = datetime(2026, 12, 4, 2, 0, tzinfo=timezone.utc)
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'desk.db'}"
-    return request.getfixturevalue("postgres").create_database(f"history_{next(_names)}")
-
-
-@pytest.fixture
-async def store(database_url):
-    migrate(database_url)
-    engine = create_engine(database_url)
-    yield DeskStore(engine)
-    await engine.dispose()
 
 
 async def add(store: DeskStore, ticket: str, days_ago: float, **fields) -> dict:
