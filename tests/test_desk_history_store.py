@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
-import pytest
-
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, NewEscalation
 from tests.test_desk_store import database_url, store  # noqa: F401 - the same fixtures (SQLite and PostgreSQL)
