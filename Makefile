@@ -23,7 +23,7 @@ export RASA_TELEMETRY_ENABLED := false
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
                 $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate clean test-slow bench
+.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate lint clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
@@ -58,6 +58,11 @@ $(MODEL): $(VENV)/.installed $(TRAIN_INPUTS)
 	exit $$status
 
 train: $(MODEL)
+
+# ruff (pyflakes, pycodestyle, bugbear) and mypy, both configured in pyproject.toml.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml

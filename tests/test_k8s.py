@@ -60,7 +60,7 @@ def test_no_secret_is_inlined():
 
 
 def test_every_container_has_readiness_and_liveness_probes():
-    for doc, container in containers():
+    for _doc, container in containers():
         assert "readinessProbe" in container and "livenessProbe" in container, container["name"]
 
 
