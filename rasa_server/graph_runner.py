@@ -13,6 +13,9 @@ from typing import Any, Dict, FrozenSet, List, Optional, Text, Tuple
 from rasa.engine.exceptions import GraphRunError
 from rasa.engine.runner.dask import DaskGraphRunner
 
+# What rasa.core.processor loads the predict graph into (rasa_server.replacements checks its source)
+_UPSTREAM = DaskGraphRunner
+
 # node name -> the names (node or input) its arguments come from, in order
 _Plan = List[Tuple[Text, List[Text]]]
 
