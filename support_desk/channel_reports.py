@@ -222,7 +222,7 @@ async def _session(conn, report: Report) -> Effect:  # noqa: ANN001
 _APPLY = {"delivery": _delivery, "agent_message": _agent_message, "session": _session}
 
 
-async def active_case(conn, sender_id: str):  # noqa: ANN001, ANN202
+async def active_case(conn, sender_id: str) -> Optional[sa.Row]:  # noqa: ANN001
     """The sender's newest open or claimed case (None when there is none)."""
     return (await conn.execute(
         sa.select(escalations.c.id, escalations.c.claimed_by, escalations.c.first_reply_at)

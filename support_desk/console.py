@@ -374,10 +374,15 @@ async def reply(request: web.Request) -> web.StreamResponse:
     text = required_text(dict(form), "text", 4000)
     agent = (await get_session(request))["agent"]
     result = await cases.reply(request.app[STORE], request.app[RELAY], _id(request), text, agent)
-    # Say plainly whether the merchant will see it: on a REST conversation it only waits.
-    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable"}.get(result.record["delivery"], "rasa_down")
+    # Say plainly whether the merchant will see it: on a REST conversation it only waits;
+    # on a channel that reports, it is the channel's to send.
+    delivery = result.record["delivery"]
+    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable", "sending": "sent_sending",
+               "held": "delivery_held"}.get(delivery, "rasa_down")
     channel = (await request.app[STORE].get_escalation(_id(request)))["channel"]
-    await flash(request, (await word(request, outcome)).format(channel=channel), error=outcome == "rasa_down")
+    await flash(request, (await word(request, outcome)).format(channel=channel,
+                                                               reason=result.record.get("delivery_reason") or ""),
+                error=outcome in ("rasa_down", "delivery_held"))
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
 

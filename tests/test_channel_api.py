@@ -263,3 +263,12 @@ async def test_reply_form_posts_to_a_wecom_held_case_are_refused_with_the_reason
     assert "WeCom client" in await response.text()
     transcript = (await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json())["transcript"]
     assert [m for m in transcript if m["kind"] == "reply"] == []
+
+
+async def test_a_console_reply_on_a_reporting_channel_is_not_called_sent(client):
+    case = await kf_case(client)
+    await login(client)
+    token = csrf_of(await (await client.get(f"/console/cases/{case['id']}")).text())
+    page = await (await client.post(f"/console/cases/{case['id']}/reply", data={"csrf": token, "text": "您好"})).text()
+    assert "回复已交给 wecom_kf 渠道发送" in page and "已发送。" not in page and "连不上机器人服务" not in page
+    assert "发送中，等待渠道确认" in page
