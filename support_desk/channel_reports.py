@@ -114,7 +114,7 @@ def _message_id(value: Any) -> Optional[int]:
 
 @dataclass
 class Taken:
-    """What one batch did: counts, the cases that changed, those with a resume queued."""
+    """What one batch did: the counts, and the cases that got a resume queued."""
 
     taken: int = 0
     ignored: int = 0

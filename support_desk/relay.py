@@ -79,7 +79,7 @@ class RasaRelay:
                 if message.get("delivery_error") and await self._arrived(message):
                     await self.store.mark_delivery(message["id"], None, *also)
                     continue
-                await self.rasa.append_events(message["sender_id"], _events(message, rider))
+                await self.rasa.append_events(message["sender_id"], rasa_events(message, rider))
             except RasaUnavailable as error:
                 failed[message["id"]] = str(error)
                 failed.update({extra: str(error) for extra in also})
@@ -141,7 +141,7 @@ def _riders(queued: List[Dict[str, Any]]) -> Dict[int, int]:
     return riders
 
 
-def _events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def rasa_events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The Rasa events that carry one desk message (and the rating question after a closing)."""
     # The desk's message id travels with the bot event: a retry after an attempt whose
     # answer was lost (Rasa slow, not down) finds it and does not send twice.
