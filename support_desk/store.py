@@ -12,13 +12,12 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.live import LiveHub
 from support_desk.privacy import mask_card_numbers
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from support_desk.schema import agents, canned_replies, escalations, incidents, messages, outcomes
 
 STATUSES = ("open", "claimed", "resolved")
