@@ -39,6 +39,10 @@ class DeskClient:
         """POST /api/outcomes: how a guided diagnostics ended (for the desk's stats)."""
         await self._request("POST", "/api/outcomes", json=outcome)
 
+    async def rate_bot(self, sender_id: str, rating: int) -> None:
+        """POST /api/outcomes/rating: the merchant's 1–5 for the bot after a fixed terminal."""
+        await self._request("POST", "/api/outcomes/rating", json={"sender_id": sender_id, "rating": rating})
+
     async def find_escalations(
         self,
         ticket: Optional[str] = None,

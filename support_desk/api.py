@@ -89,7 +89,26 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
 
 async def read_json(request: web.Request) -> Dict[str, Any]:
     """The request body as a JSON object, or a 400 that says what is wrong."""
-    raw = await request.read()
+    return parse_json(await request.read())
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """The raw body, up to ``limit`` bytes (for the routes allowed more than the app's
+    ``max_body_bytes``); a larger one is a 413, found before it is all read."""
+    if request.content_length is not None and request.content_length > limit:
+        raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=request.content_length)
+    data = bytearray()
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            return bytes(data)
+        data += chunk
+        if len(data) > limit:
+            raise web.HTTPRequestEntityTooLarge(max_size=limit, actual_size=len(data))
+
+
+def parse_json(raw: bytes) -> Dict[str, Any]:
+    """A body's bytes as a JSON object, or ``Invalid`` saying what is wrong."""
     if not raw.strip():
         raise Invalid("request body is empty: send a JSON object")
     try:
@@ -272,6 +291,19 @@ async def record_outcome(request: web.Request) -> web.Response:
         _choice(body, "language", ("zh", "en"), "zh"),
     )
     return web.json_response({"recorded": True}, status=201)
+
+
+@routes.post("/api/outcomes/rating")
+async def rate_bot(request: web.Request) -> web.Response:
+    """The merchant's 1-5 rating of the bot's help after a fixed terminal, set on that
+    conversation's latest outcome, once (404 without an outcome, 409 when rated)."""
+    body = await read_json(request)
+    rating = body.get("rating")
+    if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
+        raise Invalid("rating must be an integer from 1 to 5")
+    return web.json_response(
+        await request.app[STORE].rate_bot(required_text(body, "sender_id", 255), rating), status=201
+    )
 
 
 @routes.get("/api/stats")

@@ -10,8 +10,9 @@ from aiohttp import web
 
 from support_desk.accounts import ensure_first_agent
 from support_desk.api import RELAY, SETTINGS, STORE, bearer_auth, json_errors, routes
-from support_desk.config import DeskSettings, load_settings
+from support_desk.channel_api import routes as channel_routes
 from support_desk.chat import routes as chat_routes
+from support_desk.config import DeskSettings, load_settings
 from support_desk.console import setup_console
 from support_desk.db import create_engine, migrate
 from support_desk.events_in import routes as rasa_event_routes
@@ -32,6 +33,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     )
     app[SETTINGS] = settings
     app.router.add_routes(routes)
+    app.router.add_routes(channel_routes)
     app.router.add_routes([OPENAPI_ROUTE])
     if not settings.secret_key:
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
@@ -58,6 +60,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         retry.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await retry
+        await app[RELAY].rasa.close()
         if bus is not None:
             await bus.close()
         await engine.dispose()

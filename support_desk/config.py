@@ -5,7 +5,7 @@ import os
 from dataclasses import dataclass, field
 from datetime import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
@@ -55,6 +55,9 @@ class DeskSettings:
     # A terminal SN with this many cases within the window is flagged as a repeat.
     repeat_cases: int = 3
     repeat_days: int = 7
+    # Pictures merchants send during a handoff (``POST /api/channel/attachments``).
+    attachment_max_bytes: int = 2 * 1024 * 1024
+    attachment_types: Tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
 
 
 def load_settings(
@@ -90,4 +93,6 @@ def load_settings(
         redis_url=environ.get("DESK_REDIS_URL") or None,
         repeat_cases=int(raw["repeat_flag"]["cases"]),
         repeat_days=int(raw["repeat_flag"]["days"]),
+        attachment_max_bytes=int(raw["attachments"]["max_bytes"]),
+        attachment_types=tuple(str(kind) for kind in raw["attachments"]["content_types"]),
     )

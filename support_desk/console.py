@@ -29,6 +29,7 @@ from markupsafe import Markup
 
 from support_desk import cases
 from support_desk.accounts import verify_password
+from support_desk.attachments import read_attachment
 from support_desk.canned import canned_for_case
 from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
 from support_desk.config import BusinessHours
@@ -36,7 +37,7 @@ from support_desk.history import case_history, ordinal, repeat_counts
 from support_desk.hours import business_minutes_between
 from support_desk.privacy import mask_phone
 from support_desk.queue_filters import parse_queue_filters
-from support_desk.store import Conflict, NotFound, utcnow
+from support_desk.store import Conflict, NotFound, utcnow, wecom_agent
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 
 HERE = Path(__file__).parent
@@ -128,7 +129,7 @@ def agent_only(handler: Handler) -> Handler:
         session = await get_session(request)
         if not session.get("agent"):
             # Read by the case page's scripts: JSON, not a redirect to the login page.
-            if request.path.startswith("/console/cases/") and request.path.endswith(("/transcript", "/canned")):
+            if request.path.startswith("/console/cases/") and request.path.endswith("/canned"):
                 return web.json_response({"error": "login required"}, status=401)
             raise web.HTTPFound("/console/login")
         if request.method == "POST":
@@ -292,6 +293,7 @@ async def case_page(request: web.Request) -> web.Response:
     agent = (await get_session(request))["agent"]
     return await page(
         request, "case.html", case={**case, "transcript": with_delivery_text(case, t)},
+        platform=platform_text(case, t),
         sla=sla_state(case, settings.sla_minutes, settings.business_hours, utcnow()),
         history=await case_history(store, settings, case),
         roles_json=json.dumps({r: t[f"role_{r}"] for r in ("user", "bot", "agent")}, ensure_ascii=False),
@@ -306,20 +308,43 @@ def with_delivery_text(case: Dict[str, Any], t: Dict[str, str]) -> List[Dict[str
     lines = []
     for message in case["transcript"]:
         state = message["delivery"]
-        text = t[f"delivery_{state}"].format(channel=case["channel"]) if state else ""
+        text = t[f"delivery_{state}"].format(channel=case["channel"], reason=message.get("delivery_reason") or "") \
+            if state else ""
         if state == "waiting" and message["delivery_error"]:
             text += f" ({message['delivery_error']})"
         lines.append({**message, "delivery_text": text})
     return lines
 
 
-@routes.get("/console/cases/{id}/transcript")
-@agent_only
-async def case_transcript(request: web.Request) -> web.Response:
-    """The live transcript for the case page's polling (JSON, session auth)."""
-    case = await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], _id(request))
-    t = texts()[(await get_session(request)).get("lang", "zh")]
-    return web.json_response({"status": case["status"], "transcript": with_delivery_text(case, t)})
+def platform_text(case: Dict[str, Any], t: Dict[str, str]) -> Dict[str, str]:
+    """What the case page says about the WeCom session: the pool, or the WeCom agent who
+    answers in the WeCom client (then ``reply_blocked`` replaces the reply box)."""
+    in_wecom = wecom_agent(case)
+    if in_wecom is not None:
+        return {"session": t["wecom_agent"].format(agent=in_wecom),
+                "reply_blocked": t["reply_in_wecom"].format(agent=in_wecom)}
+    if case["status"] == "open" and case.get("platform_session") == "pool":
+        return {"session": t["wecom_pool"], "reply_blocked": ""}
+    return {"session": "", "reply_blocked": ""}
+
+
+@routes.get("/console/attachments/{id}")
+async def attachment(request: web.Request) -> web.Response:
+    """A picture a merchant sent, for logged-in agents only (404 for everyone else: not
+    even whether it exists), with its stored type and no sniffing."""
+    if not (await get_session(request)).get("agent"):
+        raise web.HTTPNotFound(text="not found")
+    found = await read_attachment(request.app[STORE], _id(request))
+    if found is None:
+        raise web.HTTPNotFound(text="not found")
+    content_type, data = found
+    return web.Response(body=data, headers={
+        "Content-Type": content_type,
+        "X-Content-Type-Options": "nosniff",
+        "Cache-Control": "private, no-store",
+        # A picture, never a page: nothing in it may run or load anything.
+        "Content-Security-Policy": "default-src 'none'; sandbox",
+    })
 
 
 @routes.get("/console/cases/{id}/canned")
@@ -349,10 +374,15 @@ async def reply(request: web.Request) -> web.StreamResponse:
     text = required_text(dict(form), "text", 4000)
     agent = (await get_session(request))["agent"]
     result = await cases.reply(request.app[STORE], request.app[RELAY], _id(request), text, agent)
-    # Say plainly whether the merchant will see it: on a REST conversation it only waits.
-    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable"}.get(result.record["delivery"], "rasa_down")
+    # Say plainly whether the merchant will see it: on a REST conversation it only waits;
+    # on a channel that reports, it is the channel's to send.
+    delivery = result.record["delivery"]
+    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable", "sending": "sent_sending",
+               "held": "delivery_held"}.get(delivery, "rasa_down")
     channel = (await request.app[STORE].get_escalation(_id(request)))["channel"]
-    await flash(request, (await word(request, outcome)).format(channel=channel), error=outcome == "rasa_down")
+    await flash(request, (await word(request, outcome)).format(channel=channel,
+                                                               reason=result.record.get("delivery_reason") or ""),
+                error=outcome in ("rasa_down", "delivery_held"))
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
 

@@ -18,7 +18,7 @@ from aiohttp_session import get_session
 
 from support_desk import cases
 from support_desk.api import RELAY, STORE, escalation_id
-from support_desk.console import texts, with_delivery_text
+from support_desk.console import platform_text, texts, with_delivery_text
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -82,4 +82,6 @@ async def live_case(request: web.Request) -> web.Response:
         "status_text": texts()[lang].get(case["status"], case["status"]),
         # The same lines as the server-rendered page: delivery state in the agent's words.
         "transcript": with_delivery_text(case, texts()[lang]),
+        # The WeCom session (pool, or a WeCom agent: then the reply box is closed).
+        **platform_text(case, texts()[lang]),
     })

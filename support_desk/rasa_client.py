@@ -27,6 +27,15 @@ class RasaClient:
         self._base = base_url.rstrip("/")
         self._params = {"token": token} if token else {}
         self._timeout = aiohttp.ClientTimeout(total=timeout)
+        # One connection pool for the desk's life: made on the first call (inside the
+        # running loop), closed on the app's cleanup.
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    async def close(self) -> None:
+        """Close the connection pool (the desk is shutting down)."""
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
 
     async def append_events(self, sender_id: str, events: List[Dict[str, Any]]) -> None:
         """Append events to a conversation and send bot messages to its latest channel."""
@@ -42,11 +51,12 @@ class RasaClient:
         return body.get("events") or []
 
     async def _request(self, method: str, url: str, params: Dict[str, str], body: Any = None) -> Any:
+        if self._session is None or self._session.closed:
+            self._session = aiohttp.ClientSession(timeout=self._timeout)
         try:
-            async with aiohttp.ClientSession(timeout=self._timeout) as session:
-                async with session.request(method, url, params=params, json=body) as response:
-                    if response.status >= 300:
-                        raise RasaUnavailable(f"Rasa answered {response.status}")
-                    return await response.json(content_type=None)
+            async with self._session.request(method, url, params=params, json=body) as response:
+                if response.status >= 300:
+                    raise RasaUnavailable(f"Rasa answered {response.status}")
+                return await response.json(content_type=None)
         except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
             raise RasaUnavailable(f"Rasa not reachable: {error.__class__.__name__}") from error

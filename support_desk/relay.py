@@ -1,8 +1,11 @@
 """Moves messages between the desk and the merchant's Rasa conversation.
 
 * Agent replies and the closing or hand-back message (with Rasa's ``resume`` event and,
-  after a closing, the satisfaction question) go out in the order they were written; one that Rasa does not take stays queued with its error and
-  is retried, so nothing an agent wrote is lost.
+  after a closing, the satisfaction question) go out in the order they were written; one
+  that Rasa does not take stays queued with its error and is retried, so nothing an agent
+  wrote is lost. Every bot event carries ``metadata.desk_message_id``: Rasa hands it to
+  the output channel, which reports the message's fate by that id. A case whose WeCom
+  session ended queues a bare ``resume`` the same way.
 * What is said during the handoff (the merchant's messages, the bot's ticket message)
   is copied from the Rasa tracker into the case once per message, in words: the case
   page's reconciliation when it opens; Rasa's event broker pushes it as it happens
@@ -76,7 +79,7 @@ class RasaRelay:
                 if message.get("delivery_error") and await self._arrived(message):
                     await self.store.mark_delivery(message["id"], None, *also)
                     continue
-                await self.rasa.append_events(message["sender_id"], _events(message, rider))
+                await self.rasa.append_events(message["sender_id"], rasa_events(message, rider))
             except RasaUnavailable as error:
                 failed[message["id"]] = str(error)
                 failed.update({extra: str(error) for extra in also})
@@ -138,11 +141,15 @@ def _riders(queued: List[Dict[str, Any]]) -> Dict[int, int]:
     return riders
 
 
-def _events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
+def rasa_events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> List[Dict[str, Any]]:
     """The Rasa events that carry one desk message (and the rating question after a closing)."""
     # The desk's message id travels with the bot event: a retry after an attempt whose
     # answer was lost (Rasa slow, not down) finds it and does not send twice.
     tag = {"desk_message_id": message["id"]}
+    if message["kind"] == "resume":
+        # The WeCom session ended: the bot takes over without a word (the platform would
+        # refuse a message now); action_listen as below.
+        return [{"event": "resume"}, {"event": "action", "name": "action_listen"}]
     if message["kind"] not in RESUMING_KINDS:
         event = {"event": "bot", "text": message["text"], "metadata": {"agent": message["author"], **tag}}
         if message.get("buttons"):

@@ -21,17 +21,20 @@ escalations = sa.Table(
     sa.Column("contact", sa.String(255)),
     sa.Column("summary", sa.Text),
     sa.Column("diagnostics", sa.JSON, nullable=False),
-    sa.Column("claimed_by", sa.String(64)),
+    sa.Column("claimed_by", sa.String(128)),
     sa.Column("claimed_at", sa.DateTime(timezone=True)),
     sa.Column("resolution_note", sa.Text),
     sa.Column("resolution_category", sa.String(64)),
     sa.Column("expected_reply_by", sa.DateTime(timezone=True)),
     sa.Column("first_reply_at", sa.DateTime(timezone=True)),
     sa.Column("resolved_at", sa.DateTime(timezone=True)),
-    sa.Column("resolved_by", sa.String(64)),
+    sa.Column("resolved_by", sa.String(128)),
     # The merchant's 1-5 rating of the agent's help, once per resolved case.
     sa.Column("satisfaction", sa.Integer),
     sa.Column("satisfaction_at", sa.DateTime(timezone=True)),
+    # The WeCom KF session as the channel reported it: "pool" (待接入池, state 2) or
+    # "agent" (人工, state 3: a WeCom agent answers in the WeCom client).
+    sa.Column("platform_session", sa.String(16)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -52,17 +55,28 @@ messages = sa.Table(
     sa.Column("role", sa.String(8), nullable=False),
     sa.Column("text", sa.Text, nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False),
-    sa.Column("author", sa.String(64)),
+    sa.Column("author", sa.String(128)),
     # transcript | merchant | reply | notice | note (private, never sent) | closing and
     # handback (both resume the bot) | rating (the satisfaction question after a closing)
+    # | resume (the bot takes over without a word: the WeCom session ended) | wecom_agent
+    # (a WeCom agent answered in the WeCom client)
     sa.Column("kind", sa.String(16), nullable=False),
     # Buttons of a bot message (the rating question's 1-5 choices).
     sa.Column("buttons", sa.JSON),
     # Agent replies and the closing message wait here until Rasa has them.
     sa.Column("delivered_at", sa.DateTime(timezone=True)),
     sa.Column("delivery_error", sa.Text),
-    # Rasa tracker event timestamp, so a merchant message is copied once.
+    # Rasa tracker event timestamp, so a merchant message is copied once (unique per
+    # case: two desk processes filing the same event keep one row).
     sa.Column("source_ts", sa.Float),
+    # What the merchant's channel reported (wecom_kf, wechat): "sent" or "held", its
+    # reason, and the report's time (a later report wins, an older one is ignored).
+    sa.Column("channel_state", sa.String(8)),
+    sa.Column("channel_reason", sa.Text),
+    sa.Column("channel_at", sa.Float),
+    # A picture the merchant sent (``[image]`` messages).
+    sa.Column("attachment_id", sa.Integer, sa.ForeignKey("attachments.id", ondelete="SET NULL")),
+    sa.Index("uq_messages_escalation_source_ts", "escalation_id", "source_ts", unique=True),
 )
 
 incidents = sa.Table(
@@ -112,4 +126,34 @@ outcomes = sa.Table(
     sa.Column("fixed_step", sa.String(32)),
     sa.Column("language", sa.String(8), nullable=False),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # The merchant's 1-5 rating of the bot's help after a fixed terminal, once.
+    sa.Column("rating", sa.Integer),
+    sa.Column("rated_at", sa.DateTime(timezone=True)),
+)
+
+# Every channel report the desk has taken (``POST /api/channel/reports``): a report_id
+# seen before is ignored, also when the retry reaches another desk process.
+channel_reports = sa.Table(
+    "channel_reports",
+    metadata,
+    sa.Column("report_id", sa.String(128), primary_key=True),
+    sa.Column("kind", sa.String(16), nullable=False),
+    sa.Column("sender_id", sa.String(255), nullable=False),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("received_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+# Pictures merchants sent during a handoff, fetched by the channel from the platform.
+attachments = sa.Table(
+    "attachments",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("escalation_id", sa.Integer, sa.ForeignKey("escalations.id", ondelete="CASCADE"),
+              nullable=False, index=True),
+    sa.Column("channel", sa.String(16), nullable=False),
+    sa.Column("msgid", sa.String(128), nullable=False),
+    sa.Column("content_type", sa.String(32), nullable=False),
+    sa.Column("data", sa.LargeBinary, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("channel", "msgid", name="uq_attachments_channel_msgid"),
 )

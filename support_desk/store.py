@@ -5,7 +5,6 @@ the text a merchant wrote is stored with card numbers masked.
 """
 from __future__ import annotations
 
-import asyncio
 import secrets
 from bisect import bisect_right
 from dataclasses import dataclass
@@ -13,6 +12,8 @@ from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, Iterable, List, Optional
 
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.live import LiveHub
@@ -22,11 +23,17 @@ from support_desk.schema import agents, canned_replies, escalations, incidents, 
 STATUSES = ("open", "claimed", "resolved")
 PRIORITIES = ("urgent", "high", "normal")
 ROLES = ("user", "bot", "agent")
-# What the desk sends into the merchant's chat (a note is never among them).
-SENT_KINDS = ("reply", "notice", "closing", "handback", "rating")
+# What the desk sends into the merchant's chat (a note is never among them); ``resume``
+# carries no words, only Rasa's resume event.
+SENT_KINDS = ("reply", "notice", "closing", "handback", "rating", "resume")
 # Channels whose bot messages Rasa pushes to the merchant; on the others (``rest``) a
 # message waits in the conversation until the merchant's client asks for it.
-PUSH_CHANNELS = ("socketio", "wecom", "wechat", "telegram", "slack")
+PUSH_CHANNELS = ("socketio", "wecom", "wecom_kf", "wechat", "telegram", "slack")
+# Channels that report what became of each message (``POST /api/channel/reports``):
+# Rasa taking a message there is not the merchant getting it (quota, 48-hour window).
+REPORTING_CHANNELS = ("wecom_kf", "wechat")
+# claimed_by of a case a WeCom agent answers in the WeCom client ("wecom:<userid>").
+WECOM_AGENT_PREFIX = "wecom:"
 # The category of a case handed back to the bot without an agent's answer.
 RETURNED_TO_BOT = "returned_to_bot"
 
@@ -95,11 +102,8 @@ class DeskStore:
         self.engine = engine
         # Every write that changes a case is announced here once it has committed.
         self.hub = hub or LiveHub()
-        # The broker's push and a case page's tracker read may file the same message at
-        # once: one filing at a time keeps each message once (within this process).
-        self._filing = asyncio.Lock()
 
-    def _changed(self, escalation_id: int, change: str) -> None:
+    def changed(self, escalation_id: int, change: str) -> None:
         """Tell open consoles that a case changed (after the transaction committed)."""
         self.hub.publish({"type": "case", "id": escalation_id, "change": change})
 
@@ -119,7 +123,7 @@ class DeskStore:
             # The same ticket arrived twice at once: the other request created it.
             return await self.find_by_ticket(new.ticket or ""), False
         if created:
-            self._changed(case["id"], "created")
+            self.changed(case["id"], "created")
         return case, created
 
     async def _insert_escalation(
@@ -132,7 +136,7 @@ class DeskStore:
                 await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))
             ).scalar()
             if existing is not None:
-                return await self._escalation(conn, existing), False
+                return await self.read_case(conn, existing), False
             escalation_id = (
                 await conn.execute(
                     escalations.insert().values(
@@ -167,9 +171,8 @@ class DeskStore:
                 }
                 for line in new.transcript or []
             ]
-            if rows:
-                await conn.execute(messages.insert(), rows)
-            return await self._escalation(conn, escalation_id), True
+            await insert_new_messages(conn, rows)
+            return await self.read_case(conn, escalation_id), True
 
     async def list_escalations(
         self,
@@ -200,7 +203,7 @@ class DeskStore:
     async def get_escalation(self, escalation_id: int) -> Dict[str, Any]:
         """One escalation with its transcript."""
         async with self.engine.connect() as conn:
-            return await self._escalation(conn, escalation_id)
+            return await self.read_case(conn, escalation_id)
 
     async def find_by_ticket(self, ticket: str) -> Dict[str, Any]:
         """The escalation with this ticket number."""
@@ -210,7 +213,7 @@ class DeskStore:
             ).scalar()
             if escalation_id is None:
                 raise NotFound(ticket)
-            return await self._escalation(conn, escalation_id)
+            return await self.read_case(conn, escalation_id)
 
     async def latest_for_sender(self, sender_id: str) -> Dict[str, Any]:
         """The newest escalation of one conversation."""
@@ -225,12 +228,12 @@ class DeskStore:
             ).scalar()
             if escalation_id is None:
                 raise NotFound(sender_id)
-            return await self._escalation(conn, escalation_id)
+            return await self.read_case(conn, escalation_id)
 
     async def claim(self, escalation_id: int, agent: str, joined_text: Optional[str] = None) -> Dict[str, Any]:
         """An agent takes the case; the merchant is told once (``joined_text``, queued)."""
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             if current["status"] == "resolved":
                 raise Conflict("escalation is resolved")
             if current["status"] == "claimed" and current["claimed_by"] != agent:
@@ -248,17 +251,20 @@ class DeskStore:
                         escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now
                     )
                 )
-            case = await self._escalation(conn, escalation_id)
-        self._changed(escalation_id, "updated")
+            case = await self.read_case(conn, escalation_id)
+        self.changed(escalation_id, "updated")
         return case
 
     async def add_agent_reply(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
         """Keep an agent's reply (undelivered until Rasa confirms it)."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             if current["status"] == "resolved":
                 raise Conflict("escalation is resolved")
+            in_wecom = wecom_agent(current)
+            if in_wecom is not None:
+                raise Conflict(f"the case is handled in the WeCom client by {in_wecom}: the agent answers there")
             message_id = (
                 await conn.execute(
                     messages.insert().values(
@@ -280,7 +286,7 @@ class DeskStore:
                 escalations.update().where(escalations.c.id == escalation_id).values(**values)
             )
             message = await self._message(conn, message_id)
-        self._changed(escalation_id, "message")
+        self.changed(escalation_id, "message")
         return message
 
     async def resolve(
@@ -301,7 +307,7 @@ class DeskStore:
         """
         now = utcnow()
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             if current["status"] == "resolved":
                 raise Conflict("escalation is already resolved")
             await conn.execute(
@@ -322,15 +328,15 @@ class DeskStore:
                              "text": rating_question["text"], "buttons": rating_question["buttons"]})
             for row in rows:  # one by one: ids in this order, the order of delivery
                 await conn.execute(messages.insert().values(**row))
-            case = await self._escalation(conn, escalation_id)
-        self._changed(escalation_id, "updated")
+            case = await self.read_case(conn, escalation_id)
+        self.changed(escalation_id, "updated")
         return case
 
     async def add_note(self, escalation_id: int, text: str, agent: Optional[str]) -> Dict[str, Any]:
         """Keep a private note on the case: shown to agents only, never sent to the merchant."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await self._escalation(conn, escalation_id)
+            await self.read_case(conn, escalation_id)
             message_id = (
                 await conn.execute(
                     messages.insert().values(
@@ -341,20 +347,20 @@ class DeskStore:
             ).inserted_primary_key[0]
             await conn.execute(escalations.update().where(escalations.c.id == escalation_id).values(updated_at=now))
             message = await self._message(conn, message_id)
-        self._changed(escalation_id, "message")
+        self.changed(escalation_id, "message")
         return message
 
     async def release(self, escalation_id: int, agent: Optional[str]) -> Dict[str, Any]:
         """Give a claimed case back to the queue (``agent``, when given, must hold it)."""
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             _holds(current, agent)
             await conn.execute(
                 escalations.update().where(escalations.c.id == escalation_id)
                 .values(status="open", claimed_by=None, claimed_at=None, updated_at=utcnow())
             )
-            case = await self._escalation(conn, escalation_id)
-        self._changed(escalation_id, "updated")
+            case = await self.read_case(conn, escalation_id)
+        self.changed(escalation_id, "updated")
         return case
 
     async def transfer(
@@ -363,7 +369,7 @@ class DeskStore:
         """Hand a claimed case to another existing agent; the merchant is told who joined."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             _holds(current, agent)
             exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == to_agent))).scalar()
             if exists is None:
@@ -377,14 +383,14 @@ class DeskStore:
             if joined_text:
                 await conn.execute(messages.insert().values(
                     escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now))
-            case = await self._escalation(conn, escalation_id)
-        self._changed(escalation_id, "updated")
+            case = await self.read_case(conn, escalation_id)
+        self.changed(escalation_id, "updated")
         return case
 
     async def rate(self, escalation_id: int, rating: int) -> Dict[str, Any]:
         """The merchant's 1-5 rating of a case an agent resolved, once per case."""
         async with self.engine.begin() as conn:
-            current = await self._escalation(conn, escalation_id)
+            current = await self.read_case(conn, escalation_id)
             if current["status"] != "resolved" or current["resolution_category"] == RETURNED_TO_BOT:
                 raise Conflict("escalation is not resolved by an agent")
             # The WHERE makes "once" hold when two ratings arrive at the same moment.
@@ -395,8 +401,8 @@ class DeskStore:
             )
             if result.rowcount == 0:
                 raise Conflict("escalation is already rated")
-            case = await self._escalation(conn, escalation_id)
-        self._changed(escalation_id, "updated")
+            case = await self.read_case(conn, escalation_id)
+        self.changed(escalation_id, "updated")
         return case
 
     async def waiting_on(self, agent: str, idle_minutes: int) -> List[Dict[str, Any]]:
@@ -448,38 +454,29 @@ class DeskStore:
 
     async def add_merchant_messages(self, escalation_id: int, lines: Iterable[Dict[str, Any]]) -> int:
         """Copy messages of the handoff from Rasa once each (by event timestamp): the
-        merchant's (``role`` user, the default) and the bot's own (``role`` bot)."""
-        async with self._filing, self.engine.begin() as conn:
-            known = set(
-                (
-                    await conn.execute(
-                        sa.select(messages.c.source_ts).where(
-                            messages.c.escalation_id == escalation_id,
-                            messages.c.source_ts.isnot(None),
-                        )
-                    )
-                ).scalars()
-            )
-            rows = []
-            for line in lines:
-                if line["source_ts"] in known:
-                    continue
-                known.add(line["source_ts"])  # also once within one batch (a retried event)
-                role = line.get("role", "user")
-                rows.append({
-                    "escalation_id": escalation_id,
-                    "role": role,
-                    "kind": "merchant" if role == "user" else "transcript",
-                    "text": mask_card_numbers(line["text"]),
-                    "at": to_utc(line["at"]),
-                    "delivered_at": to_utc(line["at"]),
-                    "source_ts": line["source_ts"],
-                })
-            if rows:
-                await conn.execute(messages.insert(), rows)
-        if rows:
-            self._changed(escalation_id, "message")
-        return len(rows)
+        merchant's (``role`` user, the default) and the bot's own (``role`` bot).
+
+        Once across desk processes too: the broker's push and a case page's tracker read
+        may file the same message at once in two processes; the unique index on
+        (case, timestamp) keeps one.
+        """
+        rows = []
+        for line in lines:
+            role = line.get("role", "user")
+            rows.append({
+                "escalation_id": escalation_id,
+                "role": role,
+                "kind": "merchant" if role == "user" else "transcript",
+                "text": mask_card_numbers(line["text"]),
+                "at": to_utc(line["at"]),
+                "delivered_at": to_utc(line["at"]),
+                "source_ts": line["source_ts"],
+            })
+        async with self.engine.begin() as conn:
+            added = await insert_new_messages(conn, rows)
+        if added:
+            self.changed(escalation_id, "message")
+        return added
 
     async def undelivered(self, escalation_id: Optional[int] = None) -> List[Dict[str, Any]]:
         """Messages for the merchant Rasa has not received yet, oldest first (never notes)."""
@@ -505,7 +502,7 @@ class DeskStore:
             ).scalar()
             await conn.execute(messages.update().where(messages.c.id.in_(ids)).values(**values))
         if escalation_id is not None:
-            self._changed(escalation_id, "message")
+            self.changed(escalation_id, "message")
 
     # --- history ---------------------------------------------------------------------
 
@@ -622,6 +619,29 @@ class DeskStore:
                 )
             )
 
+    async def rate_bot(self, sender_id: str, rating: int) -> Dict[str, Any]:
+        """The merchant's 1-5 rating of the bot's help, on that conversation's latest
+        outcome (a fixed terminal), once."""
+        async with self.engine.begin() as conn:
+            latest = (
+                await conn.execute(
+                    sa.select(outcomes.c.id, outcomes.c.outcome).where(outcomes.c.sender_id == sender_id)
+                    .order_by(outcomes.c.at.desc(), outcomes.c.id.desc()).limit(1)
+                )
+            ).first()
+            if latest is None:
+                raise NotFound(sender_id)
+            if latest.outcome != "resolved":
+                raise Conflict(f"the latest diagnostics of this conversation ended {latest.outcome}, not fixed")
+            # The WHERE makes "once" hold when two ratings arrive at the same moment.
+            result = await conn.execute(
+                outcomes.update().where(outcomes.c.id == latest.id, outcomes.c.rating.is_(None))
+                .values(rating=rating, rated_at=utcnow())
+            )
+            if result.rowcount == 0:
+                raise Conflict("the bot's help is already rated for this outcome")
+        return {"sender_id": sender_id, "rating": rating}
+
     async def stats(self, days: int = 14) -> Dict[str, Any]:
         """Figures for the stats page over the last ``days`` days."""
         since = utcnow() - timedelta(days=days)
@@ -642,6 +662,14 @@ class DeskStore:
                     await conn.execute(
                         sa.select(escalations.c.satisfaction)
                         .where(escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None))
+                    )
+                ).scalars()
+            )
+            bot_ratings = list(
+                (
+                    await conn.execute(
+                        sa.select(outcomes.c.rating)
+                        .where(outcomes.c.rated_at >= since, outcomes.c.rating.isnot(None))
                     )
                 ).scalars()
             )
@@ -671,11 +699,12 @@ class DeskStore:
             "escalated": len(created),
             "fixed_by_step": fixed_by_step,
             "median_first_reply_minutes": round(median, 1) if median is not None else None,
-            # The merchants' 1-5 ratings of cases an agent solved. The bot's own rating
-            # (after a fixed terminal) stays in the Rasa conversation: it is not reported
-            # to the desk, so there is no figure for it here.
-            "agent_rating_average": round(sum(ratings) / len(ratings), 2) if ratings else None,
+            # The merchants' 1-5 ratings of cases an agent solved, and of the bot's help
+            # after a fixed terminal (reported by the bot's rating action).
+            "agent_rating_average": _average(ratings),
             "agent_ratings": len(ratings),
+            "bot_rating_average": _average(bot_ratings),
+            "bot_ratings": len(bot_ratings),
         }
 
     # --- agents ----------------------------------------------------------------------
@@ -755,7 +784,8 @@ class DeskStore:
 
     # --- helpers -----------------------------------------------------------------------
 
-    async def _escalation(self, conn, escalation_id: int) -> Dict[str, Any]:  # noqa: ANN001
+    async def read_case(self, conn, escalation_id: int) -> Dict[str, Any]:  # noqa: ANN001
+        """One case with its transcript, read on an open connection (inside a transaction)."""
         row = (
             await conn.execute(sa.select(escalations).where(escalations.c.id == escalation_id))
         ).mappings().first()
@@ -788,21 +818,51 @@ def _holds(case: Dict[str, Any], agent: Optional[str]) -> None:
         raise Conflict(f"escalation is claimed by {case['claimed_by']}")
 
 
+def wecom_agent(case: Dict[str, Any]) -> Optional[str]:
+    """The WeCom userid of the agent answering this case in the WeCom client, else None."""
+    claimed = case.get("claimed_by") or ""
+    if case.get("status") == "claimed" and claimed.startswith(WECOM_AGENT_PREFIX):
+        return claimed[len(WECOM_AGENT_PREFIX):]
+    return None
+
+
 def delivery_state(message: Dict[str, Any], channel: str) -> Optional[str]:
     """Whether a message reached the merchant.
 
     ``private`` (a note), ``waiting`` (queued: Rasa has not taken it yet),
-    ``delivered`` (Rasa took it and the channel pushes it), ``not_pushable`` (Rasa has
-    it, but the channel, e.g. ``rest``, only shows it to a client that asks); None for
-    what the merchant wrote and what the bot said before the handoff.
+    ``delivered`` (Rasa took it and the channel pushes it; on a reporting channel: the
+    channel reported it sent), ``sending`` (a reporting channel has not said yet),
+    ``held`` (the channel could not send it and keeps it until the merchant writes, see
+    ``delivery_reason``), ``not_pushable`` (Rasa has it, but the channel, e.g. ``rest``,
+    only shows it to a client that asks); None for what the merchant wrote, what the bot
+    said before the handoff and what a WeCom agent wrote in the WeCom client.
     """
     if message["kind"] == "note":
         return "private"
     if message["kind"] not in SENT_KINDS:
         return None
+    reported = message.get("channel_state")
+    if channel in REPORTING_CHANNELS and reported and message["kind"] != "resume":
+        # The channel has it, whatever Rasa's answer to the desk said.
+        return "delivered" if reported == "sent" else "held"
     if not message["delivered"]:
         return "waiting"
+    if message["kind"] == "resume":
+        return "delivered"  # no words for the channel to send: Rasa's taking it is all
+    if channel in REPORTING_CHANNELS:
+        return "sending"  # Rasa's 200 is not the platform's
     return "delivered" if channel in PUSH_CHANNELS else "not_pushable"
+
+
+async def insert_new_messages(conn, rows: List[Dict[str, Any]]) -> int:  # noqa: ANN001
+    """Insert messages, skipping those whose (case, Rasa timestamp) is stored already
+    (by another desk process too: the unique index decides); how many were new."""
+    insert = sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+    statement = insert(messages).on_conflict_do_nothing(index_elements=["escalation_id", "source_ts"])
+    added = 0
+    for row in rows:  # one by one: each row's count is reliable on both databases
+        added += (await conn.execute(statement.values(**row))).rowcount
+    return added
 
 
 def _with_delivery(message: Dict[str, Any], channel: str) -> Dict[str, Any]:
@@ -829,6 +889,10 @@ def _search_condition(term: str) -> sa.sql.ColumnElement:
     return sa.or_(*keys)
 
 
+def _average(ratings: List[int]) -> Optional[float]:
+    return round(sum(ratings) / len(ratings), 2) if ratings else None
+
+
 def _masked(text: Optional[str]) -> Optional[str]:
     return mask_card_numbers(text) if text else text
 
@@ -852,6 +916,7 @@ def _escalation_dict(row) -> Dict[str, Any]:  # noqa: ANN001
         "claimed_at": iso(row["claimed_at"]),
         "resolved_by": row["resolved_by"],
         "satisfaction": row["satisfaction"],
+        "platform_session": row["platform_session"],
         "resolution_note": row["resolution_note"],
         "resolution_category": row["resolution_category"],
         "expected_reply_by": iso(row["expected_reply_by"]),
@@ -872,7 +937,11 @@ def _message_dict(row) -> Dict[str, Any]:  # noqa: ANN001
         "kind": row["kind"],
         "delivered": row["delivered_at"] is not None,
         "delivery_error": row["delivery_error"],
+        "channel_state": row["channel_state"],
+        # Why the channel holds the message (a "held" report), for the agent.
+        "delivery_reason": row["channel_reason"] if row["channel_state"] == "held" else None,
         "buttons": row["buttons"],
+        "attachment_id": row["attachment_id"],
     }
 
 

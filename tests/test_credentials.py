@@ -112,10 +112,12 @@ async def test_with_the_token_no_api_route_answers_401(client, method, path):
 async def test_every_console_route_needs_a_login(client, method, path):
     response = await client.request(method, concrete(path), allow_redirects=False, headers=AUTH,
                                     data={"csrf": "x", "text": "hi", "note": "n", "message_zh": "z", "message_en": "e"})
-    # Read by the pages' scripts (the transcript, the live stream and its reads): JSON, not a redirect.
-    if (path.endswith(("/transcript", "/cases/{id}/canned")) or path == "/console/events"
-            or path.startswith("/console/live/")):
+    # Read by the pages' scripts (canned replies, the live stream and its reads): JSON, not a redirect.
+    if path.endswith("/cases/{id}/canned") or path == "/console/events" or path.startswith("/console/live/"):
         assert response.status == 401 and await response.json() == {"error": "login required"}
+    elif path.startswith("/console/attachments/"):
+        # A merchant's picture: not even whether it exists, to anyone but an agent.
+        assert response.status == 404
     else:
         assert response.status == 302 and response.headers["Location"] == "/console/login"
 

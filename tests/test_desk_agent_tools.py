@@ -271,7 +271,7 @@ async def test_console_note_is_shown_distinctly_and_stays_private(client, rasa):
     assert "备注已保存" in page and 'class="msg msg-note"' in page and "内部备注 · 商户看不到" in page
     assert "&lt;script&gt;" in page and MARKUP not in page
     assert "shop-17" not in rasa.events
-    feed = await (await client.get(f"/console/cases/{case['id']}/transcript")).json()
+    feed = await (await client.get(f"/console/live/cases/{case['id']}")).json()
     assert feed["transcript"][-1]["delivery_text"] == "内部备注 · 商户看不到"
 
 
@@ -355,7 +355,14 @@ async def test_console_resolved_outcome_and_satisfaction(client, rasa):
     await client.post(f"/api/escalations/{case['id']}/satisfaction", json={"rating": 4}, headers=AUTH)
     assert "⭐⭐⭐⭐ 4/5" in await (await client.get(url)).text()
     stats = await (await client.get("/console/stats")).text()
-    assert "4.0 / 5 · 1 条评价" in stats and "机器人的评分没有上报到客服台" in stats
+    assert 'id="agent-rating">4.0 / 5 · 1 条评价' in stats and 'id="bot-rating">暂无' in stats
+    # The bot's own rating after a fixed terminal, beside the agents'.
+    await client.post("/api/outcomes", json={"sender_id": "shop-9", "outcome": "resolved", "fixed_step": "network"},
+                      headers=AUTH)
+    rated = await client.post("/api/outcomes/rating", json={"sender_id": "shop-9", "rating": 5}, headers=AUTH)
+    assert rated.status == 201
+    stats = await (await client.get("/console/stats")).text()
+    assert 'id="agent-rating">4.0 / 5 · 1 条评价' in stats and 'id="bot-rating">5.0 / 5 · 1 条评价' in stats
 
 
 async def test_closing_and_rating_wait_together_while_rasa_is_down(client, rasa):

@@ -45,7 +45,7 @@ async def test_every_page_needs_a_login(client, path):
 
 
 async def test_transcript_feed_needs_a_login(client):
-    response = await client.get("/console/cases/1/transcript")
+    response = await client.get("/console/live/cases/1")
     assert response.status == 401 and await response.json() == {"error": "login required"}
 
 
@@ -128,7 +128,7 @@ async def test_claim_reply_resolve_from_the_case_page(client, rasa):
 async def test_live_transcript_feed(client, rasa):
     await login(client)
     created = await case(client)
-    feed = await (await client.get(f"/console/cases/{created['id']}/transcript")).json()
+    feed = await (await client.get(f"/console/live/cases/{created['id']}")).json()
     assert feed["status"] == "open" and feed["transcript"][0]["role"] == "user"
 
 

@@ -244,7 +244,7 @@ async def test_console_shows_markup_as_text(client, rasa):
     await client.post(f"/console/cases/{created['id']}/reply", data={"csrf": csrf_of(html), "text": MARKUP})
     page = await form_page(client, f"/console/cases/{created['id']}")
     assert MARKUP not in page and "&lt;script&gt;alert(" in page
-    feed = await (await client.get(f"/console/cases/{created['id']}/transcript")).json()
+    feed = await (await client.get(f"/console/live/cases/{created['id']}")).json()
     assert MARKUP in [m["text"] for m in feed["transcript"]]  # JSON for textContent, not HTML
 
 

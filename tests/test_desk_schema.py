@@ -19,6 +19,7 @@ import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 from schemathesis.checks import not_a_server_error
+from schemathesis.serializers import OctetStreamSerializer, register
 from schemathesis.specs.openapi.checks import (
     content_type_conformance,
     response_schema_conformance,
@@ -28,6 +29,8 @@ from schemathesis.specs.openapi.checks import (
 from support_desk.openapi import openapi_document
 from tests.test_conversations import DeskProcess, free_port
 
+# The pictures of POST /api/channel/attachments are raw bytes, as for octet-stream.
+register("image/jpeg", aliases=("image/png", "image/gif", "image/webp"))(OctetStreamSerializer)
 CHECKS = (not_a_server_error, status_code_conformance, content_type_conformance, response_schema_conformance)
 SCHEMA = schemathesis.from_dict(openapi_document())
 OPERATIONS: Dict[str, object] = {}
@@ -57,7 +60,7 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 
 def test_every_operation_is_checked():
-    assert len(OPERATIONS) == 19
+    assert len(OPERATIONS) == 22
 
 
 @pytest.mark.parametrize("generation", ["positive", "negative"])

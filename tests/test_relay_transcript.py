@@ -1,7 +1,7 @@
 """Which merchant messages belong to a case: those written while it paused the bot."""
 from __future__ import annotations
 
-from support_desk.relay import paused_messages
+from support_desk.relay import paused_messages, rasa_events
 
 CASE = {"id": 1, "ticket": "PX-7K2Q9M", "created_at": "2026-01-01T00:00:10+00:00"}
 
@@ -88,3 +88,21 @@ async def test_a_retry_sends_the_reply_that_did_not_arrive_once_with_its_id():
     await RasaRelay(store, rasa).deliver_pending()
     assert rasa.appended == [[{"event": "bot", "text": "您好", "metadata": {"agent": "li", "desk_message_id": 7}}]]
     assert store.marked == [(7, None)]
+
+
+def _message(message_id: int, kind: str, **fields) -> dict:
+    return {"id": message_id, "escalation_id": 1, "sender_id": "shop-1", "text": f"{kind} text", "author": "li",
+            "kind": kind, "buttons": None, **fields}
+
+
+def test_every_bot_event_the_desk_appends_carries_its_desk_message_id():
+    # The channel reports each message's fate by this id (Rasa hands metadata to it).
+    for kind in ("reply", "notice", "handback"):
+        bots = [e for e in rasa_events(_message(3, kind), None) if e["event"] == "bot"]
+        assert bots and all(e["metadata"]["desk_message_id"] == 3 for e in bots)
+    closing = rasa_events(_message(4, "closing"), _message(5, "rating", buttons=[{"title": "5", "payload": "/r"}]))
+    assert [e["metadata"]["desk_message_id"] for e in closing if e["event"] == "bot"] == [4, 5]
+
+
+def test_a_session_that_ended_in_wecom_resumes_without_a_word():
+    assert rasa_events(_message(6, "resume"), None) == [{"event": "resume"}, {"event": "action", "name": "action_listen"}]

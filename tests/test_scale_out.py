@@ -84,8 +84,12 @@ def test_agent_reply_through_one_process_reaches_a_widget_user_on_the_other(two_
             await client.emit("user_uttered", {"message": "你好", "session_id": "widget-user-1"})
             greeting = await asyncio.wait_for(received.get(), 60)
             # The desk's own client posts the agent's reply to the *other* process.
-            await RasaClient(second, two_processes.token).append_events(
-                "widget-user-1", [{"event": "bot", "text": "客服小王：您好，我来帮您看看"}])
+            rasa = RasaClient(second, two_processes.token)
+            try:
+                await rasa.append_events(
+                    "widget-user-1", [{"event": "bot", "text": "客服小王：您好，我来帮您看看"}])
+            finally:
+                await rasa.close()
             reply = await asyncio.wait_for(received.get(), 30)
             return [greeting, reply]
         finally:

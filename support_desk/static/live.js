@@ -126,10 +126,27 @@
           (window.deskTime ? window.deskTime(m.at, "time") : m.at.slice(11, 16) + " UTC") +
           (m.delivery_text ? " · " + m.delivery_text : "");
         div.append(meta, document.createTextNode(m.text));
+        if (m.attachment_id) {  // a picture the merchant sent, served to agents only
+          var img = document.createElement("img");
+          img.className = "attachment";
+          img.src = "/console/attachments/" + encodeURIComponent(m.attachment_id);
+          img.alt = words.attachment_alt;
+          div.append(img);
+        }
         return div;
       }));
       var status = document.getElementById("status");
       if (status) status.textContent = data.status_text;
+      var session = document.getElementById("platform-session");
+      if (session) session.textContent = data.session || "";
+      // A WeCom agent took the case: the reply box closes and says where the answer is.
+      var blocked = document.getElementById("reply-blocked");
+      if (blocked) {
+        blocked.textContent = data.reply_blocked || "";
+        blocked.hidden = !data.reply_blocked;
+      }
+      var form = document.getElementById("reply-form");
+      if (form && data.reply_blocked) form.hidden = true;
     }).catch(function () { /* the next change or reconnect reads it again */ });
   }
 
