@@ -9,7 +9,6 @@ from aiohttp.test_utils import TestServer
 from channels.wecom import (
     CallbackCrypto,
     CallbackError,
-    SeenMessages,
     WeChatInput,
     WeComInput,
     parse_callback,
@@ -96,16 +95,18 @@ def test_undecryptable_payload_is_a_clear_400():
         assert refused.value.status == 400
 
 
-def test_same_msg_id_is_handled_once():
-    seen = SeenMessages(capacity=2)
-    assert [seen.first_time(i) for i in ("1", "1", "2", "3", "1")] == [True, False, True, True, True]
+async def test_same_msg_id_is_handled_once_and_the_memory_is_bounded():
+    state = channel().state
+    state.memory._capacity = 2
+    seen = [await state.first_time(f"msg:{i}", 60) for i in ("1", "1", "2", "3", "1")]
+    assert seen == [True, False, True, True, True] and len(state.memory) == 2
 
 
-def test_numbered_choice_becomes_the_button_payload():
+async def test_numbered_choice_becomes_the_button_payload():
     wecom = channel()
-    wecom.choices["u"] = ["/inform_fixed", "/inform_not_fixed"]
-    assert wecom.as_text("u", " 2 ") == "/inform_not_fixed"
-    assert wecom.as_text("u", "3") == "3" and wecom.as_text("other", "1") == "1"
+    await wecom.state.put("choices:u", ["/inform_fixed", "/inform_not_fixed"], 60)
+    assert await wecom.as_text("u", " 2 ") == "/inform_not_fixed"
+    assert await wecom.as_text("u", "3") == "3" and await wecom.as_text("other", "1") == "1"
 
 
 class FakePlatform:
@@ -149,7 +150,7 @@ async def test_replies_go_out_through_the_api_with_a_cached_refreshed_token():
     assert platform.sent[0] == {"token": "tok1", "touser": "zhangsan", "msgtype": "text",
                                 "agentid": "1000002", "text": {"content": "您好"}}
     assert platform.sent[1]["text"]["content"] == "能用了吗？\n\n1. ✅ 好了\n2. ❌ 还是报1000"
-    assert wecom.choices["zhangsan"] == ["/inform_fixed", "/inform_not_fixed"]
+    assert await wecom.state.get("choices:zhangsan") == ["/inform_fixed", "/inform_not_fixed"]
 
 
 async def test_wechat_official_account_variant():
