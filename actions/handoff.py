@@ -181,6 +181,10 @@ class ActionEscalate(Action):
         else:
             reply_by, response = local_reply_by(), "utter_escalated_queued"
         dispatcher.utter_message(response=response, ticket=ticket, reply_by=local_time(reply_by))
+        if tracker.get_latest_input_channel() == "wecom_kf":
+            # The 微信客服 channel's cue (channels/wecom_kf.py): with ``handoff: wecom`` it moves
+            # the session to a WeCom agent or the pool. No other channel is sent this.
+            dispatcher.utter_message(json_message={"wecom_kf": "handoff"})
         return [
             SlotSet("ticket", ticket),
             SlotSet("diagnostics_outcome", "escalated"),

@@ -98,7 +98,8 @@ class Courier:
         if item is None:
             logger.warning("msg_send_fail for unknown msgid %s", msgid)
             return
-        if "msgid" in item["body"]:
-            # The platform keeps the msgids it took: the resend needs a new one.
-            item = {**item, "body": {**item["body"], "msgid": f"{msgid[:26]}-r{int(item.get('held', 0)) + 1}"}}
-        await self.hold(item, reason)
+        # A new msgid for the resend: the platform keeps the ones it took (and the desk the
+        # report ids made of them).
+        fresh = f"{msgid[:26]}-r{int(item.get('held', 0)) + 1}"
+        body = {**item["body"], "msgid": fresh} if "msgid" in item["body"] else item["body"]
+        await self.hold({**item, "msgid": fresh, "body": body}, reason)

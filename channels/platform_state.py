@@ -166,6 +166,12 @@ class LocalState:
         async with self._locks.setdefault(name, asyncio.Lock()):
             yield
 
+    async def close(self) -> None:
+        """Close the SQLite file."""
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
 
 # Check the window and the quota and count the message in one step.
 _RESERVE = """
@@ -225,6 +231,10 @@ class RedisState(LocalState):
         """One holder at a time across the processes (expires if a holder dies)."""
         async with self.redis.lock(self._key(f"lock:{name}"), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
             yield
+
+    async def close(self) -> None:
+        """Close the Redis connections."""
+        await self.redis.close()
 
 
 def platform_state(redis_url: Optional[str], path: Path, prefix: str, clock: Clock = time.time) -> LocalState:
