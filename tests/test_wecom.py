@@ -153,11 +153,12 @@ async def test_replies_go_out_through_the_api_with_a_cached_refreshed_token():
     assert await wecom.state.get("choices:zhangsan") == ["/inform_fixed", "/inform_not_fixed"]
 
 
-async def test_wechat_official_account_variant():
+async def test_wechat_official_account_variant(tmp_path):
     platform = FakePlatform("/cgi-bin/token", "/cgi-bin/message/custom/send")
     await platform.server.start_server()
     try:
-        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")))
+        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")),
+                             state_file=str(tmp_path / "wechat.sqlite"))
         query = {"signature": sign("tok", "1409659589", "42"), "timestamp": "1409659589", "nonce": "42", "echostr": "hello"}
         assert wechat.verify_url(query) == "hello"
         with pytest.raises(CallbackError):
