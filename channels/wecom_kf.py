@@ -345,7 +345,8 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         metadata = {"scene_param": scene} if scene else None
         if scene:
             await self.state.put(f"scene:{sender}", None, 1)
-        await on_new_message(UserMessage(text, output, sender, input_channel=self.name(), metadata=metadata))
+        await on_new_message(UserMessage(text, output, sender, input_channel=self.name(),
+                                         message_id=str(item["msgid"]), metadata=metadata))
 
     async def _text_of(self, sender: str, item: Dict[str, Any]) -> Optional[str]:
         """The merchant's words, a menu click as the button's payload; None for other kinds."""
