@@ -1,7 +1,7 @@
 """What became of messages on a platform, reported to the support desk.
 
 ``POST {DESK_URL}/api/channel/reports`` with ``{"reports": [...]}`` and the bearer
-``DESK_API_TOKEN`` (the contract in README "WeChat"): ``delivery`` (sent / held, with the
+``DESK_API_TOKEN`` (docs/wechat.md, "Reports to the desk"): ``delivery`` (sent / held, with the
 reason), ``agent_message`` (a WeCom agent answered in the WeCom client) and ``session``
 (a 微信客服 session changed state). Reports go out in order from a background task,
 batched and retried while the desk is down (``rasa_server.desk_post.BatchedPoster``);

@@ -185,6 +185,18 @@ redis.call('SET', KEYS[1], cjson.encode(ledger), 'KEEPTTL')
 return ''
 """
 
+# Give back one message of the quota (the platform refused it), in one step too.
+_RELEASE = """
+local raw = redis.call('GET', KEYS[1])
+if not raw then return 0 end
+local ledger = cjson.decode(raw)
+if ledger['sent'] > 0 then
+  ledger['sent'] = ledger['sent'] - 1
+  redis.call('SET', KEYS[1], cjson.encode(ledger), 'KEEPTTL')
+end
+return 1
+"""
+
 
 class RedisState(LocalState):
     """Every Rasa process of the deployment: all of it in Redis (keys ``<prefix>:…``)."""
@@ -192,9 +204,11 @@ class RedisState(LocalState):
     def __init__(self, url: str, prefix: str, clock: Clock = time.time) -> None:
         import redis.asyncio
 
-        super().__init__(Path("/nonexistent"), prefix, clock)
+        # No file: every durable method below is Redis's, the SQLite file is never opened.
+        super().__init__(Path(), prefix, clock)
         self.redis = redis.asyncio.Redis.from_url(url)
         self._reserve = self.redis.register_script(_RESERVE)
+        self._release = self.redis.register_script(_RELEASE)
 
     async def first_time(self, key: str, ttl: float) -> bool:
         """SET NX: one process in the deployment sees it first."""
@@ -225,6 +239,24 @@ class RedisState(LocalState):
         answer = await self._reserve(keys=[self._key(f"ledger:{user}")], args=[self.clock(), window, quota])
         answer = answer.decode() if isinstance(answer, bytes) else answer
         return {"window": WINDOW_CLOSED, "quota": _ledger_reason({"last_in": 0, "sent": quota}, 0, 1, quota)}.get(answer)
+
+    async def release_send(self, user: str) -> None:
+        """Give back a reserved message atomically."""
+        await self._release(keys=[self._key(f"ledger:{user}")])
+
+    async def hold(self, user: str, item: Dict[str, Any]) -> None:
+        """Append to the merchant's list (two processes holding at once both keep theirs)."""
+        key = self._key(f"held:{user}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            pipe.rpush(key, json.dumps(item)).ltrim(key, -MAX_HELD, -1).expire(key, DURABLE_SECONDS)
+            await pipe.execute()
+
+    async def take_held(self, user: str) -> List[Dict[str, Any]]:
+        """Read and delete the merchant's list in one transaction."""
+        key = self._key(f"held:{user}")
+        async with self.redis.pipeline(transaction=True) as pipe:
+            items, _ = await pipe.lrange(key, 0, -1).delete(key).execute()
+        return [json.loads(item) for item in items]
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:

@@ -388,3 +388,8 @@ async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(d
     for number in range(6):
         await (first, second)[number % 2].get_output_channel().send_text_message(SENDER, f"#{number}")
     assert platform.texts_to("wmMERCHANT1")[1:] == [f"#{n}" for n in range(5)] and not platform.refused
+    # Held in Redis by one process, sent by the other when the merchant writes.
+    platform.customer_says("wmMERCHANT1", "？")
+    await pull(first, platform, rasa)
+    assert platform.texts_to("wmMERCHANT1")[-1] == "#5"
+    await until(lambda: [r["state"] for r in desk.of("delivery")][-2:] == ["held", "sent"])
