@@ -210,7 +210,11 @@ def test_a_merchant_runs_the_checks_by_menu_across_processes_and_gets_the_desks_
 
 def test_an_expired_token_is_fetched_again_once_for_both_processes(kf):
     user = "wmSHOP2"
+    # Came through a contact link carrying the merchant number: it is in the message's metadata.
+    kf.platform.event(user, "enter_session", scene="sticker", scene_param="898310048160123")
     kf.say(0, user, "你好")
+    [first] = [e for e in kf.tracker(user)["events"] if e.get("event") == "user"]
+    assert first["metadata"] == {"scene_param": "898310048160123"}
     requests = kf.platform.token_requests
     kf.platform.expire_tokens()
     assert kf.say(1, user, "pos机显示1000")

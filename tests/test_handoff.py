@@ -265,3 +265,14 @@ async def test_only_a_wecom_kf_conversation_gets_the_handoff_cue(
     await ActionEscalate().run(dispatcher, tracker, domain)
     assert [m["custom"] for m in dispatcher.messages if m.get("custom")] == cue
     assert responses(dispatcher)[0] == "utter_escalated_queued"
+
+
+async def test_the_contact_links_merchant_number_is_known_without_asking(make_tracker, dispatcher, domain):
+    from actions.handoff import scene_merchant_id
+
+    came = [{"event": "user", "text": "你好", "metadata": {"scene_param": "898310048160123"}},
+            {"event": "user", "text": "报1000", "metadata": {}}]
+    tracker = make_tracker(events=came)
+    assert scene_merchant_id(tracker) == "898310048160123"
+    assert await ValidateHandoffForm().required_slots(HANDOFF_SLOTS, dispatcher, tracker, domain) == HANDOFF_SLOTS[1:]
+    assert scene_merchant_id(make_tracker(events=[{"event": "user", "metadata": {"scene_param": "poster-3"}}])) is None
