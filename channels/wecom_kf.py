@@ -331,8 +331,19 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         elif origin == 4 and item.get("msgtype") == "event" and isinstance(item.get("event"), dict):
             await self._event(item["event"], str(item["msgid"]))
 
+    @staticmethod
+    def _sender(item: Dict[str, Any]) -> Optional[str]:
+        """``"{open_kfid}:{external_userid}"``, or None when the platform left one out."""
+        open_kfid, user = item.get("open_kfid"), item.get("external_userid")
+        if not (isinstance(open_kfid, str) and open_kfid and isinstance(user, str) and user):
+            logger.warning("wecom_kf message %s without open_kfid or external_userid", item.get("msgid"))
+            return None
+        return f"{open_kfid}:{user}"[:255]
+
     async def _from_merchant(self, item: Dict[str, Any], on_new_message: OnNewMessage) -> None:
-        sender = f"{item.get('open_kfid')}:{item.get('external_userid')}"
+        sender = self._sender(item)
+        if sender is None:
+            return
         open_kfid, user = split_sender(sender)
         await self._bot_session(open_kfid, user)
         await self.courier.merchant_wrote(sender)
@@ -360,11 +371,13 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         return body["content"]
 
     def _from_wecom_agent(self, item: Dict[str, Any]) -> None:
+        sender = self._sender(item)
         body = item.get("text") if item.get("msgtype") == "text" else None
         text = body.get("content") if isinstance(body, dict) else None
-        self.reports.agent_message(str(item["msgid"]), f"{item.get('open_kfid')}:{item.get('external_userid')}",
-                                   text if isinstance(text, str) else f"[{item.get('msgtype')}]",
-                                   str(item.get("servicer_userid") or ""))
+        if sender is not None:
+            self.reports.agent_message(str(item["msgid"]), sender,
+                                       text if isinstance(text, str) else f"[{item.get('msgtype')}]",
+                                       str(item.get("servicer_userid") or ""))
 
     async def _event(self, event: Dict[str, Any], msgid: str) -> None:
         sender = f"{event.get('open_kfid')}:{event.get('external_userid')}"

@@ -214,7 +214,7 @@ def test_an_expired_token_is_fetched_again_once_for_both_processes(kf):
     kf.platform.event(user, "enter_session", scene="sticker", scene_param="898310048160123")
     kf.say(0, user, "你好")
     [first] = [e for e in kf.tracker(user)["events"] if e.get("event") == "user"]
-    assert first["metadata"] == {"scene_param": "898310048160123"}
+    assert first["metadata"]["scene_param"] == "898310048160123"
     requests = kf.platform.token_requests
     kf.platform.expire_tokens()
     assert kf.say(1, user, "pos机显示1000")

@@ -177,6 +177,25 @@ async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answ
     assert rasa.texts() == ["pos机报1000咋整", "还在吗"]
 
 
+async def test_malformed_news_is_skipped_and_the_rest_handled(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    await pull(channel, platform, rasa)  # the first sync: nothing there yet
+    platform.log[KFID].extend([
+        "not an object", {"origin": 3, "text": {"content": "no msgid"}},
+        {"msgid": "X1", "origin": 3, "msgtype": "text", "text": {"content": "no user"}},
+        {"msgid": "X2", "origin": 3, "open_kfid": KFID, "external_userid": "wmM", "msgtype": "text", "text": "?"},
+        {"msgid": "X3", "origin": 4, "msgtype": "event", "event": "not an object"},
+        {"msgid": "X4", "origin": 4, "msgtype": "event", "event": {"event_type": "session_status_change",
+                                                                  "change_type": 99}},
+        {"msgid": "X5", "origin": 9},
+    ])
+    platform.customer_says("wmMERCHANT1", "报1000")
+    await pull(channel, platform, rasa)
+    assert rasa.texts() == ["报1000"]
+    assert await channel.state.durable_get(f"cursor:{KFID}") == f"c{len(platform.log[KFID])}"
+
+
 async def test_card_numbers_are_masked_and_other_kinds_get_a_polite_answer(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
