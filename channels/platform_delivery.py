@@ -3,7 +3,9 @@
 Both WeChat channels that reach merchants (微信客服 and the Official Account) may send only
 within 48 h of the merchant's last message and at most 5 messages since then. Every
 outgoing message passes ``Courier.deliver``: the ledger (``channels.platform_state``) and
-the channel's own check (a 微信客服 session with a WeCom agent) say whether it may go out;
+the channel's own check (a 微信客服 session with a WeCom agent) say whether it may go out
+(while a WeCom agent has the session the bot's own messages are dropped, not kept: they
+would come too late; the desk's are kept);
 the platform's answer says whether it went out. A message that did not — our own rule,
 any non-zero errcode, a later ``msg_send_fail`` event — is kept for the merchant and
 reported to the desk as ``held`` with the reason; when the merchant writes again
@@ -55,6 +57,10 @@ class Courier:
         """Send one message now if the rules allow and the platform accepts; else hold it."""
         user = item["user"]
         reason = await self._blocked(user) if self._blocked else None
+        if reason is not None and item.get("desk_message_id") is None:
+            # The bot's own words while a person has the session: said too late to keep.
+            logger.info("bot message to %s not sent: %s", user, reason)
+            return False
         if reason is None:
             reason = await self.state.reserve_send(user)
         if reason is None:

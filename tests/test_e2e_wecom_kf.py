@@ -117,7 +117,8 @@ def wait_until(condition: Callable[[], bool], seconds: float = 90) -> None:
 @pytest.fixture(scope="module")
 def kf(tmp_path_factory) -> Iterator[Kf]:
     run_dir = tmp_path_factory.mktemp("wecom-kf")
-    platform = FakeKf(DOC_CORP_ID, SECRET, KFID, page_size=3).start_in_thread()
+    # Slow syncs: two processes syncing at once would overlap at the platform.
+    platform = FakeKf(DOC_CORP_ID, SECRET, KFID, page_size=3, sync_delay=0.2).start_in_thread()
     # Three days of history the platform keeps: not to be answered by a new deployment.
     for number in range(4):
         platform.customer_says("wmHISTORY", f"昨天的消息{number}", send_time=time.time() - 30 * 3600)
@@ -164,6 +165,7 @@ def test_a_merchant_runs_the_checks_by_menu_across_processes_and_gets_the_desks_
     time.sleep(1)  # a second answer would have been sent by now
     model_question = kf.platform.texts_to(user)[before:]
     assert len(model_question) == 1 and "型号" in model_question[0]
+    assert kf.platform.most_syncs_at_once == 1  # one sync at a time across the processes
     users = [e for e in kf.tracker(user)["events"] if e.get("event") == "user"]
     assert [e["text"] for e in users] == ["pos机报1000咋整", "/start_diagnostics", "/inform_not_fixed"]
     assert all(e["input_channel"] == "wecom_kf" for e in users)

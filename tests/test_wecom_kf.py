@@ -353,8 +353,10 @@ async def test_wecom_mode_hands_over_to_the_agent_or_the_pool_and_copies_agent_m
     await output.send_custom_json(f"{KFID}:wmB", {"wecom_kf": "handoff"})
     assert (platform.session("wmA")["state"], platform.session("wmA")["servicer"]) == (3, "zhangsan")
     assert platform.session("wmB")["state"] == 2
-    # The bot does not send while a WeCom agent has the session.
+    # Nothing is sent while a WeCom agent has the session: the bot's words are dropped,
+    # a desk agent's reply is kept for later.
     await output.send_text_message(f"{KFID}:wmA", "机器人")
+    await output.send_text_message(f"{KFID}:wmA", "控制台的回复", desk_message_id=77)
     platform.agent_says("wmA", "zhangsan", "您好，我是张三")
     await pull(channel, platform, rasa)
     assert rasa.texts() == ["转人工", "转人工"]  # the agent's message never reaches Rasa
@@ -363,6 +365,7 @@ async def test_wecom_mode_hands_over_to_the_agent_or_the_pool_and_copies_agent_m
     [agent] = desk.of("agent_message")
     assert (agent["sender_id"], agent["text"], agent["servicer_userid"]) == (f"{KFID}:wmA", "您好，我是张三", "zhangsan")
     assert states(desk, f"{KFID}:wmA") == [("held", "the session is with a WeCom agent")]
+    assert desk.of("delivery", f"{KFID}:wmA")[0]["desk_message_id"] == 77
     assert platform.texts_to("wmA") == [] and not desk.refusals
 
 
