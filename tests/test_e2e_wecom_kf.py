@@ -11,7 +11,9 @@ one process clicked through the other; a callback retried three times (to both p
 is answered once; the handoff pauses the bot and a desk reply (appended to Rasa with its
 desk_message_id) reaches the merchant and is reported sent; a reply over the quota is held
 and sent when the merchant writes; an expired token is fetched again once; bad callbacks
-are refused and nothing crashes.
+are refused and nothing crashes. The Official Account channel runs in the same processes
+against a fake that enforces its 48-hour window: an agent's late reply is held, reported,
+and sent when the merchant writes again.
 """
 from __future__ import annotations
 
@@ -30,20 +32,23 @@ from tests.fake_wecom_kf import FakeKf
 from tests.pg_server import PostgresServer
 from tests.recording_desk import RecordingDesk
 from tests.test_conversations import MODEL, ROOT
-from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, kf_signal
+from tests.test_wechat_rules import OfficialAccount
+from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, kf_signal, text_message
 
 KFID = "wkFAKE01"
 SECRET = "kf-e2e-secret"
+OA_APPID = "wxe2eappid"
 
 
 class Kf:
     """The running pieces: the platform, the desk stand-in, the Rasa processes."""
 
-    def __init__(self, platform: FakeKf, desk: RecordingDesk, stack: RasaStack) -> None:
-        self.platform, self.desk, self.stack = platform, desk, stack
+    def __init__(self, platform: FakeKf, desk: RecordingDesk, stack: RasaStack, account: OfficialAccount) -> None:
+        self.platform, self.desk, self.stack, self.account = platform, desk, stack, account
 
-    def post_callback(self, process: int, query: Dict[str, str], body: bytes) -> Tuple[int, str]:
-        url = f"{self.stack.process_urls[process]}/webhooks/wecom_kf/webhook?{urllib.parse.urlencode(query)}"
+    def post_callback(self, process: int, query: Dict[str, str], body: bytes,
+                      channel: str = "wecom_kf") -> Tuple[int, str]:
+        url = f"{self.stack.process_urls[process]}/webhooks/{channel}/webhook?{urllib.parse.urlencode(query)}"
         request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/xml"})
         try:
             with urllib.request.urlopen(request, timeout=30) as reply:
@@ -85,9 +90,10 @@ class Kf:
                     return self.say(process, user, title, menu_id=item["click"]["id"])
         raise AssertionError(f"no menu with {title!r}: {self.platform.menus_to(user)}")
 
-    def desk_reply(self, process: int, user: str, text: str, desk_message_id: int) -> None:
-        """What the desk's relay does with an agent's reply."""
-        url = (f"{self.stack.process_urls[process]}/conversations/{sender_path(user)}/tracker/events"
+    def desk_reply(self, process: int, user: str, text: str, desk_message_id: int, sender: str = "") -> None:
+        """What the desk's relay does with an agent's reply (to a 微信客服 user, or ``sender``)."""
+        path = sender or sender_path(user)
+        url = (f"{self.stack.process_urls[process]}/conversations/{path}/tracker/events"
                f"?output_channel=latest&execute_side_effects=true&token={self.stack.token}")
         body = json.dumps({"event": "bot", "text": text, "metadata": {"desk_message_id": desk_message_id}})
         request = urllib.request.Request(url, data=body.encode(), method="POST",
@@ -122,6 +128,7 @@ def kf(tmp_path_factory) -> Iterator[Kf]:
     # Three days of history the platform keeps: not to be answered by a new deployment.
     for number in range(4):
         platform.customer_says("wmHISTORY", f"昨天的消息{number}", send_time=time.time() - 30 * 3600)
+    account = OfficialAccount()
     desk = RecordingDesk().start_in_thread()
     postgres = PostgresServer().start()
     redis, redis_url = redis_server(run_dir)
@@ -134,12 +141,19 @@ channels.wecom_kf.WeComKfInput:
   encoding_aes_key: {DOC_AES_KEY}
   api_base: {platform.url}
   redis_url: {redis_url}/2
+channels.wecom.WeChatInput:
+  token: {DOC_TOKEN}
+  encoding_aes_key: {DOC_AES_KEY}
+  app_id: {OA_APPID}
+  secret: secret
+  api_base: {account.url}
+  redis_url: {redis_url}/2
 """, encoding="utf-8")
     stack = RasaStack(run_dir, MODEL, postgres.create_database("tracker"), lock_store_url=redis_url,
                       rasa_processes=2, desk_url=desk.url, desk_token=desk.token,
                       credentials_file=str(credentials))
     try:
-        yield Kf(platform, desk, stack.start())
+        yield Kf(platform, desk, stack.start(), account)
     finally:
         stack.stop()
         redis.stop()
@@ -249,3 +263,26 @@ def test_wrong_corp_and_unknown_kinds_are_refused_or_answered_politely(kf):
     assert "请用文字描述" in kf.platform.texts_to(user)[-1]
     # Both processes still answer.
     assert kf.say(0, user, "pos机报1000") and kf.say(1, user, "谢谢")
+
+
+def test_an_official_account_reply_after_48_hours_waits_for_the_merchant(kf):
+    openid = "oE2E_MERCHANT_1"
+
+    def writes(process: int, text: str, msg_id: str) -> None:
+        kf.account.follower_writes(openid)
+        plain = text_message(openid, text, msg_id, to="gh_official")
+        query, body = callback(DOC_TOKEN, DOC_AES_KEY, OA_APPID, plain, str(int(time.time())))
+        assert kf.post_callback(process, query, body, channel="wechat") == (200, "")
+
+    writes(0, "pos机报1000咋整", "8001")
+    wait_until(lambda: kf.account.texts_to(openid))
+    kf.account.offset += 49 * 3600  # two days later the agent answers
+    kf.desk_reply(1, "", "您好，工程师已经处理好了", desk_message_id=901, sender=openid)
+    wait_until(lambda: any(r.get("desk_message_id") == 901 for r in kf.desk.of("delivery", openid)))
+    [held] = kf.desk.of("delivery", openid)[-1:]
+    assert (held["state"], held["reason"], held["channel"]) == ("held", "errcode 45015: 48-hour window closed", "wechat")
+    assert "您好，工程师已经处理好了" not in kf.account.texts_to(openid)
+    writes(1, "还在吗", "8002")
+    wait_until(lambda: "您好，工程师已经处理好了" in kf.account.texts_to(openid))
+    wait_until(lambda: [r["state"] for r in kf.desk.of("delivery", openid) if r.get("desk_message_id") == 901]
+               == ["held", "sent"])
