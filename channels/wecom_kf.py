@@ -430,4 +430,5 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
                 logger.warning("wecom_kf trans to the pool refused: %s", errcode)
                 return
         await self.state.durable_put(f"session:{sender}", state, SESSION_SECONDS)
-        self.reports.session(f"wecom_kf:{sender}:trans:{uuid.uuid4().hex[:12]}", sender, state, servicer)
+        # Not made of the sender id: report ids are at most 128 characters.
+        self.reports.session(f"wecom_kf:trans:{uuid.uuid4().hex}", sender, state, servicer)

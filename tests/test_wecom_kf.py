@@ -10,6 +10,7 @@ import time
 from typing import List
 
 import pytest
+from hypothesis import given, strategies as st
 from rasa.core.channels.channel import UserMessage
 
 from bench.servers import redis_server
@@ -106,6 +107,13 @@ def test_text_is_split_between_characters_under_2048_bytes():
     assert "".join(parts) == "错" * 1000 + "😀" * 10
     assert all(len(part.encode()) <= 2048 for part in parts) and len(parts) == 2
     assert split_text("短") == ["短"] and split_text("") == [""]
+
+
+@given(text=st.text(max_size=3000), limit=st.integers(min_value=4, max_value=2048))
+def test_split_text_keeps_every_character_within_the_byte_limit(text, limit):
+    parts = split_text(text, limit)
+    assert "".join(parts) == text
+    assert all(len(part.encode("utf-8", errors="surrogatepass")) <= limit for part in parts)
 
 
 def test_a_callback_is_a_signal_with_the_token_and_the_account(platform, desk, tmp_path):
