@@ -305,6 +305,7 @@ class PlatformInput(InputChannel):
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         if not credentials:
             cls.raise_missing_credentials_exception()
+        assert credentials is not None  # the call above raises
         return cls(
             token=str(credentials["token"]),
             encoding_aes_key=str(credentials["encoding_aes_key"]),

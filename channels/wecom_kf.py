@@ -73,7 +73,9 @@ SERVICER_NOT_ON_DUTY = 95014
 
 def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
     """The text in parts of at most ``limit`` UTF-8 bytes, cut between characters."""
-    parts, current, size = [], [], 0
+    parts: List[str] = []
+    current: List[str] = []
+    size = 0
     for char in text:
         width = len(char.encode("utf-8", errors="surrogatepass"))
         if size + width > limit and current:
@@ -187,6 +189,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
         if not credentials:
             cls.raise_missing_credentials_exception()
+        assert credentials is not None  # the call above raises
         return cls(
             corp_id=str(credentials["corp_id"]),
             secret=str(credentials["secret"]),

@@ -96,6 +96,8 @@ class BatchedPoster:
 
     async def _post(self, batch: List[Item]) -> bool:
         """One POST; True when the desk took the batch (or refused it for good)."""
+        if not self.url:
+            return True  # nothing is queued without a URL
         if self._session is None or self._session.closed:
             self._session = aiohttp.ClientSession(timeout=self.timeout)
         headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
