@@ -303,6 +303,7 @@ class PlatformInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        """The channel of its credentials.yml block (see the class docstring)."""
         if not credentials:
             cls.raise_missing_credentials_exception()
         assert credentials is not None  # the call above raises
@@ -348,6 +349,7 @@ class PlatformInput(InputChannel):
         return text
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """``/webhooks/<name>/``: health, the URL verification and the callbacks."""
         hook = Blueprint(f"{self.name()}_webhook", __name__)
 
         @hook.route("/", methods=["GET"])

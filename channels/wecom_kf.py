@@ -187,6 +187,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        """The channel of the ``channels.wecom_kf.WeComKfInput`` block of credentials.yml."""
         if not credentials:
             cls.raise_missing_credentials_exception()
         assert credentials is not None  # the call above raises
@@ -228,6 +229,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
     # --- the webhook ---------------------------------------------------------------
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
+        """``/webhooks/wecom_kf/``: health, the URL verification and the callbacks."""
         hook = Blueprint("wecom_kf_webhook", __name__)
 
         @hook.route("/", methods=["GET"])

@@ -48,6 +48,7 @@ class Kf:
 
     def post_callback(self, process: int, query: Dict[str, str], body: bytes,
                       channel: str = "wecom_kf") -> Tuple[int, str]:
+        """POST a callback to one Rasa process; (status, body)."""
         url = f"{self.stack.process_urls[process]}/webhooks/{channel}/webhook?{urllib.parse.urlencode(query)}"
         request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/xml"})
         try:
@@ -62,6 +63,7 @@ class Kf:
         return self.post_callback(process, *callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, plain, str(int(time.time()))))
 
     def tracker(self, user: str) -> Dict[str, Any]:
+        """The 微信客服 user's Rasa tracker."""
         return http_json(f"{self.stack.process_urls[0]}/conversations/{sender_path(user)}/tracker?token={self.stack.token}")
 
     def answered(self, user: str, msgid: str) -> bool:
@@ -114,6 +116,7 @@ def http_json(url: str) -> Dict[str, Any]:
 
 
 def wait_until(condition: Callable[[], bool], seconds: float = 90) -> None:
+    """Poll until true (bounded)."""
     deadline = time.monotonic() + seconds
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"

@@ -44,6 +44,7 @@ class OfficialAccount:
         return time.time() + self.offset
 
     def follower_writes(self, openid: str) -> None:
+        """The follower wrote: the window opens, the quota is full."""
         self.last_in[openid], self.sent_since[openid] = self.now(), 0
 
     async def _token(self, request: web.Request) -> web.Response:
@@ -95,6 +96,7 @@ async def close_channels():
 
 
 def wechat(account: OfficialAccount, desk: RecordingDesk, tmp_path, **options) -> WeChatInput:
+    """An Official Account channel on the fake, reporting to the recording desk."""
     channel = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=account.url,
                           state_file=str(tmp_path / options.pop("name", "wechat.sqlite")),
                           reports=DeskReports(desk.url, desk.token, "wechat", retry_max_seconds=0.2), **options)

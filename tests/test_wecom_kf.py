@@ -73,6 +73,7 @@ async def close_channels():
 
 
 def make_channel(platform: FakeKf, desk: RecordingDesk, tmp_path, **options) -> WeComKfInput:
+    """A channel on the fake platform, reporting to the recording desk, on the platform's clock."""
     reports = DeskReports(desk.url, desk.token, "wecom_kf", retry_max_seconds=0.2)
     channel = WeComKfInput(DOC_CORP_ID, SECRET, DOC_TOKEN, DOC_AES_KEY, api_base=platform.url,
                            state_file=str(tmp_path / options.pop("state_name", "kf.sqlite")),
