@@ -54,6 +54,7 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
     ) -> List[Text]:
         """Skip the merchant reference when a number or SN came up earlier."""
         known = any(tracker.get_slot(s) for s in ("merchant_id", "terminal_id", "terminal_serial"))
+        known = known or scene_merchant_id(tracker) is not None
         return [slot for slot in domain_slots if not (slot == "merchant_ref" and known)]
 
     def validate_merchant_ref(
@@ -97,6 +98,17 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
             dispatcher.utter_message(response="utter_summary_invalid")
             return {"problem_summary": None}
         return {"problem_summary": text}
+
+
+def scene_merchant_id(tracker: Tracker) -> Optional[str]:
+    """The merchant number of the 微信客服 contact link the merchant came through: the
+    channel puts its ``scene_param`` in the metadata of the merchant's first message."""
+    for event in reversed(tracker.events):
+        metadata = event.get("metadata") if event.get("event") == "user" else None
+        scene = metadata.get("scene_param") if isinstance(metadata, dict) else None
+        if isinstance(scene, str) and find("merchant_id", scene):
+            return find("merchant_id", scene)
+    return None
 
 
 def diagnostics_results(tracker: Tracker) -> List[Dict[str, str]]:
@@ -156,7 +168,7 @@ class ActionEscalate(Action):
             "language": language_of(tracker),
             # Every check done and none helped: the merchant cannot take cards at all.
             "priority": "high" if tracker.get_slot("diagnostics_outcome") == "unresolved" else "normal",
-            "merchant_id": tracker.get_slot("merchant_id"),
+            "merchant_id": tracker.get_slot("merchant_id") or scene_merchant_id(tracker),
             "terminal_serial": tracker.get_slot("terminal_serial")
             or (f"TID {tracker.get_slot('terminal_id')}" if tracker.get_slot("terminal_id") else None),
             "error_code": "1000",
@@ -181,6 +193,10 @@ class ActionEscalate(Action):
         else:
             reply_by, response = local_reply_by(), "utter_escalated_queued"
         dispatcher.utter_message(response=response, ticket=ticket, reply_by=local_time(reply_by))
+        if tracker.get_latest_input_channel() == "wecom_kf":
+            # The 微信客服 channel's cue (channels/wecom_kf.py): with ``handoff: wecom`` it moves
+            # the session to a WeCom agent or the pool. No other channel is sent this.
+            dispatcher.utter_message(json_message={"wecom_kf": "handoff"})
         return [
             SlotSet("ticket", ticket),
             SlotSet("diagnostics_outcome", "escalated"),

@@ -18,6 +18,14 @@ times, and the same ``MsgId`` is handled once); the bot's answer is sent through
 platform's send-message API with a cached, refreshed access token. Text messages have no
 buttons, so button choices are listed as numbers and a reply of that number is taken as
 the button. Card numbers are masked before Rasa sees the text (``CardMaskingMixin``).
+
+Handled msgids, the numbered choices and the access token are kept in Redis when the
+channel has a ``redis_url`` (several Rasa processes), else in bounded in-process maps
+(``channels.platform_state``). The Official Account reaches merchants under the
+platform's rules (48 h window, 5 messages since the merchant last wrote): its messages go
+through ``channels.platform_delivery.Courier``, which holds what cannot go out, reports
+it to the desk and sends it when the merchant writes again. The self-built app
+(``WeComInput``) reaches the enterprise's own staff only and sends without those rules.
 """
 from __future__ import annotations
 
@@ -29,9 +37,10 @@ import logging
 import re
 import struct
 import time
-from collections import OrderedDict
+import uuid
 from dataclasses import dataclass
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
+from pathlib import Path
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 from xml.etree import ElementTree
 
 import aiohttp
@@ -40,13 +49,18 @@ from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
+from channels.desk_reports import DeskReports
 from channels.masked import CardMaskingMixin
+from channels.platform_delivery import Courier
+from channels.platform_state import LocalState, platform_state
 
 logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_CLOCK_SKEW_SECONDS = 300  # older signed requests are replays
 TOKEN_EXPIRED = {40001, 40014, 42001}
+SEEN_SECONDS = 3 * 24 * 3600  # the platforms keep (and may resend) 3 days of messages
+CHOICES_SECONDS = 7 * 24 * 3600
 _ASCII_NUMBER = re.compile(r"[0-9]{1,12}")
 
 
@@ -110,43 +124,39 @@ class IncomingText:
     msg_id: str
 
 
-class SeenMessages:
-    """The last MsgIds handled (bounded), so platform retries are not answered twice."""
-
-    def __init__(self, capacity: int = 10_000) -> None:
-        self._ids: "OrderedDict[str, None]" = OrderedDict()
-        self._capacity = capacity
-
-    def first_time(self, msg_id: str) -> bool:
-        """True the first time an id is seen."""
-        if msg_id in self._ids:
-            return False
-        self._ids[msg_id] = None
-        if len(self._ids) > self._capacity:
-            self._ids.popitem(last=False)
-        return True
-
-
-def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, now: float) -> Optional[IncomingText]:
-    """Check and decrypt one callback; None for messages the bot does not answer."""
+def open_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, now: float) -> bytes:
+    """The decrypted XML of one callback, after the size, replay and signature checks."""
     if len(body) > MAX_BODY_BYTES:
         raise CallbackError(413, "body too large")
     timestamp = query.get("timestamp", "")
     if not _ASCII_NUMBER.fullmatch(timestamp) or abs(now - int(timestamp)) > MAX_CLOCK_SKEW_SECONDS:
         raise CallbackError(403, "stale or missing timestamp")
-    encrypted = _xml_field(body, "Encrypt")
+    encrypted = xml_field(body, "Encrypt")
     crypto.verify(query.get("msg_signature", ""), timestamp, query.get("nonce", ""), encrypted)
-    message = crypto.decrypt(encrypted).encode()
-    if _xml_field(message, "MsgType") != "text":
+    return crypto.decrypt(encrypted).encode()
+
+
+def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, now: float) -> Optional[IncomingText]:
+    """Check and decrypt one callback; None for messages the bot does not answer."""
+    message = open_callback(crypto, query, body, now)
+    if xml_field(message, "MsgType") != "text":
         return None  # events, images, voice: nothing to answer
     return IncomingText(
-        user=_xml_field(message, "FromUserName"),
-        text=_xml_field(message, "Content"),
-        msg_id=_xml_field(message, "MsgId"),
+        user=xml_field(message, "FromUserName"),
+        text=xml_field(message, "Content"),
+        msg_id=xml_field(message, "MsgId"),
     )
 
 
-def _xml_field(document: bytes, name: str) -> str:
+def verify_url(crypto: CallbackCrypto, query: Dict[str, str]) -> str:
+    """The decrypted ``echostr`` of a WeCom URL verification (signed with ``msg_signature``)."""
+    echostr = query.get("echostr", "")
+    crypto.verify(query.get("msg_signature", ""), query.get("timestamp", ""), query.get("nonce", ""), echostr)
+    return crypto.decrypt(echostr)
+
+
+def xml_field(document: bytes, name: str) -> str:
+    """The text of ``<name>`` under the root; 400 when the XML or the field is missing."""
     try:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError:
@@ -158,21 +168,23 @@ def _xml_field(document: bytes, name: str) -> str:
 
 
 class PlatformApi:
-    """The platform's send-message API with a cached access token.
+    """The platform's API with one access token for all Rasa processes.
 
-    Subclasses name the token and send endpoints; ``api_base`` is configurable so
-    a deployment (or a test) can point it elsewhere.
+    The token is cached in the channel's state (Redis when set: an Official Account token
+    is global and a second fetch invalidates the first) and fetched again, once, when the
+    platform calls it expired (40001 / 40014 / 42001). ``api_base`` is configurable so a
+    deployment (or a test) can point it elsewhere.
     """
 
     token_path = "/cgi-bin/gettoken"
     send_path = "/cgi-bin/message/send"
 
-    def __init__(self, api_base: str, app_id: str, secret: str, agent_id: Optional[str] = None) -> None:
+    def __init__(self, api_base: str, app_id: str, secret: str, agent_id: Optional[str] = None,
+                 state: Optional[LocalState] = None) -> None:
         self._base = api_base.rstrip("/")
         self._app_id, self._secret, self._agent_id = app_id, secret, agent_id
-        self._token: Optional[str] = None
-        self._expires_at = 0.0
-        self._lock = asyncio.Lock()
+        self.state = state or platform_state(None, Path("var/wecom_state.sqlite"), "wecom")
+        self.timeout = aiohttp.ClientTimeout(total=10)
 
     def token_params(self) -> Dict[str, str]:
         """Query of the token request (WeCom: corpid + corpsecret)."""
@@ -182,55 +194,86 @@ class PlatformApi:
         """JSON of a text message (WeCom: to an app member)."""
         return {"touser": user, "msgtype": "text", "agentid": self._agent_id, "text": {"content": text}}
 
-    async def access_token(self, session: aiohttp.ClientSession, refresh: bool = False) -> str:
-        """The cached token, fetched again when it is near expiry or rejected."""
-        async with self._lock:
-            if refresh or not self._token or time.monotonic() >= self._expires_at:
-                async with session.get(self._base + self.token_path, params=self.token_params()) as reply:
-                    body = await reply.json(content_type=None)
-                if not body.get("access_token"):
-                    raise RuntimeError(f"no access token: errcode {body.get('errcode')}")
-                self._token = body["access_token"]
-                self._expires_at = time.monotonic() + int(body.get("expires_in", 7200)) - 300
-            return self._token
+    async def access_token(self, session: aiohttp.ClientSession, rejected: Optional[str] = None) -> str:
+        """The shared token; fetched when there is none or ``rejected`` is the one stored."""
+        key = f"token:{self._app_id}"
+        token = await self.state.get(key)
+        if token and token != rejected:
+            return token
+        async with self.state.lock(key):
+            token = await self.state.get(key)  # another process may have fetched it meanwhile
+            if token and token != rejected:
+                return token
+            async with session.get(self._base + self.token_path, params=self.token_params()) as reply:
+                body = await reply.json(content_type=None)
+            if not isinstance(body, dict) or not body.get("access_token"):
+                raise RuntimeError(f"no access token: errcode {body.get('errcode') if isinstance(body, dict) else body}")
+            token = str(body["access_token"])
+            await self.state.put(key, token, max(60, int(body.get("expires_in", 7200)) - 300))
+            return token
 
-    async def send_text(self, user: str, text: str) -> None:
-        """Send a text message; a rejected token is refreshed once."""
-        timeout = aiohttp.ClientTimeout(total=10)
-        async with aiohttp.ClientSession(timeout=timeout) as session:
-            for attempt in range(2):
-                token = await self.access_token(session, refresh=attempt > 0)
-                async with session.post(
-                    self._base + self.send_path, params={"access_token": token}, json=self.text_body(user, text)
-                ) as reply:
+    async def call(self, path: str, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """POST ``payload`` to ``path`` with the token; a rejected token is replaced once."""
+        async with aiohttp.ClientSession(timeout=self.timeout) as session:
+            rejected: Optional[str] = None
+            for _ in range(2):
+                token = await self.access_token(session, rejected)
+                async with session.post(self._base + path, params={"access_token": token}, json=payload) as reply:
                     body = await reply.json(content_type=None)
-                if body.get("errcode", 0) == 0:
-                    return
-                if body.get("errcode") not in TOKEN_EXPIRED:
-                    break
-            logger.error("%s send failed: %s", type(self).__name__, body)
+                if not isinstance(body, dict):
+                    return {"errcode": -1, "errmsg": "answer is not a JSON object"}
+                if body.get("errcode", 0) not in TOKEN_EXPIRED:
+                    return body
+                rejected = token
+            return body
+
+    async def send_body(self, body: Dict[str, Any]) -> Tuple[int, str]:
+        """Send one prepared message; the platform's (errcode, errmsg)."""
+        answer = await self.call(self.send_path, body)
+        return int(answer.get("errcode", 0) or 0), str(answer.get("errmsg", ""))
+
+    async def send_text(self, user: str, text: str) -> Tuple[int, str]:
+        """Send a text message; the platform's (errcode, errmsg)."""
+        return await self.send_body(self.text_body(user, text))
 
 
 class PlatformOutput(OutputChannel):
-    """Bot messages out through the platform API; buttons become numbered choices."""
+    """Bot messages out through the platform API; buttons become numbered choices.
 
-    def __init__(self, name: str, api: PlatformApi, choices: Dict[str, List[str]]) -> None:
-        self._name, self._api, self._choices = name, api, choices
+    With a ``courier`` (Official Account) each message follows the platform's send rules
+    and its fate is reported to the desk; without (self-built app) it is sent and a
+    refusal logged.
+    """
+
+    def __init__(self, name: str, api: PlatformApi, courier: Optional[Courier] = None) -> None:
+        self._name, self._api, self._courier = name, api, courier
 
     def name(self) -> Text:
         return self._name
 
+    async def _send(self, recipient_id: str, text: str, desk_message_id: Optional[int]) -> None:
+        if self._courier is None:
+            errcode, errmsg = await self._api.send_text(recipient_id, text)
+            if errcode:
+                logger.error("%s send failed: %s %s", self._name, errcode, errmsg)
+            return
+        msgid = f"d{desk_message_id}" if desk_message_id is not None else uuid.uuid4().hex
+        await self._courier.deliver({"user": recipient_id, "msgid": msgid, "text": text,
+                                     "body": self._api.text_body(recipient_id, text),
+                                     "desk_message_id": desk_message_id, "held": 0})
+
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
-        """A plain text message."""
-        await self._api.send_text(recipient_id, text)
+        """A plain text message (``desk_message_id`` in kwargs for an agent's reply)."""
+        await self._send(recipient_id, text, kwargs.get("desk_message_id"))
 
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
     ) -> None:
         """The text and the buttons as a numbered list; remember their payloads."""
-        self._choices[recipient_id] = [button["payload"] for button in buttons]
+        await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
+                                  CHOICES_SECONDS)
         lines = [text, ""] + [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
-        await self._api.send_text(recipient_id, "\n".join(lines))
+        await self._send(recipient_id, "\n".join(lines), kwargs.get("desk_message_id"))
 
 
 class PlatformInput(InputChannel):
@@ -245,10 +288,14 @@ class PlatformInput(InputChannel):
           agent_id: ...            # 应用 AgentId
           secret: ...              # 应用 Secret
           api_base: https://qyapi.weixin.qq.com
+          redis_url: redis://...   # optional: state shared by several Rasa processes
+          state_file: var/wecom_state.sqlite  # optional: else kept here
     """
 
     api_class = PlatformApi
     default_api_base = "https://qyapi.weixin.qq.com"
+    # Whether messages follow the merchant send rules and are reported to the desk.
+    reports_deliveries = False
 
     @classmethod
     def name(cls) -> Text:
@@ -256,8 +303,10 @@ class PlatformInput(InputChannel):
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        """The channel of its credentials.yml block (see the class docstring)."""
         if not credentials:
             cls.raise_missing_credentials_exception()
+        assert credentials is not None  # the call above raises
         return cls(
             token=str(credentials["token"]),
             encoding_aes_key=str(credentials["encoding_aes_key"]),
@@ -265,30 +314,33 @@ class PlatformInput(InputChannel):
             secret=str(credentials["secret"]),
             agent_id=str(credentials.get("agent_id") or ""),
             api_base=str(credentials.get("api_base") or cls.default_api_base),
+            redis_url=credentials.get("redis_url") or None,
+            state_file=credentials.get("state_file") or None,
         )
 
     def __init__(self, token: str, encoding_aes_key: str, app_id: str, secret: str,
-                 agent_id: str = "", api_base: Optional[str] = None) -> None:
+                 agent_id: str = "", api_base: Optional[str] = None, redis_url: Optional[str] = None,
+                 state_file: Optional[str] = None, reports: Optional[DeskReports] = None) -> None:
         self.crypto = CallbackCrypto(token, encoding_aes_key, app_id)
-        self.api = self.api_class(api_base or self.default_api_base, app_id, secret, agent_id or None)
-        self.seen = SeenMessages()
-        self.choices: Dict[str, List[str]] = {}
+        self.state = platform_state(redis_url, Path(state_file or f"var/{self.name()}_state.sqlite"), self.name())
+        self.api = self.api_class(api_base or self.default_api_base, app_id, secret, agent_id or None, self.state)
+        self.courier: Optional[Courier] = None
+        if self.reports_deliveries:
+            self.reports = reports or DeskReports.from_environment(self.name())
+            self.courier = Courier(self.state, self.reports, self.api.send_body)
         self._tasks: set = set()
 
     def get_output_channel(self) -> OutputChannel:
         """Used by Rasa for agent replies and the resume (``output_channel=latest``)."""
-        return PlatformOutput(self.name(), self.api, self.choices)
+        return PlatformOutput(self.name(), self.api, self.courier)
 
     def verify_url(self, query: Dict[str, str]) -> str:
         """The decrypted ``echostr`` of the URL verification."""
-        echostr = query.get("echostr", "")
-        self.crypto.verify(query.get("msg_signature", ""), query.get("timestamp", ""),
-                           query.get("nonce", ""), echostr)
-        return self.crypto.decrypt(echostr)
+        return verify_url(self.crypto, query)
 
-    def as_text(self, user: str, text: str) -> str:
+    async def as_text(self, user: str, text: str) -> str:
         """A number answering a numbered list becomes that button's payload."""
-        options = self.choices.get(user) or []
+        options = await self.state.get(f"choices:{user}") or []
         stripped = text.strip()
         # ASCII digits only: "²".isdigit() is True but int("²") fails, and a
         # 5000-digit number is more than int() converts.
@@ -297,6 +349,7 @@ class PlatformInput(InputChannel):
         return text
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
+        """``/webhooks/<name>/``: health, the URL verification and the callbacks."""
         hook = Blueprint(f"{self.name()}_webhook", __name__)
 
         @hook.route("/", methods=["GET"])
@@ -317,20 +370,26 @@ class PlatformInput(InputChannel):
             except CallbackError as error:
                 logger.warning("%s callback refused: %s", self.name(), error)
                 return response.text(str(error), status=error.status)
-            if incoming is not None and self.seen.first_time(incoming.msg_id):
-                message = UserMessage(
-                    self.as_text(incoming.user, incoming.text),
-                    self.get_output_channel(),
-                    incoming.user,
-                    input_channel=self.name(),
-                )
+            if incoming is not None and await self.state.first_time(f"msg:{incoming.msg_id}", SEEN_SECONDS):
                 # Answer the platform now; the bot's reply goes out via the API.
-                task = asyncio.get_running_loop().create_task(on_new_message(message))
+                task = asyncio.get_running_loop().create_task(self.handle(incoming, on_new_message))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return response.text("")
 
         return hook
+
+    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
+        """Held messages go out first (the merchant's message opened the window), then Rasa."""
+        if self.courier is not None:
+            await self.courier.merchant_wrote(incoming.user)
+        message = UserMessage(
+            await self.as_text(incoming.user, incoming.text),
+            self.get_output_channel(),
+            incoming.user,
+            input_channel=self.name(),
+        )
+        await on_new_message(message)
 
 
 class WeComInput(CardMaskingMixin, PlatformInput):
@@ -359,6 +418,7 @@ class WeChatInput(CardMaskingMixin, PlatformInput):
 
     api_class = WeChatApi
     default_api_base = "https://api.weixin.qq.com"
+    reports_deliveries = True
 
     @classmethod
     def name(cls) -> Text:

@@ -4,37 +4,30 @@ Named in ``endpoints.yml`` (``event_broker: type: rasa_server.desk_events.DeskEv
 Rasa calls ``publish`` for every new tracker event while it saves a conversation; this
 broker keeps only what the desk needs (user and bot messages, ``pause`` / ``resume``,
 the ``ticket`` slot), turns a button click into the button's title, and hands the rest to
-a background task that POSTs batches to the desk's ``/api/rasa/events``.
-
-Rasa's message handling never waits for the desk and never fails because of it: a desk
-that is down gets the same batch again, in order, with a growing pause between tries;
-at most ``max_pending`` events wait (the oldest are dropped past that, and the log says
-how many). The desk reads the conversation's tracker when an agent opens the case, which
+a background task that POSTs batches to the desk's ``/api/rasa/events``
+(``rasa_server.desk_post.BatchedPoster``: in order, retried while the desk is down,
+bounded). The desk reads the conversation's tracker when an agent opens the case, which
 brings back anything dropped.
 """
 from __future__ import annotations
 
-import asyncio
 import collections
 import logging
 from asyncio import AbstractEventLoop
 from typing import Any, Deque, Dict, List, Optional, Text
 
-import aiohttp
 from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
+from rasa_server.desk_post import BATCH_SIZE, MAX_PENDING, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS, BatchedPoster
 from support_desk.transcript_text import buttons_of, spoken_text
 
 logger = logging.getLogger(__name__)
 
 Event = Dict[Text, Any]
 
-BATCH_SIZE = 200
-MAX_PENDING = 10_000
 # Conversations whose last offered buttons are remembered (to read the next click).
 BUTTON_MEMORY = 10_000
-RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS = 0.5, 10.0
 
 
 class DeskEventBroker(EventBroker):
@@ -53,21 +46,25 @@ class DeskEventBroker(EventBroker):
         self.url = f"{url.rstrip('/')}/api/rasa/events" if url else None
         self.token = token
         self.batch_size = batch_size
-        self.max_pending = max_pending
-        self.retry_first_seconds = retry_first_seconds
-        self.retry_max_seconds = retry_max_seconds
-        self.timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-        # (sequence number, event): a batch in flight is removed by number once taken,
-        # whatever was dropped from the front meanwhile.
-        self.pending: Deque[tuple[int, Event]] = collections.deque()
-        self._sequence = 0
-        self.dropped = 0
+        self.poster = BatchedPoster(
+            self.url, token, "events", batch_size=batch_size, max_pending=max_pending,
+            retry_first_seconds=retry_first_seconds, retry_max_seconds=retry_max_seconds,
+            timeout_seconds=timeout_seconds,
+            what="events (the desk re-reads those conversations when a case is opened)",
+        )
         self._buttons: "collections.OrderedDict[str, List[Dict[str, Any]]]" = collections.OrderedDict()
-        self._wake = asyncio.Event()
-        self._task: Optional["asyncio.Task[None]"] = None
-        self._session: Optional[aiohttp.ClientSession] = None
         if not self.url:
             logger.warning("DESK_URL is empty: conversation events are not pushed to the desk")
+
+    @property
+    def pending(self) -> Deque[tuple[int, Event]]:
+        """The events waiting for the desk, oldest first."""
+        return self.poster.pending
+
+    @property
+    def dropped(self) -> int:
+        """How many events were dropped because too many were waiting."""
+        return self.poster.dropped
 
     @classmethod
     async def from_endpoint_config(
@@ -87,22 +84,8 @@ class DeskEventBroker(EventBroker):
         if not self.url:
             return
         kept = self._for_desk(event)
-        if kept is None:
-            return
-        if len(self.pending) >= self.max_pending:
-            self.pending.popleft()
-            self.dropped += 1
-            if self.dropped == 1 or self.dropped % 1000 == 0:
-                logger.warning(
-                    "desk unreachable and %d events waiting: %d oldest dropped so far "
-                    "(the desk re-reads those conversations when a case is opened)",
-                    self.max_pending, self.dropped,
-                )
-        self._sequence += 1
-        self.pending.append((self._sequence, kept))
-        self._wake.set()
-        if self._task is None or self._task.done():
-            self._task = asyncio.get_running_loop().create_task(self._send_forever())
+        if kept is not None:
+            self.poster.put(kept)
 
     def _for_desk(self, event: Event) -> Optional[Event]:
         """The part of a Rasa event the desk uses, or None for events it does not need."""
@@ -134,59 +117,10 @@ class DeskEventBroker(EventBroker):
         while len(self._buttons) > BUTTON_MEMORY:
             self._buttons.popitem(last=False)
 
-    async def _send_forever(self) -> None:
-        """Send what is pending, oldest first; retry a failed batch until it is taken."""
-        pause = self.retry_first_seconds
-        while True:
-            if not self.pending:
-                self._wake.clear()
-                await self._wake.wait()
-                continue
-            batch = [self.pending[i] for i in range(min(self.batch_size, len(self.pending)))]
-            if await self._post([event for _, event in batch]):
-                last = batch[-1][0]
-                while self.pending and self.pending[0][0] <= last:
-                    self.pending.popleft()
-                pause = self.retry_first_seconds
-                continue
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, self.retry_max_seconds)
-
-    async def _post(self, batch: List[Event]) -> bool:
-        """One POST; True when the desk took the batch (or refused it for good)."""
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(timeout=self.timeout)
-        headers = {"Authorization": f"Bearer {self.token}"} if self.token else {}
-        try:
-            async with self._session.post(self.url, json={"events": batch}, headers=headers) as response:
-                if response.status < 300:
-                    return True
-                body = (await response.text())[:200]
-                if 400 <= response.status < 500 and response.status not in (401, 403, 408, 429):
-                    # The same batch would be refused again: skip it, say so.
-                    logger.error("desk refused %d events (%d %s): dropped", len(batch), response.status, body)
-                    return True
-                logger.warning("desk answered %d to %d events, retrying", response.status, len(batch))
-        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as problem:
-            logger.info("desk not reachable (%s), %d events waiting", problem.__class__.__name__, len(self.pending))
-        return False
-
     def is_ready(self) -> bool:
         """Always ready: events wait in memory until the desk takes them."""
         return True
 
     async def close(self, flush_seconds: float = 2.0) -> None:
         """Send what is pending for up to ``flush_seconds``, then stop."""
-        if self._task is not None and not self._task.done():
-            deadline = asyncio.get_running_loop().time() + flush_seconds
-            while self.pending and asyncio.get_running_loop().time() < deadline:
-                await asyncio.sleep(0.05)
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        if self.pending:
-            logger.warning("%d events not sent to the desk at shutdown", len(self.pending))
-        if self._session is not None:
-            await self._session.close()
+        await self.poster.close(flush_seconds)

@@ -165,6 +165,7 @@ channels.wecom.WeChatInput:
   app_id: wxtestappid
   secret: test-secret
   api_base: http://127.0.0.1:{platform.port}
+  state_file: {directory / "wechat_state.sqlite"}
 """,
         encoding="utf-8",
     )

@@ -251,3 +251,28 @@ async def test_ticket_status_when_the_desk_is_away(
     dispatcher.messages.clear()
     await ActionTicketStatus().run(dispatcher, make_tracker(), domain)
     assert responses(dispatcher) == ["utter_ticket_status_open"]
+
+
+@pytest.mark.parametrize("channel, cue", [("wecom_kf", [{"wecom_kf": "handoff"}]), ("rest", []), ("wechat", [])])
+async def test_only_a_wecom_kf_conversation_gets_the_handoff_cue(
+    make_tracker, domain, use_desk, unused_tcp_port, channel, cue
+):
+    from rasa_sdk.executor import CollectingDispatcher
+
+    use_desk(f"http://127.0.0.1:{unused_tcp_port}")  # the desk being down changes nothing here
+    tracker = make_tracker(events=EVENTS + [{"event": "user", "text": "转人工", "input_channel": channel}])
+    dispatcher = CollectingDispatcher()
+    await ActionEscalate().run(dispatcher, tracker, domain)
+    assert [m["custom"] for m in dispatcher.messages if m.get("custom")] == cue
+    assert responses(dispatcher)[0] == "utter_escalated_queued"
+
+
+async def test_the_contact_links_merchant_number_is_known_without_asking(make_tracker, dispatcher, domain):
+    from actions.handoff import scene_merchant_id
+
+    came = [{"event": "user", "text": "你好", "metadata": {"scene_param": "898310048160123"}},
+            {"event": "user", "text": "报1000", "metadata": {}}]
+    tracker = make_tracker(events=came)
+    assert scene_merchant_id(tracker) == "898310048160123"
+    assert await ValidateHandoffForm().required_slots(HANDOFF_SLOTS, dispatcher, tracker, domain) == HANDOFF_SLOTS[1:]
+    assert scene_merchant_id(make_tracker(events=[{"event": "user", "metadata": {"scene_param": "poster-3"}}])) is None

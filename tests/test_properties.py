@@ -11,6 +11,7 @@ import os
 import re
 import struct
 from datetime import datetime
+from pathlib import Path
 from typing import List
 
 import pytest
@@ -26,7 +27,8 @@ from channels.masked import (
     masking,
     rest_body_problem,
 )
-from channels.wecom import CallbackCrypto, CallbackError, SeenMessages, WeComInput, parse_callback
+from channels.platform_state import LocalState
+from channels.wecom import CallbackCrypto, CallbackError, WeComInput, parse_callback
 from support_desk.privacy import luhn_valid, mask_card_numbers
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, sign, text_message
@@ -266,16 +268,25 @@ def test_url_verification_never_crashes(query):
 @given(text=st.text(max_size=30) | st.sampled_from(["²", "٣", "9" * 5000, " 2 ", "0", "3"]))
 def test_numbered_choice_never_crashes(text):
     channel = WeComInput(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, "secret", "1", "http://127.0.0.1:9")
-    channel.choices["u"] = ["/affirm", "/deny"]
-    answer = channel.as_text("u", text)
+
+    async def choose() -> str:
+        await channel.state.put("choices:u", ["/affirm", "/deny"], 60)
+        return await channel.as_text("u", text)
+
+    answer = asyncio.run(choose())
     assert answer in ("/affirm", "/deny") if text.strip() in ("1", "2") else answer == text
 
 
 @given(ids=st.lists(st.text(max_size=3), max_size=60))
 def test_seen_messages_stay_bounded_and_first_time_is_once(ids):
-    seen = SeenMessages(capacity=10)
-    firsts = [seen.first_time(i) for i in ids]
-    assert len(seen._ids) <= 10
+    state = LocalState(Path("/nonexistent"), "wecom")  # the in-process memory only
+    state.memory._capacity = 10
+
+    async def seen_all():
+        return [await state.first_time(f"msg:{i}", 3600) for i in ids]
+
+    firsts = asyncio.run(seen_all())
+    assert len(state.memory) <= 10
     for index, msg_id in enumerate(ids):  # a repeat within the last 10 distinct ids is never new
         if msg_id in ids[max(0, index - 9) : index] and len(set(ids[:index])) <= 10:
             assert firsts[index] is False

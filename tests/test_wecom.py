@@ -9,7 +9,6 @@ from aiohttp.test_utils import TestServer
 from channels.wecom import (
     CallbackCrypto,
     CallbackError,
-    SeenMessages,
     WeChatInput,
     WeComInput,
     parse_callback,
@@ -55,7 +54,8 @@ def test_text_callback_is_decrypted():
 
 
 def test_events_are_not_answered():
-    event = f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName><MsgType>event</MsgType><Event>enter_agent</Event></xml>"
+    event = (f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName>"
+             "<MsgType>event</MsgType><Event>enter_agent</Event></xml>")
     query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, event, str(NOW))
     assert parse_callback(channel().crypto, query, body, NOW) is None
 
@@ -96,16 +96,18 @@ def test_undecryptable_payload_is_a_clear_400():
         assert refused.value.status == 400
 
 
-def test_same_msg_id_is_handled_once():
-    seen = SeenMessages(capacity=2)
-    assert [seen.first_time(i) for i in ("1", "1", "2", "3", "1")] == [True, False, True, True, True]
+async def test_same_msg_id_is_handled_once_and_the_memory_is_bounded():
+    state = channel().state
+    state.memory._capacity = 2
+    seen = [await state.first_time(f"msg:{i}", 60) for i in ("1", "1", "2", "3", "1")]
+    assert seen == [True, False, True, True, True] and len(state.memory) == 2
 
 
-def test_numbered_choice_becomes_the_button_payload():
+async def test_numbered_choice_becomes_the_button_payload():
     wecom = channel()
-    wecom.choices["u"] = ["/inform_fixed", "/inform_not_fixed"]
-    assert wecom.as_text("u", " 2 ") == "/inform_not_fixed"
-    assert wecom.as_text("u", "3") == "3" and wecom.as_text("other", "1") == "1"
+    await wecom.state.put("choices:u", ["/inform_fixed", "/inform_not_fixed"], 60)
+    assert await wecom.as_text("u", " 2 ") == "/inform_not_fixed"
+    assert await wecom.as_text("u", "3") == "3" and await wecom.as_text("other", "1") == "1"
 
 
 class FakePlatform:
@@ -149,14 +151,15 @@ async def test_replies_go_out_through_the_api_with_a_cached_refreshed_token():
     assert platform.sent[0] == {"token": "tok1", "touser": "zhangsan", "msgtype": "text",
                                 "agentid": "1000002", "text": {"content": "您好"}}
     assert platform.sent[1]["text"]["content"] == "能用了吗？\n\n1. ✅ 好了\n2. ❌ 还是报1000"
-    assert wecom.choices["zhangsan"] == ["/inform_fixed", "/inform_not_fixed"]
+    assert await wecom.state.get("choices:zhangsan") == ["/inform_fixed", "/inform_not_fixed"]
 
 
-async def test_wechat_official_account_variant():
+async def test_wechat_official_account_variant(tmp_path):
     platform = FakePlatform("/cgi-bin/token", "/cgi-bin/message/custom/send")
     await platform.server.start_server()
     try:
-        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")))
+        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")),
+                             state_file=str(tmp_path / "wechat.sqlite"))
         query = {"signature": sign("tok", "1409659589", "42"), "timestamp": "1409659589", "nonce": "42", "echostr": "hello"}
         assert wechat.verify_url(query) == "hello"
         with pytest.raises(CallbackError):

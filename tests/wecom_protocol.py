@@ -53,3 +53,12 @@ def callback(token: str, aes_key: str, receive_id: str, plain_xml: str, timestam
     body = f"<xml><ToUserName><![CDATA[{receive_id}]]></ToUserName><Encrypt><![CDATA[{encrypted}]]></Encrypt></xml>"
     query = {"msg_signature": sign(token, timestamp, nonce, encrypted), "timestamp": timestamp, "nonce": nonce}
     return query, body.encode()
+
+
+def kf_signal(open_kfid: str, token: str, to: str = DOC_CORP_ID) -> str:
+    """The plaintext XML of a 微信客服 callback: only a signal to pull with ``kf/sync_msg``."""
+    return (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName><CreateTime>1764036000</CreateTime>"
+        f"<MsgType><![CDATA[event]]></MsgType><Event><![CDATA[kf_msg_or_event]]></Event>"
+        f"<Token><![CDATA[{token}]]></Token><OpenKfId><![CDATA[{open_kfid}]]></OpenKfId></xml>"
+    )
