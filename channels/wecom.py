@@ -18,6 +18,10 @@ times, and the same ``MsgId`` is handled once); the bot's answer is sent through
 platform's send-message API with a cached, refreshed access token. Text messages have no
 buttons, so button choices are listed as numbers and a reply of that number is taken as
 the button. Card numbers are masked before Rasa sees the text (``CardMaskingMixin``).
+A voice message with the platform's speech recognition (``Recognition``) is read as the
+merchant's text, marked ``{"voice": true}`` in the message metadata; pictures, other voice,
+files, locations, links and stickers get a short answer, and pictures go to the desk
+(``channels/platform_media.py``).
 """
 from __future__ import annotations
 
@@ -31,6 +35,7 @@ import struct
 import time
 from collections import OrderedDict
 from dataclasses import dataclass
+from functools import partial
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text
 from xml.etree import ElementTree
 
@@ -41,6 +46,7 @@ from sanic import Blueprint, response
 from sanic.request import Request
 
 from channels.masked import CardMaskingMixin
+from channels.platform_media import DEFAULT_LANGUAGE, answer_media, conversation_language, offer_image
 
 logger = logging.getLogger(__name__)
 
@@ -103,11 +109,19 @@ class CallbackCrypto:
 
 @dataclass
 class IncomingText:
-    """A merchant's text message, decrypted."""
+    """A merchant's message, decrypted: text, voice the platform recognised, or other media.
+
+    ``voice``: the text is the platform's speech recognition of a voice message.
+    ``media_type``: set (``image``, ``voice``, ``file``, ...) for a message the bot cannot
+    read, with the platform's ``media_id`` when it has one; ``text`` is empty then.
+    """
 
     user: str
     text: str
     msg_id: str
+    voice: bool = False
+    media_type: Optional[str] = None
+    media_id: Optional[str] = None
 
 
 class SeenMessages:
@@ -137,24 +151,35 @@ def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, n
     encrypted = _xml_field(body, "Encrypt")
     crypto.verify(query.get("msg_signature", ""), timestamp, query.get("nonce", ""), encrypted)
     message = crypto.decrypt(encrypted).encode()
-    if _xml_field(message, "MsgType") != "text":
-        return None  # events, images, voice: nothing to answer
-    return IncomingText(
-        user=_xml_field(message, "FromUserName"),
-        text=_xml_field(message, "Content"),
-        msg_id=_xml_field(message, "MsgId"),
-    )
+    msg_type = _xml_field(message, "MsgType")
+    if msg_type == "event":
+        return None  # subscribe, enter_agent, menu clicks: nothing to answer
+    user, msg_id = _xml_field(message, "FromUserName"), _xml_field(message, "MsgId")
+    if msg_type == "text":
+        return IncomingText(user=user, text=_xml_field(message, "Content"), msg_id=msg_id)
+    # Voice with 接收语音识别结果 on carries the platform's recognition: read as typed.
+    recognition = _xml_optional(message, "Recognition") if msg_type == "voice" else None
+    if recognition and recognition.strip():
+        return IncomingText(user=user, text=recognition, msg_id=msg_id, voice=True)
+    # Pictures, other voice, files, locations, links, stickers, unknown types: answered politely.
+    return IncomingText(user=user, text="", msg_id=msg_id, media_type=msg_type,
+                        media_id=_xml_optional(message, "MediaId"))
 
 
 def _xml_field(document: bytes, name: str) -> str:
+    value = _xml_optional(document, name)
+    if value is None:
+        raise CallbackError(400, f"{name} missing")
+    return value
+
+
+def _xml_optional(document: bytes, name: str) -> Optional[str]:
     try:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError:
         raise CallbackError(400, "body is not XML") from None
     node = root.find(name)
-    if node is None or node.text is None:
-        raise CallbackError(400, f"{name} missing")
-    return node.text
+    return None if node is None else node.text
 
 
 class PlatformApi:
@@ -270,6 +295,7 @@ class PlatformInput(InputChannel):
     def __init__(self, token: str, encoding_aes_key: str, app_id: str, secret: str,
                  agent_id: str = "", api_base: Optional[str] = None) -> None:
         self.crypto = CallbackCrypto(token, encoding_aes_key, app_id)
+        self.api_base = api_base or self.default_api_base  # also the media API's (pictures)
         self.api = self.api_class(api_base or self.default_api_base, app_id, secret, agent_id or None)
         self.seen = SeenMessages()
         self.choices: Dict[str, List[str]] = {}
@@ -296,6 +322,16 @@ class PlatformInput(InputChannel):
             return options[int(stripped) - 1]
         return text
 
+    async def answer_media(self, request: Request, incoming: IncomingText) -> None:
+        """A message the bot cannot read: a short answer; a picture is offered to the desk first."""
+        agent = getattr(request.app.ctx, "agent", None)
+        language = await conversation_language(agent, incoming.user) if agent is not None else DEFAULT_LANGUAGE
+        image = None
+        if incoming.media_type == "image" and incoming.media_id:
+            image = partial(offer_image, self.api_base, self.api.access_token, incoming.media_id,
+                            incoming.user, self.name(), incoming.msg_id)
+        await answer_media(self.get_output_channel(), incoming.user, language, image)
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         hook = Blueprint(f"{self.name()}_webhook", __name__)
 
@@ -318,14 +354,18 @@ class PlatformInput(InputChannel):
                 logger.warning("%s callback refused: %s", self.name(), error)
                 return response.text(str(error), status=error.status)
             if incoming is not None and self.seen.first_time(incoming.msg_id):
-                message = UserMessage(
-                    self.as_text(incoming.user, incoming.text),
-                    self.get_output_channel(),
-                    incoming.user,
-                    input_channel=self.name(),
-                )
+                if incoming.media_type is not None:
+                    work = self.answer_media(request, incoming)
+                else:
+                    work = on_new_message(UserMessage(
+                        self.as_text(incoming.user, incoming.text),
+                        self.get_output_channel(),
+                        incoming.user,
+                        input_channel=self.name(),
+                        metadata={"voice": True} if incoming.voice else None,
+                    ))
                 # Answer the platform now; the bot's reply goes out via the API.
-                task = asyncio.get_running_loop().create_task(on_new_message(message))
+                task = asyncio.get_running_loop().create_task(work)
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return response.text("")
