@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -351,3 +352,21 @@ def test_voice_is_marked_in_what_the_desk_reads():
     assert heard_text({**event, "metadata": {"voice": "yes"}}, "x") == "x"  # only the channel's own flag
     [(_, words)] = readable_messages([event])
     assert words == "🎤 卡号622202******0006 报1000"
+
+
+async def test_the_channel_offers_a_picture_to_the_desk_and_answers_through_its_send_api(desk_env):
+    async with MediaWorld() as world:
+        desk_env(world.url)
+        world.platform.media["MEDIA_1"] = (picture("GIF"), "image/gif")
+        world.desk.open_cases.add("openid-9")
+        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=world.url)
+        plain = media_message("openid-9", "image", "7001", to="gh_x", MediaId="MEDIA_1")
+        query, body = callback("tok", DOC_AES_KEY, "wxappid", plain, str(NOW))
+        incoming = parse_callback(wechat.crypto, query, body, NOW)
+        # No Rasa agent in this app (a door-level test): the answer is in Chinese.
+        request = SimpleNamespace(app=SimpleNamespace(ctx=SimpleNamespace()))
+        await wechat.answer_media(request, incoming)
+    [taken] = world.desk.taken
+    assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["content_type"]) == (
+        "openid-9", "wechat", "7001", "image/gif")
+    assert world.platform.texts("openid-9") == [answer_text("image_to_agent", "zh")]
