@@ -11,7 +11,8 @@ Official Account, the WeCom app and 微信客服) and POSTed raw to
 ``{DESK_URL}/api/channel/attachments?sender_id&channel&msgid`` with the bearer
 ``DESK_API_TOKEN``. The channel cannot see whether Rasa is paused for a handoff, so it
 offers every picture and the desk decides: 201 attaches it to the open case (the merchant
-is told the agent has it), 200 ``{"ignored": true}`` means there is no open case. Pictures
+is told the agent has it; so is a 200 with the ``attachment_id`` of a msgid taken before),
+200 ``{"ignored": true}`` means there is no open case. Pictures
 over 2 MiB or of a type the desk does not take are not uploaded. Every failure is logged
 and the merchant still gets the answer.
 
@@ -119,12 +120,12 @@ async def attach_to_case(session: aiohttp.ClientSession, data: bytes, sender_id:
         data=data,
         headers={"Content-Type": content_type, **({"Authorization": f"Bearer {token}"} if token else {})},
     ) as reply:
-        body = (await reply.text())[:200]
-        if reply.status == 201:
-            return True
-        if reply.status == 200:
-            return False  # {"ignored": true}: no open case, the picture is not needed
-        raise MediaError(f"desk answered {reply.status} {body}")
+        if reply.status in (200, 201):
+            # {"attachment_id": n}: on the case (200: this msgid was taken before);
+            # {"ignored": true}: no open case
+            answer = await reply.json(content_type=None)
+            return isinstance(answer, dict) and isinstance(answer.get("attachment_id"), int)
+        raise MediaError(f"desk answered {reply.status} {(await reply.text())[:200]}")
 
 
 async def offer_image(api_base: str, access_token: TokenSource, media_id: str, sender_id: str, channel: str,

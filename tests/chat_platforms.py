@@ -11,8 +11,9 @@
   ``invalid_auth``), a channel (``channel_not_found``) and text or blocks (``no_text``).
 * ``AttachmentDesk``: ``POST /api/channel/attachments`` of the channel->desk contract,
   strict: 401 without the bearer, 400 without sender_id/channel/msgid, 415 for another
-  content type, 413 over 2 MiB; records what it took and answers 201 or, for senders
-  without an open case, 200 ``{"ignored": true}``.
+  content type, 413 over 2 MiB; records what it took and answers 201 (200 with the same
+  ``attachment_id`` for a msgid it took before) or, for senders without an open case,
+  200 ``{"ignored": true}``.
 
 ``serve_in_thread`` runs such an app in a thread of its own, for tests that talk to real
 Rasa processes with blocking HTTP.
@@ -227,9 +228,9 @@ class AttachmentDesk:
             return self._refuse(413, "larger than 2 MiB")
         if query["sender_id"] not in self.open_cases:
             return web.json_response({"ignored": True})
-        if any(t["msgid"] == query["msgid"] for t in self.taken):  # the same msgid stores one
-            return web.json_response({"attachment_id": 1 + [t["msgid"] for t in self.taken].index(query["msgid"])},
-                                     status=201)
+        known = [t["msgid"] for t in self.taken]
+        if query["msgid"] in known:  # the same msgid stores one
+            return web.json_response({"attachment_id": 1 + known.index(query["msgid"])})
         self.taken.append({**dict(query), "content_type": request.content_type, "data": data})
         return web.json_response({"attachment_id": len(self.taken)}, status=201)
 

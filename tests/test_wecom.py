@@ -270,6 +270,7 @@ async def test_a_picture_is_fetched_and_attached_to_the_open_case(desk_env):
         world.platform.media["MEDIA_OK"] = (png, "image/jpeg")  # the platform's type is not trusted
         world.desk.open_cases.add("openid-1")
         assert await world.offer("MEDIA_OK") is True
+        assert await world.offer("MEDIA_OK") is True  # the same msgid again (another process): kept once
         assert await world.offer("MEDIA_OK", sender="openid-2", msgid="502") is False  # no open case: ignored
     [taken] = world.desk.taken
     assert {k: taken[k] for k in ("sender_id", "channel", "msgid", "content_type")} == {
