@@ -9,7 +9,9 @@ server, Rasa with the trained model) and fake platforms that hold to the platfor
 * a picture, other voice, a file, a location, an unknown type: a short answer in the
   conversation's language, never silence; the picture is fetched from the media API with a
   valid token and media id and offered to the desk (a desk that does not take it costs
-  the picture only, the merchant still gets the answer);
+  the picture only, the merchant still gets the answer); during a handoff the real desk
+  attaches it to the case as "[image]" and the merchant is told the agent has it (needs
+  the desk's ``POST /api/channel/attachments``, branch desk);
 * a 1 MB body, malformed XML: 4xx, nothing crashes, the channel keeps answering;
 * Telegram (webhook update) and Slack (event signed with the signing secret, Slack's v0
   algorithm): a card number is masked before Rasa stores it; a bad or stale Slack
@@ -155,6 +157,22 @@ def test_a_picture_gets_a_polite_answer_in_chinese_and_is_fetched_for_the_desk(s
     fetched = [r for r in platforms.wechat.media_requests if r["media_id"] == media_id]
     assert len(fetched) == 1 and fetched[0]["access_token"] in platforms.wechat.valid_tokens
     assert user_events(stack, merchant) == []  # nothing went to the model
+
+
+def test_a_picture_during_a_handoff_is_attached_to_the_case_and_the_merchant_told(stack, platforms):
+    merchant, media_id, picture_msgid = openid(), f"MEDIA_{uuid.uuid4().hex[:8]}", msgid()
+    png = picture("PNG", 48)
+    platforms.wechat.media[media_id] = (png, "image/png")
+    auth = {"Authorization": f"Bearer {stack.desk.token}"}
+    case = http("POST", f"{stack.desk.url}/api/escalations",
+                {"sender_id": merchant, "channel": "wechat", "language": "zh", "summary": "picture"}, auth)
+    image = media_message(merchant, "image", picture_msgid, to="gh_test", MediaId=media_id)
+    assert wechat(stack, image) == 200
+    wait_until(lambda: platforms.wechat.texts(merchant), 30)
+    assert platforms.wechat.texts(merchant) == [answer_text("image_to_agent", "zh")]
+    detail = http("GET", f"{stack.desk.url}/api/escalations/{case['id']}", headers=auth)
+    [line] = [m for m in detail["transcript"] if m["kind"] == "merchant"]
+    assert line["text"] == "[image]" and isinstance(line["attachment_id"], int)
 
 
 def test_the_answer_follows_the_conversations_language(stack, platforms):
