@@ -41,8 +41,9 @@ TEXTS: Dict[str, Dict[str, str]] = yaml.safe_load(Path(__file__).with_name("text
 _SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
-# (session, refresh) -> access token; PlatformApi.access_token has this shape.
-TokenSource = Callable[[aiohttp.ClientSession, bool], Awaitable[str]]
+# (session, the token the platform just rejected or None) -> an access token:
+# PlatformApi.access_token (a rejected token asks for a fresh one).
+TokenSource = Callable[[aiohttp.ClientSession, Optional[str]], Awaitable[str]]
 
 
 class MediaError(Exception):
@@ -83,8 +84,9 @@ async def fetch_media(session: aiohttp.ClientSession, api_base: str, access_toke
     """The bytes of a temporary media file (``cgi-bin/media/get``); a rejected token is refreshed once."""
     from channels.wecom import TOKEN_EXPIRED  # here: channels.wecom imports this module
 
-    for attempt in range(2):
-        token = await access_token(session, attempt > 0)
+    rejected: Optional[str] = None
+    for _ in range(2):
+        token = await access_token(session, rejected)
         params = {"access_token": token, "media_id": media_id}
         async with session.get(api_base.rstrip("/") + "/cgi-bin/media/get", params=params) as reply:
             kind = reply.headers.get("Content-Type", "").split(";")[0].strip().lower()
@@ -93,7 +95,8 @@ async def fetch_media(session: aiohttp.ClientSession, api_base: str, access_toke
             if kind in ("application/json", "text/plain"):  # an error: {"errcode": 40007, ...}
                 body = await reply.json(content_type=None)
                 errcode = body.get("errcode") if isinstance(body, dict) else None
-                if errcode in TOKEN_EXPIRED and attempt == 0:
+                if errcode in TOKEN_EXPIRED and rejected is None:
+                    rejected = token
                     continue
                 raise MediaError(f"media API errcode {errcode}")
             data = bytearray()
