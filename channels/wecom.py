@@ -322,9 +322,9 @@ class PlatformInput(InputChannel):
             return options[int(stripped) - 1]
         return text
 
-    async def answer_media(self, request: Request, incoming: IncomingText) -> None:
-        """A message the bot cannot read: a short answer; a picture is offered to the desk first."""
-        agent = getattr(request.app.ctx, "agent", None)
+    async def answer_media(self, incoming: IncomingText, agent: Any = None) -> None:
+        """A message the bot cannot read: a short answer (in the language of the conversation
+        Rasa's ``agent`` holds, else Chinese); a picture is offered to the desk first."""
         language = await conversation_language(agent, incoming.user) if agent is not None else DEFAULT_LANGUAGE
         image = None
         if incoming.media_type == "image" and incoming.media_id:
@@ -354,23 +354,29 @@ class PlatformInput(InputChannel):
                 logger.warning("%s callback refused: %s", self.name(), error)
                 return response.text(str(error), status=error.status)
             if incoming is not None and self.seen.first_time(incoming.msg_id):
-                if incoming.media_type is not None:
-                    work = self.answer_media(request, incoming)
-                else:
-                    work = on_new_message(UserMessage(
-                        self.as_text(incoming.user, incoming.text),
-                        self.get_output_channel(),
-                        incoming.user,
-                        input_channel=self.name(),
-                        metadata={"voice": True} if incoming.voice else None,
-                    ))
                 # Answer the platform now; the bot's reply goes out via the API.
-                task = asyncio.get_running_loop().create_task(work)
+                agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
+                task = asyncio.get_running_loop().create_task(self.handle(incoming, on_new_message, agent))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return response.text("")
 
         return hook
+
+    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                     agent: Any = None) -> None:
+        """The merchant's message to Rasa; one the bot cannot read gets the channel's own answer."""
+        if incoming.media_type is not None:
+            await self.answer_media(incoming, agent)
+            return
+        message = UserMessage(
+            self.as_text(incoming.user, incoming.text),
+            self.get_output_channel(),
+            incoming.user,
+            input_channel=self.name(),
+            metadata={"voice": True} if incoming.voice else None,
+        )
+        await on_new_message(message)
 
 
 class WeComInput(CardMaskingMixin, PlatformInput):

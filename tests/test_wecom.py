@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import logging
-from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -364,9 +363,12 @@ async def test_the_channel_offers_a_picture_to_the_desk_and_answers_through_its_
         plain = media_message("openid-9", "image", "7001", to="gh_x", MediaId="MEDIA_1")
         query, body = callback("tok", DOC_AES_KEY, "wxappid", plain, str(NOW))
         incoming = parse_callback(wechat.crypto, query, body, NOW)
-        # No Rasa agent in this app (a door-level test): the answer is in Chinese.
-        request = SimpleNamespace(app=SimpleNamespace(ctx=SimpleNamespace()))
-        await wechat.answer_media(request, incoming)
+
+        async def to_rasa(message) -> None:
+            raise AssertionError(f"a picture went to Rasa: {message.text!r}")
+
+        # No Rasa agent here (a door-level test): the answer is in Chinese.
+        await wechat.handle(incoming, to_rasa, agent=None)
     [taken] = world.desk.taken
     assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["content_type"]) == (
         "openid-9", "wechat", "7001", "image/gif")
