@@ -76,6 +76,7 @@ channels.wecom.WeChatInput:
   app_id: {APP_ID}
   secret: {APP_SECRET}
   api_base: {platforms.url}
+  state_file: {directory / "wechat_state.sqlite"}  # the channel's state, kept with the test's files
 channels.masked_telegram_slack.MaskedTelegramInput:
   access_token: "{TELEGRAM_TOKEN}"
   verify: {TELEGRAM_BOT}
