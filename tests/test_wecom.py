@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from types import SimpleNamespace
 
 import pytest
 from aiohttp import web
@@ -16,7 +17,7 @@ from channels.wecom import (
     WeComInput,
     parse_callback,
 )
-from channels.platform_media import answer_media, answer_text, image_type, offer_image
+from channels.platform_media import answer_media, answer_text, conversation_language, image_type, offer_image
 from support_desk.transcript_text import heard_text, readable_messages
 from tests.chat_platforms import AttachmentDesk, OfficialAccount, picture
 from tests.wecom_protocol import (
@@ -373,3 +374,27 @@ async def test_the_channel_offers_a_picture_to_the_desk_and_answers_through_its_
     assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["content_type"]) == (
         "openid-9", "wechat", "7001", "image/gif")
     assert world.platform.texts("openid-9") == [answer_text("image_to_agent", "zh")]
+
+
+async def test_the_answers_language_is_the_conversations_in_rasas_tracker_store(caplog):
+    from rasa.core.tracker_store import InMemoryTrackerStore
+    from rasa.shared.core.domain import Domain
+    from rasa.shared.core.events import SlotSet
+
+    from tests.conftest import ROOT
+
+    store = InMemoryTrackerStore(Domain.load(str(ROOT / "domain")))
+    tracker = await store.get_or_create_tracker("en-merchant")
+    tracker.update(SlotSet("language", "en"))
+    await store.save(tracker)
+    agent = SimpleNamespace(tracker_store=store)  # what the channel reads of Rasa's Agent
+    assert await conversation_language(agent, "en-merchant") == "en"
+    assert await conversation_language(agent, "never-wrote") == "zh"  # no conversation yet
+
+    class BrokenStore:
+        async def retrieve(self, sender_id: str):
+            raise ConnectionError("database gone")
+
+    with caplog.at_level(logging.WARNING, logger="channels.platform_media"):
+        assert await conversation_language(SimpleNamespace(tracker_store=BrokenStore()), "en-merchant") == "zh"
+    assert "language of en-merchant unknown (ConnectionError): answering in Chinese" in caplog.text
