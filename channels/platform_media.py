@@ -42,8 +42,9 @@ _SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/pn
                (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
 # (session, the token the platform just rejected or None) -> an access token:
-# PlatformApi.access_token (a rejected token asks for a fresh one).
-TokenSource = Callable[[aiohttp.ClientSession, Optional[str]], Awaitable[str]]
+# PlatformApi.access_token. Any: a channel whose second parameter is a "refresh" flag
+# works too (a rejected token is truthy, None is not).
+TokenSource = Callable[[aiohttp.ClientSession, Any], Awaitable[str]]
 
 
 class MediaError(Exception):

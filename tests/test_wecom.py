@@ -62,7 +62,8 @@ def test_text_callback_is_decrypted():
 
 
 def test_events_are_not_answered():
-    event = f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName><MsgType>event</MsgType><Event>enter_agent</Event></xml>"
+    event = (f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName>"
+             "<MsgType>event</MsgType><Event>enter_agent</Event></xml>")
     query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, event, str(NOW))
     assert parse_callback(channel().crypto, query, body, NOW) is None
 
