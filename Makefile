@@ -5,7 +5,6 @@ SHELL := /bin/bash
 
 VENV    := .venv
 BIN     := $(VENV)/bin
-RASA    := $(BIN)/rasa
 MODEL   := models/pos1000.tar.gz
 RESULTS := results
 
@@ -24,7 +23,7 @@ export RASA_TELEMETRY_ENABLED := false
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
                 $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate clean test-slow bench
+.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate lint clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
@@ -41,6 +40,7 @@ $(VENV)/.installed: pyproject.toml
 
 # The website widget (rasa-webchat) from npm, served by the desk at /chat.
 web/node_modules/.installed: web/package.json web/package-lock.json
+	@command -v npm >/dev/null || { echo "npm is missing: bash scripts/system_packages.sh installs it (with the test servers)" >&2; exit 1; }
 	cd web && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
@@ -58,6 +58,11 @@ $(MODEL): $(VENV)/.installed $(TRAIN_INPUTS)
 	exit $$status
 
 train: $(MODEL)
+
+# ruff (pyflakes, pycodestyle, bugbear) and mypy, both configured in pyproject.toml.
+lint: $(VENV)/.installed
+	$(BIN)/ruff check .
+	$(BIN)/mypy
 
 validate: $(VENV)/.installed
 	$(BIN)/python scripts/validate_data.py --domain domain --data data --config config.yml
@@ -81,7 +86,7 @@ shell: $(MODEL) .env
 	$(BIN)/python -m support_desk >/tmp/pos1000-desk.log 2>&1 & desk=$$!; \
 	$(BIN)/python -m actions.server --actions actions --port 5055 >/tmp/pos1000-actions.log 2>&1 & actions=$$!; \
 	trap "kill $$desk $$actions" EXIT; \
-	$(RASA) shell --model $(MODEL) --endpoints endpoints.yml
+	$(BIN)/python -m rasa_server shell --model $(MODEL) --endpoints endpoints.yml
 
 # Debian packages the checks start themselves (PostgreSQL, Redis, nginx, chromium, a CJK
 # font); installed when missing (root or password-less sudo), else a clear message.
@@ -94,7 +99,7 @@ test-unit: $(MODEL) web/node_modules/.installed
 	$(BIN)/pytest -q
 
 test-stories: $(MODEL)
-	$(RASA) test core --model $(MODEL) --stories tests/stories \
+	$(BIN)/python -m rasa_server test core --model $(MODEL) --stories tests/stories \
 	  --fail-on-prediction-errors --out $(RESULTS)/stories
 
 test-nlu: $(MODEL)

@@ -111,9 +111,10 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
     ) -> List[Text]:
         """The domain's slots up to the point where the checks can stop."""
         required: List[Text] = []
+        step = fixed_step(tracker)
         for slot in domain_slots:
             required.append(slot)
-            if fixed_step(tracker) and slot == STEP_SLOTS[fixed_step(tracker)]:
+            if step and slot == STEP_SLOTS[step]:
                 break
             if slot == "server_ok" and stopped_by_incident(tracker):
                 break

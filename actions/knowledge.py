@@ -104,11 +104,12 @@ class KnowledgeBase:
 
     def version_status(self, key: Optional[str], version: Optional[str]) -> str:
         """``outdated``, ``latest`` or ``unknown`` for the merchant's version of a model."""
-        latest = self.model(key).latest_version
+        latest_text = self.model(key).latest_version
+        latest = parse_version(latest_text) if latest_text is not None else None
         current = parse_version(version or "")
         if latest is None or current is None:
             return UNKNOWN
-        return "outdated" if current < parse_version(latest) else "latest"
+        return "outdated" if current < latest else "latest"
 
 
 def _normalise(text: str) -> str:

@@ -41,7 +41,10 @@ def load_settings(
         return None if value in ("", None) else value
 
     def project_path(key: str, default: Optional[str] = None) -> Path:
-        value = Path(pick(key) or default)
+        given = pick(key) or default
+        if given is None:
+            raise ValueError(f"actions/settings.yml: {key} is not set")
+        value = Path(given)
         return value if value.is_absolute() else PROJECT_ROOT / value
 
     return Settings(

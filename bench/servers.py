@@ -174,9 +174,9 @@ def redis_server(log_dir: Path) -> "tuple[Service, str]":
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.5):
                 return service, f"redis://127.0.0.1:{port}"
-        except OSError:
+        except OSError as error:
             if not service.alive() or time.monotonic() > deadline:
-                raise RuntimeError(f"redis did not start:\n{service.tail()}")
+                raise RuntimeError(f"redis did not start:\n{service.tail()}") from error
             time.sleep(0.1)
 
 

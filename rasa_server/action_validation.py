@@ -139,7 +139,7 @@ def accepts(result: Any) -> bool:
     # dicts; a missing or non-string name fails every branch's required/pin.
     for event in result.get("events", ()):
         name = event.get("event")
-        check = dispatch.by_name.get(name, _UNKNOWN) if isinstance(name, str) else _UNKNOWN
+        check: Any = dispatch.by_name.get(name, _UNKNOWN) if isinstance(name, str) else _UNKNOWN
         if check is _UNKNOWN:
             return False
         if check is not None and not check.is_valid(event):

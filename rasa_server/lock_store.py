@@ -117,7 +117,7 @@ class AtomicRedisLockStore(RedisLockStore):
                 keys=[self._key(conversation_id)],
                 args=[conversation_id, repr(self.clock()), repr(float(lock_lifetime))])
         except Exception as e:  # upstream's error for any failure to issue
-            raise LockError(f"Error while acquiring lock. Error:\n{e}")
+            raise LockError(f"Error while acquiring lock. Error:\n{e}") from e
         return int(number), int(serving) == int(number), TicketLock.from_dict(json.loads(raw))
 
     def issue_ticket(self, conversation_id: Text,

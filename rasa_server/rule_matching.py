@@ -51,7 +51,8 @@ class RuleIndex:
 
     def candidates(self, newest: State) -> List[Text]:
         """The keys that may apply to a conversation whose newest state is ``newest``."""
-        return self.unnamed + self.by_action.get(previous_action_name(newest), [])
+        previous = previous_action_name(newest)
+        return self.unnamed + (self.by_action.get(previous, []) if previous is not None else [])
 
 
 def previous_action_name(state: State) -> Optional[Text]:

@@ -80,6 +80,8 @@ class TunedSQLTrackerStore(SQLTrackerStore):
     process; 0 turns the cache off).
     """
 
+    engine: sa.engine.Engine  # set by SQLTrackerStore.__init__ (replaced below for SQLite files)
+
     def __init__(self, *args: Any, cache_size: int = 256, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         if self.engine.dialect.name == "sqlite" and self.engine.url.database not in (None, "", ":memory:"):

@@ -22,11 +22,14 @@ def macro_f1(report_path: Path) -> float:
 
 
 def score(language: str, model: str, out: Path) -> Dict[str, float]:
-    """Run ``rasa test nlu`` on one language's held-out set and read its macro-F1s."""
+    """Run ``rasa test nlu`` on one language's held-out set and read its macro-F1s.
+
+    Through ``python -m rasa_server``, the runtime ``make run`` serves with: the parses
+    scored are the parses merchants get."""
     target = out / language
     subprocess.run(
         [
-            str(Path(sys.executable).with_name("rasa")), "test", "nlu",
+            sys.executable, "-m", "rasa_server", "test", "nlu",
             "--model", model,
             "--nlu", str(HELDOUT / f"{language}.yml"),
             "--out", str(target),

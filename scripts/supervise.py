@@ -20,6 +20,9 @@ from typing import Dict, List
 
 ROOT = Path(__file__).resolve().parent.parent
 BIN = ROOT / ".venv" / "bin"
+sys.path.insert(0, str(ROOT))  # run as a script: scripts.launch is the repository's
+
+from scripts.launch import procfile  # noqa: E402
 
 # Rasa needs ~30 s to load its model; "started" only means it did not die within 5 s.
 POLICY = {
@@ -33,16 +36,6 @@ POLICY = {
     "stdout_logfile": "/dev/stdout",
     "stdout_logfile_maxbytes": "0",
 }
-
-
-def procfile(path: Path) -> Dict[str, str]:
-    """``name: command`` lines of a Procfile, in order."""
-    processes: Dict[str, str] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        name, sep, command = line.partition(":")
-        if sep and name.strip() and not line.lstrip().startswith("#"):
-            processes[name.strip()] = command.strip()
-    return processes
 
 
 def config(processes: Dict[str, str], run_dir: Path) -> str:
@@ -71,7 +64,7 @@ def main(argv: List[str]) -> None:
     conf = run_dir / "supervisord.conf"
     command = argv[1] if len(argv) > 1 else "run"
     if command == "run":
-        conf.write_text(config(procfile(ROOT / "Procfile"), run_dir), encoding="utf-8")
+        conf.write_text(config(procfile(), run_dir), encoding="utf-8")
         os.execv(BIN / "supervisord", ["supervisord", "-c", str(conf)])
     elif command == "status":
         os.execv(BIN / "supervisorctl", ["supervisorctl", "-c", str(conf), "status"])

@@ -1,4 +1,4 @@
-"""The desk's JSON API (the contract in ../shared/design.md).
+"""The desk's JSON API (the contract in support_desk/openapi.yml and docs/desk-api.md).
 
 Machine clients send ``Authorization: Bearer <DESK_API_TOKEN>``. Errors are always
 ``{"error": "..."}`` with a 4xx status (503 when the database is unavailable), never a

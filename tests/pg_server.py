@@ -57,9 +57,9 @@ class PostgresServer:
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
                     break
-            except OSError:
+            except OSError as error:
                 if self.process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError("PostgreSQL did not start")
+                    raise RuntimeError("PostgreSQL did not start") from error
                 time.sleep(0.2)
         time.sleep(0.5)  # accept() comes a moment before the server takes logins
         return self

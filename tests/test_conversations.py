@@ -32,10 +32,10 @@ def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
         try:
             urllib.request.urlopen(url, timeout=1)
             return
-        except OSError:
+        except OSError as error:
             if process.poll() is not None or time.monotonic() > deadline:
                 process.kill()
-                raise RuntimeError(f"{what} did not start")
+                raise RuntimeError(f"{what} did not start") from error
             time.sleep(0.3)
 
 

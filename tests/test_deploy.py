@@ -46,7 +46,7 @@ def test_deploy_endpoints_share_state_between_processes():
 
 
 def test_no_secret_is_written_into_the_deployment_files():
-    for path in DEPLOY.iterdir():
+    for path in (p for p in DEPLOY.rglob("*") if p.is_file()):
         text = path.read_text(encoding="utf-8")
         for line in text.splitlines():
             match = re.search(r"(TOKEN|PASSWORD|SECRET_KEY)\w*:\s*(\S+)", line)

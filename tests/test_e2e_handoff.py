@@ -13,7 +13,6 @@ import os
 import re
 import threading
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.parse
@@ -24,11 +23,11 @@ from typing import Any, Dict, Iterator, List
 import pytest
 from aiohttp import web
 
+from scripts.launch import command
 from tests.test_conversations import MODEL, ROOT, DeskProcess, free_port, wait_for
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, text_message
 
 RASA_TOKEN = "e2e-rasa-token"
-RASA = str(Path(sys.executable).with_name("rasa"))
 
 
 def http(method: str, url: str, body: Any = None, headers: Dict[str, str] = None) -> Any:
@@ -62,14 +61,13 @@ class Stack:
         # Logs are kept: a test checks no card number reaches them.
         self.logs = [directory / "actions.log", directory / "rasa.log"]
         self.actions = subprocess.Popen(
-            [sys.executable, "-m", "actions.server", "--actions", "actions", "--port", str(self.actions_port)],
+            command("actions", port=str(self.actions_port)),
             cwd=ROOT, env=env, stdout=self.logs[0].open("wb"), stderr=subprocess.STDOUT,
         )
+        # production's Rasa (the Procfile's line): only the port, files and token differ
         self.rasa = subprocess.Popen(
-            [RASA, "run", "--model", str(MODEL), "--endpoints", "endpoints.yml",
-             "--credentials", str(credentials), "--enable-api", "--auth-token", RASA_TOKEN,
-             "--cors", "*",
-             "--interface", "127.0.0.1", "--port", str(self.rasa_port)],
+            command("rasa", model=str(MODEL), credentials=str(credentials), auth_token=RASA_TOKEN,
+                    port=str(self.rasa_port)),
             cwd=ROOT, env=env, stdout=self.logs[1].open("wb"), stderr=subprocess.STDOUT,
         )
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", self.actions, "action server")

@@ -38,9 +38,9 @@ from typing import Any, Callable, Dict, Iterator, List, Optional
 import pytest
 
 from tests.pg_server import PostgresServer, _as_postgres, _binary
+from scripts.launch import command
 from tests.test_conversations import MODEL, ROOT, free_port, wait_for
 
-RASA = str(Path(sys.executable).with_name("rasa"))
 RASA_TOKEN = "faults-rasa-token"
 DESK_TOKEN = "faults-desk-token"
 MODEL_FILE = Path(os.environ.get("FAULTS_MODEL") or MODEL)
@@ -125,7 +125,7 @@ class FaultStack:
             "RASA_PUBLIC_URL": self.rasa_url,
             "RASA_AUTH_TOKEN": RASA_TOKEN,
         }
-        self.desk = self._spawn([sys.executable, "-m", "support_desk"], "desk.log")
+        self.desk = self._spawn(command("desk"), "desk.log")
         wait_for(f"{self.desk_url}/health", self.desk, "support desk")
         self.actions = self.start_actions()
         self.rasa = self.start_rasa()
@@ -139,8 +139,7 @@ class FaultStack:
         return f"http://127.0.0.1:{self.rasa_port}"
 
     def start_actions(self) -> subprocess.Popen:
-        process = self._spawn([sys.executable, "-m", "actions.server", "--actions", "actions",
-                               "--port", str(self.actions_port)], "actions.log")
+        process = self._spawn(command("actions", port=str(self.actions_port)), "actions.log")
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", process, "action server")
         return process
 
@@ -153,9 +152,8 @@ class FaultStack:
 
     def start_rasa(self) -> subprocess.Popen:
         process = self._spawn(
-            [RASA, "run", "--model", str(MODEL_FILE), "--endpoints", "endpoints.yml",
-             "--credentials", "credentials.yml", "--enable-api", "--auth-token", RASA_TOKEN,
-             "--interface", "127.0.0.1", "--port", str(self.rasa_port)], "rasa.log")
+            command("rasa", model=str(MODEL_FILE), auth_token=RASA_TOKEN, port=str(self.rasa_port)),
+            "rasa.log")
         wait_for(f"{self.rasa_url}/", process, "Rasa")
         eventually(lambda: request("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}")[1].get("model_file"),
                    120, "the model to load")

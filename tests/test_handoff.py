@@ -150,7 +150,7 @@ def test_transcript_and_diagnostics_from_the_tracker(make_tracker):
                                   "software_status": "latest"})
     assert diagnostics_results(current)[-1] == {"step": "software", "outcome": "already_latest"}
     lines = transcript(tracker)
-    assert [(l["role"], l["text"]) for l in lines] == [
+    assert [(line["role"], line["text"]) for line in lines] == [
         ("user", "pos机报1000咋整 卡号411111******1111"),
         ("bot", "出现1000，按这四步排查"),
     ]

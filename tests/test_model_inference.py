@@ -106,10 +106,10 @@ def test_every_held_out_parse_is_the_same(agent, monkeypatch, upstream_calls):
     faq = 0
     for text in texts:
         expected = with_inference(monkeypatch, model_inference._UPSTREAM_RUN_INFERENCE,
-                                  lambda: parse(agent, text))
+                                  lambda text=text: parse(agent, text))
         before = len(upstream_calls)
         actual = with_inference(monkeypatch, model_inference.run_inference,
-                                lambda: parse(agent, text))
+                                lambda text=text: parse(agent, text))
         assert actual == expected, text
         # Upstream traced both functions above; ours never needs it for one message.
         assert len(upstream_calls) == before, text

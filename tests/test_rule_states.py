@@ -74,8 +74,8 @@ def built_twice_by_upstream(agent, policy) -> List[DialogueStateTracker]:
     for turn in story_turns(agent):
         calls = []
         original = policy._prediction_states
-        policy._prediction_states = lambda *args, **named: calls.append(1) or original(
-            *args, **named)
+        policy._prediction_states = lambda *args, calls=calls, original=original, **named: (
+            calls.append(1) or original(*args, **named))
         try:
             rule_states._UPSTREAM_PREDICT(policy, turn, agent.domain)
         finally:

@@ -228,7 +228,7 @@ async def test_fifty_merchants_for_two_minutes(stack):
         while await undelivered() and time.monotonic() < deadline:
             await asyncio.sleep(2)
         tally.failures += [f"agent messages of case {c} never delivered" for c in await undelivered()]
-        for case_id, sender in tally.handoffs:
+        for _case_id, sender in tally.handoffs:
             tracker = await checker.call(
                 "GET", f"{stack.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}") or {}
             ids = [(e.get("metadata") or {}).get("desk_message_id") for e in tracker.get("events", [])
