@@ -39,6 +39,7 @@ class MaskedTelegramInput(CardMaskingMixin, TelegramInput):
     webhook_url, optional api_base)."""
 
     api_base: Optional[str] = None
+    _bot: Optional[TelegramOutput] = None
 
     @classmethod
     def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
@@ -48,7 +49,15 @@ class MaskedTelegramInput(CardMaskingMixin, TelegramInput):
         return channel
 
     def get_output_channel(self) -> TelegramOutput:
-        """A Bot API client for the answers (the webhook is not set again)."""
+        """The channel's one Bot API client for the answers (the webhook is not set again).
+
+        One: each aiogram client keeps an HTTP session, and Rasa asks for an output
+        channel on every reply sent through its HTTP API."""
+        if self._bot is None:
+            self._bot = self._new_bot()
+        return self._bot
+
+    def _new_bot(self) -> TelegramOutput:
         bot = TelegramOutput(self.access_token)
         if self.api_base:
             bot.server = TelegramAPIServer.from_base(self.api_base)
@@ -63,7 +72,7 @@ class MaskedTelegramInput(CardMaskingMixin, TelegramInput):
         return super().blueprint(on_new_message)
 
     async def _set_webhook(self) -> None:
-        bot = self.get_output_channel()
+        bot = self._new_bot()
         try:
             await bot.set_webhook(url=self.webhook_url)
         finally:
