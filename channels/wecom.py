@@ -18,6 +18,10 @@ times, and the same ``MsgId`` is handled once); the bot's answer is sent through
 platform's send-message API with a cached, refreshed access token. Text messages have no
 buttons, so button choices are listed as numbers and a reply of that number is taken as
 the button. Card numbers are masked before Rasa sees the text (``CardMaskingMixin``).
+A voice message with the platform's speech recognition (``Recognition``) is read as the
+merchant's text, marked ``{"voice": true}`` in the message metadata; pictures, other voice,
+files, locations, links and stickers get a short answer, and pictures go to the desk
+(``channels/platform_media.py``).
 
 Handled msgids, the numbered choices and the access token are kept in Redis when the
 channel has a ``redis_url`` (several Rasa processes), else in bounded in-process maps
@@ -39,6 +43,7 @@ import struct
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 from xml.etree import ElementTree
@@ -52,6 +57,7 @@ from sanic.request import Request
 from channels.desk_reports import DeskReports
 from channels.masked import CardMaskingMixin
 from channels.platform_delivery import Courier
+from channels.platform_media import DEFAULT_LANGUAGE, answer_media, conversation_language, offer_image
 from channels.platform_state import LocalState, platform_state
 
 logger = logging.getLogger(__name__)
@@ -117,11 +123,19 @@ class CallbackCrypto:
 
 @dataclass
 class IncomingText:
-    """A merchant's text message, decrypted."""
+    """A merchant's message, decrypted: text, voice the platform recognised, or other media.
+
+    ``voice``: the text is the platform's speech recognition of a voice message.
+    ``media_type``: set (``image``, ``voice``, ``file``, ...) for a message the bot cannot
+    read, with the platform's ``media_id`` when it has one; ``text`` is empty then.
+    """
 
     user: str
     text: str
     msg_id: str
+    voice: bool = False
+    media_type: Optional[str] = None
+    media_id: Optional[str] = None
 
 
 def open_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, now: float) -> bytes:
@@ -137,15 +151,21 @@ def open_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, no
 
 
 def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, now: float) -> Optional[IncomingText]:
-    """Check and decrypt one callback; None for messages the bot does not answer."""
+    """Check and decrypt one callback; None for events (nothing to answer)."""
     message = open_callback(crypto, query, body, now)
-    if xml_field(message, "MsgType") != "text":
-        return None  # events, images, voice: nothing to answer
-    return IncomingText(
-        user=xml_field(message, "FromUserName"),
-        text=xml_field(message, "Content"),
-        msg_id=xml_field(message, "MsgId"),
-    )
+    msg_type = xml_field(message, "MsgType")
+    if msg_type == "event":
+        return None  # subscribe, enter_agent, menu clicks: nothing to answer
+    user, msg_id = xml_field(message, "FromUserName"), xml_field(message, "MsgId")
+    if msg_type == "text":
+        return IncomingText(user=user, text=xml_field(message, "Content"), msg_id=msg_id)
+    # Voice with 接收语音识别结果 on carries the platform's recognition: read as typed.
+    recognition = xml_optional(message, "Recognition") if msg_type == "voice" else None
+    if recognition and recognition.strip():
+        return IncomingText(user=user, text=recognition, msg_id=msg_id, voice=True)
+    # Pictures, other voice, files, locations, links, stickers, unknown types: answered politely.
+    return IncomingText(user=user, text="", msg_id=msg_id, media_type=msg_type,
+                        media_id=xml_optional(message, "MediaId"))
 
 
 def verify_url(crypto: CallbackCrypto, query: Dict[str, str]) -> str:
@@ -157,14 +177,20 @@ def verify_url(crypto: CallbackCrypto, query: Dict[str, str]) -> str:
 
 def xml_field(document: bytes, name: str) -> str:
     """The text of ``<name>`` under the root; 400 when the XML or the field is missing."""
+    value = xml_optional(document, name)
+    if value is None:
+        raise CallbackError(400, f"{name} missing")
+    return value
+
+
+def xml_optional(document: bytes, name: str) -> Optional[str]:
+    """The text of ``<name>`` under the root, None when it is absent; 400 when not XML."""
     try:
         root = ElementTree.fromstring(document)
     except ElementTree.ParseError:
         raise CallbackError(400, "body is not XML") from None
     node = root.find(name)
-    if node is None or node.text is None:
-        raise CallbackError(400, f"{name} missing")
-    return node.text
+    return None if node is None else node.text
 
 
 class PlatformApi:
@@ -322,6 +348,7 @@ class PlatformInput(InputChannel):
                  agent_id: str = "", api_base: Optional[str] = None, redis_url: Optional[str] = None,
                  state_file: Optional[str] = None, reports: Optional[DeskReports] = None) -> None:
         self.crypto = CallbackCrypto(token, encoding_aes_key, app_id)
+        self.api_base = api_base or self.default_api_base  # also the media API's (pictures)
         self.state = platform_state(redis_url, Path(state_file or f"var/{self.name()}_state.sqlite"), self.name())
         self.api = self.api_class(api_base or self.default_api_base, app_id, secret, agent_id or None, self.state)
         self.courier: Optional[Courier] = None
@@ -348,6 +375,16 @@ class PlatformInput(InputChannel):
             return options[int(stripped) - 1]
         return text
 
+    async def answer_media(self, incoming: IncomingText, agent: Any = None) -> None:
+        """A message the bot cannot read: a short answer (in the language of the conversation
+        Rasa's ``agent`` holds, else Chinese); a picture is offered to the desk first."""
+        language = await conversation_language(agent, incoming.user) if agent is not None else DEFAULT_LANGUAGE
+        image = None
+        if incoming.media_type == "image" and incoming.media_id:
+            image = partial(offer_image, self.api_base, self.api.access_token, incoming.media_id,
+                            incoming.user, self.name(), incoming.msg_id)
+        await answer_media(self.get_output_channel(), incoming.user, language, image)
+
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """``/webhooks/<name>/``: health, the URL verification and the callbacks."""
         hook = Blueprint(f"{self.name()}_webhook", __name__)
@@ -372,22 +409,29 @@ class PlatformInput(InputChannel):
                 return response.text(str(error), status=error.status)
             if incoming is not None and await self.state.first_time(f"msg:{incoming.msg_id}", SEEN_SECONDS):
                 # Answer the platform now; the bot's reply goes out via the API.
-                task = asyncio.get_running_loop().create_task(self.handle(incoming, on_new_message))
+                agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
+                task = asyncio.get_running_loop().create_task(self.handle(incoming, on_new_message, agent))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return response.text("")
 
         return hook
 
-    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> None:
-        """Held messages go out first (the merchant's message opened the window), then Rasa."""
+    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]],
+                     agent: Any = None) -> None:
+        """Held messages go out first (the merchant's message opened the window), then Rasa;
+        a message the bot cannot read gets the channel's own answer instead."""
         if self.courier is not None:
             await self.courier.merchant_wrote(incoming.user)
+        if incoming.media_type is not None:
+            await self.answer_media(incoming, agent)
+            return
         message = UserMessage(
             await self.as_text(incoming.user, incoming.text),
             self.get_output_channel(),
             incoming.user,
             input_channel=self.name(),
+            metadata={"voice": True} if incoming.voice else None,
         )
         await on_new_message(message)
 

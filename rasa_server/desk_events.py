@@ -3,7 +3,8 @@
 Named in ``endpoints.yml`` (``event_broker: type: rasa_server.desk_events.DeskEventBroker``).
 Rasa calls ``publish`` for every new tracker event while it saves a conversation; this
 broker keeps only what the desk needs (user and bot messages, ``pause`` / ``resume``,
-the ``ticket`` slot), turns a button click into the button's title, and hands the rest to
+the ``ticket`` slot), turns a button click into the button's title, marks a voice
+message "🎤 " (``heard_text``), and hands the rest to
 a background task that POSTs batches to the desk's ``/api/rasa/events``
 (``rasa_server.desk_post.BatchedPoster``: in order, retried while the desk is down,
 bounded). The desk reads the conversation's tracker when an agent opens the case, which
@@ -20,7 +21,7 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
 from rasa_server.desk_post import BATCH_SIZE, MAX_PENDING, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS, BatchedPoster
-from support_desk.transcript_text import buttons_of, spoken_text
+from support_desk.transcript_text import buttons_of, heard_text, spoken_text
 
 logger = logging.getLogger(__name__)
 
@@ -104,7 +105,7 @@ class DeskEventBroker(EventBroker):
             if not event.get("text"):
                 return None
             words = spoken_text(event["text"], self._buttons.get(sender, ()))
-            return None if words is None else {**base, "text": words}
+            return None if words is None else {**base, "text": heard_text(event, words)}
         if kind in ("pause", "resume"):
             return base
         if kind == "slot" and event.get("name") == "ticket":

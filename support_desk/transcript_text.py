@@ -5,7 +5,8 @@ transcript an agent reads (desk, console, API) shows the title of the button cli
 instead. The widget's opening payload (``/greet{"language": "zh"}``, sent by the page
 and never typed) is left out. A payload that matches no button (typed by hand, or a
 button of a message this process never saw) shows as a readable bracketed name, never
-as ``/intent{...}``.
+as ``/intent{...}``. A voice message (the platform's speech recognition, metadata
+``{"voice": true}``) is shown after a microphone, "🎤 ".
 
 Imported by the action server (``actions/handoff.transcript``), the desk's relay
 (``support_desk.relay.paused_messages``) and Rasa's event broker
@@ -21,6 +22,9 @@ from typing import Any, Dict, Iterable, Iterator, List, Optional, Tuple
 _PAYLOAD = re.compile(r"^/(?P<intent>[A-Za-z0-9_\-.]+)(?P<entities>\{.*\})?(?:@[0-9.]+)?$", re.S)
 # The intent of the widget's initPayload (support_desk/chat.py): the page sends it, not the merchant.
 OPENING_INTENT = "greet"
+# Before the words of a voice message: the agent knows the platform's speech recognition
+# wrote them, not the merchant (the channel sets metadata {"voice": true}).
+VOICE_MARK = "🎤 "
 
 Event = Dict[str, Any]
 
@@ -60,6 +64,13 @@ def spoken_text(text: str, buttons: Iterable[Dict[str, Any]] = ()) -> Optional[s
     return f"[{_readable(intent, match.group('entities'))}]"
 
 
+def heard_text(event: Event, words: str) -> str:
+    """The words of a user event as the agent reads them: a voice message (metadata
+    ``voice``, the platform's speech recognition) is marked with ``VOICE_MARK``."""
+    metadata = event.get("metadata")
+    return VOICE_MARK + words if isinstance(metadata, dict) and metadata.get("voice") is True else words
+
+
 def _readable(intent: str, entities: Optional[str]) -> str:
     words = intent.replace("_", " ").replace("-", " ").strip()
     if not entities:
@@ -88,4 +99,4 @@ def readable_messages(events: Iterable[Event]) -> Iterator[Tuple[Event, str]]:
         elif kind == "user" and event.get("text"):
             words = spoken_text(event["text"], buttons_of(last_bot))
             if words is not None:
-                yield event, words
+                yield event, heard_text(event, words)

@@ -93,6 +93,15 @@ async def test_only_what_the_desk_reads_is_sent_in_batches_in_order(desk):
     assert max(len(batch) for batch in desk.batches) == 200
 
 
+async def test_a_voice_message_reaches_the_desk_marked_as_voice(desk):
+    broker = DeskEventBroker(desk.url, "t")
+    broker.publish({**user("m-1", "卡号622202******0006 报1000", 1.0), "metadata": {"voice": True}})
+    broker.publish({**user("m-1", "typed", 2.0), "metadata": {"voice": False}})
+    await until(lambda: len(desk.events) == 2)
+    await broker.close()
+    assert [e["text"] for e in desk.events] == ["🎤 卡号622202******0006 报1000", "typed"]
+
+
 async def test_a_desk_that_is_down_gets_everything_once_in_order_when_back(desk):
     broker = DeskEventBroker(desk.url, "t", retry_first_seconds=0.01, retry_max_seconds=0.05)
     desk.answers = [503, 503, 502, 503]

@@ -55,6 +55,17 @@ def callback(token: str, aes_key: str, receive_id: str, plain_xml: str, timestam
     return query, body.encode()
 
 
+def media_message(user: str, msg_type: str, msg_id: str, to: str = DOC_CORP_ID, **fields: str) -> str:
+    """The plaintext XML of a non-text message (image, voice, location, ...) with its own fields,
+    e.g. ``MediaId``, ``Format``, ``Recognition``, ``Location_X``."""
+    extra = "".join(f"<{name}><![CDATA[{value}]]></{name}>" for name, value in fields.items())
+    return (
+        f"<xml><ToUserName><![CDATA[{to}]]></ToUserName><FromUserName><![CDATA[{user}]]></FromUserName>"
+        f"<CreateTime>1764036000</CreateTime><MsgType><![CDATA[{msg_type}]]></MsgType>{extra}"
+        f"<MsgId>{msg_id}</MsgId></xml>"
+    )
+
+
 def kf_signal(open_kfid: str, token: str, to: str = DOC_CORP_ID) -> str:
     """The plaintext XML of a 微信客服 callback: only a signal to pull with ``kf/sync_msg``."""
     return (
