@@ -16,6 +16,17 @@ import aiohttp
 logger = logging.getLogger(__name__)
 
 
+# What a URL path segment may hold as it is (RFC 3986 "pchar"): Rasa's server (Sanic) does
+# not decode path parameters, so "wk…:wm…" (a 微信客服 sender) must keep its ":" — "%3A"
+# would name another, empty conversation. Anything else is still encoded.
+PATH_SAFE = ":@!$&'()*+,;="
+
+
+def conversation_path(sender_id: str) -> str:
+    """The sender id as the conversation's segment of a Rasa API path."""
+    return quote(sender_id, safe=PATH_SAFE)
+
+
 class RasaUnavailable(Exception):
     """Rasa could not be reached or refused the events."""
 
@@ -39,14 +50,14 @@ class RasaClient:
 
     async def append_events(self, sender_id: str, events: List[Dict[str, Any]]) -> None:
         """Append events to a conversation and send bot messages to its latest channel."""
-        url = f"{self._base}/conversations/{quote(sender_id, safe='')}/tracker/events"
+        url = f"{self._base}/conversations/{conversation_path(sender_id)}/tracker/events"
         # Without execute_side_effects Rasa stores bot events but sends nothing out.
         params = {**self._params, "output_channel": "latest", "execute_side_effects": "true"}
         await self._request("POST", url, params, events)
 
     async def tracker_events(self, sender_id: str) -> List[Dict[str, Any]]:
         """All events of a conversation."""
-        url = f"{self._base}/conversations/{quote(sender_id, safe='')}/tracker"
+        url = f"{self._base}/conversations/{conversation_path(sender_id)}/tracker"
         body = await self._request("GET", url, {**self._params, "include_events": "ALL"})
         return body.get("events") or []
 
