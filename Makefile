@@ -29,7 +29,7 @@ help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
 	@echo "make shell  - chat with the assistant in this terminal"
 	@echo "make train  - train the model (models/pos1000.tar.gz)"
-	@echo "make test   - install, train, then every check (validate, pytest, stories, held-out NLU)"
+	@echo "make test   - install, train, then every check (validate, lint, pytest, stories, held-out NLU)"
 	@echo "make bench  - our stack vs the stock Rasa starter bot under load; results/bench/"
 
 $(VENV)/.installed: pyproject.toml
@@ -93,7 +93,7 @@ shell: $(MODEL) .env
 system-packages:
 	@bash scripts/system_packages.sh
 
-test: system-packages validate test-unit test-stories test-nlu
+test: system-packages validate lint test-unit test-stories test-nlu
 
 test-unit: $(MODEL) web/node_modules/.installed
 	$(BIN)/pytest -q

@@ -71,7 +71,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
             app[STORE].hub.drop_all()
 
     app.cleanup_ctx.append(lifecycle)
-    app.on_shutdown.append(end_streams)
+    app.on_shutdown.append(end_streams)  # type: ignore[arg-type]  # aiohttp 3.8's Signal type is one level off
     return app
 
 

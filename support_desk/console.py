@@ -65,6 +65,10 @@ def moment(value: Optional[str], style: str = "datetime") -> Markup:
     return Markup('<time datetime="{}" data-local="{}">{}</time>').format(at.isoformat(), style, text)
 
 
+# Jinja filters of the console's templates.
+TEMPLATE_FILTERS: Dict[str, Callable[..., str]] = {"moment": moment, "ordinal": ordinal}
+
+
 def session_key(secret: str) -> bytes:
     """32 key bytes derived from DESK_SECRET_KEY (aiohttp-session makes the Fernet key)."""
     return hashlib.sha256(secret.encode()).digest()
@@ -86,7 +90,7 @@ def setup_console(app: web.Application, secret_key: str) -> None:
         app,
         loader=jinja2.FileSystemLoader(str(HERE / "templates")),
         autoescape=jinja2.select_autoescape(["html"], default=True),
-        filters={"moment": moment, "ordinal": ordinal},
+        filters=TEMPLATE_FILTERS,
     )
     app.router.add_routes(routes)
     app[LOGIN_FAILURES] = defaultdict(deque)

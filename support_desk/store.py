@@ -9,7 +9,7 @@ import secrets
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any, Dict, Iterable, List, Optional
+from typing import Any, Dict, Iterable, List, Optional, overload
 
 import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -56,6 +56,10 @@ def to_utc(value: Optional[datetime]) -> Optional[datetime]:
     return value.astimezone(timezone.utc) if value is not None else None
 
 
+@overload
+def aware(value: datetime) -> datetime: ...
+@overload
+def aware(value: None) -> None: ...
 def aware(value: Optional[datetime]) -> Optional[datetime]:
     """SQLite returns naive datetimes; every stored time is UTC."""
     if value is not None and value.tzinfo is None:

@@ -114,7 +114,8 @@ async def test_ticket_is_generated_when_missing(client):
         (b'{"sender_id": "a", "diagnostics": "all"}', "diagnostics must be a list of at most 20 {step, outcome} objects"),
         (b'{"sender_id": "a", "diagnostics": [1]}', "every diagnostics entry must be an object"),
         (b'{"sender_id": "a", "transcript": [{"role": "admin", "text": "x"}]}', "transcript role must be one of user, bot, agent"),
-        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "at": "yesterday"}]}', "at is not an ISO 8601 time: 'yesterday'"),
+        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "at": "yesterday"}]}',
+         "at is not an ISO 8601 time: 'yesterday'"),
         (b'{"sender_id": "' + b"x" * 300 + b'"}', "sender_id is longer than 255 characters"),
     ],
 )
