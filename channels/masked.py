@@ -5,13 +5,8 @@ Every input channel of the assistant is one of Rasa's channels with
 channel hands each ``UserMessage`` to, so the text reaching NLU, the tracker store and
 the logs has Luhn-valid 13–19 digit numbers replaced by first 6 + ``******`` + last 4.
 
-    def _plain_id(value: Any) -> bool:
-    return isinstance(value, str) and len(value) <= MAX_SENDER_CHARS and clean_text(value) == value
-
-
-class MaskedRestInput(CardMaskingMixin, RestInput): ...
-
-Use the subclasses in ``credentials.yml`` by module path; their ``name()`` stays
+Use the subclasses (``MaskedRestInput``, ``MaskedSocketIOInput``; Telegram and Slack in
+``channels/masked_telegram_slack.py``) in ``credentials.yml`` by module path; their ``name()`` stays
 ``rest`` / ``socketio``, so URLs and ``output_channel=latest`` are unchanged.
 
 The same door also cleans what a merchant sends (``clean_text``): control characters
