@@ -104,6 +104,22 @@ class Kf:
             assert reply.status == 200
 
 
+def finish_checks_to_handoff(kf: Kf, user: str, processes: int) -> None:
+    """From the terminal model question to the handoff: a tap wherever there is a menu, then
+    the handoff form's answers, spread over the Rasa processes."""
+    kf.say(1 % processes, user, "A920")
+    for number in range(4):
+        if not any(item["click"]["content"] == "❌ 还是报1000" for item in kf.platform.menus_to(user)[-1]["list"]):
+            break
+        kf.click(number % processes, user, "❌ 还是报1000")
+        if kf.tracker(user).get("active_loop", {}).get("name") == "handoff_form":
+            break
+    for number, text in enumerate(["3.2.1", "转人工", "商户号898310048160123", "13812345678", "从早上开始刷卡都报1000"]):
+        if kf.tracker(user)["paused"]:
+            break
+        kf.say(number % processes, user, text)
+
+
 def sender_path(user: str) -> str:
     """The sender id in a Rasa API path: Rasa (Sanic) does not decode path parameters, so the
     ":" of a 微信客服 sender id must stay as it is ("%3A" would name another conversation)."""
@@ -187,18 +203,7 @@ def test_a_merchant_runs_the_checks_by_menu_across_processes_and_gets_the_desks_
     assert [e["text"] for e in users] == ["pos机报1000咋整", "/start_diagnostics", "/inform_not_fixed"]
     assert all(e["input_channel"] == "wecom_kf" for e in users)
 
-    # On to the handoff, clicking wherever there is a menu.
-    kf.say(1, user, "A920")
-    for _ in range(4):
-        if not any(item["click"]["content"] == "❌ 还是报1000" for item in kf.platform.menus_to(user)[-1]["list"]):
-            break
-        kf.click(_ % 2, user, "❌ 还是报1000")
-        if kf.tracker(user).get("active_loop", {}).get("name") == "handoff_form":
-            break
-    for number, text in enumerate(["3.2.1", "转人工", "商户号898310048160123", "13812345678", "从早上开始刷卡都报1000"]):
-        if kf.tracker(user)["paused"]:
-            break
-        kf.say(number % 2, user, text)
+    finish_checks_to_handoff(kf, user, processes=2)
     assert kf.tracker(user)["paused"] is True
     ticket_text = kf.platform.texts_to(user)[-1]
     assert "PX-" in ticket_text  # the ticket number reached the merchant through send_msg
