@@ -408,8 +408,10 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         elif kind == "session_status_change" and event.get("change_type") in CHANGE_STATE:
             state = CHANGE_STATE[event["change_type"]]
             await self.state.durable_put(f"session:{sender}", state, SESSION_SECONDS)
-            self.reports.session(f"wecom_kf:{msgid}:session", sender, state,
-                                 event.get("new_servicer_userid") or None)
+            # The platform names the new agent (change 1, 2, 4) or, when a session ends (3),
+            # only the agent who ended it (old_servicer_userid): the desk's resolved_by.
+            servicer = event.get("new_servicer_userid") or (event.get("old_servicer_userid") if state == 4 else None)
+            self.reports.session(f"wecom_kf:{msgid}:session", sender, state, servicer or None)
         elif kind == "msg_send_fail" and event.get("fail_msgid"):
             await self.courier.send_failed(str(event["fail_msgid"]))
 
