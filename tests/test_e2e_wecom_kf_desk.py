@@ -19,6 +19,7 @@ reply after 48 hours shows held with the reason, and delivered once the merchant
 from __future__ import annotations
 
 import re
+import sqlite3
 import time
 import urllib.parse
 from pathlib import Path
@@ -142,6 +143,10 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     assert run.platform.texts_to(user)[-1] == answer_text("image_to_agent", "zh")
     [image] = [m for m in run.case(case["id"])["transcript"] if m["attachment_id"]]
     assert (image["role"], image["kind"], image["text"]) == ("user", "merchant", "[image]")
+    with sqlite3.connect(run.stack.directory / "desk.db") as db:  # the bytes the desk stored
+        stored = db.execute("SELECT escalation_id, channel, content_type, data FROM attachments WHERE id = ?",
+                            (image["attachment_id"],)).fetchone()
+    assert stored == (case["id"], "wecom_kf", "image/png", png)
 
     # The merchant writes while paused: kept for the agent, the bot stays quiet.
     assert run.kf.say(0, user, "还要等多久") == []
@@ -245,3 +250,24 @@ def test_wecom_mode_the_wecom_agent_answers_and_the_sessions_end_closes_the_case
     wait_until(lambda: run.kf.tracker(user)["paused"] is False)
     answers = run.kf.say(0, user, "1000是什么意思")
     assert answers and answers[0].startswith("错误码1000一般表示")
+
+
+@wecom_mode
+def test_wecom_mode_without_the_agent_on_duty_the_case_waits_in_the_pool_until_someone_takes_it(running):
+    run, user = running, "wmWECOM2"
+    sender = f"{KFID}:{user}"
+    run.platform.on_duty.discard("lisi")  # lisi is off duty: trans to 3 is refused (95014)
+    run.platform.event(user, "enter_session", scene="sticker", scene_param="898310048160123")
+    for text in ["转人工", "13812345678", "从早上开始刷卡都报1000"]:
+        if run.kf.tracker(user)["paused"]:
+            break
+        run.kf.say(0, user, text)
+    assert run.platform.session(user)["state"] == 2
+    wait_until(lambda: run.cases(sender) and run.cases(sender)[0]["platform_session"] == "pool")
+    [case] = run.cases(sender)
+    assert (case["status"], case["claimed_by"]) == ("open", None)
+    # 王五 takes the session from the pool in the WeCom client (change_type 1).
+    run.platform.event(user, "session_status_change", change_type=1, new_servicer_userid="wangwu")
+    assert run.kf.signal(0) == (200, "")
+    wait_until(lambda: run.cases(sender)[0]["claimed_by"] == "wecom:wangwu")
+    assert (run.cases(sender)[0]["status"], run.cases(sender)[0]["platform_session"]) == ("claimed", "agent")
