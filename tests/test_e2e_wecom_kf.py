@@ -22,7 +22,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 import pytest
 
@@ -31,7 +31,7 @@ from bench.stack import RasaStack
 from tests.fake_wecom_kf import FakeKf
 from tests.pg_server import PostgresServer
 from tests.recording_desk import RecordingDesk
-from tests.test_conversations import MODEL, ROOT
+from tests.test_conversations import MODEL, ROOT, DeskProcess
 from tests.test_wechat_rules import OfficialAccount
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, kf_signal, text_message
 
@@ -40,10 +40,18 @@ SECRET = "kf-e2e-secret"
 OA_APPID = "wxe2eappid"
 
 
-class Kf:
-    """The running pieces: the platform, the desk stand-in, the Rasa processes."""
+class RasaProcesses(Protocol):
+    """Where the Rasa processes listen and their API token (``RasaStack`` has both)."""
 
-    def __init__(self, platform: FakeKf, desk: RecordingDesk, stack: RasaStack, account: OfficialAccount) -> None:
+    process_urls: List[str]
+    token: str
+
+
+class Kf:
+    """The running pieces: the platform, the desk (its stand-in, or the real desk), the Rasa processes."""
+
+    def __init__(self, platform: FakeKf, desk: Union[RecordingDesk, DeskProcess], stack: RasaProcesses,
+                 account: Optional[OfficialAccount]) -> None:
         self.platform, self.desk, self.stack, self.account = platform, desk, stack, account
 
     def post_callback(self, process: int, query: Dict[str, str], body: bytes,

@@ -22,8 +22,8 @@ import re
 import sqlite3
 import time
 import urllib.parse
+from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
@@ -40,14 +40,21 @@ from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, 
 QUOTA_REASON = "5 messages sent since the merchant last wrote"
 
 
+@dataclass
+class OneRasa:
+    """The stack's one Rasa process, as ``Kf`` addresses Rasa processes."""
+
+    process_urls: List[str]
+    token: str
+
+
 class Running:
     """The platforms, the real desk / action server / Rasa, and the desk API."""
 
     def __init__(self, stack: Stack, platform: FakeKf, account: Optional[OfficialAccount]) -> None:
         self.stack, self.platform, self.account = stack, platform, account
         # The 微信客服 merchant's side (tests/test_e2e_wecom_kf.py), on this stack's one Rasa.
-        self.kf = Kf(platform, stack.desk, SimpleNamespace(process_urls=[stack.rasa_url], token=RASA_TOKEN),
-                     account)  # type: ignore[arg-type]
+        self.kf = Kf(platform, stack.desk, OneRasa([stack.rasa_url], RASA_TOKEN), account)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:
         """The desk's API with its bearer token."""
@@ -130,7 +137,9 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     run.kf.click(0, user, "❌ 还是报1000")
     finish_checks_to_handoff(run.kf, user, processes=1)
     assert run.kf.tracker(user)["paused"] is True
-    ticket = re.search(r"PX-[0-9A-Z]{6}", run.platform.texts_to(user)[-1]).group(0)  # through send_msg
+    found = re.search(r"PX-[0-9A-Z]{6}", run.platform.texts_to(user)[-1])  # the ticket, through send_msg
+    assert found is not None
+    ticket = found.group(0)
 
     # The case in the real desk: the channel, the merchant's details.
     [case] = run.cases(sender)
