@@ -164,6 +164,7 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     # The agent claims and replies: send_msg to the sender "wkFAKE01:wmDESK1" through the relay,
     # shown delivered once the channel reported it (until then at most "sending").
     run.api("POST", f"/api/escalations/{case['id']}/claim", {"agent": "li"})
+    wait_until(lambda: run.platform.texts_to(user)[-1] == "人工客服 li 已加入对话。")
     reply = run.api("POST", f"/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李，请重启一下终端", "agent": "li"})
     assert reply["delivery"] in ("sending", "delivered")
     wait_until(lambda: run.message(case["id"], reply["id"])["delivery"] == "delivered")
@@ -189,9 +190,15 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     assert resolved["status"] == "resolved"
     wait_until(lambda: len(run.platform.texts_to(user)) >= before + 2)
     closing, question = run.platform.texts_to(user)[before:before + 2]
-    assert closing.startswith("客服已处理完您的问题") and "1" in question and "5" in question
+    assert closing.startswith(f"客服已处理完您的问题（工单 {ticket}）")
+    assert question.startswith("这次人工客服的帮助您满意吗")
     assert run.cases(sender)[0]["status"] == "resolved"
     assert run.kf.tracker(user)["paused"] is False
+    # The rating question is a menu: the merchant's tap is the case's satisfaction.
+    assert [item["click"]["content"] for item in run.platform.menus_to(user)[-1]["list"]] == [
+        f"{n} ⭐" for n in (5, 4, 3, 2, 1)]
+    run.kf.click(0, user, "5 ⭐")
+    wait_until(lambda: run.cases(sender)[0]["satisfaction"] == 5)
     # The bot answers the merchant's next message again.
     answers = run.kf.say(0, user, "1000是什么意思")
     assert answers and answers[0].startswith("错误码1000一般表示")
