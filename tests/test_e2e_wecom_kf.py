@@ -2,8 +2,9 @@
 PostgreSQL and Redis, as deploy/ runs them, with the 微信客服 channel pointed at a fake
 platform that enforces the platform's rules (tests/fake_wecom_kf.py). Callbacks are signed
 and encrypted by the test from the published algorithm. The desk's report endpoint is a
-strict recording stand-in (tests/recording_desk.py) until the desk side of the contract is
-merged; escalations then wait in the action servers' outbox (the bot says so).
+strict recording stand-in (tests/recording_desk.py) that checks every report against the
+contract; escalations wait in the action servers' outbox (the bot says so). The same
+journey with the real desk: tests/test_e2e_wecom_kf_desk.py.
 
 Proves: the history the platform keeps is not answered on first start; a merchant asks in
 Chinese and is answered with send_msg; the checks run through menu clicks, a menu sent by

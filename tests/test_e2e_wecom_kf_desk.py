@@ -133,6 +133,10 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     sender = f"{KFID}:{user}"
     first = run.kf.say(0, user, "pos机报1000咋整")
     assert first[0].startswith("出现1000") and any("好，带我排查" in text for text in first)
+    # A picture before any handoff: the desk has no case for it; the merchant is asked for words.
+    picture_sent(run, user, picture("PNG"))
+    assert run.platform.texts_to(user)[-1] == answer_text("media_answer", "zh")
+    assert run.cases(sender) == []
     run.kf.click(0, user, "好，带我排查")
     run.kf.click(0, user, "❌ 还是报1000")
     finish_checks_to_handoff(run.kf, user, processes=1)
