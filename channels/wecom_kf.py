@@ -14,7 +14,9 @@ and pulls the news with ``kf/sync_msg`` in the background:
 * ``origin`` 3, the merchant: to Rasa as sender ``"{open_kfid}:{external_userid}"`` on
   channel ``wecom_kf``, card numbers masked (``CardMaskingMixin``); a menu click
   (``text.menu_id``) becomes the button's payload; a ``scene_param`` of the contact link
-  (``enter_session``) travels in the metadata of the merchant's next message;
+  (``enter_session``) travels in the metadata of the merchant's next message; a picture
+  (``msgtype`` image) is fetched with ``media/get`` and offered to the desk's open case
+  (``channels.platform_media``), other kinds get a short answer;
 * ``origin`` 5, a WeCom 接待人员 in the WeCom client: an ``agent_message`` report to the
   desk, never to Rasa;
 * ``origin`` 4 events: ``session_status_change`` → a ``session`` report (the desk shows
@@ -40,6 +42,7 @@ import asyncio
 import logging
 import time
 import uuid
+from functools import partial
 from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 
@@ -51,6 +54,7 @@ from sanic.request import Request
 from channels.desk_reports import DeskReports
 from channels.masked import CardMaskingMixin
 from channels.platform_delivery import Courier
+from channels.platform_media import DEFAULT_LANGUAGE, answer_media, conversation_language, offer_image
 from channels.platform_state import LocalState, platform_state
 from channels.wecom import CallbackCrypto, CallbackError, PlatformApi, open_callback, verify_url, xml_field
 
@@ -217,6 +221,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         self.reports = reports or DeskReports.from_environment("wecom_kf")
         self.courier = Courier(self.state, self.reports, self.api.send_body, blocked=self._with_agent)
         self.handoff, self.servicer_userid = handoff, servicer_userid
+        self.api_base = api_base  # also the media API's (pictures)
         self.clock = clock
         self.started_at = clock()
         self._dispatch_locks: Dict[str, asyncio.Lock] = {}
@@ -252,8 +257,9 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
                 logger.warning("wecom_kf callback refused: %s", error)
                 return response.text(str(error), status=error.status)
             if signal is not None:
+                agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
                 # Answered now; the platform retries a callback not answered within 5 s.
-                task = asyncio.get_running_loop().create_task(self.sync(*signal, on_new_message))
+                task = asyncio.get_running_loop().create_task(self.sync(*signal, on_new_message, agent))
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
             return response.text("")
@@ -269,8 +275,9 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
 
     # --- pulling the news ----------------------------------------------------------
 
-    async def sync(self, open_kfid: str, token: str, on_new_message: OnNewMessage) -> None:
-        """Pull everything new for ``open_kfid`` and handle it in order (never raises)."""
+    async def sync(self, open_kfid: str, token: str, on_new_message: OnNewMessage, agent: Any = None) -> None:
+        """Pull everything new for ``open_kfid`` and handle it in order (never raises);
+        ``agent`` (Rasa's) tells the language of the answer to a picture."""
         dispatch = self._dispatch_locks.setdefault(open_kfid, asyncio.Lock())
         news: List[Dict[str, Any]] = []
         acquired = False
@@ -287,7 +294,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         try:
             for item in news:
                 try:
-                    await self.handle(item, on_new_message)
+                    await self.handle(item, on_new_message, agent)
                 except Exception:  # one bad message must not stop the others
                     logger.exception("wecom_kf message %s not handled", item.get("msgid"))
         finally:
@@ -326,11 +333,11 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
             await self.state.durable_put(cursor_key, "")  # nothing there yet: not a first start again
         return news
 
-    async def handle(self, item: Dict[str, Any], on_new_message: OnNewMessage) -> None:
+    async def handle(self, item: Dict[str, Any], on_new_message: OnNewMessage, agent: Any = None) -> None:
         """One message or event of the sync, by origin."""
         origin = item.get("origin")
         if origin == 3:
-            await self._from_merchant(item, on_new_message)
+            await self._from_merchant(item, on_new_message, agent)
         elif origin == 5:
             self._from_wecom_agent(item)
         elif origin == 4 and item.get("msgtype") == "event" and isinstance(item.get("event"), dict):
@@ -345,7 +352,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
             return None
         return f"{open_kfid}:{user}"[:255]
 
-    async def _from_merchant(self, item: Dict[str, Any], on_new_message: OnNewMessage) -> None:
+    async def _from_merchant(self, item: Dict[str, Any], on_new_message: OnNewMessage, agent: Any = None) -> None:
         sender = self._sender(item)
         if sender is None:
             return
@@ -354,6 +361,15 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         await self.courier.merchant_wrote(sender)
         text = await self._text_of(sender, item)
         output = self.get_output_channel()
+        picture = item.get("image")
+        media_id = picture.get("media_id") if isinstance(picture, dict) else None
+        if item.get("msgtype") == "image" and isinstance(media_id, str) and media_id:
+            # Offered to the desk, which attaches it to an open case (a handoff) or ignores it.
+            language = await conversation_language(agent, sender) if agent is not None else DEFAULT_LANGUAGE
+            image = partial(offer_image, self.api_base, self.api.access_token, media_id, sender, self.name(),
+                            str(item["msgid"]))
+            await answer_media(output, sender, language, image)
+            return
         if text is None:
             await output.send_text_message(sender, TEXTS["not_text"])
             return
@@ -392,8 +408,10 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         elif kind == "session_status_change" and event.get("change_type") in CHANGE_STATE:
             state = CHANGE_STATE[event["change_type"]]
             await self.state.durable_put(f"session:{sender}", state, SESSION_SECONDS)
-            self.reports.session(f"wecom_kf:{msgid}:session", sender, state,
-                                 event.get("new_servicer_userid") or None)
+            # The platform names the new agent (change 1, 2, 4) or, when a session ends (3),
+            # only the agent who ended it (old_servicer_userid): the desk's resolved_by.
+            servicer = event.get("new_servicer_userid") or (event.get("old_servicer_userid") if state == 4 else None)
+            self.reports.session(f"wecom_kf:{msgid}:session", sender, state, servicer or None)
         elif kind == "msg_send_fail" and event.get("fail_msgid"):
             await self.courier.send_failed(str(event["fail_msgid"]))
 

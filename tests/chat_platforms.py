@@ -48,6 +48,18 @@ def picture(kind: str = "PNG", size: int = 8, noise: bool = False) -> bytes:
     return out.getvalue()
 
 
+def media_reply(media: Dict[str, tuple], media_id: str) -> web.Response:
+    """``cgi-bin/media/get``'s answer once the token is good (the same on the Official
+    Account and WeCom): the bytes of a known ``media_id`` with their content type, else
+    errcode 40007 as JSON, as the platform answers errors."""
+    found = media.get(media_id)
+    if found is None:
+        return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
+    data, content_type = found
+    return web.Response(body=data, content_type=content_type,
+                        headers={"Content-disposition": 'attachment; filename="media.bin"'})
+
+
 class OfficialAccount:
     """The Official Account's token, customer-service message and media endpoints."""
 
@@ -105,12 +117,7 @@ class OfficialAccount:
         problem = self._token_problem(request.query.get("access_token", ""))
         if problem is not None:
             return problem
-        found = self.media.get(request.query.get("media_id", ""))
-        if found is None:
-            return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
-        data, content_type = found
-        return web.Response(body=data, content_type=content_type,
-                            headers={"Content-disposition": 'attachment; filename="media.bin"'})
+        return media_reply(self.media, request.query.get("media_id", ""))
 
     def texts(self, user: str) -> List[str]:
         """The texts sent to ``user``, in order."""

@@ -9,6 +9,8 @@
 * ``kf/send_msg``: ``text`` (at most 2,048 bytes, 44004 above) or ``msgmenu``, other types
   40008; session state 0 or 1 only (95018 in 2/3/4); at most 5 messages within 48 h of the
   merchant's last message (95001 otherwise); a msgid seen before is not delivered twice;
+* ``media/get``: a valid access token (as above), then the bytes of a ``media_id`` a
+  merchant's picture carried (``customer_says(..., media=...)``), errcode 40007 for another;
 * ``kf/service_state/get`` / ``trans``: the allowed moves 0→1/2/3/4, 1→1/2/3/4, 2→2/3/4,
   3→3/4 (95016 otherwise); to 3 only with a ``servicer_userid`` on duty (95014).
 
@@ -25,6 +27,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 from aiohttp import web
 
+from tests.chat_platforms import media_reply
 from tests.local_http import serve_in_thread
 
 ALLOWED_MOVES = {0: {1, 2, 3, 4}, 1: {1, 2, 3, 4}, 2: {2, 3, 4}, 3: {3, 4}, 4: set()}
@@ -47,6 +50,8 @@ class FakeKf:
         self.delivered: List[Dict[str, Any]] = []
         self.refused: List[Tuple[int, Dict[str, Any]]] = []
         self.msgids: Set[str] = set()
+        self.media: Dict[str, tuple] = {}  # media_id -> (bytes, content type), for media/get
+        self.media_requests = 0
         self.token_requests = 0
         self.syncs_running: Dict[str, int] = {}
         self.most_syncs_at_once = 0
@@ -58,6 +63,7 @@ class FakeKf:
         self.app.router.add_get("/cgi-bin/gettoken", self._gettoken)
         self.app.router.add_post("/cgi-bin/kf/sync_msg", self._sync_msg)
         self.app.router.add_post("/cgi-bin/kf/send_msg", self._send_msg)
+        self.app.router.add_get("/cgi-bin/media/get", self._media_get)
         self.app.router.add_post("/cgi-bin/kf/service_state/get", self._state_get)
         self.app.router.add_post("/cgi-bin/kf/service_state/trans", self._state_trans)
         self.url = ""
@@ -100,8 +106,10 @@ class FakeKf:
 
     def customer_says(self, user: str, content: str, menu_id: Optional[str] = None,
                       open_kfid: Optional[str] = None, send_time: Optional[float] = None,
-                      msgtype: str = "text") -> str:
-        """The merchant writes (origin 3): the window opens and the quota is full again."""
+                      msgtype: str = "text", media: Optional[Tuple[bytes, str]] = None) -> str:
+        """The merchant writes (origin 3): the window opens and the quota is full again.
+        Another ``msgtype`` carries a new media_id; ``media`` (bytes, content type) is what
+        ``media/get`` then gives for it."""
         with self.lock:
             session = self.session(user, open_kfid)
             if session["state"] == 4:
@@ -111,7 +119,10 @@ class FakeKf:
             if msgtype == "text":
                 body["text"] = {"content": content, **({"menu_id": menu_id} if menu_id else {})}
             else:
-                body[msgtype] = {"media_id": "MEDIA" + secrets.token_hex(4)}
+                media_id = "MEDIA" + secrets.token_hex(4)
+                body[msgtype] = {"media_id": media_id}
+                if media is not None:
+                    self.media[media_id] = media
             return self._append(open_kfid, {"external_userid": user, "origin": 3, **body}, send_time)
 
     def agent_says(self, user: str, servicer: str, content: str, open_kfid: Optional[str] = None) -> str:
@@ -259,6 +270,14 @@ class FakeKf:
             self.msgids.add(msgid)
             self.delivered.append(body)
             return web.json_response({"errcode": 0, "errmsg": "ok", "msgid": msgid})
+
+    async def _media_get(self, request: web.Request) -> web.Response:
+        with self.lock:
+            self.media_requests += 1
+        problem = self._token_problem(request)
+        if problem is not None:
+            return problem
+        return media_reply(self.media, request.query.get("media_id", ""))
 
     async def _state_get(self, request: web.Request) -> web.Response:
         problem = self._token_problem(request)

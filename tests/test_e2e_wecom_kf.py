@@ -2,8 +2,9 @@
 PostgreSQL and Redis, as deploy/ runs them, with the 微信客服 channel pointed at a fake
 platform that enforces the platform's rules (tests/fake_wecom_kf.py). Callbacks are signed
 and encrypted by the test from the published algorithm. The desk's report endpoint is a
-strict recording stand-in (tests/recording_desk.py) until the desk side of the contract is
-merged; escalations then wait in the action servers' outbox (the bot says so).
+strict recording stand-in (tests/recording_desk.py) that checks every report against the
+contract; escalations wait in the action servers' outbox (the bot says so). The same
+journey with the real desk: tests/test_e2e_wecom_kf_desk.py.
 
 Proves: the history the platform keeps is not answered on first start; a merchant asks in
 Chinese and is answered with send_msg; the checks run through menu clicks, a menu sent by
@@ -22,7 +23,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Protocol, Tuple, Union
 
 import pytest
 
@@ -31,7 +32,7 @@ from bench.stack import RasaStack
 from tests.fake_wecom_kf import FakeKf
 from tests.pg_server import PostgresServer
 from tests.recording_desk import RecordingDesk
-from tests.test_conversations import MODEL, ROOT
+from tests.test_conversations import MODEL, ROOT, DeskProcess
 from tests.test_wechat_rules import OfficialAccount
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, kf_signal, text_message
 
@@ -40,10 +41,18 @@ SECRET = "kf-e2e-secret"
 OA_APPID = "wxe2eappid"
 
 
-class Kf:
-    """The running pieces: the platform, the desk stand-in, the Rasa processes."""
+class RasaProcesses(Protocol):
+    """Where the Rasa processes listen and their API token (``RasaStack`` has both)."""
 
-    def __init__(self, platform: FakeKf, desk: RecordingDesk, stack: RasaStack, account: OfficialAccount) -> None:
+    process_urls: List[str]
+    token: str
+
+
+class Kf:
+    """The running pieces: the platform, the desk (its stand-in, or the real desk), the Rasa processes."""
+
+    def __init__(self, platform: FakeKf, desk: Union[RecordingDesk, DeskProcess], stack: RasaProcesses,
+                 account: Optional[OfficialAccount]) -> None:
         self.platform, self.desk, self.stack, self.account = platform, desk, stack, account
 
     def post_callback(self, process: int, query: Dict[str, str], body: bytes,
@@ -102,6 +111,22 @@ class Kf:
                                          headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as reply:
             assert reply.status == 200
+
+
+def finish_checks_to_handoff(kf: Kf, user: str, processes: int) -> None:
+    """From the terminal model question to the handoff: a tap wherever there is a menu, then
+    the handoff form's answers, spread over the Rasa processes."""
+    kf.say(1 % processes, user, "A920")
+    for number in range(4):
+        if not any(item["click"]["content"] == "❌ 还是报1000" for item in kf.platform.menus_to(user)[-1]["list"]):
+            break
+        kf.click(number % processes, user, "❌ 还是报1000")
+        if kf.tracker(user).get("active_loop", {}).get("name") == "handoff_form":
+            break
+    for number, text in enumerate(["3.2.1", "转人工", "商户号898310048160123", "13812345678", "从早上开始刷卡都报1000"]):
+        if kf.tracker(user)["paused"]:
+            break
+        kf.say(number % processes, user, text)
 
 
 def sender_path(user: str) -> str:
@@ -187,18 +212,7 @@ def test_a_merchant_runs_the_checks_by_menu_across_processes_and_gets_the_desks_
     assert [e["text"] for e in users] == ["pos机报1000咋整", "/start_diagnostics", "/inform_not_fixed"]
     assert all(e["input_channel"] == "wecom_kf" for e in users)
 
-    # On to the handoff, clicking wherever there is a menu.
-    kf.say(1, user, "A920")
-    for _ in range(4):
-        if not any(item["click"]["content"] == "❌ 还是报1000" for item in kf.platform.menus_to(user)[-1]["list"]):
-            break
-        kf.click(_ % 2, user, "❌ 还是报1000")
-        if kf.tracker(user).get("active_loop", {}).get("name") == "handoff_form":
-            break
-    for number, text in enumerate(["3.2.1", "转人工", "商户号898310048160123", "13812345678", "从早上开始刷卡都报1000"]):
-        if kf.tracker(user)["paused"]:
-            break
-        kf.say(number % 2, user, text)
+    finish_checks_to_handoff(kf, user, processes=2)
     assert kf.tracker(user)["paused"] is True
     ticket_text = kf.platform.texts_to(user)[-1]
     assert "PX-" in ticket_text  # the ticket number reached the merchant through send_msg

@@ -10,14 +10,18 @@ import time
 from typing import List
 
 import pytest
+from aiohttp import web
 from hypothesis import given, strategies as st
 from rasa.core.channels.channel import UserMessage
 
 from bench.servers import redis_server
 from channels.desk_reports import DeskReports
+from channels.platform_media import answer_text
 from channels.wecom import CallbackError, open_callback
 from channels.wecom_kf import TEXTS, WeComKfInput, split_text
+from tests.chat_platforms import AttachmentDesk, picture
 from tests.fake_wecom_kf import FakeKf
+from tests.local_http import serve_in_thread
 from tests.recording_desk import RecordingDesk
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, kf_signal, text_message
 
@@ -209,11 +213,49 @@ async def test_card_numbers_are_masked_and_other_kinds_get_a_polite_answer(platf
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
     platform.customer_says("wmMERCHANT1", "卡号 4111111111111111 刷不了")
-    platform.customer_says("wmMERCHANT1", "", msgtype="image")
+    platform.customer_says("wmMERCHANT1", "", msgtype="voice")
     platform.customer_says("wmMERCHANT1", "", msgtype="weird_new_type")
     await pull(channel, platform, rasa)
     assert rasa.texts() == ["卡号 411111******1111 刷不了"]
     assert platform.texts_to("wmMERCHANT1") == [TEXTS["not_text"]] * 2
+
+
+@pytest.fixture
+def attachment_desk(monkeypatch) -> AttachmentDesk:
+    """The desk's attachment endpoint (strict stand-in), where the channel's environment points."""
+    stand_in = AttachmentDesk("attach-token")
+    app = web.Application()
+    stand_in.install(app)
+    monkeypatch.setenv("DESK_URL", serve_in_thread(app))
+    monkeypatch.setenv("DESK_API_TOKEN", stand_in.token)
+    return stand_in
+
+
+async def test_a_picture_is_fetched_with_media_get_and_attached_to_the_open_case(platform, desk, tmp_path,
+                                                                               attachment_desk):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    png = picture("PNG")
+    # No open case: fetched, offered, ignored by the desk; the merchant gets the short answer.
+    platform.customer_says("wmMERCHANT1", "", msgtype="image", media=(png, "image/png"))
+    await pull(channel, platform, rasa)
+    assert platform.texts_to("wmMERCHANT1") == [answer_text("media_answer", "zh")]
+    assert not attachment_desk.taken and platform.media_requests == 1
+    # During a handoff: on the case, with its msgid, and the merchant is told; an expired
+    # token is fetched again for media/get as for send_msg.
+    attachment_desk.open_cases.add(SENDER)
+    platform.expire_tokens()
+    msgid = platform.customer_says("wmMERCHANT1", "", msgtype="image", media=(png, "image/png"))
+    await pull(channel, platform, rasa)
+    [taken] = attachment_desk.taken
+    assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["data"]) == (SENDER, "wecom_kf", msgid, png)
+    assert platform.texts_to("wmMERCHANT1")[-1] == answer_text("image_to_agent", "zh")
+    # A media_id the platform does not know (40007): nothing attached, the short answer all the same.
+    platform.customer_says("wmMERCHANT1", "", msgtype="image")
+    await pull(channel, platform, rasa)
+    assert len(attachment_desk.taken) == 1
+    assert platform.texts_to("wmMERCHANT1")[-1] == answer_text("media_answer", "zh")
+    assert rasa.texts() == []  # pictures never reach NLU
 
 
 async def test_menu_click_comes_back_as_the_button_payload(platform, desk, tmp_path):
@@ -298,6 +340,9 @@ async def test_platform_refusals_are_held_with_the_errcode_and_msg_send_fail_too
     platform.customer_says("wmMERCHANT1", "还是不行")
     await pull(channel, platform, rasa)
     assert platform.texts_to("wmMERCHANT1") == ["第一条"]
+    # The end is reported with the agent who ended it (the desk's resolved_by).
+    await until(lambda: desk.of("session", SENDER))
+    assert [(r["state"], r["servicer_userid"]) for r in desk.of("session", SENDER)] == [(4, "zhangsan")]
     # Any other errcode holds the message too.
     platform.fail_next_send.append(45009)
     await output.send_text_message(SENDER, "第二条", desk_message_id=2)
@@ -319,8 +364,7 @@ async def test_platform_refusals_are_held_with_the_errcode_and_msg_send_fail_too
     ]
     assert platform.texts_to("wmMERCHANT1") == ["第一条", "第二条", "第二条"]
     assert platform.delivered[-1]["msgid"] != first_msgid
-    [session] = desk.of("session", SENDER)
-    assert session["state"] == 4 and session["servicer_userid"] is None
+    assert len(desk.of("session", SENDER)) == 1
 
 
 async def test_a_desk_reply_sent_twice_reaches_the_merchant_once(platform, desk, tmp_path):
