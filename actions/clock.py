@@ -1,4 +1,4 @@
-"""Times as merchants read them: in the support desk's business time zone."""
+"""Times as merchants read them: in the business time zone of the desk's agents."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
@@ -6,19 +6,19 @@ from functools import lru_cache
 from typing import Optional
 from zoneinfo import ZoneInfo
 
-from support_desk.config import DeskSettings, load_settings as load_desk_settings
+from common.hours import ReplyClock, load_reply_clock
 
 
 @lru_cache(maxsize=1)
-def desk_settings() -> DeskSettings:
-    """The desk's settings (business hours, reply promise), read once per process."""
-    return load_desk_settings()
+def reply_clock() -> ReplyClock:
+    """Business hours and the first-reply promise (common/business_hours.yml), read once."""
+    return load_reply_clock()
 
 
 @lru_cache(maxsize=1)
 def business_zone() -> ZoneInfo:
-    """The time zone of the desk's business hours (support_desk/settings.yml)."""
-    return ZoneInfo(desk_settings().business_hours.timezone)
+    """The time zone of the business hours."""
+    return ZoneInfo(reply_clock().hours.timezone)
 
 
 def local_time(iso_text: Optional[str]) -> Optional[str]:

@@ -19,15 +19,15 @@ from rasa_sdk.types import DomainDict
 from actions.desk_client import DeskClient, DeskRejected, DeskUnavailable
 from actions.diagnostics import STEP_SLOTS
 from actions.form_slots import FormSlotsFromDomainFiles
-from actions.clock import desk_settings, local_time
+from actions.clock import local_time, reply_clock
 from actions.language import language_of
 from actions.outbox import ensure_retrying, shared_outbox
 from actions.patterns import find
 from actions.settings import current_settings
-from support_desk.hours import expected_reply_by
-from support_desk.privacy import mask_card_numbers
-from support_desk.store import new_ticket
-from support_desk.transcript_text import readable_messages
+from common.hours import expected_reply_by
+from common.privacy import mask_card_numbers
+from common.tickets import new_ticket
+from common.transcript_text import readable_messages
 
 UNKNOWN = "unknown"
 STATUS_RESPONSES = {
@@ -143,8 +143,8 @@ def transcript(tracker: Tracker) -> List[Dict[str, Any]]:
 
 def local_reply_by() -> str:
     """When an answer can be expected, computed here when the desk did not answer."""
-    desk = desk_settings()
-    when = expected_reply_by(datetime.now(timezone.utc), desk.business_hours, desk.first_reply_minutes)
+    clock = reply_clock()
+    when = expected_reply_by(datetime.now(timezone.utc), clock.hours, clock.first_reply_minutes)
     return when.isoformat()
 
 

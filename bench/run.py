@@ -40,7 +40,7 @@ from bench.handoff import handoff_part
 from bench.load import LevelOutcome, load_conversations, run_level
 from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
 from bench.stack import TF_ENV, RasaStack, desk_service
-from support_desk.privacy import mask_card_numbers
+from common.privacy import mask_card_numbers
 from tests.pg_server import PostgresServer
 
 SETTINGS = Path(__file__).with_name("settings.yml")

@@ -42,7 +42,7 @@ from sanic.request import Request
 from channels.widget_mailbox import WidgetMailbox
 from channels.widget_output import WidgetOutput
 from channels.widget_store import delivery_store
-from support_desk.privacy import mask_card_numbers
+from common.privacy import mask_card_numbers
 
 logger = logging.getLogger(__name__)
 

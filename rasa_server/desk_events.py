@@ -21,7 +21,7 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
 from rasa_server.desk_post import BATCH_SIZE, MAX_PENDING, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS, BatchedPoster
-from support_desk.transcript_text import buttons_of, heard_text, spoken_text
+from common.transcript_text import buttons_of, heard_text, spoken_text
 
 logger = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from support_desk import cases
 from support_desk.config import DeskSettings
-from support_desk.hours import expected_reply_by
+from common.hours import expected_reply_by
 from support_desk.relay import RasaRelay
 from support_desk.store import (
     PRIORITIES,

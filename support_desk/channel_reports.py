@@ -16,7 +16,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import sqlalchemy as sa
 
-from support_desk.privacy import mask_card_numbers
+from common.privacy import mask_card_numbers
 from support_desk.schema import channel_reports, escalations, messages
 from support_desk.store import SENT_KINDS, WECOM_AGENT_PREFIX, DeskStore, utcnow
 from support_desk.validation import Invalid, optional_text, required_text

@@ -3,24 +3,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from datetime import time
 from pathlib import Path
-from typing import Dict, List, Mapping, Optional, Tuple
+from typing import Dict, Mapping, Optional, Tuple
 
 import yaml
 
+from common.hours import BUSINESS_HOURS_FILE, BusinessHours, load_reply_clock
+
 SETTINGS_FILE = Path(__file__).with_name("settings.yml")
-WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
-
-
-@dataclass(frozen=True)
-class BusinessHours:
-    """Opening hours of the agents, in one time zone."""
-
-    timezone: str
-    days: List[int]
-    open: time
-    close: time
 
 
 def in_language(texts: Dict[str, str], language: str) -> str:
@@ -61,11 +51,12 @@ class DeskSettings:
 
 
 def load_settings(
-    path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ
+    path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ,
+    business_hours_file: Path = BUSINESS_HOURS_FILE,
 ) -> DeskSettings:
-    """Read the YAML settings and apply the environment."""
+    """Read the YAML settings (and the shared business hours) and apply the environment."""
     raw = yaml.safe_load(path.read_text(encoding="utf-8"))
-    hours = raw["business_hours"]
+    clock = load_reply_clock(business_hours_file)
     return DeskSettings(
         host=environ.get("DESK_HOST", raw["host"]),
         port=int(environ.get("DESK_PORT", raw["port"])),
@@ -74,13 +65,8 @@ def load_settings(
         rasa_token=environ.get("RASA_AUTH_TOKEN") or None,
         api_token=environ.get("DESK_API_TOKEN") or None,
         secret_key=environ.get("DESK_SECRET_KEY") or None,
-        business_hours=BusinessHours(
-            timezone=hours["timezone"],
-            days=[WEEKDAYS.index(day) for day in hours["days"]],
-            open=time.fromisoformat(hours["open"]),
-            close=time.fromisoformat(hours["close"]),
-        ),
-        first_reply_minutes=int(raw["first_reply_minutes"]),
+        business_hours=clock.hours,
+        first_reply_minutes=clock.first_reply_minutes,
         sla_minutes={k: int(v) for k, v in raw["sla_minutes"].items()},
         max_body_bytes=int(raw["max_body_bytes"]),
         closing_message=dict(raw["closing_message"]),

@@ -32,10 +32,9 @@ from support_desk.accounts import verify_password
 from support_desk.attachments import read_attachment
 from support_desk.canned import canned_for_case
 from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
-from support_desk.config import BusinessHours
 from support_desk.history import case_history, ordinal, repeat_counts
-from support_desk.hours import business_minutes_between
-from support_desk.privacy import mask_phone
+from common.hours import BusinessHours, business_minutes_between
+from common.privacy import mask_phone
 from support_desk.queue_filters import parse_queue_filters
 from support_desk.store import Conflict, NotFound, utcnow, wecom_agent
 from support_desk.validation import Invalid, optional_text, parse_time, required_text

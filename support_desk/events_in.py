@@ -17,7 +17,7 @@ from aiohttp import web
 from support_desk.api import STORE, read_json
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, aware
-from support_desk.transcript_text import spoken_text
+from common.transcript_text import spoken_text
 from support_desk.validation import Invalid
 
 routes = web.RouteTableDef()

@@ -20,7 +20,7 @@ from typing import Any, Dict, List, Optional
 
 from support_desk.rasa_client import RasaClient, RasaUnavailable
 from support_desk.store import DeskStore, aware
-from support_desk.transcript_text import readable_messages
+from common.transcript_text import readable_messages
 
 logger = logging.getLogger(__name__)
 

@@ -5,7 +5,6 @@ the text a merchant wrote is stored with card numbers masked.
 """
 from __future__ import annotations
 
-import secrets
 from bisect import bisect_right
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -17,7 +16,8 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.live import LiveHub
-from support_desk.privacy import mask_card_numbers
+from common.tickets import new_ticket
+from common.privacy import mask_card_numbers
 from support_desk.schema import agents, canned_replies, escalations, incidents, messages, outcomes
 
 STATUSES = ("open", "claimed", "resolved")
@@ -36,14 +36,6 @@ REPORTING_CHANNELS = ("wecom_kf", "wechat")
 WECOM_AGENT_PREFIX = "wecom:"
 # The category of a case handed back to the bot without an agent's answer.
 RETURNED_TO_BOT = "returned_to_bot"
-
-# Crockford base32 without look-alikes: tickets are read out over the phone.
-_TICKET_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
-
-
-def new_ticket() -> str:
-    """A human-readable ticket number such as ``PX-7K2Q9M``."""
-    return "PX-" + "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(6))
 
 
 def utcnow() -> datetime:

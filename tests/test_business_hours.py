@@ -7,9 +7,9 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from support_desk.config import BusinessHours, load_settings
+from support_desk.config import load_settings
 from support_desk.console import sla_state
-from support_desk.hours import add_business_minutes, business_minutes_between, expected_reply_by
+from common.hours import BusinessHours, add_business_minutes, business_minutes_between, expected_reply_by
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 # Monday to Friday, 09:00-18:00 Shanghai time.

@@ -5,7 +5,7 @@ import pytest
 from rasa.core.channels.channel import UserMessage
 
 from channels.masked import MaskedRestInput, MaskedSocketIOInput, masking
-from support_desk.privacy import luhn_valid, mask_card_numbers, mask_phone
+from common.privacy import luhn_valid, mask_card_numbers, mask_phone
 
 
 @pytest.mark.parametrize(

@@ -29,7 +29,7 @@ from channels.masked import (
 )
 from channels.platform_state import LocalState
 from channels.wecom import CallbackCrypto, CallbackError, WeComInput, parse_callback
-from support_desk.privacy import luhn_valid, mask_card_numbers
+from common.privacy import luhn_valid, mask_card_numbers
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, sign, text_message
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from hypothesis import given, strategies as st
 
 from support_desk.relay import paused_messages
-from support_desk.transcript_text import is_payload, readable_messages, spoken_text
+from common.transcript_text import is_payload, readable_messages, spoken_text
 
 BUTTONS = [{"title": "✅ 好了，能用了", "payload": "/inform_fixed"},
            {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}]

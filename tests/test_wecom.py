@@ -20,7 +20,7 @@ from channels.wecom import (
 from channels.desk_reports import DeskReports
 from channels.platform_media import answer_media, answer_text, conversation_language, image_type, offer_image
 from channels.platform_state import platform_state
-from support_desk.transcript_text import heard_text, readable_messages
+from common.transcript_text import heard_text, readable_messages
 from tests.chat_platforms import AttachmentDesk, OfficialAccount, picture
 from tests.wecom_protocol import (
     DOC_AES_KEY,

@@ -1,15 +1,52 @@
 """The desk's one clock: business minutes, for the merchant's promise and the agents' SLA.
 
-Only minutes inside the business hours (``settings.yml``) count, so a case that arrives
+Only minutes inside the business hours (``common/business_hours.yml``) count, so a case that arrives
 after closing on Friday is not late on Saturday morning when the desk is closed.
 """
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
-from typing import Iterator, Tuple
+from dataclasses import dataclass
+from datetime import datetime, time, timedelta, timezone
+from pathlib import Path
+from typing import Iterator, List, Tuple
 from zoneinfo import ZoneInfo
 
-from support_desk.config import BusinessHours
+import yaml
+
+BUSINESS_HOURS_FILE = Path(__file__).with_name("business_hours.yml")
+WEEKDAYS = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+
+
+@dataclass(frozen=True)
+class BusinessHours:
+    """Opening hours of the agents, in one time zone."""
+
+    timezone: str
+    days: List[int]
+    open: time
+    close: time
+
+
+@dataclass(frozen=True)
+class ReplyClock:
+    """The business hours and the first reply promised within them."""
+
+    hours: BusinessHours
+    first_reply_minutes: int
+
+
+def load_reply_clock(path: Path = BUSINESS_HOURS_FILE) -> ReplyClock:
+    """``common/business_hours.yml``, as both the action server and the desk read it."""
+    raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    return ReplyClock(
+        hours=BusinessHours(
+            timezone=str(raw["timezone"]),
+            days=[WEEKDAYS.index(day) for day in raw["days"]],
+            open=time.fromisoformat(str(raw["open"])),
+            close=time.fromisoformat(str(raw["close"])),
+        ),
+        first_reply_minutes=int(raw["first_reply_minutes"]),
+    )
 
 # Far enough for any real wait; bounds the loops when the hours have no open day.
 _MAX_DAYS = 3660
