@@ -389,6 +389,13 @@ class PlatformInput(InputChannel):
         """``/webhooks/<name>/``: health, the URL verification and the callbacks."""
         hook = Blueprint(f"{self.name()}_webhook", __name__)
 
+        @hook.listener("before_server_stop")
+        async def flush(_app: Any, _loop: Any) -> None:
+            # Delivery reports still queued go to the desk before the process ends.
+            if self.reports_deliveries:
+                await self.reports.close()
+            await self.state.close()
+
         @hook.route("/", methods=["GET"])
         async def health(_: Request) -> Any:
             return response.json({"status": "ok"})

@@ -237,6 +237,13 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         """``/webhooks/wecom_kf/``: health, the URL verification and the callbacks."""
         hook = Blueprint("wecom_kf_webhook", __name__)
 
+        @hook.listener("before_server_stop")
+        async def flush(_app: Any, _loop: Any) -> None:
+            # Reports still queued (sent / held / session) go to the desk before the
+            # process ends, instead of vanishing with it.
+            await self.reports.close()
+            await self.state.close()
+
         @hook.route("/", methods=["GET"])
         async def health(_: Request) -> Any:
             return response.json({"status": "ok"})
@@ -304,6 +311,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         cursor_key = f"cursor:{open_kfid}"
         cursor = await self.state.durable_get(cursor_key)
         first_start = cursor is None
+        fetched = False  # a page the platform answered: only then is the log's start known
         news: List[Dict[str, Any]] = []
         for _ in range(MAX_PAGES):
             try:
@@ -314,6 +322,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
             if page.get("errcode", 0):
                 logger.warning("wecom_kf sync_msg refused: %s %s", page.get("errcode"), page.get("errmsg"))
                 break
+            fetched = True
             messages = page.get("msg_list") or []
             if page.get("next_cursor"):
                 cursor = str(page["next_cursor"])
@@ -329,8 +338,11 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
                     news.append(item)
             if not page.get("has_more"):
                 break
-        if first_start and cursor is None:
-            await self.state.durable_put(cursor_key, "")  # nothing there yet: not a first start again
+        if first_start and cursor is None and fetched:
+            # The log was read and is empty: not a first start again. After a failed first
+            # sync (e.g. a secret not yet authorised) nothing is stored, so the next sync
+            # still reads past the history instead of answering three days of it.
+            await self.state.durable_put(cursor_key, "")
         return news
 
     async def handle(self, item: Dict[str, Any], on_new_message: OnNewMessage, agent: Any = None) -> None:

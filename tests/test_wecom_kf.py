@@ -190,6 +190,24 @@ async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answ
     assert rasa.texts() == ["pos机报1000咋整", "还在吗"]
 
 
+async def test_a_failed_first_sync_still_reads_past_the_backlog_next_time(platform, desk, tmp_path):
+    for number in range(3):
+        platform.customer_says("wmOLD", f"旧消息{number}", send_time=time.time() - 20 * HOUR)
+    reports = DeskReports(desk.url, desk.token, "wecom_kf", retry_max_seconds=0.2)
+    # First deployment with a secret the platform refuses (40001): nothing can be pulled.
+    refused = WeComKfInput(DOC_CORP_ID, "not-the-secret", DOC_TOKEN, DOC_AES_KEY, api_base=platform.url,
+                           state_file=str(tmp_path / "kf.sqlite"), reports=reports, clock=Clock(platform))
+    OPEN.append(refused)
+    rasa = Rasa()
+    await pull(refused, platform, rasa)
+    assert rasa.texts() == [] and await refused.state.durable_get(f"cursor:{KFID}") is None
+
+    fixed = make_channel(platform, desk, tmp_path)  # the secret fixed, the same state file
+    platform.customer_says("wmMERCHANT1", "pos机报1000咋整")
+    await pull(fixed, platform, rasa)
+    assert rasa.texts() == ["pos机报1000咋整"]
+
+
 async def test_malformed_news_is_skipped_and_the_rest_handled(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
