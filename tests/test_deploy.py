@@ -1,17 +1,22 @@
-"""The production description (deploy/) matches what `make bench` runs, and its nginx
-configuration is valid for Debian's nginx."""
+"""The production description (deploy/) matches what `make bench` runs, its nginx
+configuration is valid for Debian's nginx, and the WeChat channels' state is in a Redis
+that keeps it across a restart (tried on a real redis-server with the deployed command)."""
 from __future__ import annotations
 
+import asyncio
 import os
 import re
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
+import redis.exceptions
 import yaml
 
-from bench.servers import free_port
+from bench.servers import Service, free_port
+from channels.platform_state import RedisState
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -22,7 +27,7 @@ def compose() -> dict:
 
 def test_compose_has_the_benchmarked_topology():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "nginx", "desk",
+    assert set(services) == {"postgres", "redis", "channel-state", "nginx", "desk",
                              "rasa1", "rasa2", "actions1", "actions2"}
     for number in (1, 2):
         rasa = services[f"rasa{number}"]
@@ -43,6 +48,96 @@ def test_deploy_endpoints_share_state_between_processes():
     assert endpoints["action_endpoint"]["enable_selective_domain"] is True
     credentials = yaml.safe_load((DEPLOY / "credentials.yml").read_text(encoding="utf-8"))
     assert credentials["channels.masked.MaskedSocketIOInput"]["redis_url"] == "${SOCKETIO_REDIS_URL}"
+
+
+def commented_block(text: str, header: str) -> dict:
+    """A commented-out credentials block (``# header:`` and its ``#   `` lines), parsed."""
+    lines = text.splitlines()
+    start = lines.index(f"# {header}:")
+    block = [lines[start][2:]]
+    for line in lines[start + 1:]:
+        if not line.startswith("#   "):
+            break
+        block.append(line[2:])
+    return yaml.safe_load("\n".join(block))[header]
+
+
+def redis_flags(command: str) -> dict:
+    """``redis-server --a b --c d`` as ``{"a": "b", "c": "d"}``."""
+    words = shlex.split(command)
+    assert words[0] == "redis-server"
+    return {words[i][2:]: words[i + 1] for i in range(1, len(words), 2)}
+
+
+def test_the_channels_durable_state_is_in_a_redis_that_persists_it():
+    services = compose()
+    state = services["services"]["channel-state"]
+    flags = redis_flags(state["command"])
+    assert (flags["appendonly"], flags["appendfsync"], flags["maxmemory-policy"]) == ("yes", "everysec", "noeviction")
+    [volume] = state["volumes"]
+    name, path = volume.split(":")
+    assert path == "/data" and name in services["volumes"], "the redis image writes into /data"
+    # The volatile Redis stays for locks and fan-out; nothing else uses the durable one.
+    assert redis_flags(services["services"]["redis"]["command"])["appendonly"] == "no"
+    users = [n for n, s in services["services"].items() if "channel-state" in str(s.get("environment", {}))]
+    assert users == ["rasa1", "rasa2"]
+    url = services["services"]["rasa1"]["environment"]["CHANNEL_STATE_REDIS_URL"]
+    assert re.fullmatch(r"redis://channel-state:6379/\d+", url)
+    credentials = (DEPLOY / "credentials.yml").read_text(encoding="utf-8")
+    for channel in ("channels.wecom_kf.WeComKfInput", "channels.wecom.WeChatInput"):
+        assert commented_block(credentials, channel)["redis_url"] == "${CHANNEL_STATE_REDIS_URL}"
+
+
+def start_redis(command: str, directory: Path, port: int) -> Service:
+    """Debian's redis-server with a deployed command's flags, on loopback, its files in
+    ``directory`` (the volume)."""
+    binary = shutil.which("redis-server") or "/usr/bin/redis-server"
+    args = [binary, *shlex.split(command)[1:], "--bind", "127.0.0.1", "--port", str(port),
+            "--dir", str(directory), "--protected-mode", "yes"]
+    return Service(f"redis-{port}", args, directory).start()
+
+
+async def wait_for_redis(state: RedisState, service: Service) -> None:
+    for _ in range(200):
+        try:
+            await state.redis.ping()
+            return
+        except redis.exceptions.ConnectionError:
+            assert service.alive(), service.tail()
+            await asyncio.sleep(0.1)
+    raise AssertionError(f"redis did not start:\n{service.tail()}")
+
+
+@pytest.mark.skipif(not shutil.which("redis-server"), reason="scripts/system_packages.sh installs redis-server")
+@pytest.mark.parametrize("service_name, survives", [("channel-state", True), ("redis", False)])
+async def test_a_held_message_and_the_cursor_survive_a_restart_of_the_channel_state_redis(
+        tmp_path, service_name, survives):
+    """The deployed command, restarted as compose and Kubernetes restart it (SIGTERM); the
+    volatile Redis loses both, which is why the channels do not use it."""
+    command = compose()["services"][service_name]["command"]
+    port = free_port()
+    held = {"user": "wkKF01:wmMERCHANT", "msgid": "desk-42-0", "text": "请重启终端", "desk_message_id": 42,
+            "body": {"msgtype": "text"}, "held": 1}
+    service = start_redis(command, tmp_path, port)
+    state = RedisState(f"redis://127.0.0.1:{port}/0", "wecom_kf")
+    try:
+        await wait_for_redis(state, service)
+        await state.hold(held["user"], held)
+        await state.durable_put("cursor:wkKF01", "4gw7MepFLfgF2VC5npN")
+        await state.close()
+        service.stop()
+        service = start_redis(command, tmp_path, port)
+        state = RedisState(f"redis://127.0.0.1:{port}/0", "wecom_kf")
+        await wait_for_redis(state, service)
+        if survives:
+            assert await state.durable_get("cursor:wkKF01") == "4gw7MepFLfgF2VC5npN"
+            assert await state.take_held(held["user"]) == [held]
+        else:
+            assert await state.durable_get("cursor:wkKF01") is None
+            assert await state.take_held(held["user"]) == []
+    finally:
+        await state.close()
+        service.stop()
 
 
 def test_no_secret_is_written_into_the_deployment_files():

@@ -6,6 +6,7 @@ as deploy/docker-compose.yml, the topology `make bench` measures."""
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Set, Tuple
 
@@ -127,5 +128,22 @@ def test_the_manifests_run_what_compose_runs_with_the_same_settings():
         assert container["command"] + container.get("args", []) == command, compose_name
         assert {v["name"] for v in container["env"]} == given, compose_name
         assert container["image"] == services[compose_name]["image"]
-    for data in ("postgres", "redis"):
+    for data in ("postgres", "redis", "channel-state"):
         assert k8s[data]["image"] == services[data]["image"]
+
+
+def test_the_channel_state_redis_persists_as_in_compose():
+    services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
+    state = of_kind("StatefulSet")["channel-state"]
+    [container] = state["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == shlex.split(services["channel-state"]["command"])
+    assert "--appendonly" in container["command"] and "yes" in container["command"]
+    # The append-only file is on a claim that outlives the pod, where compose has its volume.
+    [claim] = state["spec"]["volumeClaimTemplates"]
+    [mount] = container["volumeMounts"]
+    assert (mount["name"], mount["mountPath"]) == (claim["metadata"]["name"], "/data")
+    assert services["channel-state"]["volumes"] == [f"{services['channel-state']['volumes'][0].split(':')[0]}:/data"]
+    rasa = {c["name"]: c for c in of_kind("StatefulSet")["rasa"]["spec"]["template"]["spec"]["containers"]}
+    env = {v["name"]: v.get("value") for v in rasa["rasa"]["env"]}
+    assert env["CHANNEL_STATE_REDIS_URL"] == services["rasa1"]["environment"]["CHANNEL_STATE_REDIS_URL"]
+    assert "channel-state" in of_kind("Service")
