@@ -6,6 +6,8 @@ reason), ``agent_message`` (a WeCom agent answered in the WeCom client) and ``se
 (a 微信客服 session changed state). Reports go out in order from a background task,
 batched and retried while the desk is down (``rasa_server.desk_post.BatchedPoster``);
 each has a ``report_id`` the desk ignores when it has seen it, so a retried batch counts once.
+A report the desk finds malformed is rejected alone (the rest of its batch is taken) and
+logged by the poster.
 """
 from __future__ import annotations
 
@@ -51,10 +53,11 @@ class DeskReports:
         self._put("delivery", report_id, sender_id, desk_message_id=desk_message_id,
                   text=text[:MAX_TEXT], **state)
 
-    def agent_message(self, msgid: str, sender_id: str, text: str, servicer_userid: str) -> None:
-        """A WeCom 接待人员's message to the merchant, for the desk's transcript."""
+    def agent_message(self, msgid: str, sender_id: str, text: str, servicer_userid: Optional[str]) -> None:
+        """A WeCom 接待人员's message to the merchant, for the desk's transcript (the platform
+        may leave out who wrote it: ``servicer_userid`` null then)."""
         self._put("agent_message", f"{self.channel}:{msgid}:agent", sender_id, text=text[:MAX_TEXT],
-                  servicer_userid=servicer_userid, msgid=msgid)
+                  servicer_userid=servicer_userid or None, msgid=msgid)
 
     def session(self, report_id: str, sender_id: str, state: int, servicer_userid: Optional[str]) -> None:
         """The 微信客服 session's new state (0 new … 4 ended)."""

@@ -6,7 +6,9 @@ Whoever queues never waits for the desk and never fails because of it: a desk th
 gets the same batch again, in order, with a growing pause between tries; at most
 ``max_pending`` items wait (the oldest are dropped past that, and the log says how many).
 A batch the desk refuses for good (a 4xx other than 401/403/408/429) is dropped and logged:
-sending it again would be refused again.
+sending it again would be refused again. A desk that takes a batch but rejects some of
+its items answers 200 with ``{"rejected": [{"index", "error"}]}``: those are logged (and
+counted in ``rejected``), the rest of the batch was taken.
 
 This module imports nothing of the desk: the Rasa side talks to it over HTTP only.
 """
@@ -54,6 +56,7 @@ class BatchedPoster:
         self.pending: Deque[tuple[int, Item]] = collections.deque()
         self._sequence = 0
         self.dropped = 0
+        self.rejected = 0
         self._wake = asyncio.Event()
         self._task: Optional["asyncio.Task[None]"] = None
         self._session: Optional[aiohttp.ClientSession] = None
@@ -104,6 +107,7 @@ class BatchedPoster:
         try:
             async with self._session.post(self.url, json={self.key: batch}, headers=headers) as response:
                 if response.status < 300:
+                    self._log_rejected(batch, await _json_or_none(response))
                     return True
                 body = (await response.text())[:200]
                 if 400 <= response.status < 500 and response.status not in (401, 403, 408, 429):
@@ -114,6 +118,21 @@ class BatchedPoster:
             logger.info("desk not reachable (%s), %d %s waiting", problem.__class__.__name__,
                         len(self.pending), self.what)
         return False
+
+    def _log_rejected(self, batch: List[Item], answer: Any) -> None:
+        """Log each item the desk took the batch without, by its ids (not its words)."""
+        rejected = answer.get("rejected") if isinstance(answer, dict) else None
+        if not isinstance(rejected, list):
+            return
+        for refusal in rejected:
+            index = refusal.get("index") if isinstance(refusal, dict) else None
+            if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(batch):
+                logger.error("desk rejected one of %d %s: %s", len(batch), self.what, str(refusal)[:200])
+                continue
+            self.rejected += 1
+            item = batch[index]
+            ids = {key: item[key] for key in ("kind", "report_id", "sender_id") if key in item}
+            logger.error("desk rejected %s %s: %s (dropped)", self.what, ids, str(refusal.get("error"))[:200])
 
     async def close(self, flush_seconds: float = 2.0) -> None:
         """Send what is pending for up to ``flush_seconds``, then stop."""
@@ -130,3 +149,11 @@ class BatchedPoster:
             logger.warning("%d %s not sent to the desk at shutdown", len(self.pending), self.what)
         if self._session is not None:
             await self._session.close()
+
+
+async def _json_or_none(response: aiohttp.ClientResponse) -> Any:
+    """The answer's JSON, or None when it has none (the batch was taken all the same)."""
+    try:
+        return await response.json(content_type=None)
+    except (ValueError, aiohttp.ClientError):
+        return None

@@ -5,13 +5,17 @@ given (sent, or held until the merchant writes again), what a WeCom agent wrote 
 WeCom client, and how the WeCom KF session changed. Every report has a ``report_id``: the
 desk keeps it in ``channel_reports`` in the same transaction as the report's effect, so
 a batch the channel sends again (its answer was lost) changes nothing twice, also when
-the retry reaches another desk process.
+the retry reaches another desk process. Those rows only guard against such repeats: what
+the console shows (the last state of each message, the case's session) is on the message
+and the case, so rows older than the retention (``channel_reports`` in settings.yml) are
+pruned. A report that is malformed is rejected on its own; the others of its batch are
+taken.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from typing import Any, Dict, List, Optional, Tuple
 
 import sqlalchemy as sa
@@ -52,47 +56,60 @@ class Report:
     session_state: Optional[int] = None
 
 
-def parse_reports(body: Dict[str, Any]) -> List[Report]:
-    """The body's reports, checked; ``Invalid`` names the first wrong field (nothing is
-    taken from a batch with a malformed report)."""
+@dataclass(frozen=True)
+class Rejected:
+    """A report of the batch that was not taken: its place in the batch and why."""
+
+    index: int
+    error: str
+
+
+def parse_reports(body: Dict[str, Any]) -> Tuple[List[Report], List[Rejected]]:
+    """The body's well-formed reports, in order, and the malformed ones with the reason
+    (one bad report does not cost the others); ``Invalid`` when the body is no batch."""
     raw = body.get("reports")
     if not isinstance(raw, list) or not 1 <= len(raw) <= MAX_REPORTS:
         raise Invalid(f"reports must be a list of 1 to {MAX_REPORTS} reports")
-    return [_report(item, f"reports[{index}]") for index, item in enumerate(raw)]
+    reports: List[Report] = []
+    rejected: List[Rejected] = []
+    for index, item in enumerate(raw):
+        try:
+            reports.append(_report(item))
+        except Invalid as problem:
+            rejected.append(Rejected(index, str(problem)))
+    return reports, rejected
 
 
-def _report(item: Any, where: str) -> Report:
+def _report(item: Any) -> Report:
     if not isinstance(item, dict):
-        raise Invalid(f"{where} must be an object")
-    try:
-        kind = item.get("kind")
-        if kind not in KINDS:
-            raise Invalid(f"kind must be one of {', '.join(KINDS)}")
-        channel = item.get("channel")
-        if channel not in CHANNELS:
-            raise Invalid(f"channel must be one of {', '.join(CHANNELS)}")
-        common = dict(kind=kind, report_id=required_text(item, "report_id", 128),
-                      sender_id=required_text(item, "sender_id", 255), channel=channel, at=_at(item))
-        if kind == "delivery":
-            state = item.get("state")
-            if state not in STATES:
-                raise Invalid(f"state must be one of {', '.join(STATES)}")
-            reason = (required_text(item, "reason", MAX_REASON) if state == "held"
-                      else optional_text(item, "reason", MAX_REASON))
-            return Report(**common, desk_message_id=_message_id(item.get("desk_message_id")),
-                          text=required_text(item, "text", MAX_TEXT, allow_blank=True), state=state,
-                          reason=reason)
-        if kind == "agent_message":
-            return Report(**common, text=required_text(item, "text", MAX_TEXT),
-                          servicer_userid=required_text(item, "servicer_userid", MAX_USERID),
-                          msgid=required_text(item, "msgid", 128))
+        raise Invalid("a report must be an object")
+    kind = item.get("kind")
+    if kind not in KINDS:
+        raise Invalid(f"kind must be one of {', '.join(KINDS)}")
+    channel = item.get("channel")
+    if channel not in CHANNELS:
+        raise Invalid(f"channel must be one of {', '.join(CHANNELS)}")
+    common = dict(kind=kind, report_id=required_text(item, "report_id", 128),
+                  sender_id=required_text(item, "sender_id", 255), channel=channel, at=_at(item))
+    if kind == "delivery":
         state = item.get("state")
-        if isinstance(state, bool) or not isinstance(state, int) or not 0 <= state <= 4:
-            raise Invalid("state must be an integer from 0 to 4")
-        return Report(**common, session_state=state,
-                      servicer_userid=optional_text(item, "servicer_userid", MAX_USERID))
-    except Invalid as problem:
-        raise Invalid(f"{where}: {problem}") from None
+        if state not in STATES:
+            raise Invalid(f"state must be one of {', '.join(STATES)}")
+        reason = (required_text(item, "reason", MAX_REASON) if state == "held"
+                  else optional_text(item, "reason", MAX_REASON))
+        return Report(**common, desk_message_id=_message_id(item.get("desk_message_id")),
+                      text=required_text(item, "text", MAX_TEXT, allow_blank=True), state=state,
+                      reason=reason)
+    if kind == "agent_message":
+        # The platform leaves servicer_userid empty on some origin-5 messages.
+        return Report(**common, text=required_text(item, "text", MAX_TEXT),
+                      servicer_userid=optional_text(item, "servicer_userid", MAX_USERID),
+                      msgid=required_text(item, "msgid", 128))
+    state = item.get("state")
+    if isinstance(state, bool) or not isinstance(state, int) or not 0 <= state <= 4:
+        raise Invalid("state must be an integer from 0 to 4")
+    return Report(**common, session_state=state,
+                  servicer_userid=optional_text(item, "servicer_userid", MAX_USERID))
 
 
 def _at(item: Dict[str, Any]) -> float:
@@ -131,6 +148,10 @@ async def take_reports(store: DeskStore, reports: List[Report]) -> Taken:
     """
     result = Taken()
     for report in reports:
+        if report.kind == "delivery" and report.desk_message_id is None:
+            # The bot's own message: the desk has no record of it, nothing to keep either.
+            result.ignored += 1
+            continue
         try:
             async with store.engine.begin() as conn:
                 seen = (await conn.execute(
@@ -161,8 +182,6 @@ Effect = Optional[Tuple[int, str, bool]]
 
 
 async def _delivery(conn, report: Report) -> Effect:  # noqa: ANN001
-    if report.desk_message_id is None:
-        return None  # the bot's own message: the desk has no record of it
     row = (await conn.execute(
         sa.select(messages.c.escalation_id, messages.c.channel_at)
         .join(escalations, escalations.c.id == messages.c.escalation_id)
@@ -184,7 +203,8 @@ async def _agent_message(conn, report: Report) -> Effect:  # noqa: ANN001
     now = utcnow()
     await conn.execute(messages.insert().values(
         escalation_id=case.id, role="agent", kind="wecom_agent", text=mask_card_numbers(report.text or ""),
-        at=_time(report.at), delivered_at=now, author=f"WeCom {report.servicer_userid}"))
+        at=_time(report.at), delivered_at=now,
+        author=f"WeCom {report.servicer_userid}" if report.servicer_userid else "WeCom"))
     values: Dict[str, Any] = {"updated_at": now}
     if case.first_reply_at is None:
         values["first_reply_at"] = now
@@ -220,6 +240,15 @@ async def _session(conn, report: Report) -> Effect:  # noqa: ANN001
 
 
 _APPLY = {"delivery": _delivery, "agent_message": _agent_message, "session": _session}
+
+
+async def prune_reports(store: DeskStore, retention: timedelta, now: Optional[datetime] = None) -> int:
+    """Forget the report_ids received longer than ``retention`` ago (how many): a channel
+    retries a batch for minutes, not weeks, and the messages and cases keep what they did."""
+    cutoff = (now or utcnow()) - retention
+    async with store.engine.begin() as conn:
+        result = await conn.execute(channel_reports.delete().where(channel_reports.c.received_at < cutoff))
+    return int(result.rowcount or 0)
 
 
 async def active_case(conn, sender_id: str) -> Optional[sa.Row]:  # noqa: ANN001

@@ -48,6 +48,10 @@ class DeskSettings:
     # Pictures merchants send during a handoff (``POST /api/channel/attachments``).
     attachment_max_bytes: int = 2 * 1024 * 1024
     attachment_types: Tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+    # Rows of channel reports seen (``POST /api/channel/reports``) are kept this long, and
+    # each desk process prunes the older ones at most once per ``report_prune_minutes``.
+    report_retention_days: float = 14.0
+    report_prune_minutes: float = 60.0
 
 
 def load_settings(
@@ -81,4 +85,6 @@ def load_settings(
         repeat_days=int(raw["repeat_flag"]["days"]),
         attachment_max_bytes=int(raw["attachments"]["max_bytes"]),
         attachment_types=tuple(str(kind) for kind in raw["attachments"]["content_types"]),
+        report_retention_days=float(raw["channel_reports"]["retention_days"]),
+        report_prune_minutes=float(raw["channel_reports"]["prune_every_minutes"]),
     )

@@ -1,7 +1,9 @@
 """A recording stand-in for the desk's ``POST /api/channel/reports`` that checks the
 channel->desk contract strictly: the bearer token (401), a JSON body of 1..200 reports
-(400), every field's type and range, ``reason`` when held; a ``report_id`` seen before is
-ignored, as the real desk does. Only for the channel tests until the desk side of the
+(400), every field's type and range, ``reason`` when held; a report that breaks the
+contract is rejected on its own (200 with its index and the problem, kept in
+``refusals``) and the others are taken; a ``report_id`` seen before is ignored, as the
+real desk does. Only for the channel tests until the desk side of the
 contract is merged; it is not the desk. Other paths answer 404 (the event broker's and
 the outbox's posts are not what these tests look at).
 """
@@ -17,7 +19,7 @@ from tests.local_http import serve_in_thread
 COMMON = {"kind": str, "report_id": str, "sender_id": str, "channel": str}
 KINDS = {
     "delivery": {"desk_message_id": (int, type(None)), "text": str, "state": str},
-    "agent_message": {"text": str, "servicer_userid": str, "msgid": str},
+    "agent_message": {"text": str, "msgid": str},
     "session": {"state": int, "servicer_userid": (str, type(None))},
 }
 
@@ -32,6 +34,8 @@ def report_problem(report: Any) -> Optional[str]:
         value = report[name]
         if isinstance(value, bool) or not isinstance(value, kind):
             return f"{name} has the wrong type"
+    if not isinstance(report.get("servicer_userid"), (str, type(None))):
+        return "servicer_userid has the wrong type"
     if report["kind"] not in KINDS:
         return "unknown kind"
     if not 1 <= len(report["report_id"]) <= 128 or len(report["sender_id"]) > 255:
@@ -76,14 +80,19 @@ class RecordingDesk:
         reports = body.get("reports") if isinstance(body, dict) else None
         if not isinstance(reports, list) or not 1 <= len(reports) <= 200:
             return self._refuse("reports must be a list of 1..200")
-        for report in reports:
+        rejected, valid = [], []
+        for index, report in enumerate(reports):
             problem = report_problem(report)
             if problem:
-                return self._refuse(problem)
+                self.refusals.append(problem)
+                rejected.append({"index": index, "error": problem})
+            else:
+                valid.append(report)
         seen = {report["report_id"] for report in self.reports}
-        taken = [report for report in reports if report["report_id"] not in seen]
+        taken = [report for report in valid if report["report_id"] not in seen]
         self.reports.extend(taken)
-        return web.json_response({"taken": len(taken), "ignored": len(reports) - len(taken)})
+        return web.json_response({"accepted": len(valid), "rejected": rejected, "taken": len(taken),
+                                  "ignored": len(valid) - len(taken)})
 
     def _refuse(self, problem: str) -> web.Response:
         self.refusals.append(problem)

@@ -5,12 +5,18 @@ test client, Rasa's HTTP API as the double of tests/desk_support.py."""
 from __future__ import annotations
 
 import json
+import logging
+from datetime import datetime, timedelta, timezone
 
 import pytest
+import sqlalchemy as sa
 
+from channels.desk_reports import DeskReports
 from support_desk.api import RELAY, SETTINGS, STORE
 from support_desk.channel_api import REPORTS_MAX_BYTES
-from tests.desk_support import AUTH, console_client
+from support_desk.channel_reports import prune_reports
+from support_desk.schema import channel_reports
+from tests.desk_support import AUTH, TOKEN, console_client
 from tests.test_desk_console import csrf_of, login
 
 SENDER = "wkKF01:wmMERCHANT"
@@ -31,6 +37,11 @@ def report(kind: str, report_id: str, at: float = 1_764_000_000.0, **fields) -> 
 async def send(client, *reports: dict):
     response = await client.post("/api/channel/reports", json={"reports": list(reports)}, headers=AUTH)
     return response.status, await response.json()
+
+
+def answer(taken: int = 0, ignored: int = 0, rejected: tuple = ()) -> dict:
+    """The desk's answer to a batch: every well-formed report is accepted."""
+    return {"accepted": taken + ignored, "rejected": list(rejected), "taken": taken, "ignored": ignored}
 
 
 async def kf_case(client, sender: str = SENDER) -> dict:
@@ -62,7 +73,7 @@ async def test_a_held_reply_reads_in_the_agents_words_then_goes_out(client, rasa
         status, body = await send(client, report("delivery", f"wecom_kf:{sent['id']}:held",
                                                  desk_message_id=sent["id"], text="请重启终端", state="held",
                                                  reason="48-hour window closed"))
-        assert (status, body) == (200, {"taken": 1, "ignored": 0})
+        assert (status, body) == (200, answer(taken=1))
         # Pushed to the open consoles after the commit, like every change.
         assert changes.get_nowait() == {"type": "case", "id": case["id"], "change": "message"}
     shown = await message(client, case["id"], sent["id"])
@@ -79,8 +90,8 @@ async def test_a_held_reply_reads_in_the_agents_words_then_goes_out(client, rasa
     # The merchant wrote again; the channel sent it and says so. The batch is retried too.
     later = report("delivery", f"wecom_kf:{sent['id']}:sent", at=1_764_000_600.0, desk_message_id=sent["id"],
                    text="请重启终端", state="sent")
-    assert await send(client, later) == (200, {"taken": 1, "ignored": 0})
-    assert await send(client, later) == (200, {"taken": 0, "ignored": 1})
+    assert await send(client, later) == (200, answer(taken=1))
+    assert await send(client, later) == (200, answer(ignored=1))
     assert (await message(client, case["id"], sent["id"]))["delivery"] == "delivered"
 
 
@@ -143,35 +154,60 @@ def delivery(**changes) -> dict:
     (json.dumps({"reports": {}}).encode(), "reports must be a list of 1 to 200"),
     (json.dumps({"reports": []}).encode(), "reports must be a list of 1 to 200"),
     (json.dumps({"reports": [delivery(report_id=f"r{n}") for n in range(201)]}).encode(), "1 to 200"),
-    (json.dumps({"reports": ["delivery"]}).encode(), "reports[0] must be an object"),
-    (json.dumps({"reports": [delivery(kind="typing")]}).encode(), "reports[0]: kind must be one of"),
-    (json.dumps({"reports": [delivery(channel="sms")]}).encode(), "channel must be one of"),
-    (json.dumps({"reports": [delivery(report_id="")]}).encode(), "report_id must not be empty"),
-    (json.dumps({"reports": [delivery(report_id="x" * 129)]}).encode(), "report_id is longer than 128"),
-    (json.dumps({"reports": [delivery(sender_id=7)]}).encode(), "sender_id is required and must be a string"),
-    (json.dumps({"reports": [delivery(at="yesterday")]}).encode(), "at must be unix seconds"),
-    (json.dumps({"reports": [delivery(at=True)]}).encode(), "at must be unix seconds"),
-    (b'{"reports": [{"kind": "delivery", "report_id": "r", "sender_id": "s", "channel": "wechat", "at": NaN,'
-     b' "text": "", "state": "sent"}]}', "at must be unix seconds"),
-    (json.dumps({"reports": [delivery(desk_message_id="5")]}).encode(), "desk_message_id must be a positive"),
-    (json.dumps({"reports": [delivery(desk_message_id=True)]}).encode(), "desk_message_id must be a positive"),
-    (json.dumps({"reports": [delivery(state="read")]}).encode(), "state must be one of sent, held"),
-    (json.dumps({"reports": [delivery(state="held")]}).encode(), "reason is required"),
-    (json.dumps({"reports": [delivery(text="好" * 4097)]}).encode(), "text is longer than 4096"),
-    (json.dumps({"reports": [report("agent_message", "a", text="hi", msgid="m")]}).encode(),
-     "servicer_userid is required"),
-    (json.dumps({"reports": [report("session", "s", state="3")]}).encode(), "state must be an integer from 0 to 4"),
-    (json.dumps({"reports": [report("session", "s", state=5)]}).encode(), "state must be an integer from 0 to 4"),
 ])
-async def test_malformed_reports_get_a_clear_400_and_take_nothing(client, body, says):
+async def test_a_body_that_is_no_batch_gets_a_clear_400_and_takes_nothing(client, body, says):
     case = await kf_case(client)
     status, sent = await reply(client, case["id"])
     response = await client.post("/api/channel/reports", data=body,
                                  headers={**AUTH, "Content-Type": "application/json"})
     assert response.status == 400
     assert says in (await response.json())["error"]
-    # Nothing of the batch was taken.
     assert (await message(client, case["id"], sent["id"]))["delivery"] == "sending"
+
+
+@pytest.mark.parametrize("bad, says", [
+    ("delivery", "a report must be an object"),
+    (delivery(kind="typing"), "kind must be one of"),
+    (delivery(channel="sms"), "channel must be one of"),
+    (delivery(report_id=""), "report_id must not be empty"),
+    (delivery(report_id="x" * 129), "report_id is longer than 128"),
+    (delivery(sender_id=7), "sender_id is required and must be a string"),
+    (delivery(at="yesterday"), "at must be unix seconds"),
+    (delivery(at=True), "at must be unix seconds"),
+    (delivery(at=float("nan")), "at must be unix seconds"),
+    (delivery(desk_message_id="5"), "desk_message_id must be a positive"),
+    (delivery(desk_message_id=True), "desk_message_id must be a positive"),
+    (delivery(state="read"), "state must be one of sent, held"),
+    (delivery(state="held"), "reason is required"),
+    (delivery(text="好" * 4097), "text is longer than 4096"),
+    (report("agent_message", "a", servicer_userid="zhangsan", msgid="m"), "text is required"),
+    (report("session", "s", state="3"), "state must be an integer from 0 to 4"),
+    (report("session", "s", state=5), "state must be an integer from 0 to 4"),
+])
+async def test_a_malformed_report_is_rejected_alone_and_its_batch_is_taken(client, bad, says):
+    case = await kf_case(client)
+    status, sent = await reply(client, case["id"])
+    good = report("delivery", f"wecom_kf:{sent['id']}:sent", desk_message_id=sent["id"], text="请重启终端",
+                  state="sent")
+    # json.dumps writes NaN as the bare token NaN, which Python's JSON reader (the desk's) takes.
+    response = await client.post("/api/channel/reports", data=json.dumps({"reports": [bad, good]}),
+                                 headers={**AUTH, "Content-Type": "application/json"})
+    assert response.status == 200
+    body = await response.json()
+    [rejected] = body.pop("rejected")
+    assert rejected["index"] == 0 and says in rejected["error"]
+    assert body == {"accepted": 1, "taken": 1, "ignored": 0}
+    assert (await message(client, case["id"], sent["id"]))["delivery"] == "delivered"
+
+
+async def test_a_wecom_agent_message_without_the_servicer_is_kept(client):
+    case = await kf_case(client)
+    status, body = await send(client, report("agent_message", "wecom_kf:m7:agent", text="稍等，我查一下",
+                                             servicer_userid="", msgid="m7"),
+                              report("agent_message", "wecom_kf:m8:agent", text="查到了", msgid="m8"))
+    assert (status, body) == (200, answer(taken=2))
+    transcript = (await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json())["transcript"]
+    assert [(m["text"], m["author"]) for m in transcript] == [("稍等，我查一下", "WeCom"), ("查到了", "WeCom")]
 
 
 async def test_reports_need_the_token(client):
@@ -183,7 +219,7 @@ async def test_reports_need_the_token(client):
 async def test_a_full_batch_of_the_longest_texts_is_taken_and_more_is_413(client):
     batch = [report("delivery", f"bot:{n}", desk_message_id=None, text="好" * 4096, state="sent")
              for n in range(200)]
-    assert await send(client, *batch) == (200, {"taken": 0, "ignored": 200})
+    assert await send(client, *batch) == (200, answer(ignored=200))
     too_big = b'{"reports": [' + b" " * REPORTS_MAX_BYTES + b"]}"
     response = await client.post("/api/channel/reports", data=too_big,
                                  headers={**AUTH, "Content-Type": "application/json"})
@@ -272,3 +308,58 @@ async def test_a_console_reply_on_a_reporting_channel_is_not_called_sent(client)
     page = await (await client.post(f"/console/cases/{case['id']}/reply", data={"csrf": token, "text": "您好"})).text()
     assert "回复已交给 wecom_kf 渠道发送" in page and "已发送。" not in page and "连不上机器人服务" not in page
     assert "发送中，等待渠道确认" in page
+
+
+async def test_one_bad_report_costs_the_channel_none_of_the_good_ones(client, caplog):
+    """The channel's queue against the real desk: before, the desk refused the whole batch
+    for one bad report and the poster dropped it all."""
+    case = await kf_case(client)
+    _, first = await reply(client, case["id"], "第一条")
+    _, second = await reply(client, case["id"], "第二条")
+    reports = DeskReports(str(client.make_url("")), TOKEN, "wecom_kf")
+    reports.delivery(f"wecom_kf:{first['id']}:sent", SENDER, "第一条", first["id"])
+    reports.poster.put({**report("delivery", "wecom_kf:bad:sent", desk_message_id=second["id"], text="?"),
+                        "state": "read"})
+    reports.agent_message("m9", SENDER, "我是企业微信客服", "")
+    reports.delivery(f"wecom_kf:{second['id']}:held1", SENDER, "第二条", second["id"], reason="48-hour window closed")
+    with caplog.at_level(logging.ERROR, logger="rasa_server.desk_post"):
+        await reports.close()
+    assert not reports.poster.pending and reports.poster.rejected == 1
+    [logged] = [r.getMessage() for r in caplog.records if "rejected" in r.getMessage()]
+    assert "wecom_kf:bad:sent" in logged and "state must be one of sent, held" in logged
+    assert (await message(client, case["id"], first["id"]))["delivery"] == "delivered"
+    assert (await message(client, case["id"], second["id"]))["delivery"] == "held"
+    transcript = (await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json())["transcript"]
+    assert [m["text"] for m in transcript if m["kind"] == "wecom_agent"] == ["我是企业微信客服"]
+
+
+async def test_report_ids_past_the_retention_are_pruned_and_the_console_keeps_the_state(client):
+    store = client.app[STORE]
+    case = await kf_case(client)
+    _, sent = await reply(client, case["id"])
+    held = report("delivery", f"wecom_kf:{sent['id']}:held1", desk_message_id=sent["id"], text="请重启终端",
+                  state="held", reason="48-hour window closed")
+    assert await send(client, held) == (200, answer(taken=1))
+    retention = timedelta(days=client.app[SETTINGS].report_retention_days)
+    assert retention == timedelta(days=14)
+    later = datetime.now(timezone.utc) + retention + timedelta(minutes=1)
+    assert await prune_reports(store, retention, now=later - timedelta(minutes=2)) == 0  # not yet old enough
+    assert await prune_reports(store, retention, now=later) == 1
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(channel_reports))).scalar() == 0
+    shown = await message(client, case["id"], sent["id"])
+    assert (shown["delivery"], shown["delivery_reason"]) == ("held", "48-hour window closed")
+
+
+async def test_the_first_batch_a_desk_process_takes_prunes_old_report_ids(client):
+    store = client.app[STORE]
+    old = datetime.now(timezone.utc) - timedelta(days=15)
+    async with store.engine.begin() as conn:
+        await conn.execute(channel_reports.insert().values(report_id="old", kind="session", sender_id=SENDER,
+                                                           channel="wecom_kf", received_at=old))
+    case = await kf_case(client)
+    assert await send(client, report("session", "s2", state=2, servicer_userid=None)) == (200, answer(taken=1))
+    async with store.engine.connect() as conn:
+        kept = (await conn.execute(sa.select(channel_reports.c.report_id))).scalars().all()
+    assert kept == ["s2"]
+    assert (await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json())["platform_session"] == "pool"

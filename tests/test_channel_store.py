@@ -4,14 +4,15 @@ same database stands for a second desk process."""
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import sqlalchemy as sa
 from alembic import command
 
 from support_desk.attachments import add_attachment, read_attachment
-from support_desk.channel_reports import parse_reports, take_reports
+from support_desk.channel_reports import parse_reports, prune_reports, take_reports
+from support_desk.schema import channel_reports
 from support_desk.db import alembic_config, create_engine, migrate, sync_url
 from support_desk.store import Conflict, DeskStore, NotFound
 from tests.test_desk_store import database_url, new_case, store  # noqa: F401 - SQLite and PostgreSQL
@@ -25,7 +26,9 @@ def report(kind: str, report_id: str, at: float = 1_764_000_000.0, **fields) -> 
 
 
 async def take(store: DeskStore, *reports: dict):
-    return await take_reports(store, parse_reports({"reports": list(reports)}))
+    parsed, rejected = parse_reports({"reports": list(reports)})
+    assert rejected == []
+    return await take_reports(store, parsed)
 
 
 async def kf_case(store: DeskStore, **changes) -> dict:
@@ -204,3 +207,26 @@ async def test_migration_0004_keeps_the_first_of_duplicated_copies(database_url)
             conn.execute(sa.text("INSERT INTO messages (escalation_id, role, text, at, kind, source_ts) VALUES"
                                  " (1, 'user', 'again', '2026-12-01 00:00:02', 'merchant', 7.0)"))
     engine.dispose()
+
+
+async def report_ids(store: DeskStore) -> list:
+    async with store.engine.connect() as conn:
+        return sorted((await conn.execute(sa.select(channel_reports.c.report_id))).scalars().all())
+
+
+async def test_report_ids_are_kept_for_the_retention_only_and_the_bots_leave_none(store):
+    case = await kf_case(store)
+    reply = await store.add_agent_reply(case["id"], "请重启终端", "li")
+    await take(store,
+               report("delivery", "r-held", desk_message_id=reply["id"], text="请重启终端", state="held",
+                      reason="48-hour window closed"),
+               report("delivery", "r-bot", desk_message_id=None, text="机器人自己的话", state="sent"),
+               report("session", "r-pool", state=2, servicer_userid=None))
+    assert await report_ids(store) == ["r-held", "r-pool"]
+    retention = timedelta(days=14)
+    now = datetime.now(timezone.utc)
+    assert await prune_reports(store, retention, now=now + timedelta(days=13)) == 0
+    assert await prune_reports(store, retention, now=now + timedelta(days=15)) == 2
+    assert await report_ids(store) == []
+    shown = await store.get_escalation(case["id"])
+    assert line(shown, reply["id"])["delivery"] == "held" and shown["platform_session"] == "pool"

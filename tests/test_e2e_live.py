@@ -56,7 +56,7 @@ def test_a_wecom_session_that_ended_resumes_the_bot_without_a_word(stack):  # no
 
     taken = http("POST", f"{stack.desk.url}/api/channel/reports",
                  {"reports": [session(3, "e2e:s3"), session(4, "e2e:s4")]}, headers=auth)
-    assert taken == {"taken": 2, "ignored": 0}
+    assert taken == {"accepted": 2, "rejected": [], "taken": 2, "ignored": 0}
     tracker = stack.tracker(merchant)
     added = tracker["events"][before:]
     # Rasa got the resume and nothing to say: no closing text, no rating question.
