@@ -279,7 +279,10 @@ class PlatformOutput(OutputChannel):
 
     async def _send(self, recipient_id: str, text: str, desk_message_id: Optional[int]) -> None:
         if self._courier is None:
-            errcode, errmsg = await self._api.send_text(recipient_id, text)
+            try:
+                errcode, errmsg = await self._api.send_text(recipient_id, text)
+            except Exception as problem:  # noqa: BLE001 - logged; never raised into Rasa
+                errcode, errmsg = -1, type(problem).__name__
             if errcode:
                 logger.error("%s send failed: %s %s", self._name, errcode, errmsg)
             return
@@ -295,9 +298,13 @@ class PlatformOutput(OutputChannel):
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
     ) -> None:
-        """The text and the buttons as a numbered list; remember their payloads."""
-        await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
-                                  CHOICES_SECONDS)
+        """The text and the buttons as a numbered list; remember their payloads (if the store
+        cannot, the list goes out all the same and a number reads as the number)."""
+        try:
+            await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
+                                      CHOICES_SECONDS)
+        except Exception:  # noqa: BLE001 - logged; never raised into Rasa, the list is still sent
+            logger.exception("%s choices of %s not remembered", self._name, recipient_id)
         lines = [text, ""] + [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
         await self._send(recipient_id, "\n".join(lines), kwargs.get("desk_message_id"))
 
