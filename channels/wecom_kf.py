@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
 
 import yaml
-from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
@@ -61,7 +61,7 @@ from channels.masked import CardMaskingMixin
 from channels.platform_delivery import Courier
 from channels.platform_media import DEFAULT_LANGUAGE, answer_media, conversation_language, offer_image
 from channels.platform_state import LocalState, platform_state
-from channels.wecom import CallbackCrypto, CallbackError, PlatformApi, open_callback, verify_url, xml_field
+from channels.wecom import CallbackCrypto, CallbackError, PlatformApi, SignedWebhookInput, open_callback, xml_field
 
 logger = logging.getLogger(__name__)
 
@@ -250,7 +250,7 @@ class KfOutput(OutputChannel):
             await self._safely("the handoff", recipient_id, self._channel.hand_over(recipient_id))
 
 
-class WeComKfInput(CardMaskingMixin, InputChannel):
+class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
     """微信客服 (credentials: corp_id, secret, token, encoding_aes_key; optional api_base,
     redis_url, state_file, handoff ``desk`` | ``wecom``, servicer_userid)."""
 
@@ -259,22 +259,11 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         return "wecom_kf"
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
-        """The channel of the ``channels.wecom_kf.WeComKfInput`` block of credentials.yml."""
-        if not credentials:
-            cls.raise_missing_credentials_exception()
-        assert credentials is not None  # the call above raises
-        return cls(
-            corp_id=str(credentials["corp_id"]),
-            secret=str(credentials["secret"]),
-            token=str(credentials["token"]),
-            encoding_aes_key=str(credentials["encoding_aes_key"]),
-            api_base=str(credentials.get("api_base") or "https://qyapi.weixin.qq.com"),
-            redis_url=credentials.get("redis_url") or None,
-            state_file=credentials.get("state_file") or None,
-            handoff=str(credentials.get("handoff") or "desk"),
-            servicer_userid=credentials.get("servicer_userid") or None,
-        )
+    def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
+        """The common settings, the CorpID and the handoff's."""
+        return {**super().settings(credentials), "corp_id": str(credentials["corp_id"]),
+                "handoff": str(credentials.get("handoff") or "desk"),
+                "servicer_userid": credentials.get("servicer_userid") or None}
 
     def __init__(self, corp_id: str, secret: str, token: str, encoding_aes_key: str,
                  api_base: str = "https://qyapi.weixin.qq.com", redis_url: Optional[str] = None,
@@ -297,6 +286,11 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         self._retries: Dict[str, List[Dict[str, Any]]] = {}
         self._tasks: set = set()
 
+    async def close(self) -> None:
+        """Reports still queued (sent / held / session) go to the desk, then the store is closed."""
+        await self.reports.close()
+        await super().close()
+
     def get_output_channel(self) -> OutputChannel:
         """Used by Rasa for the desk's replies and the resume (``output_channel=latest``)."""
         return KfOutput(self)
@@ -305,25 +299,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         """``/webhooks/wecom_kf/``: health, the URL verification and the callbacks."""
-        hook = Blueprint("wecom_kf_webhook", __name__)
-
-        @hook.listener("before_server_stop")
-        async def flush(_app: Any, _loop: Any) -> None:
-            # Reports still queued (sent / held / session) go to the desk before the
-            # process ends, instead of vanishing with it.
-            await self.reports.close()
-            await self.state.close()
-
-        @hook.route("/", methods=["GET"])
-        async def health(_: Request) -> Any:
-            return response.json({"status": "ok"})
-
-        @hook.route("/webhook", methods=["GET"])
-        async def verify(request: Request) -> Any:
-            try:
-                return response.text(verify_url(self.crypto, dict(request.query_args)))
-            except CallbackError as error:
-                return response.text(str(error), status=error.status)
+        hook = self.webhook()
 
         @hook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> Any:
@@ -336,9 +312,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
             if signal is not None:
                 agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
                 # Answered now; the platform retries a callback not answered within 5 s.
-                task = asyncio.get_running_loop().create_task(self.sync(*signal, on_new_message, agent))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.in_background(self.sync(*signal, on_new_message, agent))
             return response.text("")
 
         return hook

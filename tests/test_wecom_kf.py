@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given, strategies as st
 from rasa.core.channels.channel import UserMessage
+from rasa.shared.exceptions import RasaException
 
 from bench.servers import redis_server
 from channels.desk_reports import DeskReports
@@ -161,6 +162,16 @@ def test_a_signal_without_its_fields_is_a_clear_400(platform, desk, tmp_path):
     with pytest.raises(CallbackError) as refused:
         channel.signal(b"<xml><MsgType>event</MsgType><Event>kf_msg_or_event</Event></xml>")
     assert refused.value.status == 400
+
+
+def test_the_credentials_block_makes_the_channel(tmp_path):
+    channel = WeComKfInput.from_credentials({
+        "corp_id": DOC_CORP_ID, "secret": SECRET, "token": DOC_TOKEN, "encoding_aes_key": DOC_AES_KEY,
+        "state_file": str(tmp_path / "kf.sqlite"), "handoff": "wecom", "servicer_userid": "zhangsan"})
+    assert isinstance(channel, WeComKfInput) and channel.api_base == "https://qyapi.weixin.qq.com"
+    assert (channel.handoff, channel.servicer_userid) == ("wecom", "zhangsan")
+    with pytest.raises(RasaException, match="wecom_kf input channel"):
+        WeComKfInput.from_credentials(None)
 
 
 # --- pulling ---------------------------------------------------------------------------
