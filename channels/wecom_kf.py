@@ -49,7 +49,7 @@ import time
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text, Tuple
 
 import yaml
 from rasa.core.channels.channel import OutputChannel, UserMessage
@@ -84,6 +84,7 @@ MAX_MENU_HEAD_BYTES = 1024
 MAX_MENU_ITEMS = 10
 MAX_MENU_ITEM_BYTES = 128
 MAX_ATTEMPTS = 3  # a message whose handling failed this often is given up (logged)
+MAX_ROUNDS = 10  # pulls in one hold of the sync lock: what came in while the last was handled
 MAX_RETRIES_KEPT = 1000
 
 
@@ -332,15 +333,39 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
 
         The sync lock (Redis when set: across the Rasa processes) is held until every
         pulled message has been handed to Rasa, so no later sync, here or on another
-        process, hands a merchant's next message on before this one. Messages whose
-        handling failed earlier go first."""
+        process, hands a merchant's next message on before this one; what came in
+        meanwhile is pulled before the lock goes (a callback that waited too long for it
+        gives up). Messages whose handling failed earlier go first; after a failure the
+        merchant's later messages wait with it, in order."""
         try:
             async with self.state.lock(f"sync:{open_kfid}"):
-                news = await self._pull(open_kfid, token)
-                for item in await self._take_retries(open_kfid) + news:
-                    await self._handle_once(open_kfid, item, on_new_message, agent)
+                stalled: Set[str] = set()  # merchants whose earlier message failed in this sync
+                pending = await self._take_retries(open_kfid)
+                for _ in range(MAX_ROUNDS):
+                    handled = False
+                    for item in pending + await self._pull(open_kfid, token):
+                        handled = await self._handle_in_turn(open_kfid, item, stalled, on_new_message,
+                                                             agent) or handled
+                    pending = []
+                    if not handled:
+                        break
         except Exception:  # noqa: BLE001 - the platform or Redis down: the next callback pulls again
             logger.exception("wecom_kf sync of %s failed", open_kfid)
+
+    async def _handle_in_turn(self, open_kfid: str, item: Dict[str, Any], stalled: Set[str],
+                              on_new_message: OnNewMessage, agent: Any) -> bool:
+        """Handle one message unless its merchant's earlier one failed (then it waits too);
+        True when it was handled now."""
+        event = item.get("event")  # an event names the merchant inside it
+        merchant = str(item.get("external_userid") or (event.get("external_userid") if isinstance(event, dict) else ""))
+        if merchant in stalled:
+            await self._retry_later(open_kfid, item, failed=False)
+            return False
+        outcome = await self._handle_once(item, on_new_message, agent)
+        if outcome is None:
+            stalled.add(merchant)
+            await self._retry_later(open_kfid, item)
+        return bool(outcome)
 
     async def _pull(self, open_kfid: str, token: str) -> List[Dict[str, Any]]:
         """What is new since the stored cursor; once a page is pulled, nothing raises: a
@@ -391,29 +416,30 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
             logger.exception("wecom_kf cursor %s not stored", key)
             return False
 
-    async def _handle_once(self, open_kfid: str, item: Dict[str, Any], on_new_message: OnNewMessage,
-                           agent: Any) -> None:
-        """Handle a message not handled before; marked handled only once it was, else kept
-        to be handled again at the next sync (at most ``MAX_ATTEMPTS`` times)."""
+    async def _handle_once(self, item: Dict[str, Any], on_new_message: OnNewMessage,
+                           agent: Any) -> Optional[bool]:
+        """True: handled now (and marked so); False: handled before; None: it failed."""
         seen = f"msg:{item['msgid']}"
         try:
             if await self.state.get(seen) is not None:
-                return  # handled before (a callback retried, a page read again)
+                return False  # a callback retried, a page read again
         except Exception:  # noqa: BLE001 - not known: handled, twice rather than never
             logger.exception("wecom_kf message %s: handled before?", item["msgid"])
         try:
             await self.handle(item, on_new_message, agent)
         except Exception:  # noqa: BLE001 - one bad message must not stop the others
             logger.exception("wecom_kf message %s not handled", item["msgid"])
-            await self._retry_later(open_kfid, item)
-            return
+            return None
         try:
             await self.state.put(seen, True, SEEN_SECONDS)
         except Exception:  # noqa: BLE001 - handled; at worst answered again if read again
             logger.exception("wecom_kf message %s not marked handled", item["msgid"])
+        return True
 
-    async def _retry_later(self, open_kfid: str, item: Dict[str, Any]) -> None:
-        attempts = int(item.get("_attempts", 0)) + 1
+    async def _retry_later(self, open_kfid: str, item: Dict[str, Any], failed: bool = True) -> None:
+        """Keep the message for the next sync (store, else this process); one that failed
+        ``MAX_ATTEMPTS`` times is given up (logged)."""
+        attempts = int(item.get("_attempts", 0)) + (1 if failed else 0)
         if attempts >= MAX_ATTEMPTS:
             logger.error("wecom_kf message %s given up after %d attempts", item["msgid"], attempts)
             return

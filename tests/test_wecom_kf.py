@@ -188,8 +188,9 @@ async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answ
     assert rasa.texts() == ["pos机报1000咋整"]
     [message] = rasa.messages
     assert message.sender_id == SENDER and message.input_channel == "wecom_kf"
-    # Paged two at a time with has_more, and the cursor is where the log ends.
-    assert platform.sync_calls == 3 + 1 + 1
+    # Paged two at a time with has_more (and read once more for what came in while the
+    # message was handled), and the cursor is where the log ends.
+    assert platform.sync_calls == 3 + 1 + 1 + 1
     assert await channel.state.durable_get(f"cursor:{KFID}") == "c6"
     # The merchant's first message moved the session from new (0) to the bot (1).
     assert platform.session("wmMERCHANT1")["state"] == 1 and platform.session("wmOLD")["state"] == 0
@@ -562,16 +563,26 @@ async def test_a_message_whose_handling_failed_is_handled_at_the_next_sync(platf
     channel = make_channel(platform, desk, tmp_path)
     rasa: Rasa = FailingOnce() if where == "rasa" else Rasa()
     platform.customer_says("wmMERCHANT1", "报1000")
+    platform.customer_says("wmMERCHANT1", "重启了")
+    platform.customer_says("wmOTHER", "你好")
     with monkeypatch.context() as outage:
-        if where == "session":  # kf/service_state/get unreachable
-            outage.setattr(channel.api, "service_state", broken(OSError("connection reset")))
+        if where == "session":  # kf/service_state/get unreachable for the first merchant
+            service_state = channel.api.service_state
+
+            async def first_unreachable(open_kfid: str, user: str):
+                if user == "wmMERCHANT1":
+                    raise OSError("connection reset")
+                return await service_state(open_kfid, user)
+
+            outage.setattr(channel.api, "service_state", first_unreachable)
         await pull(channel, platform, rasa)
-    assert rasa.texts() == []
+    # The merchant's later message waits with the failed one; another merchant is answered.
+    assert rasa.texts() == ["你好"]
     platform.customer_says("wmMERCHANT1", "在吗")
     await pull(channel, platform, rasa)
-    assert rasa.texts() == ["报1000", "在吗"]
+    assert rasa.texts() == ["你好", "报1000", "重启了", "在吗"]
     await pull(channel, platform, rasa)  # and only once
-    assert rasa.texts() == ["报1000", "在吗"]
+    assert rasa.texts() == ["你好", "报1000", "重启了", "在吗"]
 
 
 async def test_a_pulled_page_is_handled_when_the_cursor_cannot_be_stored(platform, desk, tmp_path, monkeypatch):
@@ -597,22 +608,28 @@ async def test_a_pulled_page_is_handled_when_the_cursor_cannot_be_stored(platfor
     assert await channel.state.durable_get(f"cursor:{KFID}") == f"c{len(platform.log[KFID])}"
 
 
-async def test_two_processes_hand_one_merchants_messages_to_rasa_in_order(desk, tmp_path, redis_url):
-    platform = FakeKf(DOC_CORP_ID, SECRET, KFID).start_in_thread()
-    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite")
-                     for n in (1, 2))
-    rasa = Rasa()
-    await pull(first, platform, rasa)  # the log's start is known
-    # The first process's handling of "报1000" is slow (say the platform's session call).
+def slow_handling(channel: WeComKfInput) -> "tuple[asyncio.Event, asyncio.Event]":
+    """The channel's handling of the next merchant message waits (say for the platform's
+    session call) until the second event is set; the first tells it has begun."""
     entered, go_on = asyncio.Event(), asyncio.Event()
-    merchant_wrote = first.courier.merchant_wrote
+    merchant_wrote = channel.courier.merchant_wrote
 
     async def slow(user: str) -> None:
         entered.set()
         await go_on.wait()
         await merchant_wrote(user)
 
-    first.courier.merchant_wrote = slow  # type: ignore[method-assign]
+    channel.courier.merchant_wrote = slow  # type: ignore[method-assign]
+    return entered, go_on
+
+
+async def test_two_processes_hand_one_merchants_messages_to_rasa_in_order(desk, tmp_path, redis_url):
+    platform = FakeKf(DOC_CORP_ID, SECRET, KFID).start_in_thread()
+    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite")
+                     for n in (1, 2))
+    rasa = Rasa()
+    await pull(first, platform, rasa)  # the log's start is known
+    entered, go_on = slow_handling(first)
     platform.customer_says("wmMERCHANT1", "报1000")
     one = asyncio.create_task(pull(first, platform, rasa))
     await entered.wait()
@@ -622,6 +639,21 @@ async def test_two_processes_hand_one_merchants_messages_to_rasa_in_order(desk, 
     await asyncio.wait({two}, timeout=1.0)  # the chance to overtake that it must not take
     go_on.set()
     await asyncio.gather(one, two)
+    assert rasa.texts() == ["报1000", "重启了还是不行"]
+
+
+async def test_what_came_in_during_a_sync_is_pulled_before_its_lock_goes(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    await pull(channel, platform, rasa)
+    entered, go_on = slow_handling(channel)
+    platform.customer_says("wmMERCHANT1", "报1000")
+    one = asyncio.create_task(pull(channel, platform, rasa))
+    await entered.wait()
+    # Its callback gave up waiting for the lock (or never came): this sync reads it.
+    platform.customer_says("wmMERCHANT1", "重启了还是不行")
+    go_on.set()
+    await one
     assert rasa.texts() == ["报1000", "重启了还是不行"]
 
 
