@@ -31,15 +31,14 @@ import aiohttp
 import yaml
 from rasa.core.channels.channel import OutputChannel
 
+from common.images import image_type
+
 logger = logging.getLogger(__name__)
 
 MAX_ATTACHMENT_BYTES = 2 * 1024 * 1024  # the desk refuses more (413)
 LANGUAGES = ("zh", "en")
 DEFAULT_LANGUAGE = "zh"  # the platforms' default
 TEXTS: Dict[str, Dict[str, str]] = yaml.safe_load(Path(__file__).with_name("texts.yml").read_text(encoding="utf-8"))
-# The first bytes of each picture type the desk takes; the platform's Content-Type is not trusted.
-_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-               (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
 # (session, the token the platform just rejected or None) -> an access token:
 # PlatformApi.access_token. Any: a channel whose second parameter is a "refresh" flag
@@ -68,16 +67,6 @@ async def conversation_language(agent: Any, sender_id: str) -> str:
         logger.warning("language of %s unknown (%s): answering in Chinese", sender_id, problem.__class__.__name__)
         return DEFAULT_LANGUAGE
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
-
-
-def image_type(data: bytes) -> Optional[str]:
-    """The content type of a JPEG, PNG, GIF or WebP picture from its first bytes, else None."""
-    for signature, content_type in _SIGNATURES:
-        if data.startswith(signature):
-            return content_type
-    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
-        return "image/webp"
-    return None
 
 
 async def fetch_media(session: aiohttp.ClientSession, api_base: str, access_token: TokenSource,

@@ -45,7 +45,7 @@ import uuid
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
+from typing import Any, Awaitable, Callable, Coroutine, Dict, List, Optional, Text, Tuple
 from xml.etree import ElementTree
 
 import aiohttp
@@ -279,7 +279,10 @@ class PlatformOutput(OutputChannel):
 
     async def _send(self, recipient_id: str, text: str, desk_message_id: Optional[int]) -> None:
         if self._courier is None:
-            errcode, errmsg = await self._api.send_text(recipient_id, text)
+            try:
+                errcode, errmsg = await self._api.send_text(recipient_id, text)
+            except Exception as problem:  # noqa: BLE001 - logged; never raised into Rasa
+                errcode, errmsg = -1, type(problem).__name__
             if errcode:
                 logger.error("%s send failed: %s %s", self._name, errcode, errmsg)
             return
@@ -295,14 +298,85 @@ class PlatformOutput(OutputChannel):
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
     ) -> None:
-        """The text and the buttons as a numbered list; remember their payloads."""
-        await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
-                                  CHOICES_SECONDS)
+        """The text and the buttons as a numbered list; remember their payloads (if the store
+        cannot, the list goes out all the same and a number reads as the number)."""
+        try:
+            await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
+                                      CHOICES_SECONDS)
+        except Exception:  # noqa: BLE001 - logged; never raised into Rasa, the list is still sent
+            logger.exception("%s choices of %s not remembered", self._name, recipient_id)
         lines = [text, ""] + [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
         await self._send(recipient_id, "\n".join(lines), kwargs.get("desk_message_id"))
 
 
-class PlatformInput(InputChannel):
+class SignedWebhookInput(InputChannel):
+    """What the channels on the WeCom callback scheme share: the credentials every one has,
+    the webhook's health check, URL verification and flush at shutdown, and the background
+    work a callback starts. A subclass adds its ``settings`` and the callback (POST) route.
+    """
+
+    default_api_base = "https://qyapi.weixin.qq.com"
+    crypto: CallbackCrypto
+    state: LocalState
+    _tasks: set
+
+    @classmethod
+    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
+        """The channel of its credentials.yml block (see the class docstring)."""
+        if not credentials:
+            cls.raise_missing_credentials_exception()
+        assert credentials is not None  # the call above raises
+        return cls(**cls.settings(credentials))
+
+    @classmethod
+    def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
+        """The constructor's arguments of a credentials block (the ones every channel has)."""
+        return {
+            "token": str(credentials["token"]),
+            "encoding_aes_key": str(credentials["encoding_aes_key"]),
+            "secret": str(credentials["secret"]),
+            "api_base": str(credentials.get("api_base") or cls.default_api_base),
+            "redis_url": credentials.get("redis_url") or None,
+            "state_file": credentials.get("state_file") or None,
+        }
+
+    def verify_url(self, query: Dict[str, str]) -> str:
+        """The decrypted ``echostr`` of the URL verification."""
+        return verify_url(self.crypto, query)
+
+    async def close(self) -> None:
+        """Before the process ends: what is still queued goes out, the store is closed."""
+        await self.state.close()
+
+    def in_background(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run ``work`` after the webhook answered (the platform retries after 5 s)."""
+        task = asyncio.get_running_loop().create_task(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def webhook(self) -> Blueprint:
+        """``/webhooks/<name>/`` with the health check and the URL verification (GET)."""
+        hook = Blueprint(f"{self.name()}_webhook", __name__)
+
+        @hook.listener("before_server_stop")
+        async def flush(_app: Any, _loop: Any) -> None:
+            await self.close()
+
+        @hook.route("/", methods=["GET"])
+        async def health(_: Request) -> Any:
+            return response.json({"status": "ok"})
+
+        @hook.route("/webhook", methods=["GET"])
+        async def verify(request: Request) -> Any:
+            try:
+                return response.text(self.verify_url(dict(request.query_args)))
+            except CallbackError as error:
+                return response.text(str(error), status=error.status)
+
+        return hook
+
+
+class PlatformInput(SignedWebhookInput):
     """The webhook both platforms share; subclasses set the API and the receiver id.
 
     credentials.yml::
@@ -319,7 +393,6 @@ class PlatformInput(InputChannel):
     """
 
     api_class = PlatformApi
-    default_api_base = "https://qyapi.weixin.qq.com"
     # Whether messages follow the merchant send rules and are reported to the desk.
     reports_deliveries = False
 
@@ -328,21 +401,11 @@ class PlatformInput(InputChannel):
         return "wecom"
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
-        """The channel of its credentials.yml block (see the class docstring)."""
-        if not credentials:
-            cls.raise_missing_credentials_exception()
-        assert credentials is not None  # the call above raises
-        return cls(
-            token=str(credentials["token"]),
-            encoding_aes_key=str(credentials["encoding_aes_key"]),
-            app_id=str(credentials.get("corp_id") or credentials.get("app_id")),
-            secret=str(credentials["secret"]),
-            agent_id=str(credentials.get("agent_id") or ""),
-            api_base=str(credentials.get("api_base") or cls.default_api_base),
-            redis_url=credentials.get("redis_url") or None,
-            state_file=credentials.get("state_file") or None,
-        )
+    def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
+        """The common settings, the receiver id (CorpID / AppID) and the app's AgentId."""
+        return {**super().settings(credentials),
+                "app_id": str(credentials.get("corp_id") or credentials.get("app_id")),
+                "agent_id": str(credentials.get("agent_id") or "")}
 
     def __init__(self, token: str, encoding_aes_key: str, app_id: str, secret: str,
                  agent_id: str = "", api_base: Optional[str] = None, redis_url: Optional[str] = None,
@@ -361,9 +424,11 @@ class PlatformInput(InputChannel):
         """Used by Rasa for agent replies and the resume (``output_channel=latest``)."""
         return PlatformOutput(self.name(), self.api, self.courier)
 
-    def verify_url(self, query: Dict[str, str]) -> str:
-        """The decrypted ``echostr`` of the URL verification."""
-        return verify_url(self.crypto, query)
+    async def close(self) -> None:
+        """Delivery reports still queued go to the desk, then the store is closed."""
+        if self.reports_deliveries:
+            await self.reports.close()
+        await super().close()
 
     async def as_text(self, user: str, text: str) -> str:
         """A number answering a numbered list becomes that button's payload."""
@@ -387,25 +452,7 @@ class PlatformInput(InputChannel):
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
         """``/webhooks/<name>/``: health, the URL verification and the callbacks."""
-        hook = Blueprint(f"{self.name()}_webhook", __name__)
-
-        @hook.listener("before_server_stop")
-        async def flush(_app: Any, _loop: Any) -> None:
-            # Delivery reports still queued go to the desk before the process ends.
-            if self.reports_deliveries:
-                await self.reports.close()
-            await self.state.close()
-
-        @hook.route("/", methods=["GET"])
-        async def health(_: Request) -> Any:
-            return response.json({"status": "ok"})
-
-        @hook.route("/webhook", methods=["GET"])
-        async def verify(request: Request) -> Any:
-            try:
-                return response.text(self.verify_url(dict(request.query_args)))
-            except CallbackError as error:
-                return response.text(str(error), status=error.status)
+        hook = self.webhook()
 
         @hook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> Any:
@@ -417,9 +464,7 @@ class PlatformInput(InputChannel):
             if incoming is not None and await self.state.first_time(f"msg:{incoming.msg_id}", SEEN_SECONDS):
                 # Answer the platform now; the bot's reply goes out via the API.
                 agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
-                task = asyncio.get_running_loop().create_task(self.handle(incoming, on_new_message, agent))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.in_background(self.handle(incoming, on_new_message, agent))
             return response.text("")
 
         return hook

@@ -7,10 +7,14 @@ with a ``Token`` and the ``OpenKfId``); the webhook answers 200 with an empty bo
 and pulls the news with ``kf/sync_msg`` in the background:
 
 * one sync at a time per ``open_kfid`` (a Redis lock when ``redis_url`` is set, across the
-  Rasa processes); the cursor is stored before the messages are handled, so a restart
-  does not answer them again; on the very first sync (no cursor stored) the history the
-  platform keeps (3 days) is read past without answering what was sent before the
-  channel started; each ``msgid`` is handled once (Redis ``SET NX``, 3 days);
+  Rasa processes), held until the pulled messages are handed to Rasa, so one merchant's
+  messages reach Rasa in order whichever process the callbacks reach; the cursor is
+  stored before the messages are handled, so a restart does not answer them again (a
+  page whose cursor the store refused is handled all the same); on the very first sync
+  (no cursor stored) the history the platform keeps (3 days) is read past without
+  answering what was sent before the channel started; a ``msgid`` is marked handled
+  (Redis when set, 3 days) once it was, and one whose handling failed is kept and
+  handled again at the next sync (3 tries); ``-1`` (system busy) is tried again;
 * ``origin`` 3, the merchant: to Rasa as sender ``"{open_kfid}:{external_userid}"`` on
   channel ``wecom_kf``, card numbers masked (``CardMaskingMixin``); a menu click
   (``text.menu_id``) becomes the button's payload; a ``scene_param`` of the contact link
@@ -23,11 +27,12 @@ and pulls the news with ``kf/sync_msg`` in the background:
   the pool / the WeCom agent, and on state 4 resolves the case and resumes the bot);
   ``msg_send_fail`` → the message is held after all (``held`` report, sent again later).
 
-Replies go out with ``kf/send_msg`` (``msgmenu`` for buttons; a msgid derived from the
-desk's message id, so a retry is idempotent; text over 2,048 bytes split) through
-``channels.platform_delivery.Courier``: only in session states 0/1, at most 5 messages
-within 48 h of the merchant's last message; what cannot go out is held, reported and sent
-when the merchant writes again.
+Replies go out with ``kf/send_msg`` (``msgmenu`` for buttons, within its limits; a msgid
+derived from the desk's message id, so a retry is idempotent; text over 2,048 bytes split)
+through ``channels.platform_delivery.Courier``: only in session states 0/1, at most 5
+messages within 48 h of the merchant's last message; what cannot go out — also for a
+failure of our own (the store, the network) — is held, reported and sent when the merchant
+writes again. Nothing the output does raises into Rasa.
 
 Session states (``kf/service_state``): 0 new, 1 bot, 2 pool, 3 WeCom agent, 4 ended. The
 merchant's first message moves 0 → 1. At a handoff, ``handoff: desk`` (default) keeps the
@@ -44,10 +49,10 @@ import time
 import uuid
 from functools import partial
 from pathlib import Path
-from typing import Any, Awaitable, Callable, Dict, List, Optional, Text, Tuple
+from typing import Any, Awaitable, Callable, Dict, List, Optional, Set, Text, Tuple
 
 import yaml
-from rasa.core.channels.channel import InputChannel, OutputChannel, UserMessage
+from rasa.core.channels.channel import OutputChannel, UserMessage
 from sanic import Blueprint, response
 from sanic.request import Request
 
@@ -56,7 +61,7 @@ from channels.masked import CardMaskingMixin
 from channels.platform_delivery import Courier
 from channels.platform_media import DEFAULT_LANGUAGE, answer_media, conversation_language, offer_image
 from channels.platform_state import LocalState, platform_state
-from channels.wecom import CallbackCrypto, CallbackError, PlatformApi, open_callback, verify_url, xml_field
+from channels.wecom import CallbackCrypto, CallbackError, PlatformApi, SignedWebhookInput, open_callback, xml_field
 
 logger = logging.getLogger(__name__)
 
@@ -73,6 +78,14 @@ HANDOFF = "handoff"
 # session_status_change change_type → the session's state afterwards
 CHANGE_STATE = {1: 3, 2: 3, 3: 4, 4: 3}
 SERVICER_NOT_ON_DUTY = 95014
+SYSTEM_BUSY = -1
+# msgmenu: head_content at most 1,024 bytes, at most 10 items, an item's words at most 128 bytes
+MAX_MENU_HEAD_BYTES = 1024
+MAX_MENU_ITEMS = 10
+MAX_MENU_ITEM_BYTES = 128
+MAX_ATTEMPTS = 3  # a message whose handling failed this often is given up (logged)
+MAX_ROUNDS = 10  # pulls in one hold of the sync lock: what came in while the last was handled
+MAX_RETRIES_KEPT = 1000
 
 
 def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
@@ -92,6 +105,13 @@ def split_text(text: str, limit: int = MAX_TEXT_BYTES) -> List[str]:
     return parts
 
 
+def fit(text: str, limit: int) -> str:
+    """The text within ``limit`` UTF-8 bytes: cut between characters, "…" marking the cut."""
+    if len(text.encode("utf-8", errors="surrogatepass")) <= limit:
+        return text
+    return split_text(text, limit - len("…".encode()))[0] + "…"
+
+
 def split_sender(sender_id: str) -> Tuple[str, str]:
     """``(open_kfid, external_userid)`` of a 微信客服 sender id."""
     open_kfid, _, user = sender_id.partition(":")
@@ -102,6 +122,21 @@ class KfApi(PlatformApi):
     """The 微信客服 API: corpid/secret token, ``kf/send_msg`` and the session calls."""
 
     send_path = "/cgi-bin/kf/send_msg"
+    # Waits before each new try of a "system busy" (-1) answer: the platform's advice is to
+    # try again a little later, at most 3 times.
+    busy_delays: Tuple[float, ...] = (0.2, 0.5, 1.0)
+
+    async def call(self, path: str, payload: Dict[str, Any]) -> Dict[str, Any]:
+        """The platform's answer; errcode -1 (system busy) is tried again, waiting longer each
+        time (a resent ``send_msg`` keeps its msgid: the platform delivers it once)."""
+        answer = await super().call(path, payload)
+        for delay in self.busy_delays:
+            if answer.get("errcode") != SYSTEM_BUSY:
+                break
+            logger.info("wecom_kf %s: system busy, trying again in %.1f s", path, delay)
+            await asyncio.sleep(delay)
+            answer = await super().call(path, payload)
+        return answer
 
     def text_body(self, user: str, text: str) -> Dict[str, Any]:
         """Not used: 微信客服 bodies need the open_kfid and a msgid (``KfOutput``)."""
@@ -127,7 +162,12 @@ class KfApi(PlatformApi):
 
 
 class KfOutput(OutputChannel):
-    """Rasa's messages (the bot's and the desk agents') out with ``kf/send_msg``."""
+    """Rasa's messages (the bot's and the desk agents') out with ``kf/send_msg``.
+
+    Nothing here raises into Rasa (an exception would lose the rest of its answer): every
+    message goes through ``Courier.deliver``, which holds what fails and reports it, and
+    the steps around it (remembering a menu, the handoff's ``trans``) are logged on failure.
+    """
 
     def __init__(self, channel: "WeComKfInput") -> None:
         self._channel = channel
@@ -142,6 +182,12 @@ class KfOutput(OutputChannel):
         body = {"touser": user, "open_kfid": open_kfid, "msgid": msgid, **body}
         await self._channel.courier.deliver({"user": recipient_id, "msgid": msgid, "text": text, "body": body,
                                              "desk_message_id": desk_message_id, "held": 0})
+
+    async def _safely(self, what: str, recipient_id: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except Exception:  # noqa: BLE001 - logged; Rasa's answer goes on
+            logger.exception("wecom_kf %s for %s failed", what, recipient_id)
 
     @staticmethod
     def _msgid(desk_message_id: Optional[int]) -> str:
@@ -159,29 +205,53 @@ class KfOutput(OutputChannel):
     async def send_text_with_buttons(
         self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
     ) -> None:
-        """A ``msgmenu``: the text and one click item per button; a click returns its id."""
+        """A ``msgmenu``: the text and one click item per button; a click returns its id.
+
+        Within the platform's limits: a text over 1,024 bytes goes first as text, the last
+        part heads the menu; more than 10 buttons make more menus; a button's words are cut
+        at 128 bytes."""
+        if not buttons:  # a menu needs items
+            await self.send_text_message(recipient_id, text, **kwargs)
+            return
         desk_message_id = kwargs.get("desk_message_id")
         base = self._msgid(desk_message_id)
         items = {f"{base}_{number}": button for number, button in enumerate(buttons, start=1)}
+        await self._safely("remembering a menu", recipient_id, self._remember(recipient_id, items))
+        heads = split_text(text, MAX_MENU_HEAD_BYTES)
+        for number, head in enumerate(heads[:-1]):
+            await self._deliver(recipient_id, head, {"msgtype": "text", "text": {"content": head}},
+                                f"{base}-{number}", desk_message_id)
+        ids = list(items)
+        for index, start in enumerate(range(0, len(ids), MAX_MENU_ITEMS)):
+            chunk = ids[start:start + MAX_MENU_ITEMS]
+            head = heads[-1] if index == 0 else ""
+            menu: Dict[str, Any] = {"list": [
+                {"type": "click", "click": {"id": item, "content": fit(str(items[item]["title"]), MAX_MENU_ITEM_BYTES)}}
+                for item in chunk]}
+            if head:
+                menu["head_content"] = head
+            words = "\n".join(([head] if head else []) + [str(items[item]["title"]) for item in chunk])
+            await self._deliver(recipient_id, words, {"msgtype": "msgmenu", "msgmenu": menu},
+                                f"{base}-{len(heads) - 1 + index}", desk_message_id)
+
+    async def _remember(self, recipient_id: str, items: Dict[str, Dict[str, Any]]) -> None:
+        # Not remembered (the store down): a click then reads as the button's words.
         menu_key = f"menu:{recipient_id}"
         known = (await self._channel.state.get(menu_key)) or {}
         known.update({item: button["payload"] for item, button in items.items()})
         # The newest menus' ids only: a click on a very old menu reads as its title.
         await self._channel.state.put(menu_key, dict(list(known.items())[-50:]), MENU_SECONDS)
-        menu = {"head_content": text,
-                "list": [{"type": "click", "click": {"id": item, "content": button["title"]}}
-                         for item, button in items.items()]}
-        words = "\n".join([text] + [button["title"] for button in buttons])
-        await self._deliver(recipient_id, words, {"msgtype": "msgmenu", "msgmenu": menu}, f"{base}-0",
-                            desk_message_id)
 
     async def send_custom_json(self, recipient_id: Text, json_message: Dict[Text, Any], **kwargs: Any) -> None:
-        """``{"wecom_kf": "handoff"}`` from ``action_escalate``: the handoff; nothing else is sent."""
+        """``{"wecom_kf": "handoff"}`` from ``action_escalate``: the handoff; nothing else is sent.
+
+        A handoff that fails (``trans`` refused or unreachable) leaves the session with the
+        bot: the desk's agents then answer through it, as in desk mode."""
         if json_message.get("wecom_kf") == HANDOFF:
-            await self._channel.hand_over(recipient_id)
+            await self._safely("the handoff", recipient_id, self._channel.hand_over(recipient_id))
 
 
-class WeComKfInput(CardMaskingMixin, InputChannel):
+class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
     """微信客服 (credentials: corp_id, secret, token, encoding_aes_key; optional api_base,
     redis_url, state_file, handoff ``desk`` | ``wecom``, servicer_userid)."""
 
@@ -190,22 +260,11 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         return "wecom_kf"
 
     @classmethod
-    def from_credentials(cls, credentials: Optional[Dict[Text, Any]]) -> InputChannel:
-        """The channel of the ``channels.wecom_kf.WeComKfInput`` block of credentials.yml."""
-        if not credentials:
-            cls.raise_missing_credentials_exception()
-        assert credentials is not None  # the call above raises
-        return cls(
-            corp_id=str(credentials["corp_id"]),
-            secret=str(credentials["secret"]),
-            token=str(credentials["token"]),
-            encoding_aes_key=str(credentials["encoding_aes_key"]),
-            api_base=str(credentials.get("api_base") or "https://qyapi.weixin.qq.com"),
-            redis_url=credentials.get("redis_url") or None,
-            state_file=credentials.get("state_file") or None,
-            handoff=str(credentials.get("handoff") or "desk"),
-            servicer_userid=credentials.get("servicer_userid") or None,
-        )
+    def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
+        """The common settings, the CorpID and the handoff's."""
+        return {**super().settings(credentials), "corp_id": str(credentials["corp_id"]),
+                "handoff": str(credentials.get("handoff") or "desk"),
+                "servicer_userid": credentials.get("servicer_userid") or None}
 
     def __init__(self, corp_id: str, secret: str, token: str, encoding_aes_key: str,
                  api_base: str = "https://qyapi.weixin.qq.com", redis_url: Optional[str] = None,
@@ -224,8 +283,14 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         self.api_base = api_base  # also the media API's (pictures)
         self.clock = clock
         self.started_at = clock()
-        self._dispatch_locks: Dict[str, asyncio.Lock] = {}
+        # Messages to handle again whose retry the store could not keep, per open_kfid.
+        self._retries: Dict[str, List[Dict[str, Any]]] = {}
         self._tasks: set = set()
+
+    async def close(self) -> None:
+        """Reports still queued (sent / held / session) go to the desk, then the store is closed."""
+        await self.reports.close()
+        await super().close()
 
     def get_output_channel(self) -> OutputChannel:
         """Used by Rasa for the desk's replies and the resume (``output_channel=latest``)."""
@@ -235,25 +300,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
 
     def blueprint(self, on_new_message: OnNewMessage) -> Blueprint:
         """``/webhooks/wecom_kf/``: health, the URL verification and the callbacks."""
-        hook = Blueprint("wecom_kf_webhook", __name__)
-
-        @hook.listener("before_server_stop")
-        async def flush(_app: Any, _loop: Any) -> None:
-            # Reports still queued (sent / held / session) go to the desk before the
-            # process ends, instead of vanishing with it.
-            await self.reports.close()
-            await self.state.close()
-
-        @hook.route("/", methods=["GET"])
-        async def health(_: Request) -> Any:
-            return response.json({"status": "ok"})
-
-        @hook.route("/webhook", methods=["GET"])
-        async def verify(request: Request) -> Any:
-            try:
-                return response.text(verify_url(self.crypto, dict(request.query_args)))
-            except CallbackError as error:
-                return response.text(str(error), status=error.status)
+        hook = self.webhook()
 
         @hook.route("/webhook", methods=["POST"])
         async def receive(request: Request) -> Any:
@@ -266,9 +313,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
             if signal is not None:
                 agent = getattr(request.app.ctx, "agent", None)  # Rasa's: the conversation's language
                 # Answered now; the platform retries a callback not answered within 5 s.
-                task = asyncio.get_running_loop().create_task(self.sync(*signal, on_new_message, agent))
-                self._tasks.add(task)
-                task.add_done_callback(self._tasks.discard)
+                self.in_background(self.sync(*signal, on_new_message, agent))
             return response.text("")
 
         return hook
@@ -284,30 +329,48 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
 
     async def sync(self, open_kfid: str, token: str, on_new_message: OnNewMessage, agent: Any = None) -> None:
         """Pull everything new for ``open_kfid`` and handle it in order (never raises);
-        ``agent`` (Rasa's) tells the language of the answer to a picture."""
-        dispatch = self._dispatch_locks.setdefault(open_kfid, asyncio.Lock())
-        news: List[Dict[str, Any]] = []
-        acquired = False
+        ``agent`` (Rasa's) tells the language of the answer to a picture.
+
+        The sync lock (Redis when set: across the Rasa processes) is held until every
+        pulled message has been handed to Rasa, so no later sync, here or on another
+        process, hands a merchant's next message on before this one; what came in
+        meanwhile is pulled before the lock goes (a callback that waited too long for it
+        gives up). Messages whose handling failed earlier go first; after a failure the
+        merchant's later messages wait with it, in order."""
         try:
             async with self.state.lock(f"sync:{open_kfid}"):
-                news = await self._pull(open_kfid, token)
-                # Taken before the sync lock goes: a later sync's news waits for these.
-                await dispatch.acquire()
-                acquired = True
-        except Exception:  # the platform or Redis down: the next callback pulls again
+                stalled: Set[str] = set()  # merchants whose earlier message failed in this sync
+                pending = await self._take_retries(open_kfid)
+                for _ in range(MAX_ROUNDS):
+                    handled = False
+                    for item in pending + await self._pull(open_kfid, token):
+                        handled = await self._handle_in_turn(open_kfid, item, stalled, on_new_message,
+                                                             agent) or handled
+                    pending = []
+                    if not handled:
+                        break
+        except Exception:  # noqa: BLE001 - the platform or Redis down: the next callback pulls again
             logger.exception("wecom_kf sync of %s failed", open_kfid)
-            if not acquired:  # a lock that failed on release still hands on what was pulled
-                return
-        try:
-            for item in news:
-                try:
-                    await self.handle(item, on_new_message, agent)
-                except Exception:  # one bad message must not stop the others
-                    logger.exception("wecom_kf message %s not handled", item.get("msgid"))
-        finally:
-            dispatch.release()
+
+    async def _handle_in_turn(self, open_kfid: str, item: Dict[str, Any], stalled: Set[str],
+                              on_new_message: OnNewMessage, agent: Any) -> bool:
+        """Handle one message unless its merchant's earlier one failed (then it waits too);
+        True when it was handled now."""
+        event = item.get("event")  # an event names the merchant inside it
+        merchant = str(item.get("external_userid") or (event.get("external_userid") if isinstance(event, dict) else ""))
+        if merchant in stalled:
+            await self._retry_later(open_kfid, item, failed=False)
+            return False
+        outcome = await self._handle_once(item, on_new_message, agent)
+        if outcome is None:
+            stalled.add(merchant)
+            await self._retry_later(open_kfid, item)
+        return bool(outcome)
 
     async def _pull(self, open_kfid: str, token: str) -> List[Dict[str, Any]]:
+        """What is new since the stored cursor; once a page is pulled, nothing raises: a
+        page the store could not take the cursor of is still handled (the next sync reads
+        it again from the older cursor, and the handled msgids are skipped)."""
         cursor_key = f"cursor:{open_kfid}"
         cursor = await self.state.durable_get(cursor_key)
         first_start = cursor is None
@@ -316,7 +379,7 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
         for _ in range(MAX_PAGES):
             try:
                 page = await self.api.sync_msg(open_kfid, cursor, token)
-            except Exception as problem:  # what was pulled so far is handled; the next callback goes on
+            except Exception as problem:  # noqa: BLE001 - what was pulled is handled; the next callback goes on
                 logger.warning("wecom_kf sync_msg failed: %s", problem)
                 break
             if page.get("errcode", 0):
@@ -324,26 +387,82 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
                 break
             fetched = True
             messages = page.get("msg_list") or []
-            if page.get("next_cursor"):
-                cursor = str(page["next_cursor"])
-                # Stored before anything is handled: a crash loses at most this page's
-                # answers, it never answers them twice.
-                await self.state.durable_put(cursor_key, cursor)
             for item in messages if isinstance(messages, list) else []:
                 if not isinstance(item, dict) or not item.get("msgid"):
                     continue
                 if first_start and float(item.get("send_time") or 0) < int(self.started_at):
                     continue  # history from before this deployment: read past, not answered
-                if await self.state.first_time(f"msg:{item['msgid']}", SEEN_SECONDS):
-                    news.append(item)
+                news.append(item)
+            if page.get("next_cursor"):
+                cursor = str(page["next_cursor"])
+                # Stored before anything is handled: a crash loses at most this page's
+                # answers, it never answers them twice.
+                if not await self._store_cursor(cursor_key, cursor):
+                    break
             if not page.get("has_more"):
                 break
         if first_start and cursor is None and fetched:
             # The log was read and is empty: not a first start again. After a failed first
             # sync (e.g. a secret not yet authorised) nothing is stored, so the next sync
             # still reads past the history instead of answering three days of it.
-            await self.state.durable_put(cursor_key, "")
+            await self._store_cursor(cursor_key, "")
         return news
+
+    async def _store_cursor(self, key: str, cursor: str) -> bool:
+        try:
+            await self.state.durable_put(key, cursor)
+            return True
+        except Exception:  # noqa: BLE001 - the page is handled all the same
+            logger.exception("wecom_kf cursor %s not stored", key)
+            return False
+
+    async def _handle_once(self, item: Dict[str, Any], on_new_message: OnNewMessage,
+                           agent: Any) -> Optional[bool]:
+        """True: handled now (and marked so); False: handled before; None: it failed."""
+        seen = f"msg:{item['msgid']}"
+        try:
+            if await self.state.get(seen) is not None:
+                return False  # a callback retried, a page read again
+        except Exception:  # noqa: BLE001 - not known: handled, twice rather than never
+            logger.exception("wecom_kf message %s: handled before?", item["msgid"])
+        try:
+            await self.handle(item, on_new_message, agent)
+        except Exception:  # noqa: BLE001 - one bad message must not stop the others
+            logger.exception("wecom_kf message %s not handled", item["msgid"])
+            return None
+        try:
+            await self.state.put(seen, True, SEEN_SECONDS)
+        except Exception:  # noqa: BLE001 - handled; at worst answered again if read again
+            logger.exception("wecom_kf message %s not marked handled", item["msgid"])
+        return True
+
+    async def _retry_later(self, open_kfid: str, item: Dict[str, Any], failed: bool = True) -> None:
+        """Keep the message for the next sync (store, else this process); one that failed
+        ``MAX_ATTEMPTS`` times is given up (logged)."""
+        attempts = int(item.get("_attempts", 0)) + (1 if failed else 0)
+        if attempts >= MAX_ATTEMPTS:
+            logger.error("wecom_kf message %s given up after %d attempts", item["msgid"], attempts)
+            return
+        item = {**item, "_attempts": attempts}
+        key = f"retry:{open_kfid}"
+        try:  # under the sync lock: no other writer of the list
+            kept = (await self.state.durable_get(key)) or []
+            await self.state.durable_put(key, (kept + [item])[-MAX_RETRIES_KEPT:])
+        except Exception:  # noqa: BLE001 - the store is down: this process keeps it meanwhile
+            logger.exception("wecom_kf message %s kept for a retry in this process only", item["msgid"])
+            self._retries.setdefault(open_kfid, []).append(item)
+
+    async def _take_retries(self, open_kfid: str) -> List[Dict[str, Any]]:
+        """The messages to handle again, oldest first, taken from the store and this process."""
+        kept: List[Dict[str, Any]] = []
+        try:
+            kept = (await self.state.durable_get(f"retry:{open_kfid}")) or []
+            if kept:
+                await self.state.durable_put(f"retry:{open_kfid}", None)
+        except Exception:  # noqa: BLE001 - left in the store for a later sync
+            logger.exception("wecom_kf retries of %s not read", open_kfid)
+            kept = []
+        return kept + self._retries.pop(open_kfid, [])
 
     async def handle(self, item: Dict[str, Any], on_new_message: OnNewMessage, agent: Any = None) -> None:
         """One message or event of the sync, by origin."""
@@ -413,7 +532,9 @@ class WeComKfInput(CardMaskingMixin, InputChannel):
                                        str(item.get("servicer_userid") or ""))
 
     async def _event(self, event: Dict[str, Any], msgid: str) -> None:
-        sender = f"{event.get('open_kfid')}:{event.get('external_userid')}"
+        sender = self._sender({**event, "msgid": msgid})
+        if sender is None:  # logged: an event of nobody drives no session
+            return
         kind = event.get("event_type")
         if kind == "enter_session" and event.get("scene_param"):
             await self.state.put(f"scene:{sender}", str(event["scene_param"])[:128], SCENE_SECONDS)

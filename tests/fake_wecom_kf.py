@@ -6,9 +6,12 @@
   10 minutes (95007 otherwise), a known ``open_kfid`` (95000), a cursor it gave out
   (95008 otherwise); pages of at most ``page_size`` with ``has_more`` / ``next_cursor``;
   records how many syncs of one ``open_kfid`` ran at once;
-* ``kf/send_msg``: ``text`` (at most 2,048 bytes, 44004 above) or ``msgmenu``, other types
+* ``kf/send_msg``: ``text`` (at most 2,048 bytes, 44004 above) or ``msgmenu`` (head at most
+  1,024 bytes, 1–10 items, an item's id 1–64 and words 1–128 bytes; 44004), other types
   40008; session state 0 or 1 only (95018 in 2/3/4); at most 5 messages within 48 h of the
   merchant's last message (95001 otherwise); a msgid seen before is not delivered twice;
+* ``fail_next_send`` / ``busy_syncs``: the next sends / syncs answer that errcode first
+  (-1 is the platform's "system busy", to be tried again);
 * ``media/get``: a valid access token (as above), then the bytes of a ``media_id`` a
   merchant's picture carried (``customer_says(..., media=...)``), errcode 40007 for another;
 * ``kf/service_state/get`` / ``trans``: the allowed moves 0→1/2/3/4, 1→1/2/3/4, 2→2/3/4,
@@ -57,6 +60,7 @@ class FakeKf:
         self.most_syncs_at_once = 0
         self.sync_calls = 0
         self.fail_next_send: List[int] = []
+        self.busy_syncs = 0  # this many sync_msg calls answer -1 (system busy) first
         self._sequence = 0
         self.lock = threading.Lock()  # the test thread and the server thread both touch the state
         self.app = web.Application()
@@ -211,6 +215,9 @@ class FakeKf:
             return web.json_response({"errcode": 44004, "errmsg": "invalid limit"})
         with self.lock:
             self.sync_calls += 1
+            if self.busy_syncs:
+                self.busy_syncs -= 1
+                return web.json_response({"errcode": -1, "errmsg": "system busy"})
             self.syncs_running[kfid] = self.syncs_running.get(kfid, 0) + 1
             self.most_syncs_at_once = max(self.most_syncs_at_once, self.syncs_running[kfid])
         try:
@@ -231,6 +238,26 @@ class FakeKf:
     def _refuse(self, errcode: int, errmsg: str, body: Dict[str, Any]) -> web.Response:
         self.refused.append((errcode, body))
         return web.json_response({"errcode": errcode, "errmsg": errmsg})
+
+    @staticmethod
+    def _menu_problem(menu: Any) -> Optional[str]:
+        """What breaks the documented msgmenu limits: head/tail at most 1,024 bytes, 1 to 10
+        items, a click's id 1–64 bytes and its words 1–128 bytes."""
+        if not isinstance(menu, dict):
+            return "no msgmenu"
+        for part in ("head_content", "tail_content"):
+            if len(str(menu.get(part, "")).encode()) > 1024:
+                return f"{part} over 1024 bytes"
+        items = menu.get("list")
+        if not isinstance(items, list) or not 1 <= len(items) <= 10:
+            return "a menu has 1 to 10 items"
+        for item in items:
+            click = item.get("click") if isinstance(item, dict) else None
+            if not isinstance(click, dict) or not 1 <= len(str(click.get("id", "")).encode()) <= 64:
+                return "a click id has 1 to 64 bytes"
+            if not 1 <= len(str(click.get("content", "")).encode()) <= 128:
+                return "a click's words have 1 to 128 bytes"
+        return None
 
     async def _send_msg(self, request: web.Request) -> web.Response:
         problem = self._token_problem(request)
@@ -253,9 +280,9 @@ class FakeKf:
                 if len(content.encode()) > 2048:
                     return self._refuse(44004, "content over 2048 bytes", body)
             elif kind == "msgmenu":
-                items = (body.get("msgmenu") or {}).get("list")
-                if not isinstance(items, list) or not items:
-                    return self._refuse(44004, "empty menu", body)
+                problem = self._menu_problem(body.get("msgmenu"))
+                if problem:
+                    return self._refuse(44004, problem, body)
             else:
                 return self._refuse(40008, "invalid message type", body)
             session = self.session(body["touser"], body["open_kfid"])

@@ -194,3 +194,25 @@ async def test_two_processes_share_the_token_the_choices_and_the_seen_messages(a
         assert await first.state.first_time("msg:77", 60) and not await second.state.first_time("msg:77", 60)
     finally:
         service.stop()
+
+
+async def test_a_failing_store_never_raises_into_rasa_and_the_message_is_held(account, desk, tmp_path, monkeypatch):
+    channel = wechat(account, desk, tmp_path)
+    await merchant_writes(channel, account, "oMERCHANT", "报1000", "1")
+    output = channel.get_output_channel()
+
+    async def redis_down(*_args, **_kwargs):
+        raise ConnectionError("redis down")
+
+    with monkeypatch.context() as outage:  # the choices and the send ledger cannot be written
+        outage.setattr(channel.state, "put", redis_down)
+        outage.setattr(channel.state, "reserve_send", redis_down)
+        await output.send_text_with_buttons("oMERCHANT", "能用了吗？", [{"title": "好了", "payload": "/inform_fixed"}],
+                                            desk_message_id=3)
+    assert account.texts_to("oMERCHANT") == []
+    await until(lambda: len(desk.reports) == 1)
+    assert states(desk) == [("held", "channel error: ConnectionError", 3)]
+    await merchant_writes(channel, account, "oMERCHANT", "在吗", "2")
+    assert account.texts_to("oMERCHANT") == ["能用了吗？\n\n1. 好了"]
+    await until(lambda: len(desk.reports) == 2)
+    assert states(desk)[1] == ("sent", None, 3) and not desk.refusals

@@ -18,8 +18,9 @@ from channels.wecom import (
     parse_callback,
 )
 from channels.desk_reports import DeskReports
-from channels.platform_media import answer_media, answer_text, conversation_language, image_type, offer_image
+from channels.platform_media import answer_media, answer_text, conversation_language, offer_image
 from channels.platform_state import platform_state
+from common.images import image_type, looks_like
 from common.transcript_text import heard_text, readable_messages
 from tests.chat_platforms import AttachmentDesk, OfficialAccount, picture
 from tests.wecom_protocol import (
@@ -234,6 +235,9 @@ def test_pictures_are_told_apart_by_their_bytes():
     assert image_type(picture("GIF")) == "image/gif"
     assert image_type(picture("WEBP")) == "image/webp"
     assert image_type(b"<html>not a picture</html>") is None and image_type(b"") is None
+    # The desk's check of a posted picture is the same one (common/images.py).
+    assert looks_like("image/webp", picture("WEBP")) and not looks_like("image/png", picture("JPEG"))
+    assert not looks_like("image/webp", b"RIFF\0\0\0\0WEB") and not looks_like("text/html", b"<html>")
 
 
 class MediaWorld:

@@ -13,6 +13,7 @@ import pytest
 from aiohttp import web
 from hypothesis import given, strategies as st
 from rasa.core.channels.channel import UserMessage
+from rasa.shared.exceptions import RasaException
 
 from bench.servers import redis_server
 from channels.desk_reports import DeskReports
@@ -163,6 +164,16 @@ def test_a_signal_without_its_fields_is_a_clear_400(platform, desk, tmp_path):
     assert refused.value.status == 400
 
 
+def test_the_credentials_block_makes_the_channel(tmp_path):
+    channel = WeComKfInput.from_credentials({
+        "corp_id": DOC_CORP_ID, "secret": SECRET, "token": DOC_TOKEN, "encoding_aes_key": DOC_AES_KEY,
+        "state_file": str(tmp_path / "kf.sqlite"), "handoff": "wecom", "servicer_userid": "zhangsan"})
+    assert isinstance(channel, WeComKfInput) and channel.api_base == "https://qyapi.weixin.qq.com"
+    assert (channel.handoff, channel.servicer_userid) == ("wecom", "zhangsan")
+    with pytest.raises(RasaException, match="wecom_kf input channel"):
+        WeComKfInput.from_credentials(None)
+
+
 # --- pulling ---------------------------------------------------------------------------
 
 async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answered_once(platform, desk, tmp_path):
@@ -177,8 +188,9 @@ async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answ
     assert rasa.texts() == ["pos机报1000咋整"]
     [message] = rasa.messages
     assert message.sender_id == SENDER and message.input_channel == "wecom_kf"
-    # Paged two at a time with has_more, and the cursor is where the log ends.
-    assert platform.sync_calls == 3 + 1 + 1
+    # Paged two at a time with has_more (and read once more for what came in while the
+    # message was handled), and the cursor is where the log ends.
+    assert platform.sync_calls == 3 + 1 + 1 + 1
     assert await channel.state.durable_get(f"cursor:{KFID}") == "c6"
     # The merchant's first message moved the session from new (0) to the bot (1).
     assert platform.session("wmMERCHANT1")["state"] == 1 and platform.session("wmOLD")["state"] == 0
@@ -486,3 +498,221 @@ async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(d
     await pull(first, platform, rasa)
     assert platform.texts_to("wmMERCHANT1")[-1] == "#5"
     await until(lambda: [r["state"] for r in desk.of("delivery")][-2:] == ["held", "sent"])
+
+
+# --- failures on our side: nothing raised into Rasa, nothing lost ----------------------
+
+def broken(error: Exception):
+    """An async stand-in for a store or API call that fails like a Redis or network outage."""
+    async def fail(*_args, **_kwargs):
+        raise error
+    return fail
+
+
+async def test_a_failing_store_or_trans_never_raises_into_rasa_and_the_message_is_held(platform, desk, tmp_path,
+                                                                                     monkeypatch):
+    channel = make_channel(platform, desk, tmp_path, handoff="wecom")
+    rasa = Rasa()
+    platform.customer_says("wmMERCHANT1", "报1000")
+    await pull(channel, platform, rasa)
+    output = channel.get_output_channel()
+    # The store goes down while an agent's reply goes out: held (in this process), reported held.
+    with monkeypatch.context() as outage:
+        outage.setattr(channel.state, "reserve_send", broken(ConnectionError("redis down")))
+        outage.setattr(channel.state, "hold", broken(ConnectionError("redis down")))
+        await output.send_text_message(SENDER, "工程师的答复", desk_message_id=5)
+    assert platform.texts_to("wmMERCHANT1") == []
+    await until(lambda: len(desk.of("delivery")) == 1)
+    assert states(desk, SENDER) == [("held", "channel error: ConnectionError")]
+    # A menu whose ids cannot be remembered still goes out (a click then reads as its words).
+    with monkeypatch.context() as outage:
+        outage.setattr(channel.state, "put", broken(ConnectionError("redis down")))
+        await output.send_text_with_buttons(SENDER, "能用了吗？", [{"title": "好了", "payload": "/inform_fixed"}])
+    assert platform.texts_to("wmMERCHANT1") == ["能用了吗？\n好了"]
+    # The handoff's trans unreachable: the session stays with the bot, Rasa goes on.
+    with monkeypatch.context() as outage:
+        outage.setattr(channel.api, "trans", broken(OSError("connection reset")))
+        await output.send_custom_json(SENDER, {"wecom_kf": "handoff"})
+    assert platform.session("wmMERCHANT1")["state"] == 1
+    # The merchant writes again: the reply kept in the process goes out, reported sent.
+    platform.customer_says("wmMERCHANT1", "在吗")
+    await pull(channel, platform, rasa)
+    assert platform.texts_to("wmMERCHANT1")[-1] == "工程师的答复"
+    await until(lambda: len(desk.of("delivery")) == 3)
+    assert [r["state"] for r in desk.of("delivery")] == ["held", "sent", "sent"]
+    assert desk.of("delivery")[-1]["desk_message_id"] == 5 and not desk.refusals
+
+
+class FailingOnce(Rasa):
+    """Rasa whose first message fails (a tracker store or model error)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.failed = False
+
+    async def __call__(self, message: UserMessage) -> None:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("tracker store unavailable")
+        await super().__call__(message)
+
+
+@pytest.mark.parametrize("where", ["rasa", "session"])
+async def test_a_message_whose_handling_failed_is_handled_at_the_next_sync(platform, desk, tmp_path, monkeypatch,
+                                                                         where):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa: Rasa = FailingOnce() if where == "rasa" else Rasa()
+    platform.customer_says("wmMERCHANT1", "报1000")
+    platform.customer_says("wmMERCHANT1", "重启了")
+    platform.customer_says("wmOTHER", "你好")
+    with monkeypatch.context() as outage:
+        if where == "session":  # kf/service_state/get unreachable for the first merchant
+            service_state = channel.api.service_state
+
+            async def first_unreachable(open_kfid: str, user: str):
+                if user == "wmMERCHANT1":
+                    raise OSError("connection reset")
+                return await service_state(open_kfid, user)
+
+            outage.setattr(channel.api, "service_state", first_unreachable)
+        await pull(channel, platform, rasa)
+    # The merchant's later message waits with the failed one; another merchant is answered.
+    assert rasa.texts() == ["你好"]
+    platform.customer_says("wmMERCHANT1", "在吗")
+    await pull(channel, platform, rasa)
+    assert rasa.texts() == ["你好", "报1000", "重启了", "在吗"]
+    await pull(channel, platform, rasa)  # and only once
+    assert rasa.texts() == ["你好", "报1000", "重启了", "在吗"]
+
+
+async def test_a_pulled_page_is_handled_when_the_cursor_cannot_be_stored(platform, desk, tmp_path, monkeypatch):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    await pull(channel, platform, rasa)  # the first sync: the log is empty
+    platform.customer_says("wmMERCHANT1", "报1000")
+    store = channel.state.durable_put
+
+    async def no_cursor(key, value, *args):
+        if key.startswith("cursor:"):
+            raise OSError("disk full")
+        await store(key, value, *args)
+
+    with monkeypatch.context() as outage:
+        outage.setattr(channel.state, "durable_put", no_cursor)
+        await pull(channel, platform, rasa)
+    assert rasa.texts() == ["报1000"]
+    # The next sync reads the page again from the older cursor: not answered twice.
+    platform.customer_says("wmMERCHANT1", "在吗")
+    await pull(channel, platform, rasa)
+    assert rasa.texts() == ["报1000", "在吗"]
+    assert await channel.state.durable_get(f"cursor:{KFID}") == f"c{len(platform.log[KFID])}"
+
+
+def slow_handling(channel: WeComKfInput) -> "tuple[asyncio.Event, asyncio.Event]":
+    """The channel's handling of the next merchant message waits (say for the platform's
+    session call) until the second event is set; the first tells it has begun."""
+    entered, go_on = asyncio.Event(), asyncio.Event()
+    merchant_wrote = channel.courier.merchant_wrote
+
+    async def slow(user: str) -> None:
+        entered.set()
+        await go_on.wait()
+        await merchant_wrote(user)
+
+    channel.courier.merchant_wrote = slow  # type: ignore[method-assign]
+    return entered, go_on
+
+
+async def test_two_processes_hand_one_merchants_messages_to_rasa_in_order(desk, tmp_path, redis_url):
+    platform = FakeKf(DOC_CORP_ID, SECRET, KFID).start_in_thread()
+    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite")
+                     for n in (1, 2))
+    rasa = Rasa()
+    await pull(first, platform, rasa)  # the log's start is known
+    entered, go_on = slow_handling(first)
+    platform.customer_says("wmMERCHANT1", "报1000")
+    one = asyncio.create_task(pull(first, platform, rasa))
+    await entered.wait()
+    # The merchant's next message comes to the other process behind nginx.
+    platform.customer_says("wmMERCHANT1", "重启了还是不行")
+    two = asyncio.create_task(pull(second, platform, rasa))
+    await asyncio.wait({two}, timeout=1.0)  # the chance to overtake that it must not take
+    go_on.set()
+    await asyncio.gather(one, two)
+    assert rasa.texts() == ["报1000", "重启了还是不行"]
+
+
+async def test_what_came_in_during_a_sync_is_pulled_before_its_lock_goes(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    await pull(channel, platform, rasa)
+    entered, go_on = slow_handling(channel)
+    platform.customer_says("wmMERCHANT1", "报1000")
+    one = asyncio.create_task(pull(channel, platform, rasa))
+    await entered.wait()
+    # Its callback gave up waiting for the lock (or never came): this sync reads it.
+    platform.customer_says("wmMERCHANT1", "重启了还是不行")
+    go_on.set()
+    await one
+    assert rasa.texts() == ["报1000", "重启了还是不行"]
+
+
+# --- the platform's small print --------------------------------------------------------
+
+async def test_system_busy_is_tried_again_a_bounded_number_of_times(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    channel.api.busy_delays = (0.01, 0.01, 0.01)
+    rasa = Rasa()
+    platform.customer_says("wmMERCHANT1", "报1000")
+    platform.busy_syncs = 2
+    await pull(channel, platform, rasa)
+    assert rasa.texts() == ["报1000"]
+    output = channel.get_output_channel()
+    platform.fail_next_send.extend([-1, -1])
+    await output.send_text_message(SENDER, "请重启终端", desk_message_id=1)
+    assert platform.texts_to("wmMERCHANT1") == ["请重启终端"]
+    platform.fail_next_send.extend([-1] * 4)  # busy longer than the platform's 3 tries
+    await output.send_text_message(SENDER, "第二条", desk_message_id=2)
+    assert platform.texts_to("wmMERCHANT1") == ["请重启终端"] and not platform.fail_next_send
+    await until(lambda: len(desk.of("delivery")) == 2)
+    assert states(desk, SENDER) == [("sent", None), ("held", "send failed")]
+
+
+async def test_menus_keep_within_the_platforms_limits(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    platform.customer_says("wmMERCHANT1", "报1000")
+    await pull(channel, platform, rasa)
+    head = "请检查：" + "网线是否插好，" * 80  # over 1,024 bytes
+    buttons = [{"title": f"选项{n}" + ("很长" * 40 if n == 1 else ""), "payload": f"/choose{n}"} for n in range(1, 12)]
+    await channel.get_output_channel().send_text_with_buttons(SENDER, head, buttons)
+    assert not platform.refused
+    texts = platform.texts_to("wmMERCHANT1")
+    menus = platform.menus_to("wmMERCHANT1")
+    assert len(menus) == 2 and [len(m["list"]) for m in menus] == [10, 1]
+    assert all(len(m.get("head_content", "").encode()) <= 1024 for m in menus)
+    # Nothing of the text is lost: the first part as text, the rest heads the menu.
+    assert texts[0] + menus[0]["head_content"] == head
+    first_item = menus[0]["list"][0]["click"]["content"]
+    assert len(first_item.encode()) <= 128 and first_item.endswith("…") and first_item.startswith("选项1很长")
+    # Every item still comes back as its payload.
+    platform.customer_says("wmMERCHANT1", "选项11", menu_id=menus[1]["list"][0]["click"]["id"])
+    await pull(channel, platform, rasa)
+    assert rasa.texts()[-1] == "/choose11"
+
+
+async def test_an_event_of_nobody_is_ignored(platform, desk, tmp_path):
+    channel = make_channel(platform, desk, tmp_path)
+    rasa = Rasa()
+    await pull(channel, platform, rasa)
+    platform.log[KFID].append({"msgid": "E1", "origin": 4, "msgtype": "event", "open_kfid": KFID,
+                               "event": {"event_type": "session_status_change", "change_type": 3,
+                                         "open_kfid": KFID}})
+    platform.customer_says("wmMERCHANT1", "报1000")
+    await pull(channel, platform, rasa)
+    assert rasa.texts() == ["报1000"]
+    assert await channel.state.durable_get(f"session:{KFID}:None") is None
+    # Reports reach the desk in order: once this one is there, a session report would be too.
+    await channel.get_output_channel().send_text_message(SENDER, "您好")
+    await until(lambda: desk.of("delivery"))
+    assert desk.of("session") == []
