@@ -48,7 +48,12 @@ class DeskReports:
 
     def delivery(self, report_id: str, sender_id: str, text: str, desk_message_id: Optional[int],
                  reason: Optional[str] = None) -> None:
-        """One outgoing message: ``sent`` (the platform took it) or ``held`` with a reason."""
+        """One outgoing message of the desk's: ``sent`` (the platform took it) or ``held``
+        with a reason. The bot's own messages (no ``desk_message_id``) are not reported: the
+        desk has nothing to mark for them, and a held one still goes out when the merchant
+        writes again."""
+        if desk_message_id is None:
+            return
         state = {"state": "held", "reason": reason} if reason else {"state": "sent"}
         self._put("delivery", report_id, sender_id, desk_message_id=desk_message_id,
                   text=text[:MAX_TEXT], **state)

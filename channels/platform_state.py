@@ -18,11 +18,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import sqlite3
 import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any, AsyncIterator, Callable, Dict, List, Optional, Tuple
+
+logger = logging.getLogger(__name__)
 
 WINDOW_SECONDS = 48 * 3600
 QUOTA = 5
@@ -260,13 +263,34 @@ class RedisState(LocalState):
 
     @contextlib.asynccontextmanager
     async def lock(self, name: str) -> AsyncIterator[None]:
-        """One holder at a time across the processes (expires if a holder dies)."""
-        async with self.redis.lock(self._key(f"lock:{name}"), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS):
-            yield
+        """One holder at a time across the processes (expires if a holder dies).
+
+        A live holder keeps it: the 微信客服 sync holds it while Rasa answers a backlog,
+        which may take longer than the expiry meant for a holder that died."""
+        lock = self.redis.lock(self._key(f"lock:{name}"), timeout=LOCK_SECONDS, blocking_timeout=LOCK_SECONDS)
+        async with lock:
+            renewal = asyncio.get_running_loop().create_task(_keep_renewed(lock))
+            try:
+                yield
+            finally:
+                renewal.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await renewal
 
     async def close(self) -> None:
         """Close the Redis connections."""
         await self.redis.close()
+
+
+async def _keep_renewed(lock: Any) -> None:
+    """Reset the lock's expiry every third of it while its holder lives."""
+    while True:
+        await asyncio.sleep(LOCK_SECONDS / 3)
+        try:
+            await lock.reacquire()
+        except Exception:  # noqa: BLE001 - Redis away: the lock expires as for a dead holder
+            logger.warning("lock %s not renewed", lock.name)
+            return
 
 
 def platform_state(redis_url: Optional[str], path: Path, prefix: str, clock: Clock = time.time) -> LocalState:

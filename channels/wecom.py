@@ -432,7 +432,11 @@ class PlatformInput(SignedWebhookInput):
 
     async def as_text(self, user: str, text: str) -> str:
         """A number answering a numbered list becomes that button's payload."""
-        options = await self.state.get(f"choices:{user}") or []
+        try:
+            options = await self.state.get(f"choices:{user}") or []
+        except Exception:  # noqa: BLE001 - the store away: the merchant's words still reach the bot
+            logger.exception("%s choices of %s not read", self.name(), user)
+            return text
         stripped = text.strip()
         # ASCII digits only: "²".isdigit() is True but int("²") fails, and a
         # 5000-digit number is more than int() converts.

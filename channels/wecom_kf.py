@@ -529,7 +529,7 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
         if sender is not None:
             self.reports.agent_message(str(item["msgid"]), sender,
                                        text if isinstance(text, str) else f"[{item.get('msgtype')}]",
-                                       str(item.get("servicer_userid") or ""))
+                                       item.get("servicer_userid") or None)
 
     async def _event(self, event: Dict[str, Any], msgid: str) -> None:
         sender = self._sender({**event, "msgid": msgid})

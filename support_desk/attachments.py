@@ -17,21 +17,6 @@ from support_desk.store import DeskStore, utcnow
 # The merchant message that carries a picture (the contract's words).
 IMAGE_TEXT = "[image]"
 
-# The first bytes of each image type: a body that is not what its Content-Type says is
-# refused, so what the console serves with that type (and nosniff) is that type.
-_SIGNATURES = {
-    "image/jpeg": (b"\xff\xd8\xff",),
-    "image/png": (b"\x89PNG\r\n\x1a\n",),
-    "image/gif": (b"GIF87a", b"GIF89a"),
-}
-
-
-def looks_like(content_type: str, data: bytes) -> bool:
-    """Do the bytes start the way an image of this type starts?"""
-    if content_type == "image/webp":
-        return len(data) >= 12 and data[:4] == b"RIFF" and data[8:12] == b"WEBP"
-    return any(data.startswith(signature) for signature in _SIGNATURES.get(content_type, ()))
-
 
 async def add_attachment(
     store: DeskStore, sender_id: str, channel: str, msgid: str, content_type: str, data: bytes

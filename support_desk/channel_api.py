@@ -10,7 +10,8 @@ from datetime import timedelta
 from aiohttp import web
 
 from support_desk.api import RELAY, SETTINGS, STORE, parse_json, read_body
-from support_desk.attachments import add_attachment, looks_like
+from common.images import looks_like
+from support_desk.attachments import add_attachment
 from support_desk.channel_reports import (
     CHANNELS,
     MAX_REPORTS,

@@ -216,3 +216,13 @@ async def test_a_failing_store_never_raises_into_rasa_and_the_message_is_held(ac
     assert account.texts_to("oMERCHANT") == ["能用了吗？\n\n1. 好了"]
     await until(lambda: len(desk.reports) == 2)
     assert states(desk)[1] == ("sent", None, 3) and not desk.refusals
+
+
+async def test_a_store_that_cannot_read_the_choices_still_hands_the_words_to_rasa(account, desk, tmp_path, monkeypatch):
+    channel = wechat(account, desk, tmp_path)
+
+    async def redis_down(*_args, **_kwargs):
+        raise ConnectionError("redis down")
+
+    monkeypatch.setattr(channel.state, "get", redis_down)
+    assert await merchant_writes(channel, account, "oMERCHANT", "2", "1") == ["2"]

@@ -15,7 +15,10 @@ from hypothesis import given, strategies as st
 from rasa.core.channels.channel import UserMessage
 from rasa.shared.exceptions import RasaException
 
+from redis.exceptions import LockError
+
 from bench.servers import redis_server
+from channels import platform_state
 from channels.desk_reports import DeskReports
 from channels.platform_media import answer_text
 from channels.wecom import CallbackError, open_callback
@@ -301,8 +304,10 @@ async def test_menu_click_comes_back_as_the_button_payload(platform, desk, tmp_p
     platform.customer_says("wmMERCHANT1", "好了", menu_id="unknown-id")  # an old menu: its words
     await pull(channel, platform, rasa)
     assert rasa.texts()[1:] == ["/inform_not_fixed", "好了"]
+    # Only the desk's messages are reported (in order: once this one is there, the menu's would be).
+    await channel.get_output_channel().send_text_message(SENDER, "工程师的答复", desk_message_id=9)
     await until(lambda: len(desk.of("delivery")) == 1)
-    assert states(desk, SENDER) == [("sent", None)]
+    assert states(desk, SENDER) == [("sent", None)] and desk.of("delivery")[0]["desk_message_id"] == 9
 
 
 async def test_scene_param_of_the_contact_link_is_in_the_next_message_metadata(platform, desk, tmp_path):
@@ -491,7 +496,8 @@ async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(d
     # One access token for both; the quota is counted across both.
     assert platform.token_requests == 1
     for number in range(6):
-        await (first, second)[number % 2].get_output_channel().send_text_message(SENDER, f"#{number}")
+        await (first, second)[number % 2].get_output_channel().send_text_message(SENDER, f"#{number}",
+                                                                                 desk_message_id=number)
     assert platform.texts_to("wmMERCHANT1")[1:] == [f"#{n}" for n in range(5)] and not platform.refused
     # Held in Redis by one process, sent by the other when the merchant writes.
     platform.customer_says("wmMERCHANT1", "？")
@@ -538,9 +544,10 @@ async def test_a_failing_store_or_trans_never_raises_into_rasa_and_the_message_i
     platform.customer_says("wmMERCHANT1", "在吗")
     await pull(channel, platform, rasa)
     assert platform.texts_to("wmMERCHANT1")[-1] == "工程师的答复"
-    await until(lambda: len(desk.of("delivery")) == 3)
-    assert [r["state"] for r in desk.of("delivery")] == ["held", "sent", "sent"]
-    assert desk.of("delivery")[-1]["desk_message_id"] == 5 and not desk.refusals
+    await until(lambda: len(desk.of("delivery")) == 2)
+    # The menu (the bot's own) is not reported; the agent's reply: held, then sent.
+    assert [(r["state"], r["desk_message_id"]) for r in desk.of("delivery")] == [("held", 5), ("sent", 5)]
+    assert not desk.refusals
 
 
 class FailingOnce(Rasa):
@@ -713,6 +720,22 @@ async def test_an_event_of_nobody_is_ignored(platform, desk, tmp_path):
     assert rasa.texts() == ["报1000"]
     assert await channel.state.durable_get(f"session:{KFID}:None") is None
     # Reports reach the desk in order: once this one is there, a session report would be too.
-    await channel.get_output_channel().send_text_message(SENDER, "您好")
+    await channel.get_output_channel().send_text_message(SENDER, "您好", desk_message_id=1)
     await until(lambda: desk.of("delivery"))
     assert desk.of("session") == []
+
+
+async def test_a_live_holder_keeps_the_shared_lock_past_its_expiry(tmp_path, redis_url, monkeypatch):
+    # The sync holds the lock while Rasa answers a backlog; an expiry meant for a dead
+    # holder must not let a second process in meanwhile (it would answer out of order).
+    monkeypatch.setattr(platform_state, "LOCK_SECONDS", 3)
+    holder, other = (platform_state.RedisState(redis_url, "kf") for _ in range(2))
+    async with holder.lock("sync:kf1"):
+        await asyncio.sleep(7)  # over twice the expiry
+        with pytest.raises(LockError):
+            async with other.redis.lock(other._key("lock:sync:kf1"), timeout=3, blocking_timeout=0.1):
+                pass
+    async with other.lock("sync:kf1"):  # released on exit: the other process gets it
+        pass
+    await holder.close()
+    await other.close()
