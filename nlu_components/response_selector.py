@@ -1,4 +1,5 @@
-"""A ResponseSelector that only runs its model when the message's intent needs it.
+"""A ResponseSelector that only runs its model when the message's intent needs it, and then
+through its traced TensorFlow function directly (``nlu_components.model_inference``).
 
 Rasa's ``ResponseSelector`` predicts on every message, but its answer is only read when
 the intent is its retrieval intent (``faq`` → ``utter_faq``). py-spy put ~12 % of the
@@ -11,12 +12,15 @@ the selector runs.
 """
 from __future__ import annotations
 
-from typing import Any, Dict, Optional, Text
+from typing import Any, Dict, Optional, Text, Type
 
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.selectors.response_selector import ResponseSelector
 from rasa.shared.nlu.constants import INTENT, INTENT_NAME_KEY
 from rasa.shared.nlu.training_data.message import Message
+from rasa.utils.tensorflow.models import RasaModel
+
+from nlu_components.model_inference import OneBatchDIET2BOW, OneBatchDIET2DIET, check_upstream
 
 
 @DefaultV1Recipe.register(
@@ -34,14 +38,28 @@ class IntentGatedResponseSelector(ResponseSelector):
     ``intent_response_key`` and an empty ranking), so ``utter_<intent>``, the
     processor's ``full_retrieval_intent`` and ``rasa test nlu`` read it as usual.
 
+    Its model is the upstream one with ``OneBatchInference``, so it refuses to be built
+    (``ReplacementCheckError``) when upstream's ``run_inference`` is not the one that was
+    checked.
+
     Use it in ``config.yml`` in place of ``ResponseSelector``, after the intent
     classifier, with the same options::
 
-        - name: DIETClassifier
+        - name: nlu_components.diet_classifier.OneBatchDIETClassifier
           ...
         - name: nlu_components.response_selector.IntentGatedResponseSelector
           retrieval_intent: faq
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        """Rasa's selector (same arguments), once upstream's source is checked."""
+        check_upstream()
+        super().__init__(*args, **kwargs)
+
+    @staticmethod
+    def model_class(use_text_as_label: bool) -> Type[RasaModel]:  # type: ignore[override]
+        """Upstream's model for the option, with the one-batch inference."""
+        return OneBatchDIET2DIET if use_text_as_label else OneBatchDIET2BOW
 
     def _predict(self, message: Message) -> Optional[Dict[Text, Any]]:
         # Returning None makes the parent's `process` write its own "no prediction"

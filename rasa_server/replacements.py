@@ -1,4 +1,5 @@
-"""Every replacement of a Rasa internal this runtime makes, checked before it is made.
+"""Every replacement of a Rasa internal this runtime makes where Rasa has no hook for it,
+checked before it is made.
 
 ``python -m rasa_server`` calls ``install_all()`` before Rasa's CLI runs. It refuses to
 start (``ReplacementCheckError``) when the installed Rasa is not the version pinned in
@@ -18,16 +19,10 @@ module                 replaces (Rasa 3.6.21)                                   
                                                                                     the sub-schema its name selects: a form
                                                                                     answer 3.6 → 0.3 ms (was 30 ms per call
                                                                                     before the cached validator)
-``count_vectors``      ``CountVectorsFeaturizer._create_features``                  0.6 → 0.25 ms per featurizer and message
 ``graph_runner``       ``rasa.core.processor.DaskGraphRunner`` (the class Rasa      NLU parse 9.1 → 7.6 ms CPU (dask's
                        loads the predict graph into)                                per-call scheduling, ~10 % of a message)
 ``json_bodies``        ``EndpointConfig.session``                                   a 109-event handoff tracker encoded in
                                                                                     1.1 → 0.45 ms per action call
-``model_inference``    ``RasaModel.run_inference``                                  DIET's and the ResponseSelector's call
-                                                                                    4.4 → 1.8 ms per message
-``rule_matching``      ``RulePolicy._get_possible_keys``                            rule prediction 0.77 → 0.50 ms
-``rule_states``        ``RulePolicy._predict``, ``TrackerFeaturizer._create_states``  one build of the conversation's states
-                                                                                    fewer per rule prediction
 ``sparse_features``    ``Features._combine_sparse_features``                        0.21 → 0.05 ms per join of featurizers'
                                                                                     matrices; parse 7.6 → 6.8 ms
 ``tracker_copy``       ``DialogueStateTracker.copy``                                no replay of every event before each
@@ -38,10 +33,16 @@ module                 replaces (Rasa 3.6.21)                                   
                                                                                     a 480-entry matrix; ~20 s of batch CPU
 =====================  ===========================================================  ==========================================
 
-Some replacements also rely on upstream code they do not replace (``relies_on``): the rule
-index on what ``_is_rule_applicable`` and ``_does_rule_match_state`` test, the validator on
-the schema ``action_response_format_spec`` returns, the forced training's ``NoOutputCache``
-on ``TrainingHook``'s interface. Their sources are checked the same way.
+What Rasa lets a project plug in is not here but a registered component or policy named in
+``config.yml``, so stock ``rasa`` runs it too: the count-vectors featurizer
+(``nlu_components.count_vectors``), DIET's and the ResponseSelector's one-message inference
+(``nlu_components.diet_classifier``, ``nlu_components.response_selector``), the rule policy's
+matching and states (``policies.rule_policy``). Those that re-implement an upstream method
+check its source the same way when they are built (``require_unchanged``).
+
+Some replacements also rely on upstream code they do not replace (``relies_on``): the
+validator on the schema ``action_response_format_spec`` returns, the forced training's
+``NoOutputCache`` on ``TrainingHook``'s interface. Their sources are checked the same way.
 
 Each ``rasa_server`` module keeps the upstream object it replaces or relies on under an
 ``_UPSTREAM*`` name (``kept_as``), so the check reads upstream's source even after a
@@ -105,14 +106,6 @@ REPLACEMENTS: Tuple[Replacement, ...] = (
         ),
     ),
     Replacement(
-        "count_vectors",
-        Upstream("rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer."
-                 "CountVectorsFeaturizer._create_features",
-                 "d841f50f6649704ad33893be4a6e5b4197c2c4df53432ae43e2801bc2fb18783",
-                 "_UPSTREAM_CREATE_FEATURES"),
-        "scikit-learn rebuilds its analyzer and sorts a CSR matrix on every transform",
-    ),
-    Replacement(
         "graph_runner",
         Upstream("rasa.core.processor.DaskGraphRunner",
                  "78a7d146c5c06d4cfd29638bbb20192183bfcd8cc69d2cb2be198c8e87a4c134", "_UPSTREAM"),
@@ -123,42 +116,6 @@ REPLACEMENTS: Tuple[Replacement, ...] = (
         Upstream("rasa.utils.endpoints.EndpointConfig.session",
                  "e55aa13d9d4fb4bc440ac33b870a97ee162b76dda7ccb6bf68433567475fdffb", "_UPSTREAM"),
         "the standard library's JSON encoder was half of an action call's CPU",
-    ),
-    Replacement(
-        "model_inference",
-        Upstream("rasa.utils.tensorflow.models.RasaModel.run_inference",
-                 "e628d03665d82d9df14e102b7b1757fc015b4caaec4fabcb6ee4b83125e296ac",
-                 "_UPSTREAM_RUN_INFERENCE"),
-        "tf.function canonicalises the arrays and looks its concrete function up on every call",
-    ),
-    Replacement(
-        "rule_matching",
-        Upstream("rasa.core.policies.rule_policy.RulePolicy._get_possible_keys",
-                 "2915fd81711e194c6d667728e00bd0e51e9c1c2791a0be14c55f0ef9938f9936",
-                 "_UPSTREAM_GET_POSSIBLE_KEYS"),
-        "every rule was tested against every state of the conversation",
-        relies_on=(
-            Upstream("rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable",
-                     "64a108b016b46e573d6020b755a6036439dc207a364b45c9ea5dcb0f18dc7068",
-                     "_UPSTREAM_IS_RULE_APPLICABLE"),
-            Upstream("rasa.core.policies.rule_policy.RulePolicy._does_rule_match_state",
-                     "d3109c1a97de319ceee17570d2d96b51c2fa0006379c5a491d5ed7df136666a7",
-                     "_UPSTREAM_DOES_RULE_MATCH_STATE"),
-        ),
-    ),
-    Replacement(
-        "rule_states",
-        Upstream("rasa.core.policies.rule_policy.RulePolicy._predict",
-                 "f5182d8a10639e14d2643795210767a17fc4c8b5c2852b946f41c6c9f1a8a4e0",
-                 "_UPSTREAM_PREDICT"),
-        "a rule prediction built the conversation's states twice (text, then intent)",
-    ),
-    Replacement(
-        "rule_states",
-        Upstream("rasa.core.featurizers.tracker_featurizers.TrackerFeaturizer._create_states",
-                 "2fed265eee3bfa38bef58c41b618f4bc7cb68219a91c7b2b2488603403c5e86a",
-                 "_UPSTREAM_CREATE_STATES"),
-        "within one rule prediction, the states built once are handed out as copies",
     ),
     Replacement(
         "sparse_features",
@@ -254,6 +211,31 @@ def upstream_object(replacement: Replacement, upstream: Upstream) -> Any:
     return getattr(importlib.import_module(f"rasa_server.{replacement.module}"), upstream.kept_as)
 
 
+def mismatch(upstream: Upstream, found: str, role: str, file: str, table: str) -> Optional[str]:
+    """What to tell when ``found`` (the installed source's SHA-256) is not the hash ``file``
+    was checked against (``role``: how the file uses it; ``table``: the file that holds the
+    hash); ``None`` when it is."""
+    if found == upstream.sha256:
+        return None
+    return (f"{upstream.path} ({role} {file}): its source's SHA-256 is {found}, expected "
+            f"{upstream.sha256}. Re-check {file} against the new upstream source, then update "
+            f"the hash in {table}.")
+
+
+def require_unchanged(file: str, upstreams: Tuple[Upstream, ...]) -> None:
+    """Raise ``ReplacementCheckError`` unless every upstream method a registered component or
+    policy (in ``file``) re-implements still has the source it was checked against."""
+    import rasa
+
+    problems = [problem for upstream in upstreams
+                if (problem := mismatch(upstream, source_sha256(resolve(upstream.path)),
+                                        "re-implemented by", file, file))]
+    if problems:
+        raise ReplacementCheckError(
+            f"upstream code {file} re-implements has changed in Rasa {rasa.__version__}; "
+            f"refusing to build it:\n- " + "\n- ".join(problems))
+
+
 def check_all() -> None:
     """Raise ``ReplacementCheckError`` unless the installed Rasa is the pinned one and every
     checked source is unchanged; the message names every mismatch and what to do."""
@@ -270,11 +252,9 @@ def check_all() -> None:
     for replacement in REPLACEMENTS:
         for upstream, role in checked(replacement):
             found = source_sha256(upstream_object(replacement, upstream))
-            if found != upstream.sha256:
-                problems.append(
-                    f"{upstream.path} ({role} {replacement.file}): its source's SHA-256 is "
-                    f"{found}, expected {upstream.sha256}. Re-check {replacement.file} against "
-                    f"the new upstream source, then update the hash in rasa_server/replacements.py.")
+            problem = mismatch(upstream, found, role, replacement.file, "rasa_server/replacements.py")
+            if problem:
+                problems.append(problem)
     if problems:
         raise ReplacementCheckError(
             f"upstream code the runtime replaces has changed in Rasa {rasa.__version__}; "

@@ -1,18 +1,22 @@
-"""Count-vectors features counted directly are scikit-learn's, entry for entry.
+"""``DirectCountVectorsFeaturizer``'s features are Rasa's ``CountVectorsFeaturizer``'s
+(scikit-learn's counts), entry for entry.
 
 Featurizers are trained the way Rasa trains them (words; character n-grams inside word
 boundaries; binary counts; Chinese and English), then hypothesis draws token lists — known
 words, unknown text, repeats, empty messages — and both implementations featurize them:
 same matrices (shape, entries, order, dtypes) or the same ``None``. A vectorizer that is
-not a plain fitted ``CountVectorizer`` goes upstream.
+not a plain fitted ``CountVectorizer`` goes upstream; a changed upstream method refuses to
+build; ``config.yml`` names the featurizer.
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Dict, List
 
 import numpy as np
 import pytest
 import scipy.sparse
+import yaml
 from hypothesis import given, settings, strategies as st
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
@@ -25,10 +29,18 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 from sklearn.feature_extraction.text import TfidfVectorizer
 
-from rasa_server import count_vectors
-from rasa_server.count_vectors import create_features
+from nlu_components import count_vectors
+from nlu_components.count_vectors import DirectCountVectorsFeaturizer
+from rasa_server.replacements import ReplacementCheckError, Upstream
 
-upstream = count_vectors._UPSTREAM_CREATE_FEATURES
+upstream = CountVectorsFeaturizer._create_features
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def create_features(featurizer: DirectCountVectorsFeaturizer, attribute: str,
+                    messages: List[List[str]]) -> Any:
+    """The featurizer's own features (``DirectCountVectorsFeaturizer._create_features``)."""
+    return featurizer._create_features(attribute, messages)
 
 EXAMPLES = [("what does error 1000 mean", "ask_meaning"), ("is it a hardware fault", "ask_is_hardware"),
             ("pos 机 报 1000 是 什么 意思", "ask_meaning"), ("still 1000 after the update", "deny"),
@@ -43,7 +55,7 @@ CONFIGS = {
 
 
 @pytest.fixture(scope="module")
-def featurizers(tmp_path_factory) -> Dict[str, CountVectorsFeaturizer]:
+def featurizers(tmp_path_factory) -> Dict[str, DirectCountVectorsFeaturizer]:
     """One featurizer per configuration, trained on the examples as Rasa trains it."""
     trained = {}
     for name, config in CONFIGS.items():
@@ -51,8 +63,8 @@ def featurizers(tmp_path_factory) -> Dict[str, CountVectorsFeaturizer]:
         data = TrainingData([Message(data={"text": text, "intent": intent})
                              for text, intent in EXAMPLES])
         tokenizer.process_training_data(data)
-        featurizer = CountVectorsFeaturizer.create(
-            {**CountVectorsFeaturizer.get_default_config(), **config},
+        featurizer = DirectCountVectorsFeaturizer.create(
+            {**DirectCountVectorsFeaturizer.get_default_config(), **config},
             LocalModelStorage(tmp_path_factory.mktemp(name)), Resource(name),
             ExecutionContext(GraphSchema({}), name))
         featurizer.train(data)
@@ -117,7 +129,19 @@ def test_other_vectorizers_go_upstream(featurizers, monkeypatch):
     assert create_features(featurizer, "missing", messages) == ([None], [None])
 
 
-def test_installed(monkeypatch):
-    monkeypatch.setattr(CountVectorsFeaturizer, "_create_features", upstream)
-    count_vectors.install()
-    assert CountVectorsFeaturizer._create_features is create_features
+def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path):
+    (checked,) = count_vectors.UPSTREAM
+    monkeypatch.setattr(count_vectors, "UPSTREAM", (Upstream(checked.path, "0" * 64),))
+    with pytest.raises(ReplacementCheckError) as error:
+        DirectCountVectorsFeaturizer.create(
+            DirectCountVectorsFeaturizer.get_default_config(), LocalModelStorage(tmp_path),
+            Resource("cvf"), ExecutionContext(GraphSchema({}), "cvf"))
+    message = str(error.value)
+    assert f"{checked.path} (re-implemented by nlu_components/count_vectors.py)" in message
+    assert f"its source's SHA-256 is {checked.sha256}, expected {'0' * 64}" in message
+
+
+def test_config_names_the_featurizer_for_both_count_vectors():
+    pipeline = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["pipeline"]
+    names = [step["name"] for step in pipeline if "CountVectors" in step["name"]]
+    assert names == ["nlu_components.count_vectors.DirectCountVectorsFeaturizer"] * 2

@@ -1,6 +1,7 @@
 """The runtime replaces exactly the Rasa internals its table lists, and refuses to start on
 a Rasa whose version or replaced source differs from what was checked
-(rasa_server/replacements.py)."""
+(rasa_server/replacements.py); what the registered components and policies re-implement is
+checked against the installed Rasa too, and is no row of the table."""
 from __future__ import annotations
 
 import dataclasses
@@ -23,6 +24,12 @@ from rasa_server.replacements import REPLACEMENTS, ReplacementCheckError, Upstre
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED: List[Tuple[replacements.Replacement, Upstream]] = [
     (row, upstream) for row in REPLACEMENTS for upstream, _ in replacements.checked(row)]
+# The modules of the registered components and policies that re-implement upstream methods.
+COMPONENTS = ("nlu_components.count_vectors", "nlu_components.model_inference",
+              "policies.rule_policy")
+COMPONENT_CHECKED: List[Tuple[str, Upstream]] = [
+    (name, upstream) for name in COMPONENTS
+    for upstream in importlib.import_module(name).UPSTREAM]
 
 
 def _package_modules() -> Dict[str, Any]:
@@ -102,6 +109,18 @@ print(json.dumps({"changed": changed, "kept_is_upstream": kept_is_upstream}))
 def test_the_checked_hash_is_the_installed_rasas_source(row, upstream):
     found = replacements.source_sha256(replacements.upstream_object(row, upstream))
     assert found == upstream.sha256, f"{upstream.path}: re-check {row.file}"
+
+
+@pytest.mark.parametrize("module, upstream", COMPONENT_CHECKED,
+                         ids=[upstream.path for _, upstream in COMPONENT_CHECKED])
+def test_a_components_checked_hash_is_the_installed_rasas_source(module, upstream):
+    found = replacements.source_sha256(replacements.resolve(upstream.path))
+    assert found == upstream.sha256, f"{upstream.path}: re-check {module}"
+
+
+def test_what_a_registered_component_does_is_no_row_of_the_table():
+    rows = {upstream.path for _, upstream in CHECKED}
+    assert not rows & {upstream.path for _, upstream in COMPONENT_CHECKED}
 
 
 def test_the_pin_is_pyprojects_and_installed():

@@ -1,17 +1,21 @@
-"""Indexed rule matching finds exactly the rules upstream's ``_get_possible_keys`` finds.
+"""``IndexedRulePolicy``'s rule matching finds exactly the rules upstream's
+``RulePolicy._get_possible_keys`` finds.
 
 Hypothesis builds rule lookups and conversations from a small alphabet — previous actions
 named or given as text, "should not be set" values, conversation-start states, intents,
 entities (lists in the keys' JSON), slots and active loops — so that rules match, half
 match and fail at every turn. Then the trained model's own rules on every turn of the test
-stories, and the cases that must go upstream or rebuild the index.
+stories, and the cases that must go upstream or rebuild the index. A changed upstream
+method refuses to build the policy; ``config.yml`` names it.
 """
 from __future__ import annotations
 
 import json
-from typing import Any, Dict, List
+from pathlib import Path
+from typing import Any, Dict, List, Set
 
 import pytest
+import yaml
 from hypothesis import given, settings, strategies as st
 from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, RulePolicy
 from rasa.engine.graph import ExecutionContext, GraphSchema
@@ -21,11 +25,25 @@ from rasa.shared.core.constants import (ACTIVE_LOOP, LOOP_NAME, PREVIOUS_ACTION,
                                         SHOULD_NOT_BE_SET, SLOTS, USER)
 from rasa.shared.nlu.constants import ACTION_NAME, ACTION_TEXT, ENTITIES, INTENT
 
-from rasa_server import rule_matching
-from rasa_server.rule_matching import get_possible_keys
+from policies import rule_policy
+from policies.rule_policy import IndexedRulePolicy
+from rasa_server.replacements import ReplacementCheckError, Upstream
 from tests.trained_model import story_turns
 
-upstream = rule_matching._UPSTREAM_GET_POSSIBLE_KEYS
+upstream = RulePolicy._get_possible_keys
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def get_possible_keys(policy: IndexedRulePolicy, lookup: Dict[str, str],
+                      states: List[Dict[str, Any]]) -> Set[str]:
+    """The policy's own matching (``IndexedRulePolicy._get_possible_keys``)."""
+    return policy._get_possible_keys(lookup, states)
+
+
+def build(tmp_path: Path) -> IndexedRulePolicy:
+    return IndexedRulePolicy.create(
+        IndexedRulePolicy.get_default_config(), LocalModelStorage(tmp_path),
+        Resource("rule_policy"), ExecutionContext(GraphSchema({}), "test"))
 
 ACTIONS = ["action_listen", "utter_greet", "diagnostics_form", SHOULD_NOT_BE_SET, ""]
 previous_action = st.one_of(
@@ -54,13 +72,8 @@ def key_for(rule_states: List[Dict[str, Any]]) -> str:
 
 
 @pytest.fixture(scope="module")
-def policy(tmp_path_factory) -> RulePolicy:
-    return RulePolicy.create(
-        RulePolicy.get_default_config(),
-        LocalModelStorage(tmp_path_factory.mktemp("rule-policy")),
-        Resource("rule_policy"),
-        ExecutionContext(GraphSchema({}), "test"),
-    )
+def policy(tmp_path_factory) -> IndexedRulePolicy:
+    return build(tmp_path_factory.mktemp("rule-policy"))
 
 
 @settings(max_examples=400, deadline=None)
@@ -102,7 +115,7 @@ def test_the_index_follows_a_lookup_that_changes(policy):
 
 
 def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
-    class Lenient(RulePolicy):
+    class Lenient(IndexedRulePolicy):
         def _is_rule_applicable(self, rule_key, turn_index, conversation_state) -> bool:
             return True
 
@@ -111,7 +124,7 @@ def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
     lookup = {key_for([{PREVIOUS_ACTION: {ACTION_NAME: "utter_greet"}}]): "action_listen"}
     states = [{PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}}]
     calls = []
-    monkeypatch.setattr(rule_matching, "_UPSTREAM_GET_POSSIBLE_KEYS",
+    monkeypatch.setattr(RulePolicy, "_get_possible_keys",
                         lambda *args: calls.append(args) or upstream(*args))
     assert get_possible_keys(lenient, lookup, states) == set(lookup)
     assert len(calls) == 1
@@ -123,6 +136,7 @@ def test_every_turn_of_the_test_stories(trained_agent, monkeypatch):
     (trained,) = [node._component for node in
                   trained_agent.processor.graph_runner._instantiated_nodes.values()
                   if isinstance(node._component, RulePolicy)]
+    assert type(trained) is IndexedRulePolicy
     assert len(trained.lookup[RULES]) > 100 and trained.lookup[RULES_FOR_LOOP_UNHAPPY_PATH]
     turns = story_turns(trained_agent)
     assert len(turns) > 150
@@ -133,15 +147,28 @@ def test_every_turn_of_the_test_stories(trained_agent, monkeypatch):
                 lookup = trained.lookup[table]
                 assert (get_possible_keys(trained, lookup, states)
                         == upstream(trained, lookup, states)), tracker.sender_id
-        expected = trained.predict_action_probabilities(tracker, domain)
-        monkeypatch.setattr(RulePolicy, "_get_possible_keys", get_possible_keys)
         actual = trained.predict_action_probabilities(tracker, domain)
+        monkeypatch.setattr(IndexedRulePolicy, "_get_possible_keys", upstream)
+        expected = trained.predict_action_probabilities(tracker, domain)
         monkeypatch.undo()
         assert (actual.probabilities, actual.events, actual.hide_rule_turn) == (
             expected.probabilities, expected.events, expected.hide_rule_turn)
 
 
-def test_installed(monkeypatch):
-    monkeypatch.setattr(RulePolicy, "_get_possible_keys", upstream)
-    rule_matching.install()
-    assert RulePolicy._get_possible_keys is get_possible_keys
+@pytest.mark.parametrize("number", range(len(rule_policy.UPSTREAM)))
+def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path, number):
+    checked = rule_policy.UPSTREAM[number]
+    changed = tuple(Upstream(entry.path, "0" * 64) if entry is checked else entry
+                    for entry in rule_policy.UPSTREAM)
+    monkeypatch.setattr(rule_policy, "UPSTREAM", changed)
+    with pytest.raises(ReplacementCheckError) as error:
+        build(tmp_path)
+    message = str(error.value)
+    assert f"{checked.path} (re-implemented by policies/rule_policy.py)" in message
+    assert message.count("\n- ") == 1  # only the changed one is named
+
+
+def test_config_names_the_policy():
+    policies = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["policies"]
+    assert [entry["name"] for entry in policies if "Rule" in entry["name"]] == [
+        "policies.rule_policy.IndexedRulePolicy"]
