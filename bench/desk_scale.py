@@ -207,7 +207,7 @@ async def measure(base: str, token: str, password: str, cases: int, settings: Di
     """``requests`` timed requests of each kind after ``warmup`` untimed ones; RSS around them."""
     rng = random.Random(1000)
     walkers = {
-        "queue": Walker(["/console", "/console?status=open", "/console?priority=urgent",
+        "queue": Walker(["/console", "/console?status=open", "/console?priority=urgent", "/console?q=898310048100123",
                          "/console?status=resolved&priority=high", "/console?status=resolved"], older_link),
         "list_api": Walker(["/api/escalations?limit=50", "/api/escalations?status=open&limit=50",
                             "/api/escalations?status=resolved&limit=50"], next_api_page),
