@@ -14,7 +14,10 @@
    (bench/handoff.py).
 5. Scale-out: two Rasa processes (each with its action server) behind nginx, sharing
    PostgreSQL and Redis, against one Rasa process behind the same nginx.
-6. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
+6. Desk scale: a year of cases (200 000) seeded into PostgreSQL, the desk as the Procfile
+   starts it; p95 of the queue, case, stats pages and the list API, the desk's RSS
+   (bench/desk_scale.py; alone: `python -m bench --desk-scale`; results/bench/desk_scale.json).
+7. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
    ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
 """
 from __future__ import annotations
@@ -36,6 +39,7 @@ from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 import yaml
 
 from bench import report
+from bench.desk_scale import desk_scale_part, print_part as print_desk_scale
 from bench.handoff import handoff_part
 from bench.load import LevelOutcome, load_conversations, run_level
 from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
@@ -410,6 +414,21 @@ def print_summary(result: Dict[str, Any]) -> None:
         print(f"  [{'met' if check['met'] else 'MISSED'}] {check['target']}: {check['value']}")
 
 
+def desk_scale_step(run_dir: Path, settings: Dict[str, Any], out: Path) -> int:
+    """The desk with a year of cases on PostgreSQL: its table, targets and desk_scale.json
+    (0 when every target is met)."""
+    print(f"desk scale: {settings['desk_scale']['cases']} cases on PostgreSQL:")
+    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    result = desk_scale_part(run_dir, settings)
+    result["machine"] = {"cores": os.cpu_count(), "load_average_at_start": load_at_start,
+                         "load_average_at_end": [round(value, 2) for value in os.getloadavg()]}
+    print_desk_scale(result)
+    report.write_json(result, out / "desk_scale.json")
+    print(f"written: {out / 'desk_scale.json'} (load average {load_at_start} → "
+          f"{result['machine']['load_average_at_end']})")
+    return 0 if all(check["met"] for check in result["targets"]) else 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
@@ -417,6 +436,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-baseline", action="store_true")
     parser.add_argument("--skip-scale-out", action="store_true")
     parser.add_argument("--skip-handoff", action="store_true")
+    parser.add_argument("--skip-desk-scale", action="store_true")
+    parser.add_argument("--desk-scale", action="store_true",
+                        help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
     parser.add_argument("--compare", metavar="REV",
                         help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
@@ -428,6 +450,7 @@ def main(argv: Optional[List[str]] = None) -> int:
             part["messages"] = {k: max(v // 10, k * 2) for k, v in part["messages"].items()}
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
         settings["handoff"]["merchants"] = max(settings["handoff"]["merchants"] // 10, 2)
+        settings["desk_scale"]["cases"] = max(settings["desk_scale"]["cases"] // 10, 1000)
     if args.compare:
         from bench.compare import run as compare_with  # it builds on this module
 
@@ -436,6 +459,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_dir = args.out / "run"
     shutil.rmtree(run_dir, ignore_errors=True)
     run_dir.mkdir(parents=True)
+    if args.desk_scale:
+        return desk_scale_step(run_dir, settings, args.out)
     result: Dict[str, Any] = {
         "title": f"make bench — {os.cpu_count()} cores, {platform.python_version()}",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -462,6 +487,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     if not args.skip_scale_out:
         print("scale-out:")
         result["scale_out"] = scale_out(run_dir, settings, model)
+    if not args.skip_desk_scale:
+        desk_scale_step(run_dir, settings, args.out)
     # Other work on the machine skews every figure; the run records how busy it was.
     result["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     result.update(compare(result, settings))

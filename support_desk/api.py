@@ -17,6 +17,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from support_desk import cases
 from support_desk.config import DeskSettings
 from common.hours import expected_reply_by
+from support_desk.pagination import decode_cursor, parse_limit
 from support_desk.relay import RasaRelay
 from support_desk.store import (
     PRIORITIES,
@@ -165,16 +166,23 @@ async def create_escalation(request: web.Request) -> web.Response:
 
 @routes.get("/api/escalations")
 async def list_escalations(request: web.Request) -> web.Response:
-    """Escalations, newest first; filter by status, ticket or conversation."""
+    """One page of escalations, newest first; filter by status, ticket or conversation.
+
+    ``limit`` (1-200, default 50) and ``cursor`` (a page's ``next_cursor``) page on;
+    a caller that sends neither gets the first page.
+    """
     status = request.query.get("status")
     if status is not None and status not in STATUSES:
         raise Invalid(f"status must be one of {', '.join(STATUSES)}")
-    found = await request.app[STORE].list_escalations(
+    cursor = request.query.get("cursor")
+    found = await request.app[STORE].escalation_page(
         status=status,
         ticket=request.query.get("ticket"),
         sender_id=request.query.get("sender_id"),
+        limit=parse_limit(request.query.get("limit")),
+        cursor=decode_cursor(cursor) if cursor is not None else None,
     )
-    return web.json_response({"escalations": found})
+    return web.json_response({"escalations": found.items, "next_cursor": found.next_cursor})
 
 
 @routes.get("/api/escalations/{id}")

@@ -263,26 +263,31 @@ def sla_state(case: Dict[str, Any], sla_minutes: Dict[str, int], hours: Business
 @agent_only
 async def queue(request: web.Request) -> web.Response:
     """Escalations found by search (ticket, merchant number, SN, phone) and filters
-    (status, priority, age), with an SLA badge and a repeat marker; a bad filter value
-    gets a message beside its field (400) instead of a list it did not filter."""
+    (status, priority, age), with an SLA badge and a repeat marker, a page at a time
+    (newer / older links keep the filters); a bad filter value gets a message beside its
+    field (400) instead of a list it did not filter."""
     filters = parse_queue_filters(request.query)
     if filters.errors:
         response = await page(request, "queue.html", cases=None, filters=filters)
         response.set_status(400)
         return response
     store, settings, now = request.app[STORE], request.app[SETTINGS], utcnow()
-    found = await store.list_escalations(
+    found = await store.escalation_page(
         status=filters.status, priority=filters.priority, search=filters.search,
         created_before=now - timedelta(minutes=filters.older_than) if filters.older_than else None,
+        cursor=filters.cursor,
     )
-    repeats = await repeat_counts(store, settings, found)
+    repeats = await repeat_counts(store, settings, found.items)
     rows = [
         {**case, "age_minutes": int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60),
          "sla": sla_state(case, settings.sla_minutes, settings.business_hours, now),
          "contact_masked": mask_phone(case["contact"] or ""), "repeat": repeats.get(case["id"])}
-        for case in found
+        for case in found.items
     ]
-    return await page(request, "queue.html", cases=rows, filters=filters, repeat_days=settings.repeat_days)
+    links = {"newer": filters.page_link(found.prev_cursor) if found.prev_cursor else None,
+             "older": filters.page_link(found.next_cursor) if found.next_cursor else None}
+    return await page(request, "queue.html", cases=rows, filters=filters, repeat_days=settings.repeat_days,
+                      pages=links)
 
 
 @routes.get("/console/cases/{id}")

@@ -10,8 +10,11 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from typing import Dict, Mapping, Optional
+from urllib.parse import urlencode
 
+from support_desk.pagination import Cursor, decode_cursor
 from support_desk.store import PRIORITIES, STATUSES
+from support_desk.validation import Invalid
 
 MAX_OLDER_THAN = 525_600  # a year of minutes: beyond that no case is waiting
 MAX_SEARCH = 64
@@ -27,13 +30,21 @@ class QueueFilters:
     priority: Optional[str] = None
     older_than: Optional[int] = None
     search: Optional[str] = None
+    # Where the page starts (the queue's newer / older links); None: the newest cases.
+    cursor: Optional[Cursor] = None
     typed: Dict[str, str] = field(default_factory=dict)
     errors: Dict[str, str] = field(default_factory=dict)
+
+    def page_link(self, cursor: str) -> str:
+        """The queue's URL for another page with the same filters."""
+        kept = {key: value for key, value in self.typed.items() if value and key != "cursor"}
+        return "/console?" + urlencode({**kept, "cursor": cursor})
 
 
 def parse_queue_filters(query: Mapping[str, str]) -> QueueFilters:
     """Check the queue's query string; every bad value is named in ``errors``."""
     typed = {key: _printable(query.get(key, ""))[:200] for key in ("status", "priority", "older_than", "q")}
+    typed["cursor"] = query.get("cursor", "")
     filters = QueueFilters(typed=typed)
     if typed["status"]:
         if typed["status"] in STATUSES:
@@ -57,6 +68,11 @@ def parse_queue_filters(query: Mapping[str, str]) -> QueueFilters:
             filters.search = typed["q"]
         else:
             filters.errors["q"] = "bad_search"
+    if typed["cursor"]:
+        try:
+            filters.cursor = decode_cursor(typed["cursor"])
+        except Invalid:
+            filters.errors["cursor"] = "bad_cursor"
     return filters
 
 

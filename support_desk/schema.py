@@ -13,7 +13,7 @@ escalations = sa.Table(
     sa.Column("sender_id", sa.String(255), nullable=False, index=True),
     sa.Column("channel", sa.String(64), nullable=False),
     sa.Column("language", sa.String(8), nullable=False),
-    sa.Column("status", sa.String(16), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("priority", sa.String(16), nullable=False),
     sa.Column("merchant_id", sa.String(32)),
     sa.Column("terminal_serial", sa.String(64)),
@@ -35,8 +35,15 @@ escalations = sa.Table(
     # The WeCom KF session as the channel reported it: "pool" (待接入池, state 2) or
     # "agent" (人工, state 3: a WeCom agent answers in the WeCom client).
     sa.Column("platform_session", sa.String(16)),
-    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    # The lists page by (created_at, id) newest first (migration 0005).
+    sa.Index("ix_escalations_created_at_id", "created_at", "id"),
+    sa.Index("ix_escalations_status_created_at_id", "status", "created_at", "id"),
+    sa.Index("ix_escalations_priority_created_at_id", "priority", "created_at", "id"),
+    sa.Index("ix_escalations_merchant_id_created_at", "merchant_id", "created_at"),
+    sa.Index("ix_escalations_terminal_serial_created_at", "terminal_serial", "created_at"),
+    sa.Index("ix_escalations_satisfaction_at", "satisfaction_at"),
 )
 
 # The conversation as the agent sees it: what the bot sent with the escalation, what
@@ -129,6 +136,8 @@ outcomes = sa.Table(
     # The merchant's 1-5 rating of the bot's help after a fixed terminal, once.
     sa.Column("rating", sa.Integer),
     sa.Column("rated_at", sa.DateTime(timezone=True)),
+    sa.Index("ix_outcomes_rated_at", "rated_at"),
+    sa.Index("ix_outcomes_sender_id_at", "sender_id", "at"),
 )
 
 # Every channel report the desk has taken (``POST /api/channel/reports``): a report_id

@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from support_desk.live import LiveHub
+from support_desk.pagination import DEFAULT_LIMIT, Cursor, Page
 from common.tickets import new_ticket
 from common.privacy import mask_card_numbers
 from support_desk.schema import agents, canned_replies, escalations, incidents, messages, outcomes
@@ -170,7 +171,7 @@ class DeskStore:
             await insert_new_messages(conn, rows)
             return await self.read_case(conn, escalation_id), True
 
-    async def list_escalations(
+    async def escalation_page(
         self,
         status: Optional[str] = None,
         ticket: Optional[str] = None,
@@ -178,13 +179,17 @@ class DeskStore:
         priority: Optional[str] = None,
         created_before: Optional[datetime] = None,
         search: Optional[str] = None,
-    ) -> List[Dict[str, Any]]:
-        """Escalations, newest first, filtered by any of the arguments (no transcripts).
+        limit: int = DEFAULT_LIMIT,
+        cursor: Optional[Cursor] = None,
+    ) -> Page:
+        """One page of escalations, newest first, filtered by any of the arguments (no
+        transcripts); ``cursor`` names where the page starts (None: the first page).
 
         ``search`` matches a ticket, merchant number or terminal SN (any part, any case)
         or, with four digits or more, the digits of the stored contact.
         """
-        query = sa.select(escalations).order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+        order = (escalations.c.created_at, escalations.c.id)
+        query = sa.select(escalations)
         for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id),
                               ("priority", priority)):
             if value:
@@ -193,8 +198,25 @@ class DeskStore:
             query = query.where(escalations.c.created_at <= to_utc(created_before))
         if search:
             query = query.where(_search_condition(search))
+        backward = cursor is not None and cursor.backward
+        if cursor is not None:
+            # A row-value comparison: both databases walk the (…, created_at, id) index from the key.
+            key = sa.tuple_(*order)
+            place = (to_utc(cursor.key.created_at), cursor.key.id)
+            query = query.where(key > sa.tuple_(*place) if backward else key < sa.tuple_(*place))
+        # One row past the page says whether another page follows.
+        query = query.order_by(*(order if backward else [column.desc() for column in order])).limit(limit + 1)
         async with self.engine.connect() as conn:
-            return [_escalation_dict(row) for row in (await conn.execute(query)).mappings()]
+            rows = [_escalation_dict(row) for row in (await conn.execute(query)).mappings()]
+        more = len(rows) > limit
+        rows = rows[:limit]
+        if backward:
+            return Page(items=rows[::-1], more_after=True, more_before=more)
+        return Page(items=rows, more_after=more, more_before=cursor is not None)
+
+    async def list_escalations(self, **filters: Any) -> List[Dict[str, Any]]:
+        """The first page of ``escalation_page`` (same arguments) as a list."""
+        return (await self.escalation_page(**filters)).items
 
     async def get_escalation(self, escalation_id: int) -> Dict[str, Any]:
         """One escalation with its transcript."""
@@ -639,68 +661,60 @@ class DeskStore:
         return {"sender_id": sender_id, "rating": rating}
 
     async def stats(self, days: int = 14) -> Dict[str, Any]:
-        """Figures for the stats page over the last ``days`` days."""
-        since = utcnow() - timedelta(days=days)
+        """Figures for the stats page over the last ``days`` days.
+
+        Counted, grouped and averaged by the database (indexes on the times): the
+        rows never come into Python, only one small row per day, per outcome and step.
+        """
+        now = utcnow()
+        since = now - timedelta(days=days)
+        in_period = escalations.c.created_at >= since
         async with self.engine.connect() as conn:
-            created = (
-                await conn.execute(
-                    sa.select(escalations.c.created_at, escalations.c.first_reply_at)
-                    .where(escalations.c.created_at >= since)
-                )
+            dialect = conn.dialect.name
+            day = _utc_day(escalations.c.created_at, dialect)
+            counted = (
+                await conn.execute(sa.select(day, sa.func.count()).where(in_period).group_by(day))
             ).all()
             ended = (
                 await conn.execute(
-                    sa.select(outcomes.c.outcome, outcomes.c.fixed_step).where(outcomes.c.at >= since)
+                    sa.select(outcomes.c.outcome, outcomes.c.fixed_step, sa.func.count())
+                    .where(outcomes.c.at >= since).group_by(outcomes.c.outcome, outcomes.c.fixed_step)
                 )
             ).all()
-            ratings = list(
-                (
-                    await conn.execute(
-                        sa.select(escalations.c.satisfaction)
-                        .where(escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None))
-                    )
-                ).scalars()
-            )
-            bot_ratings = list(
-                (
-                    await conn.execute(
-                        sa.select(outcomes.c.rating)
-                        .where(outcomes.c.rated_at >= since, outcomes.c.rating.isnot(None))
-                    )
-                ).scalars()
-            )
-        per_day: Dict[str, int] = {}
-        for offset in range(days - 1, -1, -1):
-            per_day[(utcnow() - timedelta(days=offset)).date().isoformat()] = 0
-        waits = []
-        for created_at, first_reply_at in created:
-            day = aware(created_at).date().isoformat()
-            if day in per_day:
-                per_day[day] += 1
-            if first_reply_at is not None:
-                waits.append((aware(first_reply_at) - aware(created_at)).total_seconds() / 60)
+            median = await _median_first_reply(conn, in_period)
+            agent_average, agent_count = (
+                await conn.execute(
+                    sa.select(sa.func.avg(escalations.c.satisfaction), sa.func.count(escalations.c.satisfaction))
+                    .where(escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None))
+                )
+            ).one()
+            bot_average, bot_count = (
+                await conn.execute(
+                    sa.select(sa.func.avg(outcomes.c.rating), sa.func.count(outcomes.c.rating))
+                    .where(outcomes.c.rated_at >= since, outcomes.c.rating.isnot(None))
+                )
+            ).one()
+        per_day = {(now - timedelta(days=offset)).date().isoformat(): 0 for offset in range(days - 1, -1, -1)}
+        for day_text, count in counted:
+            if day_text in per_day:
+                per_day[day_text] = count
         fixed_by_step: Dict[str, int] = {"network": 0, "restart": 0, "server": 0, "software": 0}
-        for outcome, step in ended:
+        for outcome, step, count in ended:
             if outcome == "resolved" and step in fixed_by_step:
-                fixed_by_step[step] += 1
-        waits.sort()
-        median = None
-        if waits:
-            middle = len(waits) // 2
-            median = waits[middle] if len(waits) % 2 else (waits[middle - 1] + waits[middle]) / 2
+                fixed_by_step[step] += count
         return {
             "days": days,
             "escalations_per_day": per_day,
-            "solved_by_bot": sum(1 for outcome, _ in ended if outcome == "resolved"),
-            "escalated": len(created),
+            "solved_by_bot": sum(count for outcome, _, count in ended if outcome == "resolved"),
+            "escalated": sum(count for _, count in counted),
             "fixed_by_step": fixed_by_step,
             "median_first_reply_minutes": round(median, 1) if median is not None else None,
             # The merchants' 1-5 ratings of cases an agent solved, and of the bot's help
             # after a fixed terminal (reported by the bot's rating action).
-            "agent_rating_average": _average(ratings),
-            "agent_ratings": len(ratings),
-            "bot_rating_average": _average(bot_ratings),
-            "bot_ratings": len(bot_ratings),
+            "agent_rating_average": _rounded_average(agent_average),
+            "agent_ratings": agent_count,
+            "bot_rating_average": _rounded_average(bot_average),
+            "bot_ratings": bot_count,
         }
 
     # --- agents ----------------------------------------------------------------------
@@ -875,18 +889,72 @@ def _search_condition(term: str) -> sa.sql.ColumnElement:
     the contact's digits, compared without the spaces, dashes and brackets people type."""
     upper = term.upper()
     keys = [sa.func.upper(escalations.c[column]).contains(upper, autoescape=True)
-            for column in ("ticket", "merchant_id", "terminal_serial")]
+            for column in SEARCHED_COLUMNS]
     digits = "".join(ch for ch in term if ch.isascii() and ch.isdigit())
     if len(digits) >= 4:
-        contact = escalations.c.contact
-        for separator in (" ", "-", "(", ")", ".", "+"):
-            contact = sa.func.replace(contact, separator, "")
-        keys.append(contact.contains(digits, autoescape=True))
+        keys.append(contact_digits().contains(digits, autoescape=True))
     return sa.or_(*keys)
 
 
-def _average(ratings: List[int]) -> Optional[float]:
-    return round(sum(ratings) / len(ratings), 2) if ratings else None
+# Matched by the search box as upper-case substrings; on PostgreSQL each expression (and
+# ``contact_digits``) has a trigram index (migration 0005), so a search is not a scan.
+SEARCHED_COLUMNS = ("ticket", "merchant_id", "terminal_serial")
+
+
+def contact_digits() -> sa.sql.ColumnElement:
+    """The stored contact without the separators people type, as SQL.
+
+    The separators are SQL literals, not parameters, so the expression is the one the
+    trigram index of migration 0005 was built on and PostgreSQL can use it.
+    """
+    contact: sa.sql.ColumnElement = escalations.c.contact
+    for separator in CONTACT_SEPARATORS:
+        contact = sa.func.replace(contact, sa.literal_column(f"'{separator}'"), sa.literal_column("''"))
+    return contact
+
+
+CONTACT_SEPARATORS = (" ", "-", "(", ")", ".", "+")
+
+
+def _rounded_average(value: Any) -> Optional[float]:
+    # PostgreSQL's AVG of integers is a Decimal, SQLite's a float; None without rows.
+    return round(float(value), 2) if value is not None else None
+
+
+def _utc_day(column: sa.Column, dialect: str) -> sa.sql.ColumnElement:
+    """The UTC calendar day of a stored time as ``YYYY-MM-DD`` text, computed by the database."""
+    if dialect == "postgresql":
+        # Constants as SQL literals: bound twice (select and GROUP BY) they would be two
+        # parameters, and PostgreSQL would not see one expression.
+        return sa.func.to_char(sa.func.timezone(sa.literal_column("'UTC'"), column),
+                               sa.literal_column("'YYYY-MM-DD'"))
+    # SQLite stores the UTC wall-clock time as text.
+    return sa.func.strftime(sa.literal_column("'%Y-%m-%d'"), column)
+
+
+def _minutes_between(start: sa.Column, end: sa.Column, dialect: str) -> sa.sql.ColumnElement:
+    if dialect == "postgresql":
+        return sa.func.extract("epoch", end - start) / 60.0
+    return (sa.func.julianday(end) - sa.func.julianday(start)) * 1440.0
+
+
+async def _median_first_reply(conn, in_period: sa.sql.ColumnElement) -> Optional[float]:  # noqa: ANN001
+    """The median minutes from a case's creation to the first reply, in the database:
+    PostgreSQL's ``percentile_cont``; on SQLite the one or two middle rows by an ordered
+    ``LIMIT``/``OFFSET`` over the count (no percentile function there)."""
+    dialect = conn.dialect.name
+    wait = _minutes_between(escalations.c.created_at, escalations.c.first_reply_at, dialect)
+    answered = sa.and_(in_period, escalations.c.first_reply_at.isnot(None))
+    if dialect == "postgresql":
+        median = (await conn.execute(
+            sa.select(sa.func.percentile_cont(0.5).within_group(wait)).where(answered))).scalar()
+        return float(median) if median is not None else None
+    count = (await conn.execute(sa.select(sa.func.count()).where(answered))).scalar()
+    if not count:
+        return None
+    middle = list((await conn.execute(
+        sa.select(wait).where(answered).order_by(wait).limit(2 - count % 2).offset((count - 1) // 2))).scalars())
+    return sum(middle) / len(middle)
 
 
 def _masked(text: Optional[str]) -> Optional[str]:

@@ -157,6 +157,33 @@ async def test_list_filters(client):
     assert bad.status == 400 and await bad.json() == {"error": "status must be one of open, claimed, resolved"}
 
 
+async def test_list_pages_with_a_cursor(client):
+    for number in range(5):
+        await create(client, ticket=f"PX-PAGE{number:02d}", sender_id=f"shop-{number}")
+    response = await client.get("/api/escalations?limit=2", headers=AUTH)
+    body = await response.json()
+    assert [e["ticket"] for e in body["escalations"]] == ["PX-PAGE04", "PX-PAGE03"] and body["next_cursor"]
+    await create(client, ticket="PX-LATE00", sender_id="shop-late")  # between two pages
+    seen = [e["ticket"] for e in body["escalations"]]
+    while body["next_cursor"]:
+        response = await client.get("/api/escalations", params={"limit": "2", "cursor": body["next_cursor"]},
+                                    headers=AUTH)
+        assert response.status == 200
+        body = await response.json()
+        seen += [e["ticket"] for e in body["escalations"]]
+    assert seen == [f"PX-PAGE{n:02d}" for n in range(4, -1, -1)]
+    unpaged = await (await client.get("/api/escalations", headers=AUTH)).json()
+    assert len(unpaged["escalations"]) == 6 and unpaged["next_cursor"] is None  # an old caller's first page
+    for query, message in [("limit=0", "limit must be an integer from 1 to 200"),
+                           ("limit=201", "limit must be an integer from 1 to 200"),
+                           ("limit=abc", "limit must be an integer from 1 to 200"),
+                           ("cursor=", "cursor is not one this desk gave out"),
+                           ("cursor=%E2%9C%93", "cursor is not one this desk gave out"),
+                           ("cursor=eyJpZCI6MX0", "cursor is not one this desk gave out")]:
+        bad = await client.get(f"/api/escalations?{query}", headers=AUTH)
+        assert bad.status == 400 and await bad.json() == {"error": message}, query
+
+
 async def test_unknown_escalation_is_404(client):
     for path in ("/api/escalations/999", "/api/escalations/abc"):
         response = await client.get(path, headers=AUTH)

@@ -160,3 +160,35 @@ async def test_incident_end_typed_in_the_agents_zone_is_stored_in_utc(client):
 def test_english_ordinals():
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 103, 111)] == [
         "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "103rd", "111th"]
+
+
+def page_link(page: str, name: str):
+    found = re.search(f'id="page-{name}" rel="[a-z]+" href="([^"]+)"', page)
+    return html.unescape(found.group(1)) if found else None
+
+
+async def test_queue_pages_keep_the_filters_and_skip_nothing_when_cases_arrive(client):
+    for number in range(55):
+        await case(client, f"PX-Q{number:04d}", priority="high" if number < 53 else "normal")
+    status, first = await get(client, "status=open&priority=high")
+    assert status == 200 and page_link(first, "newer") is None
+    shown = queue_tickets(first)
+    assert shown == [f"PX-Q{n:04d}" for n in range(52, 2, -1)]  # 50 newest first
+    older = page_link(first, "older")
+    assert "status=open" in older and "priority=high" in older and "cursor=" in older
+    await case(client, "PX-QNEW1", priority="high")  # arrives while the agent pages on
+    response = await client.get(older)
+    second = await response.text()
+    assert response.status == 200 and queue_tickets(second) == ["PX-Q0002", "PX-Q0001", "PX-Q0000"]
+    assert page_link(second, "older") is None
+    back = await (await client.get(page_link(second, "newer"))).text()
+    assert queue_tickets(back) == shown  # the page before, not shifted by the new case
+    assert queue_tickets(await (await client.get("/console?status=open&priority=high")).text())[0] == "PX-QNEW1"
+
+
+async def test_a_bad_page_link_is_refused_with_a_way_back(client):
+    await case(client, "PX-AAA222")
+    status, page = await get(client, "status=open&cursor=not-a-cursor")
+    assert status == 400 and 'id="queue"' not in page
+    assert "这个翻页链接无效" in page and '<a href="/console">回到最新一页</a>' in page
+    assert '<option value="open" selected>' in page

@@ -140,4 +140,4 @@ async def test_migrating_again_keeps_the_data(database_url):
         sa.text("select version_num from alembic_version")
     ).scalar()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
-    assert revision == head == "0004"
+    assert revision == head == "0005"
