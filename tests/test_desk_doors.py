@@ -73,7 +73,7 @@ async def new_case(client, **changes):
 async def test_bad_escalation_bodies_get_a_400_that_says_what_is_wrong(client, data, error):
     assert await post_raw(client, "/api/escalations", data) == (400, {"error": error})
     listed = await (await client.get("/api/escalations", headers=AUTH)).json()
-    assert listed == {"escalations": []}  # nothing half-stored
+    assert listed == {"escalations": [], "next_cursor": None}  # nothing half-stored
 
 
 async def test_oversized_bodies_are_a_413_json_error(client):
