@@ -48,6 +48,12 @@ class DeskSettings:
     # Pictures merchants send during a handoff (``POST /api/channel/attachments``).
     attachment_max_bytes: int = 2 * 1024 * 1024
     attachment_types: Tuple[str, ...] = ("image/jpeg", "image/png", "image/gif", "image/webp")
+    # Incidents: when reports make a proposal, how the "it is over" messages go out.
+    incident_threshold: int = 20
+    incident_window_minutes: int = 10
+    notice_concurrency: int = 8
+    notice_recheck_seconds: float = 15.0
+    incident_over_message: Dict[str, str] = field(default_factory=dict)
 
 
 def load_settings(
@@ -81,4 +87,9 @@ def load_settings(
         repeat_days=int(raw["repeat_flag"]["days"]),
         attachment_max_bytes=int(raw["attachments"]["max_bytes"]),
         attachment_types=tuple(str(kind) for kind in raw["attachments"]["content_types"]),
+        incident_threshold=int(raw["incidents"]["proposal_threshold"]),
+        incident_window_minutes=int(raw["incidents"]["proposal_window_minutes"]),
+        notice_concurrency=int(raw["incidents"]["send_concurrency"]),
+        notice_recheck_seconds=float(raw["incidents"]["recheck_seconds"]),
+        incident_over_message=dict(raw["incidents"]["over_message"]),
     )
