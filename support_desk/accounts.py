@@ -1,7 +1,8 @@
 """Agent accounts: argon2 password hashes, the first account, and a CLI for more.
 
-    python -m support_desk.accounts create <username> [--display-name 客服小王]
-        # prints a generated password; the display name is what merchants see
+    python -m support_desk.accounts create <username> [--display-name 客服小王] [--operator]
+        # prints a generated password; the display name is what merchants see; operators
+        # also post, confirm and close incidents
 """
 from __future__ import annotations
 
@@ -37,42 +38,47 @@ def verify_password(password_hash: Optional[str], password: str) -> bool:
 _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 
 
-async def create_agent(store: DeskStore, username: str, display_name: Optional[str] = None) -> str:
-    """Create an agent with a generated password and return the password."""
+ROLES = ("agent", "operator")
+
+
+async def create_agent(store: DeskStore, username: str, display_name: Optional[str] = None,
+                       role: str = "agent") -> str:
+    """Create an agent (or operator) with a generated password and return the password."""
     password = secrets.token_urlsafe(12)
-    await store.add_agent(username, hash_password(password), display_name)
+    await store.add_agent(username, hash_password(password), display_name, role)
     return password
 
 
 async def ensure_first_agent(store: DeskStore) -> Optional[str]:
-    """On the first run create ``admin`` and return its password (None afterwards)."""
+    """On the first run create ``admin`` (an operator) and return its password (None afterwards)."""
     if await store.agent_count():
         return None
-    return await create_agent(store, "admin")
+    return await create_agent(store, "admin", role="operator")
 
 
-async def _main(username: str, display_name: Optional[str]) -> int:
+async def _main(username: str, display_name: Optional[str], role: str) -> int:
     settings = load_settings()
     migrate(settings.database_url)
     engine = create_engine(settings.database_url)
     try:
-        password = await create_agent(DeskStore(engine), username, display_name)
+        password = await create_agent(DeskStore(engine), username, display_name, role)
     finally:
         await engine.dispose()
-    print(f"agent {username!r} created; password (shown once): {password}")
+    print(f"{role} {username!r} created; password (shown once): {password}")
     return 0
 
 
 def main() -> int:
-    """Command line: ``create <username> [--display-name NAME]``."""
+    """Command line: ``create <username> [--display-name NAME] [--operator]``."""
     parser = argparse.ArgumentParser(prog="python -m support_desk.accounts")
     sub = parser.add_subparsers(dest="command", required=True)
     create = sub.add_parser("create", help="create an agent account")
     create.add_argument("username")
     create.add_argument("--display-name", help="the name merchants see, e.g. 客服小王 (default: the username)")
+    create.add_argument("--operator", action="store_true", help="may also post, confirm and close incidents")
     args = parser.parse_args()
     display_name = (args.display_name or "").strip()[:64] or None
-    return asyncio.run(_main(args.username, display_name))
+    return asyncio.run(_main(args.username, display_name, "operator" if args.operator else "agent"))
 
 
 if __name__ == "__main__":

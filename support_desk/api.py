@@ -320,42 +320,6 @@ async def stats(request: web.Request) -> web.Response:
     return web.json_response(await request.app[STORE].stats())
 
 
-@routes.get("/api/incidents")
-async def list_incidents(request: web.Request) -> web.Response:
-    """Known outages active now (``?all=true`` for every one)."""
-    all_ = request.query.get("all", "").lower() in ("1", "true", "yes")
-    return web.json_response({"incidents": await request.app[STORE].list_incidents(active_only=not all_)})
-
-
-@routes.post("/api/incidents")
-async def create_incident(request: web.Request) -> web.Response:
-    """Post a known outage: region, start, expected end, text in zh and en."""
-    body = await read_json(request)
-    message = body.get("message")
-    if not isinstance(message, dict):
-        raise Invalid("message must be an object with zh and en texts")
-    starts_at = parse_time(body, "starts_at") or utcnow()
-    expected_end = parse_time(body, "expected_end")
-    if expected_end is not None and expected_end <= starts_at:
-        raise Invalid("expected_end must be after starts_at")
-    incident = await request.app[STORE].create_incident(
-        {
-            "region": optional_text(body, "region", 64) or "all",
-            "message_zh": required_text(message, "zh", 1000),
-            "message_en": required_text(message, "en", 1000),
-            "starts_at": starts_at,
-            "expected_end": expected_end,
-        }
-    )
-    return web.json_response(incident, status=201)
-
-
-@routes.post("/api/incidents/{id}/close")
-async def close_incident(request: web.Request) -> web.Response:
-    """Mark an outage as over."""
-    return web.json_response(await request.app[STORE].close_incident(escalation_id(request)))
-
-
 def _choice(body: Dict[str, Any], key: str, allowed, default: str) -> str:  # noqa: ANN001
     value = body.get(key, default)
     if value is None:

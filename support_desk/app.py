@@ -16,6 +16,10 @@ from support_desk.config import DeskSettings, load_settings
 from support_desk.console import setup_console
 from support_desk.db import create_engine, migrate
 from support_desk.events_in import routes as rasa_event_routes
+from support_desk.incident_api import BOARD, NOTICES, routes as incident_routes
+from support_desk.incident_console import routes as incident_console_routes
+from support_desk.incident_notices import IncidentNotices
+from support_desk.incidents import IncidentBoard
 from support_desk.live_bus import RedisBus
 from support_desk.live_stream import routes as live_routes
 from support_desk.openapi import OPENAPI_ROUTE
@@ -33,11 +37,13 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     )
     app[SETTINGS] = settings
     app.router.add_routes(routes)
+    app.router.add_routes(incident_routes)
     app.router.add_routes(channel_routes)
     app.router.add_routes([OPENAPI_ROUTE])
     if not settings.secret_key:
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
     setup_console(app, settings.secret_key)
+    app.router.add_routes(incident_console_routes)
     app.router.add_routes(chat_routes)
     app.router.add_routes(rasa_event_routes)
     app.router.add_routes(live_routes)
@@ -48,7 +54,10 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         engine = create_engine(settings.database_url)
         store = DeskStore(engine)
         app[STORE] = store
-        app[RELAY] = RasaRelay(store, RasaClient(settings.rasa_url, settings.rasa_token))
+        rasa = RasaClient(settings.rasa_url, settings.rasa_token)
+        app[RELAY] = RasaRelay(store, rasa)
+        app[BOARD] = IncidentBoard(store)
+        app[NOTICES] = IncidentNotices(app[BOARD], rasa, settings.notice_concurrency, settings.notice_recheck_seconds)
         bus = RedisBus(store.hub, settings.redis_url) if settings.redis_url else None
         if bus is not None:
             await bus.start()
@@ -56,10 +65,13 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         if password:
             print(f"First run: agent 'admin' created, password (shown once): {password}", flush=True)
         retry = asyncio.create_task(app[RELAY].run_forever(settings.delivery_retry_seconds))
+        # Its first round resumes the notices of an incident closed before a restart.
+        notices = asyncio.create_task(app[NOTICES].run_forever(settings.delivery_retry_seconds))
         yield
-        retry.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await retry
+        for task in (retry, notices):
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
         await app[RELAY].rasa.close()
         if bus is not None:
             await bus.close()

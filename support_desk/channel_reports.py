@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import sqlalchemy as sa
 
 from common.privacy import mask_card_numbers
+from support_desk.incidents import notice_report
 from support_desk.schema import channel_reports, escalations, messages
 from support_desk.store import SENT_KINDS, WECOM_AGENT_PREFIX, DeskStore, utcnow
 from support_desk.validation import Invalid, optional_text, required_text
@@ -188,8 +189,13 @@ async def _delivery(conn, report: Report) -> Effect:  # noqa: ANN001
         .where(messages.c.id == report.desk_message_id, escalations.c.sender_id == report.sender_id,
                messages.c.kind.in_(SENT_KINDS))
     )).first()
-    if row is None or (row.channel_at is not None and report.at < row.channel_at):
-        return None  # not this merchant's message, or a report older than the one shown
+    if row is None:
+        # Perhaps an incident's "it is over" message to this merchant (issue 17).
+        case_id = await notice_report(conn, report.desk_message_id, report.sender_id, report.state or "",
+                                      report.reason, report.at)
+        return None if case_id is None else (case_id, "message", False)
+    if row.channel_at is not None and report.at < row.channel_at:
+        return None  # a report older than the one shown
     await conn.execute(messages.update().where(messages.c.id == report.desk_message_id).values(
         channel_state=report.state, channel_reason=report.reason if report.state == "held" else None,
         channel_at=report.at))

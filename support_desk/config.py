@@ -52,6 +52,12 @@ class DeskSettings:
     # each desk process prunes the older ones at most once per ``report_prune_minutes``.
     report_retention_days: float = 14.0
     report_prune_minutes: float = 60.0
+    # Incidents: when reports make a proposal, how the "it is over" messages go out.
+    incident_threshold: int = 20
+    incident_window_minutes: int = 10
+    notice_concurrency: int = 8
+    notice_recheck_seconds: float = 15.0
+    incident_over_message: Dict[str, str] = field(default_factory=dict)
 
 
 def load_settings(
@@ -87,4 +93,9 @@ def load_settings(
         attachment_types=tuple(str(kind) for kind in raw["attachments"]["content_types"]),
         report_retention_days=float(raw["channel_reports"]["retention_days"]),
         report_prune_minutes=float(raw["channel_reports"]["prune_every_minutes"]),
+        incident_threshold=int(raw["incidents"]["proposal_threshold"]),
+        incident_window_minutes=int(raw["incidents"]["proposal_window_minutes"]),
+        notice_concurrency=int(raw["incidents"]["send_concurrency"]),
+        notice_recheck_seconds=float(raw["incidents"]["recheck_seconds"]),
+        incident_over_message=dict(raw["incidents"]["over_message"]),
     )

@@ -32,12 +32,13 @@ from support_desk.accounts import verify_password
 from support_desk.attachments import read_attachment
 from support_desk.canned import canned_for_case
 from support_desk.api import RELAY, SETTINGS, STORE, escalation_id
+from support_desk.incident_api import BOARD
 from support_desk.history import case_history, ordinal, repeat_counts
 from common.hours import BusinessHours, business_minutes_between
 from common.privacy import mask_phone
 from support_desk.queue_filters import parse_queue_filters
 from support_desk.store import Conflict, NotFound, utcnow, wecom_agent
-from support_desk.validation import Invalid, optional_text, parse_time, required_text
+from support_desk.validation import Invalid, optional_text, required_text
 
 HERE = Path(__file__).parent
 STATIC = HERE / "static"
@@ -106,6 +107,8 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
     # On every page: the agent's claimed cases where a merchant waits on them too long.
     reminders = (await request.app[STORE].waiting_on(agent, request.app[SETTINGS].idle_reminder_minutes)
                  if agent else [])
+    # And the incidents the desk proposes from the merchants' reports, for an operator to decide.
+    proposals = await request.app[BOARD].proposals() if agent else []
     return aiohttp_jinja2.render_template(
         template,
         request,
@@ -117,6 +120,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "flash": flash[0] if flash else None,
             "flash_error": flash[1] if flash else False,
             "reminders": reminders,
+            "proposals": proposals,
             **context,
         },
     )
@@ -503,43 +507,7 @@ async def set_profile(request: web.Request) -> web.StreamResponse:
     raise web.HTTPFound("/console/profile")
 
 
-# --- incidents and stats --------------------------------------------------------------
-
-
-@routes.get("/console/incidents")
-@agent_only
-async def incidents_page(request: web.Request) -> web.Response:
-    """Every incident, newest first, and the form to post one."""
-    return await page(request, "incidents.html",
-                      incidents=await request.app[STORE].list_incidents(active_only=False))
-
-
-@routes.post("/console/incidents")
-@agent_only
-async def post_incident(request: web.Request) -> web.StreamResponse:
-    """Post a known outage from the form."""
-    form = dict(await request.post())
-    end = form.get("expected_end") or None
-    # The form's time is the agent's wall clock; static/time.js sends the browser's zone.
-    expected_end = parse_time({"expected_end": end}, "expected_end", form_zone(form))
-    if expected_end is not None and expected_end <= utcnow():
-        raise Invalid("expected_end must be in the future")
-    await request.app[STORE].create_incident({
-        "region": optional_text(form, "region", 64) or "all",
-        "message_zh": required_text(form, "message_zh", 1000),
-        "message_en": required_text(form, "message_en", 1000),
-        "starts_at": utcnow(),
-        "expected_end": expected_end,
-    })
-    raise web.HTTPFound("/console/incidents")
-
-
-@routes.post("/console/incidents/{id}/close")
-@agent_only
-async def close_incident(request: web.Request) -> web.StreamResponse:
-    """End an outage."""
-    await request.app[STORE].close_incident(_id(request))
-    raise web.HTTPFound("/console/incidents")
+# --- stats (the incident pages: support_desk.incident_console) --------------------------------------------------------------
 
 
 @routes.get("/console/stats")

@@ -86,6 +86,10 @@ messages = sa.Table(
     sa.Index("uq_messages_escalation_source_ts", "escalation_id", "source_ts", unique=True),
 )
 
+# Known outages (issue 17): posted by an operator (``active``) or proposed by the desk
+# from the merchants' reports (``proposed``, then confirmed or ``dismissed``), ``resolved``
+# when closed. ``scope`` is {"regions", "channels", "gateways", "terminal_models"}: an
+# empty list matches anyone; ``region`` is the legacy single label the bot still reads.
 incidents = sa.Table(
     "incidents",
     metadata,
@@ -97,6 +101,84 @@ incidents = sa.Table(
     sa.Column("expected_end", sa.DateTime(timezone=True)),
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("scope", sa.JSON),
+    sa.Column("ended_at", sa.DateTime(timezone=True)),
+    # When it became active (posted, or a proposal confirmed): the stats' "first report
+    # to incident posted" ends here.
+    sa.Column("posted_at", sa.DateTime(timezone=True)),
+    # When the last linked merchant was told that it is over.
+    sa.Column("all_told_at", sa.DateTime(timezone=True)),
+    sa.Column("close_note", sa.Text),
+    # The incident case (ticket INC-…) that stands for every linked merchant.
+    sa.Column("escalation_id", sa.Integer, sa.ForeignKey("escalations.id", ondelete="SET NULL")),
+    # A proposal's evidence: which scope value ("region:4403"), how many merchants, when.
+    sa.Column("proposal_key", sa.String(128)),
+    sa.Column("report_count", sa.Integer),
+    sa.Column("first_report_at", sa.DateTime(timezone=True)),
+    sa.Column("last_report_at", sa.DateTime(timezone=True)),
+    # One open proposal per scope value, also with two desk processes taking reports.
+    sa.Index("uq_incidents_open_proposal", "proposal_key", unique=True,
+             sqlite_where=sa.text("status = 'proposed'"), postgresql_where=sa.text("status = 'proposed'")),
+)
+
+# The merchants linked to an incident (instead of one escalation each) and what became
+# of the "it is over" message: notice_state pending → sending (committed before the Rasa
+# call) → sent, or held when the channel could not send it (48-hour window).
+incident_merchants = sa.Table(
+    "incident_merchants",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("incident_id", sa.Integer, sa.ForeignKey("incidents.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("sender_id", sa.String(255), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("merchant_id", sa.String(32)),
+    sa.Column("terminal_serial", sa.String(64)),
+    sa.Column("terminal_model", sa.String(64)),
+    sa.Column("region", sa.String(16)),
+    sa.Column("contact", sa.String(255)),
+    sa.Column("summary", sa.Text),
+    sa.Column("wants_person", sa.Boolean, nullable=False),
+    sa.Column("subscribed", sa.Boolean, nullable=False),
+    sa.Column("linked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("notice_state", sa.String(8)),
+    # The notice's row in messages (on the incident case): its id is the
+    # desk_message_id the channels report by.
+    sa.Column("notice_message_id", sa.Integer, sa.ForeignKey("messages.id", ondelete="SET NULL")),
+    sa.Column("notice_attempt_at", sa.DateTime(timezone=True)),
+    sa.Column("notice_reason", sa.Text),
+    sa.Column("told_at", sa.DateTime(timezone=True)),
+    sa.UniqueConstraint("incident_id", "sender_id", name="uq_incident_merchants_sender"),
+    sa.Index("ix_incident_merchants_notice_state", "notice_state"),
+)
+
+# What the bot reports while merchants see error 1000 ("reported", "server_status_failed"):
+# the evidence proposals are made of.
+incident_reports = sa.Table(
+    "incident_reports",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sender_id", sa.String(255), nullable=False),
+    sa.Column("channel", sa.String(64), nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("region", sa.String(16)),
+    sa.Column("terminal_model", sa.String(64)),
+    sa.Column("merchant_id", sa.String(32)),
+    sa.Column("answer", sa.Text),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+)
+
+# Who did what among the operators' actions (post, confirm, dismiss, close an incident).
+audit_log = sa.Table(
+    "audit_log",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("action", sa.String(64), nullable=False),
+    sa.Column("target", sa.String(128), nullable=False),
+    sa.Column("detail", sa.JSON),
 )
 
 agents = sa.Table(
@@ -108,6 +190,8 @@ agents = sa.Table(
     # The name the merchant sees ("客服小王"); the username when not set.
     sa.Column("display_name", sa.String(64)),
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    # "agent" or "operator" (operators also post and close incidents).
+    sa.Column("role", sa.String(16), nullable=False, server_default="agent"),
 )
 
 # Replies agents wrote once to pick with "/" in the reply box (per merchant language).

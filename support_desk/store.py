@@ -1,4 +1,5 @@
-"""Escalations, their messages, incidents and agents in the desk's database.
+"""Escalations, their messages and agents in the desk's database (incidents:
+``support_desk.incidents``).
 
 Every write is one transaction; the API layer validates input before it gets here and
 the text a merchant wrote is stored with card numbers masked.
@@ -19,7 +20,7 @@ from support_desk.live import LiveHub
 from support_desk.pagination import DEFAULT_LIMIT, Cursor, Page
 from common.tickets import new_ticket
 from common.privacy import mask_card_numbers
-from support_desk.schema import agents, canned_replies, escalations, incidents, messages, outcomes
+from support_desk.schema import agents, canned_replies, escalations, messages, outcomes
 
 STATUSES = ("open", "claimed", "resolved")
 PRIORITIES = ("urgent", "high", "normal")
@@ -581,50 +582,6 @@ class DeskStore:
                                       - bisect_right(keys, (created - window, float("inf"))))
         return counts
 
-    # --- incidents -----------------------------------------------------------------
-
-    async def create_incident(self, data: Dict[str, Any]) -> Dict[str, Any]:
-        """Post a known outage."""
-        async with self.engine.begin() as conn:
-            incident_id = (
-                await conn.execute(
-                    incidents.insert().values(
-                        **{**data, "starts_at": to_utc(data["starts_at"]),
-                           "expected_end": to_utc(data.get("expected_end"))},
-                        status="active",
-                        created_at=utcnow(),
-                    )
-                )
-            ).inserted_primary_key[0]
-            row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
-            return _incident_dict(row)
-
-    async def list_incidents(self, active_only: bool = True) -> List[Dict[str, Any]]:
-        """Incidents that are active now (started, not ended, not closed) or all of them."""
-        query = sa.select(incidents).order_by(incidents.c.starts_at.desc())
-        async with self.engine.connect() as conn:
-            rows = [_incident_dict(row) for row in (await conn.execute(query)).mappings()]
-        if not active_only:
-            return rows
-        now = utcnow()
-        return [
-            row for row in rows
-            if row["status"] == "active"
-            and datetime.fromisoformat(row["starts_at"]) <= now
-            and (row["expected_end"] is None or datetime.fromisoformat(row["expected_end"]) > now)
-        ]
-
-    async def close_incident(self, incident_id: int) -> Dict[str, Any]:
-        """Mark an incident as over."""
-        async with self.engine.begin() as conn:
-            result = await conn.execute(
-                incidents.update().where(incidents.c.id == incident_id).values(status="resolved")
-            )
-            if result.rowcount == 0:
-                raise NotFound(incident_id)
-            row = (await conn.execute(sa.select(incidents).where(incidents.c.id == incident_id))).mappings().one()
-            return _incident_dict(row)
-
     # --- outcomes and stats -------------------------------------------------------------
 
     async def record_outcome(self, sender_id: str, outcome: str, fixed_step: Optional[str], language: str) -> None:
@@ -719,15 +676,16 @@ class DeskStore:
 
     # --- agents ----------------------------------------------------------------------
 
-    async def add_agent(self, username: str, password_hash: str, display_name: Optional[str] = None) -> None:
-        """Create an agent account (the username must be new)."""
+    async def add_agent(self, username: str, password_hash: str, display_name: Optional[str] = None,
+                        role: str = "agent") -> None:
+        """Create an agent account (the username must be new); ``role`` agent or operator."""
         async with self.engine.begin() as conn:
             exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == username))).scalar()
             if exists is not None:
                 raise Conflict(f"agent {username!r} exists")
             await conn.execute(
                 agents.insert().values(username=username, password_hash=password_hash,
-                                       display_name=display_name, created_at=utcnow())
+                                       display_name=display_name, created_at=utcnow(), role=role)
             )
 
     async def display_name(self, username: str) -> str:
@@ -737,6 +695,11 @@ class DeskStore:
                 await conn.execute(sa.select(agents.c.display_name).where(agents.c.username == username))
             ).scalar()
         return name or username
+
+    async def agent_role(self, username: str) -> Optional[str]:
+        """``agent`` or ``operator`` (None for an unknown account)."""
+        async with self.engine.connect() as conn:
+            return (await conn.execute(sa.select(agents.c.role).where(agents.c.username == username))).scalar()
 
     async def set_display_name(self, username: str, display_name: Optional[str]) -> None:
         """Change an agent's display name (None: the merchant sees the username)."""
@@ -1006,16 +969,4 @@ def _message_dict(row) -> Dict[str, Any]:  # noqa: ANN001
         "delivery_reason": row["channel_reason"] if row["channel_state"] == "held" else None,
         "buttons": row["buttons"],
         "attachment_id": row["attachment_id"],
-    }
-
-
-def _incident_dict(row) -> Dict[str, Any]:  # noqa: ANN001
-    return {
-        "id": row["id"],
-        "region": row["region"],
-        "message": {"zh": row["message_zh"], "en": row["message_en"]},
-        "starts_at": iso(row["starts_at"]),
-        "expected_end": iso(row["expected_end"]),
-        "status": row["status"],
-        "created_at": iso(row["created_at"]),
     }

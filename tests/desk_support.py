@@ -32,12 +32,13 @@ def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> De
 
 
 @asynccontextmanager
-async def console_client(database: Path, rasa_url: str, agent: str = "li") -> AsyncIterator[TestClient]:
+async def console_client(database: Path, rasa_url: str, agent: str = "li",
+                         role: str = "operator") -> AsyncIterator[TestClient]:
     """The desk app (SQLite file ``database``) under aiohttp's test client, with an agent
-    account whose password is ``client.password``."""
+    account (an operator unless ``role`` says otherwise) whose password is ``client.password``."""
     app = create_app(desk_settings(f"sqlite:///{database}", rasa_url))
     async with TestClient(TestServer(app, host="127.0.0.1")) as client:
-        client.password = await create_agent(app[STORE], agent)
+        client.password = await create_agent(app[STORE], agent, role=role)
         yield client
 
 

@@ -34,7 +34,7 @@ async def desk(tmp_path):
     app = create_app(desk_settings(f"sqlite:///{tmp_path / 'desk.db'}", rasa_url))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    server.password = await create_agent(app[STORE], "li")
+    server.password = await create_agent(app[STORE], "li", role="operator")  # posts incidents too
     server.rasa = rasa
     yield server
     await server.close()

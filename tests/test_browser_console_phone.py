@@ -94,8 +94,8 @@ async def test_console_on_a_phone(desk):  # noqa: F811
             await page.fill("textarea[name=message_zh]", "网关维护")
             await page.fill("textarea[name=message_en]", "Gateway maintenance")
             await page.click("#post-incident")
-            await page.wait_for_selector("#incidents time")
-            assert "2099-01-01 12:00" in await page.inner_text("#incidents")
+            await page.wait_for_selector("#incident time")  # the posted incident's own page
+            assert "2099-01-01 12:00" in await page.inner_text("#incident")
             for path in ("/console/stats", "/console/lang/en", "/console?older_than=abc"):
                 await page.goto(f"{base}{path}")
                 assert await page.evaluate(FITS), path

@@ -60,7 +60,7 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 
 def test_every_operation_is_checked():
-    assert len(OPERATIONS) == 22
+    assert len(OPERATIONS) == 27
 
 
 @pytest.mark.parametrize("generation", ["positive", "negative"])

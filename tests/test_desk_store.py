@@ -11,6 +11,8 @@ from support_desk.accounts import create_agent, ensure_first_agent, verify_passw
 from alembic.script import ScriptDirectory
 
 from support_desk.db import alembic_config, create_engine, migrate, sync_url
+from support_desk.incident_input import IncidentText, parse_scope
+from support_desk.incidents import IncidentBoard
 from support_desk.store import Conflict, DeskStore, NewEscalation, NotFound
 
 _names = itertools.count()
@@ -100,15 +102,20 @@ async def test_merchant_messages_are_copied_once(store):
 
 
 async def test_incidents_active_window(store):
+    board = IncidentBoard(store)
     now = datetime.now(timezone.utc)
-    common = {"region": "all", "message_zh": "维护", "message_en": "maintenance"}
-    active = await store.create_incident({**common, "starts_at": now - timedelta(hours=1), "expected_end": None})
-    await store.create_incident({**common, "starts_at": now - timedelta(hours=3), "expected_end": now - timedelta(hours=1)})
-    await store.create_incident({**common, "starts_at": now + timedelta(hours=1), "expected_end": None})
-    assert [i["id"] for i in await store.list_incidents()] == [active["id"]]
-    assert len(await store.list_incidents(active_only=False)) == 3
-    await store.close_incident(active["id"])
-    assert await store.list_incidents() == []
+    scope = parse_scope(None)
+
+    async def post(starts_at, expected_end):
+        return await board.post(IncidentText(scope, "维护", "maintenance", starts_at, expected_end), "api", 10)
+
+    active = await post(now - timedelta(hours=1), None)
+    await post(now - timedelta(hours=3), now - timedelta(hours=1))
+    await post(now + timedelta(hours=1), None)
+    assert [i["id"] for i in await board.list()] == [active["id"]]
+    assert len(await board.list(active_only=False)) == 3
+    await board.close(active["id"], "", "api", {"zh": "好了", "en": "back"})
+    assert await board.list() == []
 
 
 async def test_agents(store):
@@ -119,6 +126,9 @@ async def test_agents(store):
     assert not verify_password(await store.agent_password_hash("nobody"), password)
     second = await create_agent(store, "li")
     assert verify_password(await store.agent_password_hash("li"), second)
+    assert (await store.agent_role("admin"), await store.agent_role("li")) == ("operator", "agent")
+    await create_agent(store, "zhao", role="operator")
+    assert await store.agent_role("zhao") == "operator" and await store.agent_role("nobody") is None
     with pytest.raises(Conflict):
         await create_agent(store, "li")
 
@@ -140,4 +150,4 @@ async def test_migrating_again_keeps_the_data(database_url):
         sa.text("select version_num from alembic_version")
     ).scalar()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
-    assert revision == head == "0005"
+    assert revision == head == "0006"
