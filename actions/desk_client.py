@@ -62,6 +62,16 @@ class DeskClient:
             "POST", f"/api/escalations/{escalation_id}/satisfaction", json={"rating": rating}
         )
 
+    async def link_incident(self, incident_id: int, merchant: Dict[str, Any]) -> Dict[str, Any]:
+        """POST /api/incidents/{id}/merchants: this merchant joins the incident's case.
+
+        Idempotent per sender; a 404 (incident no longer active) raises ``DeskRejected``."""
+        return await self._request("POST", f"/api/incidents/{incident_id}/merchants", json=merchant)
+
+    async def report_incident(self, report: Dict[str, Any]) -> None:
+        """POST /api/incidents/reports: evidence the desk groups into proposed incidents."""
+        await self._request("POST", "/api/incidents/reports", json=report)
+
     async def _request(self, method: str, path: str, **kwargs: Any) -> Dict[str, Any]:
         try:
             async with aiohttp.ClientSession(timeout=self._timeout, headers=self._headers) as session:

@@ -29,10 +29,14 @@ from actions.knowledge import (
     load_knowledge,
     parse_version,
 )
-from actions.clock import local_time
 from actions.language import language_of, pick_text
 from actions.settings import current_settings, load_labels
-from actions.status_source import StatusSource
+from actions.incident_reports import send_report
+from actions.incidents import EVERYWHERE, bot_scope, say_incident
+from actions.merchant import merchant_scope
+from actions.regions import load_regions
+from actions.status_source import Incident, StatusSource
+from common.incident_scope import matches
 
 logger = logging.getLogger(__name__)
 
@@ -144,7 +148,10 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
     def validate_server_ok(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> Dict[Text, Any]:
-        """Accept a yes/no answer to the server-status step."""
+        """Accept a yes/no answer to the server-status step; a "still broken" is evidence
+        for the desk's proposed incidents."""
+        if value is False:
+            send_report(tracker, "server_status_failed")
         return self._validate_answer("server_ok", value)
 
     def validate_software_ok(
@@ -269,27 +276,50 @@ class ActionAskServerOk(Action):
     ) -> List[EventType]:
         """Ask the status sources, then ask whether the terminal works now."""
         report = await StatusSource(current_settings()).check()
-        if report.incidents:
-            incident = report.incidents[0]
-            message = pick_text(incident.message, language_of(tracker))
-            if incident.region and incident.region.lower() not in ("all", "全国"):
-                # The merchant's region is not known here: name the affected one.
-                message = f"【{incident.region}】{message}"
-            end = local_time(incident.expected_end)
-            if end:
-                dispatcher.utter_message(
-                    response="utter_question_server_ok_incident", incident=message, expected_end=end
-                )
-            else:
-                dispatcher.utter_message(
-                    response="utter_question_server_ok_incident_open", incident=message
-                )
+        incident = relevant_incident(report.incidents, merchant_scope(tracker))
+        if incident:
+            message = outage_text(incident, language_of(tracker))
+            say_incident(
+                dispatcher,
+                ("utter_question_server_ok_incident", "utter_question_server_ok_incident_open"),
+                message,
+                incident.expected_end,
+            )
             return [SlotSet("server_status", "incident"), SlotSet("incident_message", message)]
         if report.answered:
             dispatcher.utter_message(response="utter_question_server_ok_clear")
             return [SlotSet("server_status", "ok")]
         dispatcher.utter_message(response="utter_question_server_ok_unchecked")
         return [SlotSet("server_status", "unchecked")]
+
+
+def relevant_incident(incidents: List[Incident], merchant: Dict[str, Optional[str]]) -> Optional[Incident]:
+    """The outage to name at the server step: one covering the merchant, else one that
+    may (a dimension unknown), never one whose scope leaves the merchant out."""
+    maybe = None
+    for incident in incidents:
+        scope = bot_scope(incident)
+        verdict = matches(scope, merchant) if scope is not None else None
+        if verdict is True:
+            return incident
+        if verdict is None and maybe is None:
+            maybe = incident
+    return maybe
+
+
+def outage_text(incident: Incident, language: str) -> str:
+    """The outage's text, prefixed with the areas it affects when it names some (the
+    merchant can tell whether their shop is in them)."""
+    message = pick_text(incident.message, language)
+    if incident.scope is None:
+        if incident.region and incident.region.lower() not in EVERYWHERE:
+            return f"【{incident.region}】{message}"
+        return message
+    regions = [str(code) for code in incident.scope.get("regions") or []]
+    if not regions:
+        return message
+    table = load_regions()
+    return f"【{'、'.join(table.name(code, language) for code in regions)}】{message}"
 
 
 class ActionFinishDiagnostics(Action):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any, Dict, List, Optional, Text
+from typing import Any, Dict, List, Text
 
 from rasa_sdk import Action, Tracker
 from rasa_sdk.events import ConversationPaused, EventType, SlotSet
@@ -19,8 +19,10 @@ from rasa_sdk.types import DomainDict
 from actions.desk_client import DeskClient, DeskRejected, DeskUnavailable
 from actions.diagnostics import STEP_SLOTS
 from actions.form_slots import FormSlotsFromDomainFiles
+from actions.incident_links import link_for_person
 from actions.clock import local_time, reply_clock
 from actions.language import language_of
+from actions.merchant import merchant_number, scene_merchant_id, terminal_reference
 from actions.outbox import ensure_retrying, shared_outbox
 from actions.patterns import find
 from actions.settings import current_settings
@@ -52,10 +54,16 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
         tracker: Tracker,
         domain: DomainDict,
     ) -> List[Text]:
-        """Skip the merchant reference when a number or SN came up earlier."""
+        """Skip the merchant reference when a number or SN came up earlier, and the
+        description when the merchant was told of an incident covering them (the
+        incident is the description; "my problem is different" asks for it again)."""
         known = any(tracker.get_slot(s) for s in ("merchant_id", "terminal_id", "terminal_serial"))
         known = known or scene_merchant_id(tracker) is not None
-        return [slot for slot in domain_slots if not (slot == "merchant_ref" and known)]
+        skip = {"merchant_ref"} if known else set()
+        elsewhere = tracker.get_slot("incident_not_mine") or tracker.get_slot("shop_offline")
+        if tracker.get_slot("incident_id") is not None and not elsewhere:
+            skip.add("problem_summary")
+        return [slot for slot in domain_slots if slot not in skip]
 
     def validate_merchant_ref(
         self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
@@ -98,17 +106,6 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
             dispatcher.utter_message(response="utter_summary_invalid")
             return {"problem_summary": None}
         return {"problem_summary": text}
-
-
-def scene_merchant_id(tracker: Tracker) -> Optional[str]:
-    """The merchant number of the 微信客服 contact link the merchant came through: the
-    channel puts its ``scene_param`` in the metadata of the merchant's first message."""
-    for event in reversed(tracker.events):
-        metadata = event.get("metadata") if event.get("event") == "user" else None
-        scene = metadata.get("scene_param") if isinstance(metadata, dict) else None
-        if isinstance(scene, str) and find("merchant_id", scene):
-            return find("merchant_id", scene)
-    return None
 
 
 def diagnostics_results(tracker: Tracker) -> List[Dict[str, str]]:
@@ -158,7 +155,13 @@ class ActionEscalate(Action):
     async def run(
         self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
     ) -> List[EventType]:
-        """Send the escalation to the desk; a desk that is down gets it later."""
+        """Send the escalation to the desk; a desk that is down gets it later.
+
+        A merchant covered by an active incident joins its case instead (no escalation,
+        no pause: the desk messages them when it is over)."""
+        linked = await link_for_person(tracker)
+        if linked is not None:
+            return incident_linked(dispatcher, tracker, linked)
         settings = current_settings()
         steps = diagnostics_results(tracker)
         payload = {
@@ -168,9 +171,8 @@ class ActionEscalate(Action):
             "language": language_of(tracker),
             # Every check done and none helped: the merchant cannot take cards at all.
             "priority": "high" if tracker.get_slot("diagnostics_outcome") == "unresolved" else "normal",
-            "merchant_id": tracker.get_slot("merchant_id") or scene_merchant_id(tracker),
-            "terminal_serial": tracker.get_slot("terminal_serial")
-            or (f"TID {tracker.get_slot('terminal_id')}" if tracker.get_slot("terminal_id") else None),
+            "merchant_id": merchant_number(tracker),
+            "terminal_serial": terminal_reference(tracker),
             "error_code": "1000",
             "contact": tracker.get_slot("contact"),
             "summary": tracker.get_slot("problem_summary"),
@@ -203,6 +205,19 @@ class ActionEscalate(Action):
             SlotSet("needs_person", False),
             ConversationPaused(),
         ]
+
+
+def incident_linked(
+    dispatcher: CollectingDispatcher, tracker: Tracker, linked: Dict[str, Any]
+) -> List[EventType]:
+    """Tell the merchant they are on the incident's case and will hear when it is over."""
+    ticket = linked.get("ticket") or tracker.get_slot("incident_ticket") or ""
+    dispatcher.utter_message(response="utter_incident_linked", ticket=ticket)
+    return [
+        SlotSet("incident_ticket", ticket),
+        SlotSet("diagnostics_outcome", "incident_linked"),
+        SlotSet("needs_person", False),
+    ]
 
 
 class ActionTicketStatus(Action):

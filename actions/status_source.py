@@ -3,8 +3,9 @@
 Two optional sources, both plain JSON over HTTP:
 
 * the support desk's incident board (``GET /api/incidents`` with the desk bearer
-  token) → ``{"incidents": [{"id", "region", "message": {"zh", "en"},
-  "starts_at", "expected_end", "status"}]}``;
+  token) → ``{"incidents": [{"id", "scope": {"regions", "channels", "gateways",
+  "terminal_models"}, "region" (legacy), "message": {"zh", "en"}, "starts_at",
+  "expected_end", "status", "ticket"}]}``;
 * an upstream status page in the Statuspage format (``GET /api/v2/status.json``) →
   ``{"status": {"indicator": "none|minor|major|critical", "description": "..."}}``.
 
@@ -32,6 +33,10 @@ class Incident:
     message: Dict[str, str]
     region: Optional[str] = None
     expected_end: Optional[str] = None
+    # Only the desk's incidents have these; None means the legacy shape (region only).
+    id: Optional[int] = None
+    scope: Optional[Dict[str, Any]] = None
+    ticket: Optional[str] = None
 
 
 @dataclass(frozen=True)
@@ -102,11 +107,15 @@ def _board_incidents(payload: Any) -> Optional[List[Incident]]:
         message = item.get("message")
         if not isinstance(message, dict) or not any(message.values()):
             continue
+        scope = item.get("scope")
         incidents.append(
             Incident(
                 message={lang: str(text) for lang, text in message.items() if text},
                 region=item.get("region"),
                 expected_end=item.get("expected_end"),
+                id=item["id"] if isinstance(item.get("id"), int) else None,
+                scope=scope if isinstance(scope, dict) else None,
+                ticket=item.get("ticket") if isinstance(item.get("ticket"), str) else None,
             )
         )
     return incidents

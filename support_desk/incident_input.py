@@ -17,12 +17,14 @@ from typing import Any, Dict, List, Optional
 
 import yaml
 
+from common import incident_scope
+
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 
 KNOWLEDGE = Path(__file__).resolve().parent.parent / "data" / "knowledge"
 REGIONS_FILE = KNOWLEDGE / "regions.yml"
 TERMINALS_FILE = KNOWLEDGE / "terminals.yml"
-DIMENSIONS = ("regions", "channels", "gateways", "terminal_models")
+DIMENSIONS = tuple(incident_scope.DIMENSIONS)
 # The channels merchants write on (the WeCom self-built app reaches staff, not merchants).
 CHANNELS = ("socketio", "rest", "wecom_kf", "wechat", "telegram", "slack")
 # Words for "everyone" in the legacy ``region`` field.

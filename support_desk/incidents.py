@@ -18,6 +18,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import sqlalchemy as sa
 
+from common import incident_scope
 from common.privacy import mask_card_numbers
 from common.tickets import new_ticket
 from support_desk.incident_input import DIMENSIONS, IncidentText
@@ -78,25 +79,10 @@ class Notice:
     attempt_at: Optional[datetime]
 
 
-def covers(scope: Dict[str, List[str]], values: Dict[str, Optional[str]]) -> bool:
-    """Whether a scope covers a report's known values (a province code covers its cities).
-
-    A small stand-in until common/incident_scope.py (the bot side's matcher, issue 17) is
-    merged; an unknown value on a restricted dimension counts as not covered.
-    """
-    for dimension in DIMENSIONS:
-        allowed = scope.get(dimension) or []
-        value = values.get(dimension)
-        if not allowed:
-            continue
-        if value is None:
-            return False
-        if dimension == "regions":
-            if not any(value.startswith(region) for region in allowed):
-                return False
-        elif value not in allowed:
-            return False
-    return True
+def covers(scope: Optional[Dict[str, List[str]]], merchant: Dict[str, Optional[str]]) -> bool:
+    """Whether a scope surely covers a merchant's known values (``common.incident_scope``;
+    undecided, a restricted dimension the report does not know, counts as not covered)."""
+    return incident_scope.matches(scope, merchant) is True
 
 
 class IncidentBoard:
@@ -268,7 +254,8 @@ class IncidentBoard:
         ))).scalars()
         # Only this dimension is known for the group; the other dimensions of an active
         # scope must be open for it to cover the whole group.
-        return any(covers(scope or {}, {dimension: value}) for scope in active)
+        field = incident_scope.DIMENSIONS[dimension]
+        return any(covers(scope, {field: value}) for scope in active)
 
     # --- an operator decides on a proposal ----------------------------------------------
 
@@ -526,7 +513,7 @@ def _incident_query() -> sa.Select:
 
 
 def _report_values(row: Any) -> Dict[str, Optional[str]]:
-    return {"regions": row["region"], "terminal_models": row["terminal_model"], "channels": row["channel"]}
+    return {"region": row["region"], "terminal_model": row["terminal_model"], "channel": row["channel"]}
 
 
 def _seconds(start: Optional[datetime], end: Optional[datetime]) -> Optional[float]:

@@ -30,7 +30,10 @@ from rasa.shared.core.events import (
 from rasa.shared.core.trackers import DialogueStateTracker
 from rasa_sdk.executor import CollectingDispatcher
 
-from actions import agent_rating, diagnostics, fallback, feedback, handoff, new_run
+from actions import (
+    agent_rating, diagnostics, fallback, feedback, handoff, incident_links, incident_reports, incidents,
+    new_run,
+)
 from actions.settings import load_settings
 from policies.action_server_down import RESPONSE, ActionServerDownPolicy, custom_actions
 
@@ -142,7 +145,8 @@ def test_training_needs_the_response(policy, rasa_domain):
 # The guard: a custom action that succeeded never leaves the failure trace.
 
 # Actions a form runs inside its own run (never logged as ActionExecuted on their own).
-RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form", "action_ask_server_ok"}
+RUN_BY_FORMS = {"validate_diagnostics_form", "validate_handoff_form", "action_ask_server_ok",
+                "validate_region_form"}
 
 
 @pytest.fixture
@@ -153,7 +157,7 @@ def unreachable_desk(monkeypatch, tmp_path):
                        upstream_status_url=None, outbox_file=tmp_path / "outbox.sqlite",
                        desk_timeout_seconds=0.5, status_timeout_seconds=0.5,
                        outbox_retry_seconds=3600)
-    for module in (diagnostics, handoff, agent_rating):
+    for module in (diagnostics, handoff, agent_rating, incidents, incident_links, incident_reports):
         monkeypatch.setattr(module, "current_settings", lambda: settings)
     return settings
 
@@ -169,6 +173,8 @@ SCENARIOS = {
     "action_reset_checks": [dict(), dict(slots={"network_ok": True, "fixed_step": "network"})],
     "action_record_agent_rating": [dict(slots={"agent_rating": 5.0}, intent="rate_agent"),
                                    dict(text="", intent="rate_agent")],
+    "action_check_incident": [dict(), dict(slots={"merchant_id": "898440312345678", "region": "other"})],
+    "action_subscribe_incident": [dict(intent="subscribe_incident")],
     "action_finish_diagnostics": [dict(slots={"network_ok": True}),
                                   dict(slots={"server_status": "incident", "server_ok": False}),
                                   dict(slots={"network_ok": False, "software_ok": False})],
@@ -187,7 +193,9 @@ async def test_a_custom_action_that_ran_always_leaves_something(
                "action_escalate": handoff.ActionEscalate, "action_ticket_status": handoff.ActionTicketStatus,
                "action_finish_diagnostics": diagnostics.ActionFinishDiagnostics,
                "action_reset_checks": new_run.ActionResetChecks,
-               "action_record_agent_rating": agent_rating.ActionRecordAgentRating}
+               "action_record_agent_rating": agent_rating.ActionRecordAgentRating,
+               "action_check_incident": incidents.ActionCheckIncident,
+               "action_subscribe_incident": incident_links.ActionSubscribeIncident}
     dispatcher = CollectingDispatcher()
     events = await classes[name]().run(dispatcher, make_tracker(**case), domain)
     assert events or dispatcher.messages

@@ -254,17 +254,22 @@ async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
     assert await chat.slot("rating") == 5.0
 
 
-async def test_known_outage_ends_the_checks(agent, desk, variations):
+async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, variations):
     incident = desk.call("POST", "/api/incidents", {
         "region": "全国",
         "message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."},
         "expected_end": "2099-11-25T14:00:00+08:00",
     })
     chat = Chat(agent, "zh-incident")
-    await chat.say("开始排查")
-    await chat.say("/inform_not_fixed")
-    await chat.say("/dont_know")
     try:
+        # Told before any check, with the choices; the merchant goes on with the checks.
+        [told] = await chat.say("开始排查")
+        assert "支付网关维护中。" in told["text"] and "11-25 14:00" in told["text"]
+        assert [b["payload"] for b in told["buttons"]][1] == "/start_diagnostics"
+        assert await chat.slot("incident_match") == "told"
+        assert await chat.texts("/start_diagnostics") == [variations["utter_ask_network_ok"]["zh"]]
+        await chat.say("/inform_not_fixed")
+        await chat.say("/dont_know")
         [server] = await chat.texts("/inform_not_fixed")
         assert "支付网关维护中。" in server and "11-25 14:00" in server
         [wait] = await chat.texts("还是不行")

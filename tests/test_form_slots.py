@@ -14,7 +14,7 @@ from actions.settings import load_settings
 def test_the_forms_are_read_as_rasa_reads_them(domain):
     rasa_forms = {name: form["required_slots"] for name, form in domain["forms"].items()}
     assert form_slots.forms_in(load_settings(environ={}).domain_dir) == rasa_forms
-    assert set(rasa_forms) == {"diagnostics_form", "handoff_form"}
+    assert set(rasa_forms) == {"diagnostics_form", "handoff_form", "region_form"}
 
 
 async def test_a_validator_works_on_a_call_without_the_domain(make_tracker, dispatcher):

@@ -7,7 +7,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from rasa_sdk.events import ConversationPaused, SlotSet
 
-from actions import handoff
+from actions import handoff, incident_links, incident_reports, incidents
 from actions.desk_client import DeskClient
 from actions.handoff import (
     ActionEscalate,
@@ -62,12 +62,15 @@ def use_desk(monkeypatch, tmp_path):
         settings = replace(
             load_settings(environ={}),
             desk_url=url,
+            incident_board_url=f"{url}/api/incidents",
             desk_api_token=TOKEN,
             outbox_file=tmp_path / "outbox.sqlite",
             desk_timeout_seconds=2.0,
             outbox_retry_seconds=3600,
         )
-        monkeypatch.setattr(handoff, "current_settings", lambda: settings)
+        # action_escalate first asks the board for an incident covering the merchant.
+        for module in (handoff, incidents, incident_links, incident_reports):
+            monkeypatch.setattr(module, "current_settings", lambda: settings)
         return settings
 
     return configure
