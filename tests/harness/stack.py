@@ -21,7 +21,7 @@ from aiohttp import web
 
 from tests.harness.desk import DeskProcess
 from tests.harness.http import raw, request
-from tests.harness.processes import MODEL, ROOT, free_port, need_model, spawn, stop, wait_for, wait_until
+from tests.harness.processes import MODEL, ROOT, START_SECONDS, free_port, need_model, spawn, stop, wait_for, wait_until
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN
 
 RASA_TOKEN = "e2e-rasa-token"
@@ -84,7 +84,7 @@ class Stack:
         wait_for(f"{self.rasa_url}/", self.rasa, "Rasa")
         # The model loads after the port opens.
         wait_until(lambda: request("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}")[1].get("model_file"),
-                   120, "the model to load")
+                   START_SECONDS, "the model to load")
 
     def start_actions(self) -> None:
         """Start the action server again (same port, outbox and log)."""
