@@ -56,8 +56,10 @@ def test_a_server_start_is_told_apart_from_a_command_line_run(args, server):
 class Item:
     """What the marking hook reads and writes of a collected test."""
 
-    def __init__(self, *fixtures: str) -> None:
+    def __init__(self, *fixtures: str, **params: str) -> None:
         self.fixturenames, self.markers = list(fixtures), []
+        if params:
+            self.callspec = type("CallSpec", (), {"params": params})()
 
     def add_marker(self, marker) -> None:
         self.markers.append(marker.name)
@@ -65,8 +67,10 @@ class Item:
 
 def test_tests_on_a_process_fixture_are_marked_and_the_others_are_not():
     on_stack, on_model, unit = Item("stack", "tmp_path"), Item("trained_agent"), Item("dispatcher", "domain")
-    pytest_collection_modifyitems([on_stack, on_model, unit])
-    assert (on_stack.markers, on_model.markers, unit.markers) == (["process"], ["process"], [])
+    on_postgres, on_sqlite = Item("database_url", database_url="postgresql"), Item("database_url", database_url="sqlite")
+    pytest_collection_modifyitems([on_stack, on_model, unit, on_postgres, on_sqlite])
+    assert [item.markers for item in (on_stack, on_model, unit, on_postgres, on_sqlite)] == [
+        ["process"], ["process"], [], ["process"], []]
 
 
 def test_no_test_module_imports_another_test_module():

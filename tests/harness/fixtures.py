@@ -35,9 +35,12 @@ RASA_SERVER_COMMANDS = {"run", "shell", "interactive"}
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
-    """Mark the tests that use a process fixture."""
+    """Mark the tests that use a process fixture, or a fixture parametrized on "postgresql"
+    (which asks for the ``postgres`` fixture by name, out of pytest's sight)."""
     for item in items:
-        if PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
+        callspec = getattr(item, "callspec", None)
+        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        if on_postgres or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
 
 
@@ -97,7 +100,7 @@ def postgres() -> Iterator[PostgresServer]:
 _databases = itertools.count()
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.process)])
+@pytest.fixture(params=["sqlite", "postgresql"])
 def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh desk database: a SQLite file, then a database on the test PostgreSQL."""
     if request.param == "sqlite":
