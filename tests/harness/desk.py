@@ -1,12 +1,11 @@
 """The real support desk (the Procfile's ``desk`` line) on a loopback port."""
 from __future__ import annotations
 
-import json
 import os
-import urllib.request
 from pathlib import Path
 from typing import Any, Optional
 
+from tests.harness.http import http
 from tests.harness.processes import free_port, spawn, stop, wait_until, wait_for
 
 DESK_TOKEN = "desk-test-token"
@@ -65,13 +64,7 @@ class DeskProcess:
 
     def call(self, method: str, path: str, body: Any = None) -> Any:
         """The desk's API with its token; the parsed JSON answer."""
-        request = urllib.request.Request(
-            self.url + path, method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={**self.auth, "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())
+        return http(method, self.url + path, body, self.auth)
 
     def stop(self) -> None:
         """SIGTERM by PID and wait."""
