@@ -32,14 +32,16 @@ PROCESS_FIXTURES = {"stack", "trained_agent", "postgres", "redis_url", "redis_po
 SERVER_BINARIES = {"postgres", "redis-server", "chromium", "supervisord"}
 SERVER_MODULES = {"actions.server", "support_desk", "supervisor.supervisord"}
 RASA_SERVER_COMMANDS = {"run", "shell", "interactive"}
+# Parameter values that stand for a server the test then starts.
+SERVER_PARAMS = {"postgresql", "redis"}
 
 
 def pytest_collection_modifyitems(items: List[pytest.Item]) -> None:
-    """Mark the tests that use a process fixture, or a fixture parametrized on "postgresql"
-    (which asks for the ``postgres`` fixture by name, out of pytest's sight)."""
+    """Mark the tests that use a process fixture, or a fixture parametrized on "postgresql" or
+    "redis" (which starts or asks for its server out of pytest's sight)."""
     for item in items:
         callspec = getattr(item, "callspec", None)
-        on_postgres = callspec is not None and "postgresql" in callspec.params.values()
+        on_postgres = callspec is not None and bool(SERVER_PARAMS & {str(v) for v in callspec.params.values()})
         if on_postgres or PROCESS_FIXTURES & set(getattr(item, "fixturenames", ())):
             item.add_marker(pytest.mark.process)
 
