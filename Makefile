@@ -23,13 +23,14 @@ export RASA_TELEMETRY_ENABLED := false
 TRAIN_INPUTS := config.yml $(wildcard domain/*.yml) $(wildcard data/*/*.yml) \
                 $(wildcard data/jieba/*) $(wildcard nlu_components/*.py) $(wildcard policies/*.py)
 
-.PHONY: help install system-packages train run status shell actions test test-unit test-stories test-nlu validate lint clean test-slow bench
+.PHONY: help install system-packages train run status shell actions test test-unit test-fast test-stories test-nlu validate lint clean test-slow bench
 
 help:
 	@echo "make run    - install, train if stale, start Rasa + action server + support desk, print the URLs"
 	@echo "make shell  - chat with the assistant in this terminal"
 	@echo "make train  - train the model (models/pos1000.tar.gz)"
 	@echo "make test   - install, train, then every check (validate, lint, pytest, stories, held-out NLU)"
+	@echo "make test-fast - the unit tests only (no model, no server processes), under a minute"
 	@echo "make bench  - our stack vs the stock Rasa starter bot under load; results/bench/"
 
 $(VENV)/.installed: pyproject.toml
@@ -97,6 +98,11 @@ test: system-packages validate lint test-unit test-stories test-nlu
 
 test-unit: $(MODEL) web/node_modules/.installed
 	$(BIN)/pytest -q
+
+# The unit tests: nothing that starts a server process or needs the trained model (those
+# carry the `process` marker, tests/harness/fixtures.py), so no training first.
+test-fast: $(VENV)/.installed web/node_modules/.installed
+	$(BIN)/pytest -q -m "not slow and not process"
 
 test-stories: $(MODEL)
 	$(BIN)/python -m rasa_server test core --model $(MODEL) --stories tests/stories \

@@ -61,6 +61,12 @@ def send_report(tracker: Tracker, kind: str) -> None:
 
 
 async def reports_in_flight(timeout: Optional[float] = None) -> None:
-    """Wait for the reports still being sent (tests, and a clean shutdown)."""
-    if _in_flight:
-        await asyncio.wait(set(_in_flight), timeout=timeout)
+    """Wait for the reports this event loop is still sending (tests, and a clean shutdown).
+
+    A task of a loop that has ended (an earlier test's) can never finish: it is dropped."""
+    loop = asyncio.get_running_loop()
+    for task in [task for task in _in_flight if task.get_loop() is not loop and task.get_loop().is_closed()]:
+        _in_flight.discard(task)
+    mine = {task for task in _in_flight if task.get_loop() is loop}
+    if mine:
+        await asyncio.wait(mine, timeout=timeout)

@@ -4,7 +4,6 @@ stock Rasa starter bot, each started on loopback ports in the run's folder.
 from __future__ import annotations
 
 import secrets
-import sys
 import time
 import urllib.request
 from urllib.parse import quote
@@ -15,6 +14,7 @@ from typing import Dict, List, Optional
 import yaml
 
 from bench.servers import ROOT, Service, free_port, nginx
+from scripts.launch import command
 
 # TensorFlow sizes its thread pools to the machine; on two cores with a server process per
 # core, one thread each avoids oversubscription.
@@ -78,9 +78,9 @@ class RasaStack:
         self.desk_token = desk_token
         self.project = project
         self.name = name
-        # Ours runs through rasa_server (Rasa's CLI with the runtime fixes); the baseline
-        # runs stock `rasa`.
-        self.launcher = launcher or [sys.executable, "-m", "rasa_server"]
+        # Ours runs the Procfile's lines (scripts/launch.py: Rasa's CLI with the runtime
+        # fixes, production's flags); the baseline runs stock `rasa` with the same flags.
+        self.launcher = launcher
         self.endpoints_file = endpoints_file
         self.credentials_file = credentials_file
         self.extra_env = extra_env or {}
@@ -108,6 +108,17 @@ class RasaStack:
         path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
         return path
 
+    def _rasa_args(self, endpoints: Path, port: int) -> List[str]:
+        """Ours: the Procfile's ``rasa`` line with this run's model, files, token and port."""
+        values = {"model": str(self.model), "endpoints": str(endpoints), "auth_token": self.token, "port": str(port)}
+        if self.launcher is None:
+            return command("rasa", credentials=str(self.project / self.credentials_file), **values)
+        args = [*self.launcher, "run", "--model", values["model"], "--endpoints", values["endpoints"], "--enable-api",
+                f"--auth-token={self.token}", "--interface", "127.0.0.1", "--port", values["port"]]
+        if (self.project / self.credentials_file).exists():
+            args += ["--credentials", str(self.project / self.credentials_file)]
+        return args
+
     def start(self) -> "RasaStack":
         """Start everything, then wait for the first answer (that time is the cold start)."""
         started = time.perf_counter()
@@ -117,17 +128,12 @@ class RasaStack:
             if action_port:
                 env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
                        "OUTBOX_FILE": str(self.run_dir / f"outbox-{number}.sqlite")}
-                actions = Service(f"actions{number}", [sys.executable, "-m", "actions.server",
-                                                       "--actions", "actions", "--port", str(action_port)],
+                actions = Service(f"actions{number}", command("actions", port=str(action_port)),
                                   self.run_dir, env=env, cwd=self.project).start()
                 self.services.append(actions)
             port = free_port()
             rasa_ports.append(port)
-            args = [*self.launcher, "run", "--model", str(self.model), "--endpoints",
-                    str(self._endpoints(action_port)), "--enable-api", f"--auth-token={self.token}",
-                    "--interface", "127.0.0.1", "--port", str(port)]
-            if (self.project / self.credentials_file).exists():
-                args += ["--credentials", str(self.project / self.credentials_file)]
+            args = self._rasa_args(self._endpoints(action_port), port)
             # endpoints.yml's event broker: the desk's address, or nothing pushed.
             env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
                    **self.extra_env}
@@ -171,7 +177,7 @@ def desk_service(run_dir: Path, database_url: str, token: str, port: Optional[in
     env = {"DESK_PORT": str(port), "DESK_API_TOKEN": token, "DESK_DATABASE_URL": database_url,
            "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": rasa_url,
            "RASA_AUTH_TOKEN": rasa_token, "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
-    service = Service("desk", [sys.executable, "-m", "support_desk"], run_dir, env=env).start()
+    service = Service("desk", command("desk"), run_dir, env=env).start()
     url = f"http://127.0.0.1:{port}"
     service.wait_http(url + "/health")
     return service, url

@@ -1,4 +1,6 @@
-"""Shared fixtures: the domain, a tracker factory and a dispatcher (rasa-demo style)."""
+"""Unit-test fixtures: the domain, a tracker factory and a dispatcher (rasa-demo style).
+
+The fixtures that start processes, and the ``process`` marker, are in tests/harness/fixtures.py."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -11,7 +13,7 @@ from rasa_sdk.executor import CollectingDispatcher
 ROOT = Path(__file__).resolve().parent.parent
 
 # In CI (CI=true) a skipped test fails the run (tests/ci_no_skips.py).
-pytest_plugins = ["tests.ci_no_skips"]
+pytest_plugins = ["tests.ci_no_skips", "tests.harness.fixtures"]
 
 
 @pytest.fixture(scope="session")
@@ -20,27 +22,6 @@ def domain() -> Dict[str, Any]:
     from rasa.shared.core.domain import Domain
 
     return Domain.load(str(ROOT / "domain")).as_dict()
-
-
-@pytest.fixture(scope="session")
-def trained_agent():
-    """Rasa's agent on the trained model (``make train``), loaded once (~1 GB)."""
-    from rasa.core.agent import Agent
-
-    from tests.trained_model import MODEL
-
-    return Agent.load(str(MODEL))
-
-
-@pytest.fixture
-async def rasa():
-    """Rasa's HTTP API double on 127.0.0.1 (tests/desk_support.py); ``rasa.url``."""
-    from tests.desk_support import RasaDouble
-
-    double = RasaDouble()
-    double.url = await double.start()
-    yield double
-    await double.server.close()
 
 
 @pytest.fixture
@@ -82,11 +63,6 @@ def make_tracker():
     return build
 
 
-def responses(dispatcher: CollectingDispatcher) -> List[str]:
-    """Names of the responses a dispatcher collected, in order."""
-    return [message["response"] for message in dispatcher.messages]
-
-
 # Property-based tests (hypothesis): the same examples on every run, bounded, no
 # example database in the working tree. HYPOTHESIS_PROFILE=explore searches wider.
 from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
@@ -100,12 +76,3 @@ hypothesis_settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))
-
-
-@pytest.fixture(scope="module")
-def postgres():
-    """A throwaway PostgreSQL on 127.0.0.1 for the store tests (tests/pg_server.py)."""
-    from tests.pg_server import PostgresServer
-    server = PostgresServer().start()
-    yield server
-    server.stop()

@@ -17,17 +17,13 @@ from actions import agent_rating
 from actions.agent_rating import ActionRecordAgentRating, agent_rating_asked
 from actions.feedback import ActionRecordRating
 from actions.settings import load_settings
-from tests.conftest import responses
-from tests.desk_support import AUTH, TOKEN
+from tests.harness.actions import BOT_QUESTION, responses
+from tests.harness.desk_app import AUTH, TOKEN
 
 AGENT_QUESTION = {
     "event": "bot", "text": "请为这次人工服务打分",
     "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
                          for n in range(5, 0, -1)]},
-}
-BOT_QUESTION = {
-    "event": "bot", "text": "请为这次排查打分",
-    "data": {"buttons": [{"title": "⭐" * 5, "payload": '/rate{"rating": "5"}'}]},
 }
 
 

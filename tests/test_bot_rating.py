@@ -13,9 +13,9 @@ from actions.feedback import ActionRecordRating
 from actions.settings import load_settings
 from support_desk.api import STORE
 from support_desk.app import create_app
-from tests.conftest import responses
-from tests.desk_support import TOKEN, desk_settings
-from tests.test_agent_rating import BOT_QUESTION
+from tests.harness.actions import responses
+from tests.harness.desk_app import TOKEN, desk_settings
+from tests.harness.actions import BOT_QUESTION
 
 
 @pytest.fixture

@@ -16,8 +16,10 @@ from playwright.async_api import async_playwright
 from support_desk.accounts import create_agent
 from support_desk.api import STORE
 from support_desk.app import create_app
-from tests.desk_support import AUTH, RasaDouble, desk_settings
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.harness.desk_app import AUTH, RasaDouble, desk_settings
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 NOTE = '商户很急，<b>先别</b>提换机'
 

@@ -9,11 +9,14 @@ import struct
 import zlib
 from pathlib import Path
 
+import pytest
 import aiohttp
 from playwright.async_api import async_playwright
 
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS, SHOTS
-from tests.test_live_bus import TOKEN, Desk
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.harness.desk import DESK_TOKEN as TOKEN, DeskProcess
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 SENDER = "wkKF01:wmBROWSER"
@@ -36,7 +39,7 @@ def report(report_id: str, at: float, **fields) -> dict:
 async def test_held_words_and_pictures_on_the_case_page(tmp_path):
     assert Path(CHROMIUM).exists(), "chromium missing: apt-get install chromium (.ci/run does)"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    desk = Desk(f"sqlite:///{tmp_path / 'desk.db'}")
+    desk = DeskProcess(tmp_path)
     password = desk.password
     try:
         async with async_playwright() as playwright, aiohttp.ClientSession(headers=AUTH) as api:

@@ -5,46 +5,22 @@ payload shown as text. Screenshots go to artifacts/screenshots/.
 """
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp.test_utils import TestServer
+import aiohttp
 from playwright.async_api import async_playwright
 
-from support_desk.accounts import create_agent
-from support_desk.api import STORE
-from support_desk.app import create_app
-from tests.desk_support import AUTH, RasaDouble, desk_settings
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, PAYLOAD, SHOTS
+from tests.harness.desk_app import AUTH
 
-ROOT = Path(__file__).resolve().parent.parent
-SHOTS = ROOT / "artifacts" / "screenshots"
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# Flags for a sandboxed machine without network: no background connections.
-CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-PAYLOAD = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 
-@pytest.fixture
-async def desk(tmp_path):
-    rasa = RasaDouble()
-    rasa_url = await rasa.start()
-    app = create_app(desk_settings(f"sqlite:///{tmp_path / 'desk.db'}", rasa_url))
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    server.password = await create_agent(app[STORE], "li", role="operator")  # posts incidents too
-    server.rasa = rasa
-    yield server
-    await server.close()
-    await rasa.server.close()
-
-
-async def test_agent_handles_a_case_in_the_browser(desk):
+async def test_agent_handles_a_case_in_the_browser(console_desk):
     assert Path(CHROMIUM).exists(), "chromium missing: apt-get install chromium (.ci/run does)"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    base = str(desk.make_url("")).rstrip("/")
+    base = str(console_desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
         async with http.post(f"{base}/api/escalations", headers=AUTH, json={
             "sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "priority": "high", "channel": "socketio",
@@ -67,7 +43,7 @@ async def test_agent_handles_a_case_in_the_browser(desk):
         await page.goto(f"{base}/console")
         assert page.url.endswith("/console/login")
         await page.fill("input[name=username]", "li")
-        await page.fill("input[name=password]", desk.password)
+        await page.fill("input[name=password]", console_desk.password)
         await page.screenshot(path=str(SHOTS / "console-login.png"))
         await page.click("button[type=submit]")
 
@@ -105,6 +81,6 @@ async def test_agent_handles_a_case_in_the_browser(desk):
         await browser.close()
 
     assert dialogs == []
-    bot_texts = [e["text"] for e in desk.rasa.events["shop-17"] if e["event"] == "bot"]
+    bot_texts = [e["text"] for e in console_desk.rasa.events["shop-17"] if e["event"] == "bot"]
     assert bot_texts[:2] == ["人工客服 li 已加入对话。", "您好，我是客服小李，正在为您查后台。"]
     assert case["ticket"] == "PX-ABC234"

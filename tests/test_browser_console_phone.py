@@ -8,11 +8,14 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import pytest
 import aiohttp
 from playwright.async_api import async_playwright
 
-from tests.desk_support import AUTH
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS, SHOTS, desk  # noqa: F401 (fixture)
+from tests.harness.desk_app import AUTH
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 FITS = "document.documentElement.scrollWidth <= window.innerWidth"
 
@@ -21,10 +24,10 @@ def shanghai(iso: str) -> str:
     return datetime.fromisoformat(iso).astimezone(ZoneInfo("Asia/Shanghai")).strftime("%Y-%m-%d %H:%M")
 
 
-async def test_console_on_a_phone(desk):  # noqa: F811
+async def test_console_on_a_phone(console_desk):
     assert Path(CHROMIUM).exists(), "chromium missing: apt-get install chromium (.ci/run does)"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    base = str(desk.make_url("")).rstrip("/")
+    base = str(console_desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
         cases = []
         for ticket, contact in (("PX-AAA222", "13900001111"), ("PX-BBB333", "13900002222"),
@@ -46,7 +49,7 @@ async def test_console_on_a_phone(desk):  # noqa: F811
             page = await context.new_page()
             await page.goto(f"{base}/console/login")
             await page.fill("input[name=username]", "li")
-            await page.fill("input[name=password]", desk.password)
+            await page.fill("input[name=password]", console_desk.password)
             await page.click("button[type=submit]")
             await page.wait_for_selector("#queue")
             assert await page.evaluate(FITS)

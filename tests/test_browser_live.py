@@ -8,12 +8,15 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import pytest
 import aiohttp
 from playwright.async_api import async_playwright
 
 from rasa_server.desk_events import DeskEventBroker
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS, PAYLOAD, SHOTS
-from tests.test_live_bus import TOKEN, Desk
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, PAYLOAD, SHOTS
+from tests.harness.desk import DESK_TOKEN as TOKEN, DeskProcess
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
@@ -25,8 +28,7 @@ def merchant(text: str) -> dict:
 async def test_the_console_follows_changes_without_a_reload(tmp_path):
     assert Path(CHROMIUM).exists(), "chromium missing: apt-get install chromium (.ci/run does)"
     SHOTS.mkdir(parents=True, exist_ok=True)
-    database = f"sqlite:///{tmp_path / 'desk.db'}"
-    desk = Desk(database)
+    desk = DeskProcess(tmp_path)
     password = desk.password
     broker = DeskEventBroker(desk.url, TOKEN, retry_first_seconds=0.2, retry_max_seconds=1.0)
     try:
@@ -70,7 +72,7 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
             desk.stop()
             await page.wait_for_selector("#live-offline", state="visible", timeout=10000)
             broker.publish(merchant("断线时写的"))
-            desk = Desk(database, port=desk.port)
+            desk.start()  # the same port and database
             await page.wait_for_function(
                 "document.getElementById('transcript').innerText.includes('断线时写的')", timeout=30000)
             await page.wait_for_selector("#live-offline", state="hidden", timeout=10000)

@@ -1,7 +1,7 @@
 """``POST /api/channel/reports`` and ``/api/channel/attachments`` as the contract says
 (notes/channel_reports_contract.md in the lead's notes; the channel side posts them), the
 pictures on the case page, ``POST /api/outcomes/rating``: the desk app under aiohttp's
-test client, Rasa's HTTP API as the double of tests/desk_support.py."""
+test client, Rasa's HTTP API as the double of tests/harness/desk_app.py."""
 from __future__ import annotations
 
 import json
@@ -16,8 +16,7 @@ from support_desk.api import RELAY, SETTINGS, STORE
 from support_desk.channel_api import REPORTS_MAX_BYTES
 from support_desk.channel_reports import prune_reports
 from support_desk.schema import channel_reports
-from tests.desk_support import AUTH, TOKEN, console_client
-from tests.test_desk_console import csrf_of, login
+from tests.harness.desk_app import AUTH, TOKEN, console_client, csrf_of, login
 
 SENDER = "wkKF01:wmMERCHANT"
 PNG = b"\x89PNG\r\n\x1a\n" + bytes(range(64))

@@ -1,5 +1,5 @@
 """Voice, pictures and other media on WeChat, and Telegram / Slack behind the masking door,
-against real processes on 127.0.0.1 (tests/test_e2e_handoff.py's Stack: desk, action
+against real processes on 127.0.0.1 (tests/harness/stack.py's Stack: desk, action
 server, Rasa with the trained model) and fake platforms that hold to the platforms' rules
 (tests/chat_platforms.py: tokens, media ids, HTTPS webhooks, bot tokens).
 
@@ -32,9 +32,9 @@ from aiohttp import web
 
 from channels.platform_media import answer_text
 from tests.chat_platforms import OfficialAccount, SlackWebApi, TelegramBotApi, picture, serve_in_thread
-from tests.test_conversations import ROOT
-from tests.test_e2e_handoff import RASA_TOKEN, Stack, http, post_callback, wait_until
-from tests.test_rasa_doors import raw
+from tests.harness.http import http, raw
+from tests.harness.processes import ROOT, wait_until
+from tests.harness.stack import RASA_TOKEN, Stack, post_callback
 from tests.wecom_protocol import DOC_AES_KEY, DOC_TOKEN, callback, media_message, text_message
 
 APP_ID, APP_SECRET = "wxmediaapp", "oa-secret"

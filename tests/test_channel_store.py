@@ -15,7 +15,7 @@ from support_desk.channel_reports import parse_reports, prune_reports, take_repo
 from support_desk.schema import channel_reports
 from support_desk.db import alembic_config, create_engine, migrate, sync_url
 from support_desk.store import Conflict, DeskStore, NotFound
-from tests.test_desk_store import database_url, new_case, store  # noqa: F401 - SQLite and PostgreSQL
+from tests.harness.desk_app import new_case
 
 SENDER = "wkKF01:wmMERCHANT"
 PNG = b"\x89PNG\r\n\x1a\n" + b"\x00" * 32

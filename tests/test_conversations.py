@@ -7,70 +7,15 @@ compared with the domain's variation for the merchant's language.
 """
 from __future__ import annotations
 
-import json
 import os
-import subprocess
-import sys
-import time
-import urllib.request
-from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import pytest
 
-from bench.servers import free_port  # noqa: F401  (other test modules import it from here)
+from tests.harness.desk import DeskProcess
+from tests.harness.processes import free_port, need_model, spawn, stop, wait_for
 
-ROOT = Path(__file__).resolve().parent.parent
-MODEL = ROOT / "models" / "pos1000.tar.gz"
-
-
-
-def wait_for(url: str, process: subprocess.Popen, what: str) -> None:
-    """Poll a health URL until it answers; fail if the process dies or time runs out."""
-    deadline = time.monotonic() + 240  # a loaded 2-core machine loads a model slowly
-    while True:
-        try:
-            urllib.request.urlopen(url, timeout=1)
-            return
-        except OSError as error:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise RuntimeError(f"{what} did not start") from error
-            time.sleep(0.3)
-
-
-class DeskProcess:
-    """The real support desk (`python -m support_desk`) on a free loopback port."""
-
-    token = "conversation-test-token"
-
-    def __init__(self, directory: Path, port: Optional[int] = None) -> None:
-        self.port = port or free_port()
-        env = {**os.environ, "DESK_PORT": str(self.port), "DESK_API_TOKEN": self.token,
-               "DESK_SECRET_KEY": "conversation-test-secret-key-0123456789",
-               "DESK_DATABASE_URL": f"sqlite:///{directory / 'desk.db'}"}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "support_desk"], cwd=ROOT, env=env,
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        wait_for(f"{self.url}/health", self.process, "support desk")
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def call(self, method: str, path: str, body=None):
-        request = urllib.request.Request(
-            self.url + path, method=method,
-            data=json.dumps(body).encode() if body is not None else None,
-            headers={"Authorization": f"Bearer {self.token}", "Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return json.loads(response.read())
-
-    def stop(self) -> None:
-        self.process.terminate()
-        self.process.wait(10)
+pytestmark = pytest.mark.process
 
 
 @pytest.fixture(scope="module")
@@ -92,14 +37,10 @@ def action_server(desk, tmp_path_factory) -> Iterator[str]:
         "UPSTREAM_STATUS_URL": "",
         "OUTBOX_FILE": str(tmp_path_factory.mktemp("outbox") / "outbox.sqlite"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "actions.server", "--actions", "actions", "--port", str(port)],
-        cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
+    process = spawn("actions", env, port=str(port))
     wait_for(f"http://127.0.0.1:{port}/health", process, "action server")
     yield f"http://127.0.0.1:{port}/webhook"
-    process.terminate()
-    process.wait(10)
+    stop(process, 10)
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +48,7 @@ def agent(action_server):
     from rasa.core.agent import Agent
     from rasa.utils.endpoints import EndpointConfig
 
-    assert MODEL.exists(), "no trained model: run `make train` (make test does it first)"
-
-    return Agent.load(str(MODEL), action_endpoint=EndpointConfig(url=action_server))
+    return Agent.load(str(need_model()), action_endpoint=EndpointConfig(url=action_server))
 
 
 @pytest.fixture(scope="module")

@@ -18,8 +18,8 @@ from support_desk.accounts import verify_password
 from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.openapi import openapi_document
-from tests.desk_support import AUTH, TOKEN, desk_settings
-from tests.test_desk_console import csrf_of, login
+from tests.harness.desk_app import AUTH, TOKEN, desk_settings
+from tests.harness.desk_app import csrf_of, login
 
 # Deliberately public: liveness, the API description, the merchants' help page with its
 # widget, the login form, the language switch.

@@ -108,6 +108,7 @@ async def wait_for_redis(state: RedisState, service: Service) -> None:
     raise AssertionError(f"redis did not start:\n{service.tail()}")
 
 
+@pytest.mark.process  # starts redis-server (tests/harness/fixtures.py)
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="scripts/system_packages.sh installs redis-server")
 @pytest.mark.parametrize("service_name, survives", [("channel-state", True), ("redis", False)])
 async def test_a_held_message_and_the_cursor_survive_a_restart_of_the_channel_state_redis(

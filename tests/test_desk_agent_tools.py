@@ -2,7 +2,7 @@
 display names, delivery state, the resolved outcome and the merchant's satisfaction.
 
 Store tests run on SQLite and a real PostgreSQL; API and console tests on SQLite with
-the Rasa HTTP API double (tests/desk_support.py).
+the Rasa HTTP API double (tests/harness/desk_app.py).
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.db import create_engine, migrate
 from support_desk.store import Conflict, DeskStore, NewEscalation, utcnow
-from tests.desk_support import AUTH, desk_settings
+from tests.harness.desk_app import AUTH, desk_settings
 
 _names = itertools.count()
 MARKUP = '<script>alert("x")</script><b>bold</b>'

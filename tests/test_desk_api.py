@@ -8,7 +8,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from support_desk.app import create_app
-from tests.desk_support import AUTH, desk_settings
+from tests.harness.desk_app import AUTH, desk_settings
 
 CASE = {
     "ticket": "PX-ABC234",

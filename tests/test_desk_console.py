@@ -1,41 +1,15 @@
 """The agents' console with aiohttp's test client: login, CSRF, pages, escaping."""
 from __future__ import annotations
 
-import re
 
 import pytest
 
-from tests.desk_support import AUTH, console_client
-
-SCRIPT = '<script>alert("x")</script>'
-
+from tests.harness.desk_app import AUTH, SCRIPT, case, console_client, csrf_of, login
 
 @pytest.fixture
 async def client(tmp_path, rasa):
     async with console_client(tmp_path / "desk.db", rasa.url) as test_client:
         yield test_client
-
-
-def csrf_of(html: str) -> str:
-    return re.search(r'name="csrf" value="([^"]+)"', html).group(1)
-
-
-async def login(client, password=None):
-    form = await (await client.get("/console/login")).text()
-    return await client.post(
-        "/console/login",
-        data={"csrf": csrf_of(form), "username": "li", "password": password or client.password},
-        allow_redirects=False,
-    )
-
-
-async def case(client, **changes):
-    body = {"sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh",
-            "summary": SCRIPT, "contact": "13812345678",
-            "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
-            "transcript": [{"role": "user", "text": f"卡号4111111111111111 {SCRIPT}"}], **changes}
-    response = await client.post("/api/escalations", json=body, headers=AUTH)
-    return await response.json()
 
 
 @pytest.mark.parametrize("path", ["/console", "/console/cases/1", "/console/incidents", "/console/stats"])

@@ -11,8 +11,8 @@ import json
 
 import pytest
 
-from tests.desk_support import AUTH, console_client
-from tests.test_desk_console import case, csrf_of, login
+from tests.harness.desk_app import AUTH, console_client
+from tests.harness.desk_app import case, csrf_of, login
 
 SQL = "'; DROP TABLE escalations; --"
 MARKUP = '<script>alert("x")</script><img src=x onerror=alert(1)>'

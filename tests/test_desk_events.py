@@ -161,7 +161,7 @@ async def test_without_a_desk_url_nothing_is_kept():
 def test_both_endpoint_files_name_the_broker_with_the_desks_address_from_the_environment(path):
     import yaml
 
-    from tests.test_conversations import ROOT
+    from tests.harness.processes import ROOT
 
     broker = yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))["event_broker"]
     assert broker == {"type": "rasa_server.desk_events.DeskEventBroker",

@@ -6,7 +6,6 @@ from datetime import datetime, timedelta, timezone
 
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, NewEscalation
-from tests.test_desk_store import database_url, store  # noqa: F401 - the same fixtures (SQLite and PostgreSQL)
 
 NOW = datetime(2026, 12, 4, 2, 0, tzinfo=timezone.utc)
 

@@ -10,7 +10,6 @@ from support_desk.channel_reports import Report as ChannelReport, take_reports
 from support_desk.incident_input import IncidentText, parse_scope
 from support_desk.incidents import IncidentBoard, Merchant, Report
 from support_desk.store import Conflict, NotFound
-from tests.test_desk_store import database_url, store  # noqa: F401 - the fixtures, on both databases
 
 OVER = {"zh": "已恢复", "en": "It is back"}
 

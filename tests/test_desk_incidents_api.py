@@ -11,7 +11,7 @@ from aiohttp import web
 from support_desk import incident_input
 from support_desk.api import SETTINGS
 from support_desk.incident_api import NOTICES
-from tests.desk_support import AUTH, RasaDouble, console_client
+from tests.harness.desk_app import AUTH, RasaDouble, console_client
 
 INCIDENT = {"message": {"zh": "网关故障，正在抢修", "en": "Gateway down, being fixed"}}
 

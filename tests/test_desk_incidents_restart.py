@@ -7,14 +7,17 @@ import asyncio
 from typing import Dict, List
 
 import aiohttp
+import pytest
 from aiohttp import web
 
-from tests.desk_support import RasaDouble
-from tests.test_conversations import DeskProcess
+from tests.harness.desk import DeskProcess
+from tests.harness.desk_app import RasaDouble
 
 MERCHANTS = 20
 ANSWERED = 2
 CONCURRENCY = 8  # support_desk/settings.yml incidents.send_concurrency
+
+pytestmark = pytest.mark.process  # starts the desk (tests/harness/fixtures.py)
 
 
 class StallingRasa(RasaDouble):

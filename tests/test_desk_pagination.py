@@ -15,7 +15,6 @@ from support_desk.pagination import Cursor, PageKey, decode_cursor, encode_curso
 from support_desk.schema import escalations, outcomes
 from support_desk.store import DeskStore, NewEscalation, _search_condition
 from support_desk.validation import Invalid
-from tests.test_desk_store import database_url, store  # noqa: F401 - SQLite and PostgreSQL
 
 _names = itertools.count(start=1000)  # database names apart from test_desk_store's
 

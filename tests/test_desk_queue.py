@@ -8,8 +8,8 @@ import re
 import pytest
 
 from support_desk.history import ordinal
-from tests.desk_support import AUTH, console_client
-from tests.test_desk_console import csrf_of, login
+from tests.harness.desk_app import AUTH, console_client
+from tests.harness.desk_app import csrf_of, login
 
 
 @pytest.fixture

@@ -27,7 +27,10 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from support_desk.openapi import openapi_document
-from tests.test_conversations import DeskProcess, free_port
+from tests.harness.desk import DeskProcess
+from tests.harness.processes import free_port
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 # The pictures of POST /api/channel/attachments are raw bytes, as for octet-stream.
 register("image/jpeg", aliases=("image/png", "image/gif", "image/webp"))(OctetStreamSerializer)

@@ -1,7 +1,6 @@
 """The desk store and its migrations on SQLite and on a real PostgreSQL server."""
 from __future__ import annotations
 
-import itertools
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -13,37 +12,8 @@ from alembic.script import ScriptDirectory
 from support_desk.db import alembic_config, create_engine, migrate, sync_url
 from support_desk.incident_input import IncidentText, parse_scope
 from support_desk.incidents import IncidentBoard
-from support_desk.store import Conflict, DeskStore, NewEscalation, NotFound
-
-_names = itertools.count()
-
-
-@pytest.fixture(params=["sqlite", "postgresql"])
-def database_url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'desk.db'}"
-    return request.getfixturevalue("postgres").create_database(f"desk_{next(_names)}")
-
-
-@pytest.fixture
-async def store(database_url):
-    migrate(database_url)
-    engine = create_engine(database_url)
-    yield DeskStore(engine)
-    await engine.dispose()
-
-
-def new_case(**changes) -> NewEscalation:
-    base = dict(
-        sender_id="shop-17",
-        channel="rest",
-        language="zh",
-        ticket="PX-ABC234",
-        summary="卡号 4111111111111111",
-        diagnostics=[{"step": "network", "outcome": "not_fixed"}],
-        transcript=[{"role": "user", "text": "报1000", "source_ts": 1.0}],
-    )
-    return NewEscalation(**{**base, **changes})
+from support_desk.store import Conflict, DeskStore, NotFound
+from tests.harness.desk_app import new_case
 
 
 async def test_escalation_life_cycle(store):

@@ -21,7 +21,7 @@ from actions.diagnostics import (
     ask_terminal_model,
 )
 from actions.settings import load_settings
-from tests.conftest import responses
+from tests.harness.actions import responses
 
 # What rasa-sdk hands the validator: Rasa sends no domain with the call (endpoints.yml).
 NO_DOMAIN: Dict[str, Any] = {}

@@ -8,7 +8,9 @@ import re
 import sqlite3
 import time
 
-from tests.test_e2e_handoff import http, platform, stack, wait_until, walk_to_handoff  # noqa: F401
+from tests.harness.http import http
+from tests.harness.processes import wait_until
+from tests.harness.stack import walk_to_handoff
 
 
 def stored_messages(stack, ticket: str):  # noqa: F811
@@ -22,7 +24,7 @@ def stored_messages(stack, ticket: str):  # noqa: F811
 
 def test_the_case_learns_by_push_and_reads_in_words(stack):  # noqa: F811
     merchant = "e2e-live-1"
-    escalated = walk_to_handoff(stack, merchant)
+    [escalated] = walk_to_handoff(stack.say, merchant)
     ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
     assert stack.say(merchant, "还要等多久") == []
     # Pushed by the broker: nothing here reads the case through the desk.
@@ -44,7 +46,7 @@ def test_the_case_learns_by_push_and_reads_in_words(stack):  # noqa: F811
 
 def test_a_wecom_session_that_ended_resumes_the_bot_without_a_word(stack):  # noqa: F811
     merchant = "e2e-kf-ended"
-    ticket = re.search(r"PX-[0-9A-Z]{6}", walk_to_handoff(stack, merchant)).group(0)
+    ticket = re.search(r"PX-[0-9A-Z]{6}", walk_to_handoff(stack.say, merchant)[-1]).group(0)
     assert stack.tracker(merchant)["paused"] is True
     auth = {"Authorization": f"Bearer {stack.desk.token}"}
     [case] = http("GET", f"{stack.desk.url}/api/escalations?ticket={ticket}", headers=auth)["escalations"]

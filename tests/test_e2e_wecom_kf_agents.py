@@ -16,9 +16,11 @@ import pytest
 from bench.stack import RasaStack
 from tests.fake_wecom_kf import FakeKf
 from tests.recording_desk import RecordingDesk
-from tests.test_conversations import MODEL, ROOT
-from tests.test_e2e_wecom_kf import KFID, SECRET, Kf, wait_until
+from tests.harness.processes import MODEL, ROOT, wait_until
+from tests.harness.wecom_kf import KFID, SECRET, Kf
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 
 @pytest.fixture(scope="module")

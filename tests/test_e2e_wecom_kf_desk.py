@@ -1,8 +1,8 @@
 """微信客服 and the Official Account end to end with the REAL support desk: the desk process,
-the action server and Rasa started by tests/test_e2e_handoff.py's ``Stack`` (Rasa through
+the action server and Rasa started by tests/harness/stack.py's ``Stack`` (Rasa through
 scripts/launch.py as production starts it, DESK_URL / DESK_API_TOKEN in its environment),
 the channels pointed at fakes that enforce the platforms' rules (tests/fake_wecom_kf.py,
-the Official Account of tests/test_wechat_rules.py).
+the Official Account of tests/fake_official_account.py).
 
 Proves, in desk mode: a merchant asks in Chinese and is answered with send_msg, runs the
 checks by menu taps and is handed off (the case is in the desk with channel wecom_kf and
@@ -31,11 +31,14 @@ import pytest
 from channels.platform_media import answer_text
 from tests.chat_platforms import picture
 from tests.fake_wecom_kf import FakeKf
-from tests.test_conversations import ROOT
-from tests.test_e2e_handoff import RASA_TOKEN, Stack, http
-from tests.test_e2e_wecom_kf import KFID, OA_APPID, SECRET, Kf, finish_checks_to_handoff, wait_until
-from tests.test_wechat_rules import OfficialAccount
+from tests.harness.http import http
+from tests.harness.processes import ROOT, wait_until
+from tests.harness.stack import RASA_TOKEN, Stack
+from tests.harness.wecom_kf import KFID, OA_APPID, SECRET, Kf, finish_checks_to_handoff
+from tests.fake_official_account import OfficialAccount
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, text_message
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 QUOTA_REASON = "5 messages sent since the merchant last wrote"
 
@@ -53,7 +56,7 @@ class Running:
 
     def __init__(self, stack: Stack, platform: FakeKf, account: Optional[OfficialAccount]) -> None:
         self.stack, self.platform, self.account = stack, platform, account
-        # The 微信客服 merchant's side (tests/test_e2e_wecom_kf.py), on this stack's one Rasa.
+        # The 微信客服 merchant's side (tests/harness/wecom_kf.py), on this stack's one Rasa.
         self.kf = Kf(platform, stack.desk, OneRasa([stack.rasa_url], RASA_TOKEN), account)
 
     def api(self, method: str, path: str, body: Any = None) -> Any:

@@ -1,8 +1,9 @@
 """Faults with real processes on 127.0.0.1: each part of the stack goes away and comes back.
 
-The stack is wired as `make run` wires it — `rasa run` (REST channel, HTTP API, SQL
-tracker store on a file), the action server (`python -m actions.server`), the support desk — with the desk on a real
-PostgreSQL (``tests/pg_server.py``) so that its database can be stopped on its own.
+The stack is wired as `make run` wires it (tests/harness/stack.py: the Procfile's
+production commands — REST channel, HTTP API, SQL tracker store on a file — the action
+server, the support desk) with the desk on a PostgreSQL of its own (``tests/pg_server.py``)
+so that its database can be stopped on its own.
 
 * action server killed mid-diagnostics → the merchant is told the check cannot be done
   now and offered a person; Rasa keeps running; action server back → the same step
@@ -23,200 +24,50 @@ project's model is used.
 """
 from __future__ import annotations
 
-import json
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
-from tests.pg_server import PostgresServer, _as_postgres, _binary
-from scripts.launch import command
-from tests.test_conversations import MODEL, ROOT, free_port, wait_for
+from tests.harness.http import request
+from tests.harness.processes import MODEL, ROOT, wait_until
+from tests.harness.stack import Stack, walk_to_handoff
+from tests.pg_server import PostgresServer
 
-RASA_TOKEN = "faults-rasa-token"
-DESK_TOKEN = "faults-desk-token"
 MODEL_FILE = Path(os.environ.get("FAULTS_MODEL") or MODEL)
 
 CANNOT_CHECK = "抱歉，我现在连不上后台检查系统"
 ASK_MODEL = "第2步（共4步）：重启。您的POS机是什么型号"
 
 
-def request(method: str, url: str, body: Any = None, headers: Optional[Dict[str, str]] = None):
-    """(status, parsed JSON body) — HTTP errors are returned, not raised."""
-    req = urllib.request.Request(
-        url, method=method, data=json.dumps(body).encode() if body is not None else None,
-        headers={"Content-Type": "application/json", **(headers or {})},
-    )
-    try:
-        with urllib.request.urlopen(req, timeout=30) as response:
-            return response.status, json.loads(response.read() or b"null")
-    except urllib.error.HTTPError as refused:
-        return refused.code, json.loads(refused.read() or b"null")
-
-
-def eventually(condition: Callable[[], Any], seconds: float = 60, what: str = "condition") -> Any:
-    """Poll until ``condition()`` is truthy; fail after ``seconds`` (never a timing assert)."""
-    deadline = time.monotonic() + seconds
-    while True:
-        result = condition()
-        if result:
-            return result
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.5)
-
-
-class RestartablePostgres(PostgresServer):
-    """The test PostgreSQL, stoppable and startable again on the same data and port."""
-
-    def halt(self) -> None:
-        # pg_ctl's fast shutdown ends the desk's open sessions and returns once the server is
-        # gone. A SIGTERM to runuser (smart shutdown, waiting for the desk's pooled
-        # connections) could leave the old server holding the data directory while the
-        # restart began: seen once in CI as "timed out waiting for PostgreSQL".
-        subprocess.run(_as_postgres([_binary("pg_ctl"), "-D", str(self.directory / "data"),
-                                     "-m", "fast", "-w", "-t", "60", "stop"]),
-                       check=True, stdout=subprocess.DEVNULL)
-        self.process.wait(30)
-
-    def resume(self) -> None:
-        log = (self.directory / "restart.log").open("ab")
-        self.process = subprocess.Popen(
-            _as_postgres([_binary("postgres"), "-D", str(self.directory / "data"), "-h", "127.0.0.1",
-                          "-p", str(self.port), "-k", str(self.directory), "-F"]),
-            stdout=log, stderr=log,
-        )
-        log.close()
-        eventually(lambda: subprocess.run(
-            [_binary("pg_isready"), "-h", "127.0.0.1", "-p", str(self.port)],
-            stdout=subprocess.DEVNULL).returncode == 0, 60, "PostgreSQL")
-
-
-class FaultStack:
-    """Desk (on PostgreSQL), action server and Rasa; each can be stopped and started again."""
-
-    def __init__(self, directory: Path, database_url: str) -> None:
-        assert MODEL_FILE.exists(), "no trained model: run `make train` (make test does it first)"
-        self.directory = directory
-        self.rasa_port, self.actions_port, self.desk_port = free_port(), free_port(), free_port()
-        self.desk_url = f"http://127.0.0.1:{self.desk_port}"
-        self.auth = {"Authorization": f"Bearer {DESK_TOKEN}"}
-        self.env = {
-            **os.environ,
-            "DESK_URL": self.desk_url,
-            "DESK_API_TOKEN": DESK_TOKEN,
-            "INCIDENT_BOARD_URL": f"{self.desk_url}/api/incidents",
-            "UPSTREAM_STATUS_URL": "",
-            "OUTBOX_FILE": str(directory / "outbox.sqlite"),
-            "OUTBOX_RETRY_SECONDS": "1",
-            "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
-            "TRACKER_STORE_URL": f"sqlite:///{directory / 'tracker.db'}",
-            "DESK_PORT": str(self.desk_port),
-            "DESK_SECRET_KEY": "faults-test-secret-key-0123456789abcdef",
-            "DESK_DATABASE_URL": database_url,
-            "RASA_URL": self.rasa_url,
-            "RASA_PUBLIC_URL": self.rasa_url,
-            "RASA_AUTH_TOKEN": RASA_TOKEN,
-        }
-        self.desk = self._spawn(command("desk"), "desk.log")
-        wait_for(f"{self.desk_url}/health", self.desk, "support desk")
-        self.actions = self.start_actions()
-        self.rasa = self.start_rasa()
-
-    def _spawn(self, args: List[str], log: str) -> subprocess.Popen:
-        return subprocess.Popen(args, cwd=ROOT, env=self.env, stderr=subprocess.STDOUT,
-                                stdout=(self.directory / log).open("ab"))
-
-    @property
-    def rasa_url(self) -> str:
-        return f"http://127.0.0.1:{self.rasa_port}"
-
-    def start_actions(self) -> subprocess.Popen:
-        process = self._spawn(command("actions", port=str(self.actions_port)), "actions.log")
-        wait_for(f"http://127.0.0.1:{self.actions_port}/health", process, "action server")
-        return process
-
-    def kill_actions(self) -> None:
-        """SIGKILL by PID: no goodbye, like a crash or an OOM kill."""
-        os.kill(self.actions.pid, signal.SIGKILL)
-        self.actions.wait(30)
-        with pytest.raises(OSError):
-            urllib.request.urlopen(f"http://127.0.0.1:{self.actions_port}/health", timeout=2)
-
-    def start_rasa(self) -> subprocess.Popen:
-        process = self._spawn(
-            command("rasa", model=str(MODEL_FILE), auth_token=RASA_TOKEN, port=str(self.rasa_port)),
-            "rasa.log")
-        wait_for(f"{self.rasa_url}/", process, "Rasa")
-        eventually(lambda: request("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}")[1].get("model_file"),
-                   120, "the model to load")
-        return process
-
-    def stop_rasa(self) -> None:
-        self.rasa.terminate()
-        self.rasa.wait(60)
-
-    def say(self, sender: str, text: str) -> List[Dict[str, Any]]:
-        status, answers = request("POST", f"{self.rasa_url}/webhooks/rest/webhook",
-                                  {"sender": sender, "message": text})
-        assert status == 200, (status, answers)
-        return answers or []
-
-    def texts(self, sender: str, text: str) -> List[str]:
-        return [answer.get("text", "") for answer in self.say(sender, text)]
-
-    def tracker(self, sender: str) -> Dict[str, Any]:
-        return request("GET", f"{self.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}")[1]
-
-    def desk_api(self, method: str, path: str, body: Any = None):
-        return request(method, self.desk_url + path, body, self.auth)
-
-    def stop(self) -> None:
-        for process in (self.rasa, self.actions, self.desk):
-            if process.poll() is None:
-                process.terminate()
-                process.wait(30)
-
-
 @pytest.fixture(scope="module")
-def postgres() -> Iterator[RestartablePostgres]:
-    server = RestartablePostgres().start()
+def postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL of the module's own: a test stops and starts it."""
+    server = PostgresServer().start()
     yield server
     server.stop()
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory, postgres) -> Iterator[FaultStack]:
-    running = FaultStack(tmp_path_factory.mktemp("faults"), postgres.create_database("faults_desk"))
+def stack(tmp_path_factory, postgres) -> Iterator[Stack]:
+    running = Stack(tmp_path_factory.mktemp("faults"), database_url=postgres.create_database("faults_desk"),
+                    model=MODEL_FILE)
     yield running
     running.stop()
 
 
-def to_model_question(stack: FaultStack, sender: str) -> None:
+def to_model_question(stack: Stack, sender: str) -> None:
     """Start the checks and answer the network step: the bot asks for the terminal model."""
-    stack.say(sender, "/start_diagnostics")
-    [question] = stack.texts(sender, "/inform_not_fixed")
+    stack.answers(sender, "/start_diagnostics")
+    [question] = stack.say(sender, "/inform_not_fixed")
     assert question.startswith(ASK_MODEL), question
 
 
-def walk_to_handoff(stack: FaultStack, sender: str) -> str:
-    """The whole checks without a fix, then the handoff details; the last bot text."""
-    stack.say(sender, "/start_diagnostics")
-    for answer in ("/inform_not_fixed", '/inform{"terminal_model": "pax_a920"}',
-                   "/inform_not_fixed", "/inform_not_fixed", "3.2.1",
-                   "商户号898310048160123", "13812345678"):
-        stack.say(sender, answer)
-    return stack.texts(sender, "从早上开始刷卡都报1000")[-1]
-
-
-def at_step(stack: FaultStack, sender: str, slot: str) -> bool:
+def at_step(stack: Stack, sender: str, slot: str) -> bool:
     tracker = stack.tracker(sender)
     return (tracker["active_loop"].get("name") == "diagnostics_form"
             and tracker["slots"]["requested_slot"] == slot)
@@ -227,7 +78,7 @@ def test_action_server_killed_mid_diagnostics_then_back(stack):
     to_model_question(stack, merchant)
 
     stack.kill_actions()
-    [answer] = stack.say(merchant, '/inform{"terminal_model": "pax_a920"}')
+    [answer] = stack.answers(merchant, '/inform{"terminal_model": "pax_a920"}')
     assert answer["text"].startswith(CANNOT_CHECK)
     assert answer["buttons"] == [{"title": "转人工", "payload": "/request_human"}]
     assert stack.rasa.poll() is None  # no crash
@@ -238,41 +89,41 @@ def test_action_server_killed_mid_diagnostics_then_back(stack):
     assert [e["name"] for e in events[last_user:] if e["event"] == "action"] == [
         "diagnostics_form", "utter_cannot_check_now", "action_listen"]
     # Writing again while it is still down gets the same honest answer, not silence.
-    assert stack.texts(merchant, '/inform{"terminal_model": "pax_a920"}')[0].startswith(CANNOT_CHECK)
+    assert stack.say(merchant, '/inform{"terminal_model": "pax_a920"}')[0].startswith(CANNOT_CHECK)
 
-    stack.actions = stack.start_actions()
-    [restart] = stack.texts(merchant, '/inform{"terminal_model": "pax_a920"}')
+    stack.start_actions()
+    [restart] = stack.say(merchant, '/inform{"terminal_model": "pax_a920"}')
     assert "(PAX A920)" in restart and "长按右侧电源键3秒" in restart, restart
     assert at_step(stack, merchant, "restart_ok")
 
 
 def test_action_server_down_in_english(stack):
     merchant = "faults-shop-actions-en"
-    assert stack.say(merchant, "walk me through the checks")
+    assert stack.answers(merchant, "walk me through the checks")
     stack.kill_actions()
     try:
-        [answer] = stack.say(merchant, "still 1000")
+        [answer] = stack.answers(merchant, "still 1000")
         assert answer["text"].startswith("Sorry, I can't reach our checking system right now")
         assert answer["buttons"] == [{"title": "Talk to a person", "payload": "/request_human"}]
     finally:
-        stack.actions = stack.start_actions()
-    [question] = stack.texts(merchant, "still 1000")
+        stack.start_actions()
+    [question] = stack.say(merchant, "still 1000")
     assert question.startswith("Step 2 of 4: restart. Which terminal model"), question
 
 
-def case_of(stack: FaultStack, ticket: str) -> Dict[str, Any]:
+def case_of(stack: Stack, ticket: str) -> Dict[str, Any]:
     [case] = stack.desk_api("GET", f"/api/escalations?ticket={ticket}")[1]["escalations"]
     return stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]
 
 
-def escalate(stack: FaultStack, sender: str) -> Dict[str, Any]:
-    escalated = walk_to_handoff(stack, sender)
+def escalate(stack: Stack, sender: str) -> Dict[str, Any]:
+    escalated = walk_to_handoff(stack.say, sender)[-1]
     ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
     assert stack.tracker(sender)["paused"] is True
     return case_of(stack, ticket)
 
 
-def bot_texts(stack: FaultStack, sender: str) -> List[str]:
+def bot_texts(stack: Stack, sender: str) -> List[str]:
     return [e.get("text") for e in stack.tracker(sender)["events"] if e["event"] == "bot"]
 
 
@@ -282,15 +133,15 @@ def test_rasa_restart_keeps_every_conversation_where_it_was(stack):
     case = escalate(stack, paused)
 
     stack.stop_rasa()
-    stack.rasa = stack.start_rasa()
+    stack.start_rasa()
 
     # Mid-checks: the next answer is taken by the same step.
-    [restart] = stack.texts(checking, '/inform{"terminal_model": "pax_a920"}')
+    [restart] = stack.say(checking, '/inform{"terminal_model": "pax_a920"}')
     assert "(PAX A920)" in restart and "长按右侧电源键3秒" in restart, restart
     # Paused: the bot stays quiet, the message is kept for the agent, the agent's reply
     # arrives, and resolving gives the merchant back to the bot.
     assert stack.tracker(paused)["paused"] is True
-    assert stack.say(paused, "重启之后还在吗") == []
+    assert stack.answers(paused, "重启之后还在吗") == []
     transcript = stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"]
     assert [m["text"] for m in transcript if m["kind"] == "merchant"] == ["重启之后还在吗"]
     status, reply = stack.desk_api("POST", f"/api/escalations/{case['id']}/reply",
@@ -299,15 +150,15 @@ def test_rasa_restart_keeps_every_conversation_where_it_was(stack):
     assert bot_texts(stack, paused)[-1] == "您好，我是客服小李。"
     status, resolved = stack.desk_api("POST", f"/api/escalations/{case['id']}/resolve", {"note": "ok"})
     assert resolved["bot_resumed"] is True and stack.tracker(paused)["paused"] is False
-    assert stack.texts(paused, "1000是什么意思")[0].startswith("错误码1000一般表示")
+    assert stack.say(paused, "1000是什么意思")[0].startswith("错误码1000一般表示")
 
 
-async def console_case_page(stack: FaultStack, case_id: int) -> str:
+async def console_case_page(stack: Stack, case_id: int) -> str:
     """The case page as an agent sees it (a fresh account, a real login with CSRF)."""
     import aiohttp
 
     created = subprocess.run([sys.executable, "-m", "support_desk.accounts", "create", "faults-agent"],
-                             cwd=ROOT, env=stack.env, capture_output=True, text=True, check=True)
+                             cwd=ROOT, env=stack.desk.env, capture_output=True, text=True, check=True)
     password = created.stdout.strip().split()[-1]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         form = await (await session.get(f"{stack.desk_url}/console/login")).text()
@@ -333,9 +184,9 @@ async def test_agent_reply_while_rasa_is_down_is_kept_and_delivered_once(stack):
         page = await console_case_page(stack, case["id"])
         assert "您好，Rasa不在时写的回复。" in page and "未送达，自动重试中" in page
     finally:
-        stack.rasa = stack.start_rasa()
+        stack.start_rasa()
     # The desk's retry loop (every 10 s) delivers it; once, in order.
-    eventually(lambda: "您好，Rasa不在时写的回复。" in bot_texts(stack, merchant), 60, "the kept reply")
+    wait_until(lambda: "您好，Rasa不在时写的回复。" in bot_texts(stack, merchant), 60, "the kept reply")
     [kept] = [m for m in stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"]
               if m["role"] == "agent"]
     assert kept["delivered"] is True
@@ -358,19 +209,19 @@ def test_desk_database_down_503_and_nothing_accepted_is_lost(stack, postgres):
         assert request("GET", f"{stack.desk_url}/health")[0] == 200  # the desk itself is up
         # A merchant escalates meanwhile: the ticket is given, the case waits in the outbox.
         merchant = "faults-shop-db-down"
-        escalated = walk_to_handoff(stack, merchant)
+        escalated = walk_to_handoff(stack.say, merchant)[-1]
         assert "工单已保存" in escalated
         ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
     finally:
         postgres.resume()
 
-    eventually(lambda: stack.desk_api("GET", f"/api/escalations?ticket={ticket}")[1].get("escalations"),
+    wait_until(lambda: stack.desk_api("GET", f"/api/escalations?ticket={ticket}")[1].get("escalations"),
                60, "the queued escalation")
     # Confirmed cases leave the outbox: later retry rounds cannot add a second one.
     import sqlite3
 
     with sqlite3.connect(stack.directory / "outbox.sqlite") as outbox:
-        eventually(lambda: outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0, 30, "empty outbox")
+        wait_until(lambda: outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0, 30, "empty outbox")
     found = stack.desk_api("GET", f"/api/escalations?sender_id={merchant}")[1]["escalations"]
     assert [c["ticket"] for c in found] == [ticket]
     # Everything accepted before the outage is still there, unchanged.

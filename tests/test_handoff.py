@@ -19,8 +19,8 @@ from actions.handoff import (
 from actions.outbox import Outbox
 from actions.settings import load_settings
 from support_desk.app import create_app
-from tests.conftest import responses
-from tests.desk_support import TOKEN, desk_settings
+from tests.harness.actions import responses
+from tests.harness.desk_app import TOKEN, desk_settings
 
 HANDOFF_SLOTS = ["merchant_ref", "contact", "problem_summary"]
 EVENTS = [

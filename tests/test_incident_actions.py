@@ -16,7 +16,7 @@ from actions.incident_links import ActionSubscribeIncident
 from actions.incident_reports import reports_in_flight
 from actions.incidents import ActionCheckIncident, ValidateRegionForm
 from actions.settings import load_settings
-from tests.conftest import responses
+from tests.harness.actions import responses
 from tests.incident_desk import TOKEN, IncidentDesk, incident
 
 SHENZHEN_NUMBER = "898440312345678"

@@ -7,8 +7,8 @@ import time
 
 from support_desk.api import STORE
 from support_desk.live_stream import HEARTBEAT
-from tests.desk_support import AUTH, console_client
-from tests.test_desk_console import login
+from tests.harness.desk_app import AUTH, console_client
+from tests.harness.desk_app import login
 
 
 async def next_block(response) -> str:

@@ -7,15 +7,12 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import os
 import re
-import struct
 from datetime import datetime
 from pathlib import Path
 from typing import List
 
 import pytest
-from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from hypothesis import assume, given, settings, strategies as st
 from rasa.core.channels.channel import CollectingOutputChannel, UserMessage
 
@@ -31,7 +28,7 @@ from channels.platform_state import LocalState
 from channels.wecom import CallbackCrypto, CallbackError, WeComInput, parse_callback
 from common.privacy import luhn_valid, mask_card_numbers
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
-from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, sign, text_message
+from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, encrypt_bytes, sign, text_message
 
 NOW = 1764036000
 SEPARATORS = ["", " ", "-", "\u3000", "\uff0d"]  # none, space, dash, full-width space and dash
@@ -170,16 +167,6 @@ def test_parse_time_gives_an_aware_time_none_or_invalid(value):
 
 CRYPTO = CallbackCrypto(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID)
 REJECTIONS = {400, 403, 413}
-
-
-def encrypt_bytes(message: bytes, receive_id: bytes = DOC_CORP_ID.encode()) -> str:
-    """The published scheme over raw bytes (the helper in wecom_protocol takes text)."""
-    key = base64.b64decode(DOC_AES_KEY + "=")
-    plain = os.urandom(16) + struct.pack(">I", len(message)) + message + receive_id
-    pad = 32 - len(plain) % 32
-    plain += bytes([pad]) * pad
-    encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
-    return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
 
 
 def signed(encrypted: str, timestamp: str = str(NOW), nonce: str = "7788"):

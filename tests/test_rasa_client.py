@@ -7,7 +7,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from support_desk.api import RELAY
 from support_desk.app import create_app
 from support_desk.rasa_client import RasaClient
-from tests.desk_support import AUTH, desk_settings
+from tests.harness.desk_app import AUTH, desk_settings
 
 
 async def test_calls_share_one_connection_and_close_cleanly(rasa):

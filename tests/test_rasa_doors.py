@@ -1,6 +1,6 @@
-"""Bad input and credentials at the doors of a real Rasa server (one Stack for the module).
+"""Bad input and credentials at the doors of a real Rasa server (the shared Stack).
 
-Real processes on 127.0.0.1 (tests/test_e2e_handoff.py's Stack: desk, action server,
+Real processes on 127.0.0.1 (tests/harness/stack.py's Stack: desk, action server,
 Rasa with the trained model, the WeCom / WeChat channels against a local platform API):
 
 * REST channel and socket.io: empty, whitespace, 100 kB, invalid UTF-8, control
@@ -32,25 +32,13 @@ import socketio
 
 from channels.masked import EMPTY_ANSWER, MAX_MESSAGE_CHARS, TOO_LONG_ANSWER
 from channels.widget_text import widget_parts
-from tests.test_e2e_handoff import RASA_TOKEN, Stack, http, platform, stack  # noqa: F401 - fixtures
-from tests.test_properties import encrypt_bytes
-from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, sign, text_message
+from tests.harness.http import raw
+from tests.harness.stack import RASA_TOKEN, Stack
+from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, encrypt_bytes, sign, text_message
 
 CARD = "6222 0202 0000 0000 006"  # Luhn-valid 19 digits, written in groups
 CARD_DIGITS = CARD.replace(" ", "")
 CARD_MASKED = "622202******0006"
-
-
-def raw(method: str, url: str, data: Optional[bytes] = None,
-        headers: Optional[Dict[str, str]] = None) -> Tuple[int, bytes]:
-    """Status and body, whatever the status."""
-    request = urllib.request.Request(url, method=method, data=data,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
-    try:
-        with urllib.request.urlopen(request, timeout=60) as response:
-            return response.status, response.read()
-    except urllib.error.HTTPError as error:
-        return error.code, error.read()
 
 
 def user_texts(stack: Stack, sender: str) -> List[str]:

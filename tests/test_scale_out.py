@@ -21,10 +21,11 @@ from bench.servers import redis_server
 from bench.stack import RasaStack
 from support_desk.rasa_client import RasaClient
 from tests.pg_server import PostgresServer
-from tests.test_conversations import MODEL
+from tests.harness.processes import MODEL
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("nginx"),
-                                reason="scripts/system_packages.sh installs redis-server and nginx")
+pytestmark = [pytest.mark.process,
+              pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("nginx"),
+                                 reason="scripts/system_packages.sh installs redis-server and nginx")]
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,7 @@ from rasa_sdk.events import SlotSet
 
 from actions.fallback import ActionClarify
 from actions.feedback import ActionRecordRating, parse_rating
-from tests.conftest import responses
+from tests.harness.actions import responses
 
 RANKING = [
     {"name": "nlu_fallback", "confidence": 0.5},

@@ -19,7 +19,9 @@ from typing import Dict, Iterator, List
 import pytest
 
 from bench.servers import free_port
-from tests.test_conversations import ROOT
+from tests.harness.processes import ROOT
+
+pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
 NAMES = ("desk", "actions", "rasa")
 

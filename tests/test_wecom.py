@@ -394,7 +394,7 @@ async def test_the_answers_language_is_the_conversations_in_rasas_tracker_store(
     from rasa.shared.core.domain import Domain
     from rasa.shared.core.events import SlotSet
 
-    from tests.conftest import ROOT
+    from tests.harness.processes import ROOT
 
     store = InMemoryTrackerStore(Domain.load(str(ROOT / "domain")))
     tracker = await store.get_or_create_tracker("en-merchant")

@@ -17,9 +17,10 @@ from typing import Any, AsyncIterator, List
 
 import pytest
 
-from tests.test_browser_console import CHROMIUM, CHROMIUM_ARGS
-from tests.test_conversations import ROOT
-from tests.test_e2e_handoff import RASA_TOKEN, Stack, http, platform, stack  # noqa: F401 (fixtures)
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS
+from tests.harness.processes import ROOT
+from tests.harness.http import http
+from tests.harness.stack import RASA_TOKEN, Stack
 
 PHONE = {"width": 375, "height": 812}
 SCREENSHOT = ROOT / "docs" / "screenshots" / "widget-phone.png"

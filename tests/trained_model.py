@@ -5,7 +5,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, List
 
-MODEL = Path(__file__).resolve().parent.parent / "models" / "pos1000.tar.gz"
 HELDOUT = Path(__file__).resolve().parent / "nlu_heldout"
 
 

@@ -27,15 +27,20 @@ def sign(token: str, *parts: str) -> str:
     return hashlib.sha1("".join(sorted([token, *parts])).encode()).hexdigest()
 
 
-def encrypt(encoding_aes_key: str, message: str, receive_id: str) -> str:
-    """random(16) + length(4, big-endian) + message + receive id, PKCS#7 to 32, AES-256-CBC."""
+def encrypt_bytes(message: bytes, receive_id: bytes = DOC_CORP_ID.encode(), encoding_aes_key: str = DOC_AES_KEY) -> str:
+    """random(16) + length(4, big-endian) + message + receive id, PKCS#7 to 32, AES-256-CBC
+    (over raw bytes: a test may send what is not UTF-8)."""
     key = base64.b64decode(encoding_aes_key + "=")
-    body = message.encode()
-    plain = os.urandom(16) + struct.pack(">I", len(body)) + body + receive_id.encode()
+    plain = os.urandom(16) + struct.pack(">I", len(message)) + message + receive_id
     pad = 32 - len(plain) % 32
     plain += bytes([pad]) * pad
     encryptor = Cipher(algorithms.AES(key), modes.CBC(key[:16])).encryptor()
     return base64.b64encode(encryptor.update(plain) + encryptor.finalize()).decode()
+
+
+def encrypt(encoding_aes_key: str, message: str, receive_id: str) -> str:
+    """The published scheme over a text message."""
+    return encrypt_bytes(message.encode(), receive_id.encode(), encoding_aes_key)
 
 
 def text_message(user: str, content: str, msg_id: str, to: str = DOC_CORP_ID) -> str:

@@ -39,8 +39,8 @@ from typing import Any, Dict, List
 import aiohttp
 import pytest
 
-from tests.test_conversations import ROOT
-from tests.test_faults import RASA_TOKEN, FaultStack
+from tests.harness.processes import ROOT
+from tests.harness.stack import RASA_TOKEN, Stack
 
 pytestmark = pytest.mark.slow
 
@@ -88,7 +88,7 @@ class Tally:
 
 
 class Merchant:
-    def __init__(self, stack: FaultStack, session: aiohttp.ClientSession, tally: Tally, number: int) -> None:
+    def __init__(self, stack: Stack, session: aiohttp.ClientSession, tally: Tally, number: int) -> None:
         self.stack, self.session, self.tally = stack, session, tally
         self.number = number
         self.random = random.Random(number)
@@ -120,7 +120,7 @@ class Merchant:
         return texts
 
     async def desk(self, method: str, path: str, body: Any = None) -> Any:
-        return await self.call(method, self.stack.desk_url + path, body, self.stack.auth)
+        return await self.call(method, self.stack.desk_url + path, body, self.stack.desk.auth)
 
     async def questions(self, sender: str) -> None:
         for text in self.random.sample(QUESTIONS, 3):
@@ -169,13 +169,13 @@ class Merchant:
             await getattr(self, kind)(sender)
 
 
-async def sample_memory(stack: FaultStack, started: float, samples: List[Dict[str, float]], stop: asyncio.Event) -> None:
+async def sample_memory(stack: Stack, started: float, samples: List[Dict[str, float]], stop: asyncio.Event) -> None:
     while not stop.is_set():
         samples.append({
             "t": round(time.monotonic() - started, 1),
             "rasa": rss_mb(stack.rasa.pid),
             "actions": rss_mb(stack.actions.pid),
-            "desk": rss_mb(stack.desk.pid),
+            "desk": rss_mb(stack.desk.process.pid),
         })
         try:
             await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
@@ -186,7 +186,7 @@ async def sample_memory(stack: FaultStack, started: float, samples: List[Dict[st
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     directory = tmp_path_factory.mktemp("soak")
-    running = FaultStack(directory, f"sqlite:///{directory / 'desk.db'}")
+    running = Stack(directory)
     yield running
     running.stop()
 
@@ -272,6 +272,6 @@ async def test_fifty_merchants_for_two_minutes(stack):
     assert tally.conversations["handoff"] > 0 and tally.messages >= MERCHANTS * 5
     # Every ticket given is exactly one desk case, and there is no other case.
     assert sorted(c["ticket"] for c in cases) == sorted(tally.tickets)
-    assert all(stack_process.poll() is None for stack_process in (stack.rasa, stack.actions, stack.desk))
+    assert all(stack_process.poll() is None for stack_process in (stack.rasa, stack.actions, stack.desk.process))
     for process, figures in summary.items():
         assert figures["growth"] <= GROWTH_BOUND, (process, figures)

@@ -1,6 +1,9 @@
-"""Helpers for desk tests: settings on a temporary database, a Rasa HTTP API double."""
+"""The desk app in-process for its tests: settings on a temporary database, aiohttp's test
+client with an agent account, the console's login and CSRF, a case to work on, a Rasa HTTP
+API double, and a new escalation for the store."""
 from __future__ import annotations
 
+import re
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from pathlib import Path
@@ -13,9 +16,11 @@ from support_desk.accounts import create_agent
 from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.config import DeskSettings, load_settings
+from support_desk.store import NewEscalation
 
 TOKEN = "test-desk-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
+SCRIPT = '<script>alert("x")</script>'
 
 
 def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> DeskSettings:
@@ -77,3 +82,44 @@ class RasaDouble:
         if self.down:
             return web.json_response({"message": "restarting"}, status=503)
         return web.json_response({"events": self.events.get(request.match_info["id"], [])})
+
+
+def csrf_of(html: str) -> str:
+    """The CSRF token of the console page's form."""
+    found = re.search(r'name="csrf" value="([^"]+)"', html)
+    assert found, "no CSRF token on the page"
+    return found.group(1)
+
+
+async def login(client: TestClient, password: str = "") -> Any:
+    """Log agent ``li`` in through the console's form (the client's own password unless given)."""
+    form = await (await client.get("/console/login")).text()
+    return await client.post(
+        "/console/login",
+        data={"csrf": csrf_of(form), "username": "li", "password": password or client.password},
+        allow_redirects=False,
+    )
+
+
+async def case(client: TestClient, **changes: Any) -> Dict[str, Any]:
+    """A new escalation through the API, with a card number and a script in its texts."""
+    body = {"sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh",
+            "summary": SCRIPT, "contact": "13812345678",
+            "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
+            "transcript": [{"role": "user", "text": f"卡号4111111111111111 {SCRIPT}"}], **changes}
+    response = await client.post("/api/escalations", json=body, headers=AUTH)
+    return await response.json()
+
+
+def new_case(**changes: Any) -> NewEscalation:
+    """An escalation for the store, with a card number in its summary."""
+    base: Dict[str, Any] = dict(
+        sender_id="shop-17",
+        channel="rest",
+        language="zh",
+        ticket="PX-ABC234",
+        summary="卡号 4111111111111111",
+        diagnostics=[{"step": "network", "outcome": "not_fixed"}],
+        transcript=[{"role": "user", "text": "报1000", "source_ts": 1.0}],
+    )
+    return NewEscalation(**{**base, **changes})
