@@ -105,10 +105,6 @@ def parse_scope(raw: Any, legacy_region: Optional[str] = None) -> Dict[str, List
 def region_code(value: str) -> str:
     """A region code of the region table, from a code or a zh / en name (``深圳`` → 4403)."""
     table = regions()
-    if not table:
-        # No region table in this checkout yet (the bot side's data/knowledge/regions.yml,
-        # issue 17): the value is kept as given. To be removed once the table is merged.
-        return value
     if value in table:
         return value
     wanted = _name_key(value)
@@ -142,8 +138,6 @@ def _gateway(value: str) -> str:
 @lru_cache(maxsize=1)
 def regions() -> Dict[str, Dict[str, Any]]:
     """``{code: {"zh", "en", "parent"?}}`` of the region table."""
-    if not REGIONS_FILE.exists():
-        return {}
     return dict(yaml.safe_load(REGIONS_FILE.read_text(encoding="utf-8")).get("regions") or {})
 
 
