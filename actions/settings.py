@@ -47,9 +47,15 @@ def load_settings(
         value = Path(given)
         return value if value.is_absolute() else PROJECT_ROOT / value
 
+    desk_url = (pick("desk_url") or "").rstrip("/") or None
+    # Unset: the board of the desk the escalations go to (one address to configure in a
+    # deployment); INCIDENT_BOARD_URL="" turns the board off.
+    board = environ.get("INCIDENT_BOARD_URL", raw.get("incident_board_url"))
+    if board is None and desk_url:
+        board = f"{desk_url}/api/incidents"
     return Settings(
-        desk_url=(pick("desk_url") or "").rstrip("/") or None,
-        incident_board_url=pick("incident_board_url"),
+        desk_url=desk_url,
+        incident_board_url=board or None,
         upstream_status_url=pick("upstream_status_url"),
         status_timeout_seconds=float(pick("status_timeout_seconds") or 2.0),
         knowledge_file=project_path("knowledge_file"),

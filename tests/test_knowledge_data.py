@@ -146,3 +146,18 @@ def test_validation_sees_the_responses_actions_send(tmp_path):
     )
     assert responses_named_in_code([code]) == {"utter_a", "utter_faq/b", "utter_c"}
     assert RESPONSE_IN_CODE.search("utterance utter_x") is None
+
+
+def test_the_incident_board_is_the_desks_unless_given(tmp_path):
+    # A deployment sets DESK_URL only (deploy/docker-compose.yml): the server-status step
+    # must ask that desk's board, not 127.0.0.1 inside the action server's container.
+    settings_file = tmp_path / "settings.yml"
+    settings_file.write_text(
+        "desk_url: http://127.0.0.1:8080\nincident_board_url: null\noutbox_file: var/outbox.sqlite\n"
+        "knowledge_file: data/knowledge/terminals.yml\nlabels_file: data/knowledge/labels.yml\n"
+    )
+    assert load_settings(settings_file, environ={"DESK_URL": "http://desk:8080/"}).incident_board_url \
+        == "http://desk:8080/api/incidents"
+    assert load_settings(settings_file, environ={"INCIDENT_BOARD_URL": "http://board/x"}).incident_board_url \
+        == "http://board/x"
+    assert load_settings(settings_file, environ={"INCIDENT_BOARD_URL": ""}).incident_board_url is None
