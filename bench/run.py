@@ -17,7 +17,10 @@
 6. Desk scale: a year of cases (200 000) seeded into PostgreSQL, the desk as the Procfile
    starts it; p95 of the queue, case, stats pages and the list API, the desk's RSS
    (bench/desk_scale.py; alone: `python -m bench --desk-scale`; results/bench/desk_scale.json).
-7. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
+7. Outage surge: with an incident posted, 500 merchants within 5 minutes over socket.io and
+   REST, then the incident closed; before it, 40 reports from one city with none posted
+   (bench/surge.py; alone: `python -m bench --surge`; results/bench/surge.json).
+8. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
    ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
 """
 from __future__ import annotations
@@ -41,6 +44,7 @@ import yaml
 from bench import report
 from bench.desk_scale import desk_scale_part, print_part as print_desk_scale
 from bench.handoff import handoff_part
+from bench.surge import checks as surge_checks, surge_part
 from bench.load import LevelOutcome, load_conversations, run_level
 from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
 from bench.stack import TF_ENV, RasaStack, desk_service
@@ -429,6 +433,29 @@ def desk_scale_step(run_dir: Path, settings: Dict[str, Any], out: Path) -> int:
     return 0 if all(check["met"] for check in result["targets"]) else 1
 
 
+def surge_step(run_dir: Path, settings: Dict[str, Any], out: Path, model: Path) -> int:
+    """The outage surge: its figures, targets and surge.json (0 when every target is met)."""
+    part = settings["surge"]
+    print(f"outage surge: {part['merchants']} merchants within {part['spread_s']} s during an incident; "
+          f"{part['proposal_merchants']} within {part['proposal_spread_s']} s without one:")
+    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    result = surge_part(run_dir, settings, model)
+    result["checks"] = surge_checks(result, part)
+    result["load_average"] = {"start": load_at_start, "end": [round(value, 2) for value in os.getloadavg()]}
+    for key, value in result["surge"].items():
+        if key not in ("error_examples", "rss_mib"):
+            print(f"  {key}: {value}")
+    print(f"proposal: {result['proposal']}")
+    print(f"RSS (MiB) at the start and the end: {result['surge']['rss_mib']}")
+    for check in result["checks"]:
+        print(f"  {'met' if check['met'] else 'NOT met'}: {check['target']} ({check['value']})")
+    for example in result["surge"]["error_examples"]:
+        print(f"  error: {example}")
+    report.write_json(result, out / "surge.json")
+    print(f"written: {out / 'surge.json'} (load average {load_at_start} → {result['load_average']['end']})")
+    return 0 if all(check["met"] for check in result["checks"]) else 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
@@ -437,6 +464,9 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-scale-out", action="store_true")
     parser.add_argument("--skip-handoff", action="store_true")
     parser.add_argument("--skip-desk-scale", action="store_true")
+    parser.add_argument("--skip-surge", action="store_true")
+    parser.add_argument("--surge", action="store_true",
+                        help="only the outage surge (bench/surge.py; results/bench/surge.json)")
     parser.add_argument("--desk-scale", action="store_true",
                         help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
@@ -451,6 +481,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
         settings["handoff"]["merchants"] = max(settings["handoff"]["merchants"] // 10, 2)
         settings["desk_scale"]["cases"] = max(settings["desk_scale"]["cases"] // 10, 1000)
+        settings["surge"].update(merchants=max(settings["surge"]["merchants"] // 10, 10),
+                                 spread_s=max(settings["surge"]["spread_s"] // 10, 10))
     if args.compare:
         from bench.compare import run as compare_with  # it builds on this module
 
@@ -461,6 +493,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_dir.mkdir(parents=True)
     if args.desk_scale:
         return desk_scale_step(run_dir, settings, args.out)
+    if args.surge:
+        return surge_step(run_dir, settings, args.out, args.model or train_ours(run_dir, None)[0])
     result: Dict[str, Any] = {
         "title": f"make bench — {os.cpu_count()} cores, {platform.python_version()}",
         "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
@@ -489,6 +523,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         result["scale_out"] = scale_out(run_dir, settings, model)
     if not args.skip_desk_scale:
         desk_scale_step(run_dir, settings, args.out)
+    if not args.skip_surge:
+        surge_step(run_dir, settings, args.out, model)
     # Other work on the machine skews every figure; the run records how busy it was.
     result["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     result.update(compare(result, settings))

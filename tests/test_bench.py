@@ -231,3 +231,25 @@ def test_handoff_figures_and_their_targets():
     assert checks["handoff p95 ≤ 1000 ms, merchant → agent's case page"] is True
     assert checks["handoff p95 ≤ 1000 ms, agent reply → merchant's widget"] is False
     assert checks["handoff: every message arrived"] is False
+
+
+def _surge_result(**changes):
+    surge = {"merchants": 10, "errors": 0, "told_first": 10, "incident_cases": 1, "cases_at_the_desk": 1,
+             "own_tickets": 0, "told_over": 10, "seconds_until_all_told": 3.0, "notices_planned_closing_again": 0}
+    proposal = {"raised": True, "seconds_after_crossing": 5.0}
+    for key, value in changes.items():
+        (proposal if key in proposal else surge)[key] = value
+    return {"surge": surge, "proposal": proposal}
+
+
+def test_the_surge_targets_fail_on_what_the_outage_issue_forbids():
+    from bench.surge import checks
+
+    part = {"target_all_told_s": 60, "target_proposal_s": 60}
+    assert all(check["met"] for check in checks(_surge_result(), part))
+    for change in ({"errors": 1}, {"told_first": 9}, {"cases_at_the_desk": 2}, {"own_tickets": 1},
+                   {"told_over": 9}, {"seconds_until_all_told": 61.0}, {"seconds_until_all_told": None},
+                   {"notices_planned_closing_again": 3}, {"raised": False, "seconds_after_crossing": None},
+                   {"seconds_after_crossing": 75.0}):
+        missed = [check["target"] for check in checks(_surge_result(**change), part) if not check["met"]]
+        assert len(missed) == 1, (change, missed)
