@@ -183,6 +183,8 @@ Effect = Optional[Tuple[int, str, bool]]
 
 
 async def _delivery(conn, report: Report) -> Effect:  # noqa: ANN001
+    if report.desk_message_id is None:  # the bot's own message: taken() leaves these out
+        return None
     row = (await conn.execute(
         sa.select(messages.c.escalation_id, messages.c.channel_at)
         .join(escalations, escalations.c.id == messages.c.escalation_id)

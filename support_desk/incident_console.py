@@ -14,7 +14,7 @@ from common.privacy import mask_phone
 from support_desk.api import SETTINGS, STORE
 from support_desk.console import _id, agent_only, flash, form_zone, page, texts, word
 from support_desk.incident_api import BOARD, close
-from support_desk.incident_input import CHANNELS, IncidentText, parse_scope, plain_text, terminal_models
+from support_desk.incident_input import CHANNELS, IncidentText, parse_scope, plain_text, regions, terminal_models
 from support_desk.incidents import audit_trail
 from support_desk.store import utcnow
 from support_desk.validation import Invalid, optional_text, parse_time
@@ -139,5 +139,12 @@ def _split(value: Any) -> List[str]:
 def scope_words(scope: Dict[str, List[str]], lang: str) -> str:
     """A scope in the console's words ("everyone" for an empty one)."""
     t = texts()[lang]
-    parts = [f"{t['scope_' + d]}: {', '.join(v)}" for d, v in scope.items() if v]
+    table = regions()
+
+    def named(dimension: str, value: str) -> str:
+        # A region by its name in the console's language, the code after it ("深圳市 (4403)").
+        name = (table.get(value) or {}).get(lang) if dimension == "regions" else None
+        return f"{name} ({value})" if name else value
+
+    parts = [f"{t['scope_' + d]}: {', '.join(named(d, x) for x in v)}" for d, v in scope.items() if v]
     return "; ".join(parts) or t["everyone"]
