@@ -212,7 +212,15 @@ async def test_fifty_merchants_for_two_minutes(stack):
             kept = [m["text"] for m in case.get("transcript", []) if m.get("kind") == "merchant"]
             if text not in kept:
                 tally.failures.append(f"paused message lost: case {case_id} {text!r}")
-        cases = (await checker.desk("GET", "/api/escalations") or {}).get("escalations", [])
+        # Every case at the desk: the list comes in pages (keyset cursor, at most 200 a page).
+        cases: List[Dict[str, Any]] = []
+        query = "limit=200"
+        for _ in range(100):  # bounded: 20,000 cases
+            page = await checker.desk("GET", f"/api/escalations?{query}") or {}
+            cases += page.get("escalations", [])
+            if not page.get("next_cursor"):
+                break
+            query = f"limit=200&cursor={page['next_cursor']}"
 
         # Every agent reply and closing message reaches the merchant's chat exactly once
         # (the desk retries every 10 s what Rasa did not confirm).
