@@ -40,8 +40,8 @@ from typing import Any, Dict, List, Set
 import aiohttp
 import socketio
 
-from bench.servers import ROOT, free_port
-from bench.stack import RasaStack, desk_service
+from bench.servers import ROOT
+from bench.stack import one_host
 
 # The shortest way to a person (the bot asks for a reference, a contact, a summary).
 TO_A_PERSON = ["转人工", "商户号898310048160123", "13812345678", "从早上开始所有刷卡都报1000"]
@@ -295,15 +295,7 @@ def handoff_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[s
     token = secrets.token_urlsafe(16)
     database = f"sqlite:///{folder / 'desk.db'}"
     password = create_agent(database, folder)
-    desk_port = free_port()
-    with contextlib.ExitStack() as running:
-        stack = RasaStack(folder, model, f"sqlite:///{folder / 'tracker.db'}",
-                          desk_url=f"http://127.0.0.1:{desk_port}", desk_token=token, name="rasa-handoff")
-        running.callback(stack.stop)
-        stack.start()
-        desk, desk_url = desk_service(folder, database, token, port=desk_port,
-                                      rasa_url=stack.url, rasa_token=stack.token)
-        running.callback(desk.stop)
+    with one_host(folder, model, database, token, "rasa-handoff") as (stack, _, desk_url):
         outcome = asyncio.run(drive(stack.url, desk_url, token, password, part["merchants"],
                                     part["rounds"], part["think_s"], settings["timeout_s"]))
     return {"merchants": part["merchants"], "rounds": part["rounds"], "think_s": part["think_s"],

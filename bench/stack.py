@@ -3,13 +3,14 @@ stock Rasa starter bot, each started on loopback ports in the run's folder.
 """
 from __future__ import annotations
 
+import contextlib
 import secrets
 import time
 import urllib.request
 from urllib.parse import quote
 import json
 from pathlib import Path
-from typing import Dict, List, Optional
+from typing import Dict, Iterator, List, Optional, Tuple
 
 import yaml
 
@@ -181,3 +182,20 @@ def desk_service(run_dir: Path, database_url: str, token: str, port: Optional[in
     url = f"http://127.0.0.1:{port}"
     service.wait_http(url + "/health")
     return service, url
+
+
+@contextlib.contextmanager
+def one_host(folder: Path, model: Path, database_url: str, token: str,
+             name: str) -> Iterator[Tuple[RasaStack, Service, str]]:
+    """Rasa with its action server and the desk on one host, each told the other's address
+    (the handoff and surge parts); ``(stack, desk, desk_url)``, everything stopped on exit."""
+    desk_port = free_port()
+    with contextlib.ExitStack() as running:
+        stack = RasaStack(folder, model, f"sqlite:///{folder / 'tracker.db'}",
+                          desk_url=f"http://127.0.0.1:{desk_port}", desk_token=token, name=name)
+        running.callback(stack.stop)
+        stack.start()
+        desk, desk_url = desk_service(folder, database_url, token, port=desk_port,
+                                      rasa_url=stack.url, rasa_token=stack.token)
+        running.callback(desk.stop)
+        yield stack, desk, desk_url

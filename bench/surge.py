@@ -39,8 +39,8 @@ import socketio
 import yaml
 
 from bench.handoff import Merchant, summary
-from bench.servers import ROOT, free_port, rss_kib
-from bench.stack import RasaStack, desk_service
+from bench.servers import ROOT, rss_kib
+from bench.stack import RasaStack, one_host
 
 FIRST = {"zh": "pos机报1000怎么办", "en": "my pos terminal shows error 1000, what do I do"}
 # The offer's "Yes, guide me" button, as the widget sends it.
@@ -296,7 +296,7 @@ async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any
         "subscribed": outcome.subscribed, "own_tickets": outcome.own_tickets,
         "cases_at_the_desk": len(cases),
         "incident_cases": sum(1 for case in cases if str(case.get("ticket", "")).startswith("INC-")),
-        "linked_at_the_desk": after.get("merchants", len(after.get("linked", []) or [])),
+        "linked_at_the_desk": after["merchants"],
         "notices_planned": planned, "notices_planned_closing_again": planned_again,
         "told_over": len(told),
         "seconds_until_all_told": round(told[-1], 1) if told else None,
@@ -314,16 +314,7 @@ def surge_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str
     folder.mkdir(parents=True, exist_ok=True)
     token = secrets.token_urlsafe(16)
     database = f"sqlite:///{folder / 'desk.db'}"
-    desk_port = free_port()
-    with contextlib.ExitStack() as running:
-        stack = RasaStack(folder, model, f"sqlite:///{folder / 'tracker.db'}",
-                          desk_url=f"http://127.0.0.1:{desk_port}", desk_token=token, name="rasa-surge")
-        running.callback(stack.stop)
-        stack.start()
-        desk, desk_url = desk_service(folder, database, token, port=desk_port,
-                                      rasa_url=stack.url, rasa_token=stack.token)
-        running.callback(desk.stop)
-
+    with one_host(folder, model, database, token, "rasa-surge") as (stack, desk, desk_url):
         def rss() -> Dict[str, float]:
             processes = {service.name: service.pid for service in [*stack.services, desk] if service.alive()}
             return {name: round(rss_kib(pid) / 1024, 1) for name, pid in processes.items()}
