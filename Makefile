@@ -60,9 +60,10 @@ $(MODEL): $(VENV)/.installed $(TRAIN_INPUTS)
 
 train: $(MODEL)
 
-# ruff (pyflakes, pycodestyle, bugbear) and mypy, both configured in pyproject.toml.
+# ruff (pyflakes, pycodestyle, bugbear; the format check) and mypy, configured in pyproject.toml.
 lint: $(VENV)/.installed
 	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
 validate: $(VENV)/.installed

@@ -6,6 +6,7 @@ click (or a typed "5分" right after that question, via ``actions/feedback.py``)
 here: the rating goes to the merchant's latest resolved case; the desk keeps one per
 case and answers 409 for a second one.
 """
+
 from __future__ import annotations
 
 import logging
@@ -35,15 +36,11 @@ def agent_rating_asked(tracker: Tracker) -> bool:
             seen_user = True
         elif event.get("event") == "bot" and seen_user:
             buttons = (event.get("data") or {}).get("buttons") or []
-            return any(
-                str(button.get("payload", "")).startswith(PAYLOAD_PREFIX) for button in buttons
-            )
+            return any(str(button.get("payload", "")).startswith(PAYLOAD_PREFIX) for button in buttons)
     return False
 
 
-async def send_agent_rating(
-    dispatcher: CollectingDispatcher, tracker: Tracker, slot_value: Any
-) -> List[EventType]:
+async def send_agent_rating(dispatcher: CollectingDispatcher, tracker: Tracker, slot_value: Any) -> List[EventType]:
     """Rate the merchant's latest resolved case and tell the merchant how it went."""
     rating = parse_rating(slot_value, tracker.latest_message.get("text"))
     if rating is None:
@@ -81,8 +78,6 @@ class ActionRecordAgentRating(Action):
         """Name of the action in the domain."""
         return "action_record_agent_rating"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Validate the rating, rate the latest resolved case, thank the merchant."""
         return await send_agent_rating(dispatcher, tracker, tracker.get_slot("agent_rating"))

@@ -1,4 +1,5 @@
 """Times as merchants read them: in the business time zone of the desk's agents."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

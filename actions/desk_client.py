@@ -1,4 +1,5 @@
 """The support desk's API as the action server uses it (one small class)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -50,17 +51,13 @@ class DeskClient:
         status: Optional[str] = None,
     ) -> List[Dict[str, Any]]:
         """GET /api/escalations filtered by ticket, conversation or status, newest first."""
-        params = {
-            k: v for k, v in (("ticket", ticket), ("sender_id", sender_id), ("status", status)) if v
-        }
+        params = {k: v for k, v in (("ticket", ticket), ("sender_id", sender_id), ("status", status)) if v}
         body = await self._request("GET", "/api/escalations", params=params)
         return body.get("escalations") or []
 
     async def rate_escalation(self, escalation_id: Any, rating: int) -> Dict[str, Any]:
         """POST /api/escalations/{id}/satisfaction: the merchant's 1–5 for the agent."""
-        return await self._request(
-            "POST", f"/api/escalations/{escalation_id}/satisfaction", json={"rating": rating}
-        )
+        return await self._request("POST", f"/api/escalations/{escalation_id}/satisfaction", json={"rating": rating})
 
     async def link_incident(self, incident_id: int, merchant: Dict[str, Any]) -> Dict[str, Any]:
         """POST /api/incidents/{id}/merchants: this merchant joins the incident's case.

@@ -9,6 +9,7 @@ knowledge data: one action-server call per form turn, not a validation call plus
 (``action_ask_server_ok``, see there). ``action_finish_diagnostics`` records the outcome
 and closes the case.
 """
+
 from __future__ import annotations
 
 import logging
@@ -49,10 +50,7 @@ STEP_SLOTS = {
 }
 
 # Star buttons carry no words, so they need no translation.
-RATING_BUTTONS = [
-    {"title": "⭐" * stars, "payload": f'/rate{{"rating": "{stars}"}}'}
-    for stars in range(5, 0, -1)
-]
+RATING_BUTTONS = [{"title": "⭐" * stars, "payload": f'/rate{{"rating": "{stars}"}}'} for stars in range(5, 0, -1)]
 
 
 def fixed_step(tracker: Tracker) -> Optional[str]:
@@ -65,10 +63,7 @@ def fixed_step(tracker: Tracker) -> Optional[str]:
 
 def stopped_by_incident(tracker: Tracker) -> bool:
     """A known outage explains the error and retrying did not help yet."""
-    return (
-        tracker.get_slot("server_status") == "incident"
-        and tracker.get_slot("server_ok") is False
-    )
+    return tracker.get_slot("server_status") == "incident" and tracker.get_slot("server_ok") is False
 
 
 class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
@@ -87,9 +82,7 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
         """Name of the action in the domain."""
         return "validate_diagnostics_form"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Validate the answer, then ask the next question if it is one of ``QUESTIONS``."""
         events = await super().run(dispatcher, tracker, domain)
         # super().run applied the validated slots to ``tracker`` and named the next slot last.
@@ -98,9 +91,7 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
             QUESTIONS[next_slot](dispatcher, tracker)
         return events
 
-    async def next_requested_slot(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> EventType:
+    async def next_requested_slot(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> EventType:
         """Always name the next slot (rasa_sdk leaves it to Rasa when no step is cut)."""
         required = await self.required_slots(self.domain_slots(domain), dispatcher, tracker, domain)
         missing = (slot for slot in required if tracker.slots.get(slot) is None)
@@ -122,10 +113,7 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
                 break
             if slot == "server_ok" and stopped_by_incident(tracker):
                 break
-            if (
-                slot == "software_version"
-                and tracker.get_slot("software_status") == "latest"
-            ):
+            if slot == "software_version" and tracker.get_slot("software_status") == "latest":
                 break
         return required
 
@@ -133,30 +121,22 @@ class ValidateDiagnosticsForm(FormSlotsFromDomainFiles):
         # Only a real yes/no counts; anything else asks the question again.
         return {slot: value if isinstance(value, bool) else None}
 
-    def validate_network_ok(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_network_ok(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """Accept a yes/no answer to the network step."""
         return self._validate_answer("network_ok", value)
 
-    def validate_restart_ok(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_restart_ok(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """Accept a yes/no answer to the restart step."""
         return self._validate_answer("restart_ok", value)
 
-    def validate_server_ok(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_server_ok(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """Accept a yes/no answer to the server-status step; a "still broken" is evidence
         for the desk's proposed incidents."""
         if value is False:
             send_report(tracker, "server_status_failed")
         return self._validate_answer("server_ok", value)
 
-    def validate_software_ok(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_software_ok(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """Accept a yes/no answer to the software step."""
         return self._validate_answer("software_ok", value)
 
@@ -241,9 +221,7 @@ def ask_software_ok(dispatcher: CollectingDispatcher, tracker: Tracker) -> None:
             update_steps=update_steps,
         )
     else:
-        dispatcher.utter_message(
-            response="utter_question_software_ok_unknown", update_steps=update_steps
-        )
+        dispatcher.utter_message(response="utter_question_software_ok_unknown", update_steps=update_steps)
 
 
 # Slot → the question the validator asks for it; a question only sends messages (see
@@ -271,9 +249,7 @@ class ActionAskServerOk(Action):
         """Name of the action in the domain."""
         return "action_ask_server_ok"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Ask the status sources, then ask whether the terminal works now."""
         report = await StatusSource(current_settings()).check()
         incident = relevant_incident(report.incidents, merchant_scope(tracker))
@@ -334,9 +310,7 @@ class ActionFinishDiagnostics(Action):
         """Name of the action in the domain."""
         return "action_finish_diagnostics"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Send the closing messages and set ``diagnostics_outcome`` / ``fixed_step``."""
         step = fixed_step(tracker)
         outcome = "resolved" if step else "known_incident" if stopped_by_incident(tracker) else "unresolved"

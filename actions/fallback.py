@@ -1,4 +1,5 @@
 """What the bot does when it is not sure what the merchant meant."""
+
 from __future__ import annotations
 
 from typing import List, Text
@@ -23,9 +24,7 @@ class ActionClarify(Action):
         """Name of the action in the domain."""
         return "action_clarify"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Send the clarifying question with up to two topic buttons."""
         topics = load_labels(current_settings().labels_file)["topics"]
         ranking = tracker.latest_message.get("intent_ranking") or []
@@ -36,9 +35,6 @@ class ActionClarify(Action):
         language = language_of(tracker)
         dispatcher.utter_message(
             response="utter_clarify",
-            buttons=[
-                {"title": pick_text(topics[intent], language), "payload": f"/{intent}"}
-                for intent in likely
-            ],
+            buttons=[{"title": pick_text(topics[intent], language), "payload": f"/{intent}"} for intent in likely],
         )
         return []

@@ -1,4 +1,5 @@
 """The merchant's 1–5 rating after a fixed terminal (or, typed, for the agent)."""
+
 from __future__ import annotations
 
 import logging
@@ -28,9 +29,7 @@ class ActionRecordRating(Action):
         """Name of the action in the domain."""
         return "action_record_rating"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Validate the rating; an invalid one is asked for again."""
         if agent_rating_asked(tracker):
             # The number was meant for the agent, not for the bot's checks.

@@ -6,6 +6,7 @@ and parse on every form turn, and the slot list is all the validators read of it
 action server ships with the same ``domain/`` files the model was trained on, so the
 validators read that list there once.
 """
+
 from __future__ import annotations
 
 from abc import abstractmethod

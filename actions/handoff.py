@@ -5,6 +5,7 @@ number / SN, a phone number, a one-line description); ``action_escalate`` create
 escalation with the diagnostics results and the transcript through the durable outbox,
 tells the merchant the ticket number and when to expect an answer, and pauses the bot.
 """
+
 from __future__ import annotations
 
 import re
@@ -65,9 +66,7 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
             skip.add("problem_summary")
         return [slot for slot in domain_slots if slot not in skip]
 
-    def validate_merchant_ref(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_merchant_ref(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """Find a merchant number, terminal number or SN in what the merchant typed."""
         if value == UNKNOWN:
             return {"merchant_ref": UNKNOWN}
@@ -82,9 +81,7 @@ class ValidateHandoffForm(FormSlotsFromDomainFiles):
             return {"merchant_ref": None}
         return {"merchant_ref": text[:100], **{k: v for k, v in found.items() if v}}
 
-    def validate_contact(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_contact(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """A phone number (7–15 digits, spaces and dashes allowed) or an e-mail address."""
         text = value.strip() if isinstance(value, str) else ""
         digits = re.sub(r"[\s\-()+]", "", text)
@@ -152,9 +149,7 @@ class ActionEscalate(Action):
         """Name of the action in the domain."""
         return "action_escalate"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Send the escalation to the desk; a desk that is down gets it later.
 
         A merchant covered by an active incident joins its case instead (no escalation,
@@ -207,9 +202,7 @@ class ActionEscalate(Action):
         ]
 
 
-def incident_linked(
-    dispatcher: CollectingDispatcher, tracker: Tracker, linked: Dict[str, Any]
-) -> List[EventType]:
+def incident_linked(dispatcher: CollectingDispatcher, tracker: Tracker, linked: Dict[str, Any]) -> List[EventType]:
     """Tell the merchant they are on the incident's case and will hear when it is over."""
     ticket = linked.get("ticket") or tracker.get_slot("incident_ticket") or ""
     dispatcher.utter_message(response="utter_incident_linked", ticket=ticket)
@@ -227,14 +220,15 @@ class ActionTicketStatus(Action):
         """Name of the action in the domain."""
         return "action_ticket_status"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Look the ticket up and say where it stands."""
         settings = current_settings()
         ticket = next(tracker.get_latest_entity_values("ticket"), None) or tracker.get_slot("ticket")
-        queued = [p for p in shared_outbox(settings.outbox_file).pending() if p["ticket"] == ticket or (
-            not ticket and p["sender_id"] == tracker.sender_id)]
+        queued = [
+            p
+            for p in shared_outbox(settings.outbox_file).pending()
+            if p["ticket"] == ticket or (not ticket and p["sender_id"] == tracker.sender_id)
+        ]
         try:
             found = await DeskClient(settings).find_escalations(
                 ticket=ticket.upper() if ticket else None,

@@ -14,6 +14,7 @@ Two ways in, both ``POST /api/incidents/{id}/merchants`` on the desk:
 A desk that refuses (404: the incident is over) or is away gives the normal path: the
 merchant is offered the checks, or escalated as always. Never silence.
 """
+
 from __future__ import annotations
 
 import logging
@@ -58,9 +59,7 @@ async def link(tracker: Tracker, incident: Incident, wants_person: bool, subscri
     if incident.id is None:  # an upstream status page's outage has no case to join
         return None
     try:
-        return await DeskClient(current_settings()).link_incident(
-            incident.id, link_payload(tracker, wants_person, subscribed)
-        )
+        return await DeskClient(current_settings()).link_incident(incident.id, link_payload(tracker, wants_person, subscribed))
     except (DeskUnavailable, DeskRejected) as error:
         logger.warning("merchant not linked to incident %s: %s", incident.id, error)
         return None
@@ -80,15 +79,13 @@ async def link_for_person(tracker: Tracker) -> Optional[Dict[str, Any]]:
 
 
 class ActionSubscribeIncident(Action):
-    """"Tell me when it is back": the desk messages the merchant when the incident closes."""
+    """ "Tell me when it is back": the desk messages the merchant when the incident closes."""
 
     def name(self) -> Text:
         """Name of the action in the domain."""
         return "action_subscribe_incident"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Subscribe the merchant to the incident covering them, or say why not."""
         incident = await covering_incident(tracker)
         if incident is None:

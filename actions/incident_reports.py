@@ -5,6 +5,7 @@ incident check decided); ``server_status_failed``: the server-status step did no
 terminal. The report goes out in the background with a 1 s timeout: a desk that is slow
 or down never holds up the chat, and a lost report only weakens a proposal.
 """
+
 from __future__ import annotations
 
 import asyncio

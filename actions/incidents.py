@@ -15,6 +15,7 @@ merchant (``actions/merchant.py``; common/incident_scope.py decides). Then, in t
 
 A desk that is down or answers wrongly counts as no incident: the checks go on as always.
 """
+
 from __future__ import annotations
 
 import logging
@@ -70,9 +71,7 @@ def bot_scope(incident: Incident) -> Optional[Dict[str, Any]]:
     return scope
 
 
-def judge(
-    incidents: List[Incident], merchant: Dict[str, Optional[str]]
-) -> Tuple[Optional[Incident], List[Incident]]:
+def judge(incidents: List[Incident], merchant: Dict[str, Optional[str]]) -> Tuple[Optional[Incident], List[Incident]]:
     """The first incident that covers the merchant, and those only a region could decide."""
     undecided: List[Incident] = []
     for incident in incidents:
@@ -128,10 +127,7 @@ def ask_region(dispatcher: CollectingDispatcher, undecided: List[Incident], lang
         for code in (bot_scope(incident) or {}).get("regions") or []:
             if str(code) not in codes:
                 codes.append(str(code))
-    buttons = [
-        {"title": table.name(code, language), "payload": f'/inform{{"region": "{code}"}}'}
-        for code in codes[:MAX_REGION_BUTTONS]
-    ]
+    buttons = [{"title": table.name(code, language), "payload": f'/inform{{"region": "{code}"}}'} for code in codes[:MAX_REGION_BUTTONS]]
     elsewhere = load_labels(current_settings().labels_file)["elsewhere"]
     buttons.append({"title": pick_text(elsewhere, language), "payload": f'/inform{{"region": "{OTHER_REGION}"}}'})
     dispatcher.utter_message(response="utter_question_region", buttons=buttons)
@@ -144,9 +140,7 @@ class ActionCheckIncident(Action):
         """Name of the action in the domain."""
         return "action_check_incident"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Tell the incident, ask for the region, or let the checks start."""
         language = language_of(tracker)
         merchant = merchant_scope(tracker)
@@ -182,9 +176,7 @@ class ValidateRegionForm(FormSlotsFromDomainFiles):
         """Name of the action in the domain."""
         return "validate_region_form"
 
-    def validate_region(
-        self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> Dict[Text, Any]:
+    def validate_region(self, value: Any, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> Dict[Text, Any]:
         """A region code from the table, ``other`` for "none of these", else ask again."""
         text = str(value).strip() if value is not None else ""
         table = load_regions()

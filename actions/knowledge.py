@@ -1,4 +1,5 @@
 """Terminal knowledge (restart / version / update steps per model) read from YAML."""
+
 from __future__ import annotations
 
 import re
@@ -12,6 +13,7 @@ import yaml
 from actions.patterns import find
 
 UNKNOWN = "unknown"
+
 
 def parse_version(text: str) -> Optional[Tuple[int, ...]]:
     """Extract the first dotted version number (``V2.3.1`` → ``(2, 3, 1)``) or None."""

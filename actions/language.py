@@ -1,4 +1,5 @@
 """The merchant's language as the actions see it."""
+
 from __future__ import annotations
 
 from typing import Mapping

@@ -1,4 +1,5 @@
 """What the bot knows about the merchant it talks to: numbers, region, channel, model."""
+
 from __future__ import annotations
 
 from typing import Dict, Optional

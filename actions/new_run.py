@@ -8,6 +8,7 @@ themselves stays. Which slot is which is declared once, in ``actions/run_slots.y
 The desk keeps every run's outcome (``POST /api/outcomes`` per run), so history is not
 lost with the slots.
 """
+
 from __future__ import annotations
 
 from functools import lru_cache
@@ -37,9 +38,7 @@ class ActionResetChecks(Action):
         """Name of the action in the domain."""
         return "action_reset_checks"
 
-    async def run(
-        self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict
-    ) -> List[EventType]:
+    async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """One ``SlotSet(slot, None)`` per run slot, set or not.
 
         Always every slot, never an empty list: an action that returns nothing and says

@@ -6,6 +6,7 @@ idempotency key, so a retry after a lost response never creates a second case
 (delivered exactly once). Escalations the desk refuses (4xx) stay in the file, marked,
 for an operator to look at: none is dropped.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -55,9 +56,7 @@ class Outbox:
     def pending(self) -> List[Dict[str, Any]]:
         """Escalations not yet confirmed, oldest first (rejected ones excluded)."""
         with self._connect() as db:
-            rows = db.execute(
-                "SELECT payload FROM outbox WHERE rejected = 0 ORDER BY created"
-            ).fetchall()
+            rows = db.execute("SELECT payload FROM outbox WHERE rejected = 0 ORDER BY created").fetchall()
         return [json.loads(row[0]) for row in rows]
 
     def rejected(self) -> List[Dict[str, Any]]:

@@ -3,6 +3,7 @@
 NLU and the actions read the same file, so a merchant number means the same thing to
 both. Patterns use digit lookarounds, not ``\\b``, to work on unsegmented Chinese.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,4 +1,5 @@
 """A 1–5 rating from a button's entity or from what the merchant typed ("三分", "5 stars")."""
+
 from __future__ import annotations
 
 import re
@@ -21,8 +22,5 @@ def parse_rating(slot_value: Any, text: Optional[str]) -> Optional[int]:
     match = _DIGIT.search(text)
     if match:
         return int(match.group(1))
-    scores = {
-        _CHINESE_DIGITS[next(group for group in match.groups() if group)]
-        for match in _CHINESE_SCORE.finditer(text)
-    }
+    scores = {_CHINESE_DIGITS[next(group for group in match.groups() if group)] for match in _CHINESE_SCORE.finditer(text)}
     return scores.pop() if len(scores) == 1 else None

@@ -1,4 +1,5 @@
 """The region table (``data/knowledge/regions.yml``): merchant number → region, names."""
+
 from __future__ import annotations
 
 import re

@@ -8,6 +8,7 @@ status). This wrapper takes the same arguments as ``rasa run actions`` and binds
 A deployment that puts the action server on another host sets ``ACTIONS_HOST`` and
 keeps the port behind its private network.
 """
+
 from __future__ import annotations
 
 import os

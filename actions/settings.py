@@ -1,4 +1,5 @@
 """Action-server settings: ``actions/settings.yml`` overridden by the environment."""
+
 from __future__ import annotations
 
 import os
@@ -30,9 +31,7 @@ class Settings:
     desk_api_token: Optional[str]
 
 
-def load_settings(
-    path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ
-) -> Settings:
+def load_settings(path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ) -> Settings:
     """Read the YAML settings and apply environment overrides (an empty value unsets)."""
     raw: Dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
 

@@ -12,6 +12,7 @@ Two optional sources, both plain JSON over HTTP:
 A source that times out, refuses the connection or answers with something else counts
 as *not answered*; only a source that answered can say there is no outage.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,11 +59,7 @@ class StatusSource:
         self._board_url = settings.incident_board_url
         self._upstream_url = settings.upstream_status_url
         self._timeout = aiohttp.ClientTimeout(total=settings.status_timeout_seconds)
-        self._headers = (
-            {"Authorization": f"Bearer {settings.desk_api_token}"}
-            if settings.desk_api_token
-            else {}
-        )
+        self._headers = {"Authorization": f"Bearer {settings.desk_api_token}"} if settings.desk_api_token else {}
 
     async def check(self) -> StatusReport:
         """Ask every configured source concurrently and merge their answers."""

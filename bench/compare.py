@@ -16,6 +16,7 @@ drift (±20 % within minutes here) touches both sides alike.
 Both sides run in this checkout's virtual environment: a REV that needs other packages is
 not comparable this way.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -37,13 +38,11 @@ OLD, NEW = "old", "new"
 def worktree(rev: str, repo: Path = ROOT) -> Iterator[Path]:
     """A detached checkout of ``rev`` in a temporary folder for the ``with`` block."""
     folder = Path(tempfile.mkdtemp(prefix="bench-compare-")) / "tree"
-    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet", str(folder), rev],
-                   check=True)
+    subprocess.run(["git", "-C", str(repo), "worktree", "add", "--detach", "--quiet", str(folder), rev], check=True)
     try:
         yield folder
     finally:
-        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)],
-                       check=False)
+        subprocess.run(["git", "-C", str(repo), "worktree", "remove", "--force", str(folder)], check=False)
         shutil.rmtree(folder.parent, ignore_errors=True)
 
 
@@ -75,9 +74,9 @@ def run(rev: str, out: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
             models[label], training[label] = train_ours(run_dir / label, None, project)
         with contextlib.ExitStack() as running:
             stacks: List[Any] = [
-                (label, *our_stack(run_dir / label, measured, models[label], running,
-                                   project=project, name=f"{label}-rasa"))
-                for label, project in sides.items()]
+                (label, *our_stack(run_dir / label, measured, models[label], running, project=project, name=f"{label}-rasa"))
+                for label, project in sides.items()
+            ]
             result = side_by_side(stacks, measured)
     for label in sides:
         result[label].update(training[label])
@@ -85,8 +84,7 @@ def run(rev: str, out: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
     result["new_over_old"] = ratios(result[OLD], result[NEW])
     print()
     rows = [{"side": label, **level} for label in sides for level in result[label]["levels"]]
-    print(report.table(rows, ["side", "clients", "messages", "p50_ms", "p95_ms",
-                              "throughput_msg_s", "errors", "lost_turns"]))
+    print(report.table(rows, ["side", "clients", "messages", "p50_ms", "p95_ms", "throughput_msg_s", "errors", "lost_turns"]))
     for label in sides:
         for level in result[label]["levels"]:
             print(f"{label}, {level['clients']} merchants — {cpu_line(level)}")

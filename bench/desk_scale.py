@@ -10,6 +10,7 @@
    max per kind, the desk's RSS after the warm-up and at the end.
 4. Prints the table and the targets, writes ``desk_scale.json``.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,8 +38,12 @@ AGENT = "bench"
 KINDS = ("queue", "case", "stats", "list_api")
 STATUS_WEIGHTS = {"resolved": 0.8, "claimed": 0.1, "open": 0.1}  # of the last two days' cases
 CHANNELS = ("socketio", "rest", "wecom_kf", "wechat")
-SUMMARIES = ("报1000，重启后仍然报错", "POS shows 1000 after the network check", "1000 通讯失败，换了网线也不行",
-             "error 1000 since this morning, restarted twice")
+SUMMARIES = (
+    "报1000，重启后仍然报错",
+    "POS shows 1000 after the network check",
+    "1000 通讯失败，换了网线也不行",
+    "error 1000 since this morning, restarted twice",
+)
 
 
 def _row(*values: Any) -> str:
@@ -65,36 +70,82 @@ def seed_rows(cases: int, days: int, now: datetime, rng: random.Random) -> Itera
         rated = resolved is not None and rng.random() < 0.3
         agent = None if status == "open" else f"agent{rng.randrange(10)}"
         sender = f"bench-{case_id}"
-        chunk["escalations"].append(_row(
-            case_id, f"PX-{case_id:07d}", sender, rng.choice(CHANNELS), rng.choice(("zh", "en")), status, priority,
-            f"8983100481{rng.randrange(20000):05d}", f"SN{rng.randrange(30000):06d}", "1000",
-            f"138{rng.randrange(10**8):08d}", rng.choice(SUMMARIES),
-            '[{"step": "network", "outcome": "not_fixed"}, {"step": "restart", "outcome": "not_fixed"}]',
-            agent, _stamp(replied) if replied else None, "fixed on the phone" if resolved else None,
-            "network" if resolved else None, _stamp(created + timedelta(hours=2)),
-            _stamp(replied) if replied else None, _stamp(resolved) if resolved else None,
-            agent if resolved else None, rng.randint(1, 5) if rated else None,
-            _stamp(resolved) if rated and resolved else None, None, _stamp(created),
-            _stamp(resolved or replied or created)))
-        lines = [("user", "transcript", "pos机报1000", created - timedelta(minutes=3), 1.0),
-                 ("bot", "transcript", "出现1000，按这四步排查", created - timedelta(minutes=2), 2.0)]
+        chunk["escalations"].append(
+            _row(
+                case_id,
+                f"PX-{case_id:07d}",
+                sender,
+                rng.choice(CHANNELS),
+                rng.choice(("zh", "en")),
+                status,
+                priority,
+                f"8983100481{rng.randrange(20000):05d}",
+                f"SN{rng.randrange(30000):06d}",
+                "1000",
+                f"138{rng.randrange(10**8):08d}",
+                rng.choice(SUMMARIES),
+                '[{"step": "network", "outcome": "not_fixed"}, {"step": "restart", "outcome": "not_fixed"}]',
+                agent,
+                _stamp(replied) if replied else None,
+                "fixed on the phone" if resolved else None,
+                "network" if resolved else None,
+                _stamp(created + timedelta(hours=2)),
+                _stamp(replied) if replied else None,
+                _stamp(resolved) if resolved else None,
+                agent if resolved else None,
+                rng.randint(1, 5) if rated else None,
+                _stamp(resolved) if rated and resolved else None,
+                None,
+                _stamp(created),
+                _stamp(resolved or replied or created),
+            )
+        )
+        lines = [
+            ("user", "transcript", "pos机报1000", created - timedelta(minutes=3), 1.0),
+            ("bot", "transcript", "出现1000，按这四步排查", created - timedelta(minutes=2), 2.0),
+        ]
         if replied:
             lines.append(("agent", "reply", "您好，我来帮您看看", replied, None))
         if resolved:
             lines.append(("bot", "closing", "工单已解决，机器人继续为您服务", resolved, None))
         for role, kind, text, at, source_ts in lines:
             message_id += 1
-            chunk["messages"].append(_row(message_id, case_id, role, text, _stamp(at), agent if role == "agent" else None,
-                                          kind, None, _stamp(at), None, source_ts, None, None, None, None))
+            chunk["messages"].append(
+                _row(
+                    message_id,
+                    case_id,
+                    role,
+                    text,
+                    _stamp(at),
+                    agent if role == "agent" else None,
+                    kind,
+                    None,
+                    _stamp(at),
+                    None,
+                    source_ts,
+                    None,
+                    None,
+                    None,
+                    None,
+                )
+            )
         for _ in range(rng.choice((1, 2))):  # the bot's diagnostics runs of this conversation
             outcome_id += 1
             outcome = rng.choices(("resolved", "unresolved", "known_incident"), (0.6, 0.3, 0.1))[0]
             at = created - timedelta(minutes=rng.uniform(1, 60))
             bot_rated = outcome == "resolved" and rng.random() < 0.3
-            chunk["outcomes"].append(_row(
-                outcome_id, sender, outcome,
-                rng.choice(("network", "restart", "server", "software")) if outcome == "resolved" else None,
-                "zh", _stamp(at), rng.randint(1, 5) if bot_rated else None, _stamp(at) if bot_rated else None))
+            chunk["outcomes"].append(
+                _row(
+                    outcome_id,
+                    sender,
+                    outcome,
+                    rng.choice(("network", "restart", "server", "software")) if outcome == "resolved" else None,
+                    "zh",
+                    _stamp(at),
+                    rng.randint(1, 5) if bot_rated else None,
+                    _stamp(at) if bot_rated else None,
+                )
+            )
         if case_id % 10_000 == 0 or case_id == cases:
             yield chunk
             chunk = {"escalations": [], "messages": [], "outcomes": []}
@@ -102,11 +153,11 @@ def seed_rows(cases: int, days: int, now: datetime, rng: random.Random) -> Itera
 
 COLUMNS = {
     "escalations": "id, ticket, sender_id, channel, language, status, priority, merchant_id, terminal_serial,"
-                   " error_code, contact, summary, diagnostics, claimed_by, claimed_at, resolution_note,"
-                   " resolution_category, expected_reply_by, first_reply_at, resolved_at, resolved_by,"
-                   " satisfaction, satisfaction_at, platform_session, created_at, updated_at",
+    " error_code, contact, summary, diagnostics, claimed_by, claimed_at, resolution_note,"
+    " resolution_category, expected_reply_by, first_reply_at, resolved_at, resolved_by,"
+    " satisfaction, satisfaction_at, platform_session, created_at, updated_at",
     "messages": "id, escalation_id, role, text, at, author, kind, buttons, delivered_at, delivery_error,"
-                " source_ts, channel_state, channel_reason, channel_at, attachment_id",
+    " source_ts, channel_state, channel_reason, channel_at, attachment_id",
     "outcomes": "id, sender_id, outcome, fixed_step, language, at, rating, rated_at",
 }
 
@@ -125,11 +176,9 @@ def seed(url: str, cases: int, days: int, password: str) -> Dict[str, Any]:
                 cursor.copy_expert(f"COPY {table} ({COLUMNS[table]}) FROM STDIN", io.StringIO("".join(lines)))
         for table in COLUMNS:
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
-        cursor.execute("INSERT INTO agents (username, password_hash, created_at) VALUES (%s, %s, now())",
-                       (AGENT, hash_password(password)))
+        cursor.execute("INSERT INTO agents (username, password_hash, created_at) VALUES (%s, %s, now())", (AGENT, hash_password(password)))
         raw.commit()
-        cursor.execute("SELECT (SELECT count(*) FROM escalations), (SELECT count(*) FROM messages),"
-                       " (SELECT count(*) FROM outcomes)")
+        cursor.execute("SELECT (SELECT count(*) FROM escalations), (SELECT count(*) FROM messages), (SELECT count(*) FROM outcomes)")
         counts = dict(zip(COLUMNS, cursor.fetchone()))
     finally:
         raw.close()
@@ -142,9 +191,16 @@ def seed(url: str, cases: int, days: int, password: str) -> Dict[str, Any]:
 def desk_process(run_dir: Path, url: str, token: str) -> "tuple[Service, str]":
     """The desk as the Procfile starts it, on a free loopback port, Rasa unreachable."""
     port = free_port()
-    env = {"DESK_PORT": str(port), "DESK_HOST": "127.0.0.1", "DESK_API_TOKEN": token, "DESK_DATABASE_URL": url,
-           "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": "http://127.0.0.1:9",
-           "RASA_AUTH_TOKEN": "", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+    env = {
+        "DESK_PORT": str(port),
+        "DESK_HOST": "127.0.0.1",
+        "DESK_API_TOKEN": token,
+        "DESK_DATABASE_URL": url,
+        "DESK_SECRET_KEY": secrets.token_urlsafe(32),
+        "RASA_URL": "http://127.0.0.1:9",
+        "RASA_AUTH_TOKEN": "",
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+    }
     service = Service("desk", command("desk"), run_dir, env=env).start()
     base = f"http://127.0.0.1:{port}"
     service.wait_http(base + "/health")
@@ -202,19 +258,31 @@ async def login(session: aiohttp.ClientSession, base: str, password: str) -> Non
             raise RuntimeError(f"console login failed: {response.status}")
 
 
-async def measure(base: str, token: str, password: str, cases: int, settings: Dict[str, Any],
-                  desk: Service) -> Dict[str, Any]:
+async def measure(base: str, token: str, password: str, cases: int, settings: Dict[str, Any], desk: Service) -> Dict[str, Any]:
     """``requests`` timed requests of each kind after ``warmup`` untimed ones; RSS around them."""
     rng = random.Random(1000)
     walkers = {
-        "queue": Walker(["/console", "/console?status=open", "/console?priority=urgent", "/console?q=898310048100123",
-                         "/console?status=resolved&priority=high", "/console?status=resolved"], older_link),
-        "list_api": Walker(["/api/escalations?limit=50", "/api/escalations?status=open&limit=50",
-                            "/api/escalations?status=resolved&limit=50"], next_api_page),
+        "queue": Walker(
+            [
+                "/console",
+                "/console?status=open",
+                "/console?priority=urgent",
+                "/console?q=898310048100123",
+                "/console?status=resolved&priority=high",
+                "/console?status=resolved",
+            ],
+            older_link,
+        ),
+        "list_api": Walker(
+            ["/api/escalations?limit=50", "/api/escalations?status=open&limit=50", "/api/escalations?status=resolved&limit=50"],
+            next_api_page,
+        ),
     }
     urls: Dict[str, Callable[[], str]] = {
-        "queue": walkers["queue"].url, "list_api": walkers["list_api"].url,
-        "case": lambda: f"/console/cases/{rng.randint(1, cases)}", "stats": lambda: "/console/stats",
+        "queue": walkers["queue"].url,
+        "list_api": walkers["list_api"].url,
+        "case": lambda: f"/console/cases/{rng.randint(1, cases)}",
+        "stats": lambda: "/console/stats",
     }
     timings: Dict[str, List[float]] = {kind: [] for kind in KINDS}
     errors: List[str] = []
@@ -228,8 +296,7 @@ async def measure(base: str, token: str, password: str, cases: int, settings: Di
                 for _ in range(settings["requests"] if timed else settings["warmup"]):
                     url = urls[kind]()
                     started = time.perf_counter()
-                    async with session.get(base + url, headers=headers if kind == "list_api" else None,
-                                           allow_redirects=False) as response:
+                    async with session.get(base + url, headers=headers if kind == "list_api" else None, allow_redirects=False) as response:
                         body = await response.text()
                     elapsed = (time.perf_counter() - started) * 1000
                     if response.status != 200:
@@ -242,22 +309,36 @@ async def measure(base: str, token: str, password: str, cases: int, settings: Di
                 rss_before = rss_kib(desk.pid) / 1024
         rss_after = rss_kib(desk.pid) / 1024
     return {
-        "kinds": [{"kind": kind, "requests": len(values), "p50_ms": percentile(values, 0.5),
-                   "p95_ms": percentile(values, 0.95), "max_ms": round(max(values), 1) if values else None}
-                  for kind, values in timings.items()],
-        "errors": errors[:20], "error_count": len(errors),
+        "kinds": [
+            {
+                "kind": kind,
+                "requests": len(values),
+                "p50_ms": percentile(values, 0.5),
+                "p95_ms": percentile(values, 0.95),
+                "max_ms": round(max(values), 1) if values else None,
+            }
+            for kind, values in timings.items()
+        ],
+        "errors": errors[:20],
+        "error_count": len(errors),
         "rss_mib": {"after_warmup": round(rss_before, 1), "after_requests": round(rss_after, 1)},
     }
 
 
 def targets(result: Dict[str, Any], settings: Dict[str, Any]) -> List[Dict[str, Any]]:
     """p95 of every kind within the target, no errors, the desk's RSS flat."""
-    checks = [{"target": f"{row['kind']} p95 ≤ {settings['target_p95_ms']} ms", "value": row["p95_ms"],
-               "met": row["p95_ms"] is not None and row["p95_ms"] <= settings["target_p95_ms"]}
-              for row in result["kinds"]]
+    checks = [
+        {
+            "target": f"{row['kind']} p95 ≤ {settings['target_p95_ms']} ms",
+            "value": row["p95_ms"],
+            "met": row["p95_ms"] is not None and row["p95_ms"] <= settings["target_p95_ms"],
+        }
+        for row in result["kinds"]
+    ]
     growth = round(result["rss_mib"]["after_requests"] - result["rss_mib"]["after_warmup"], 1)
-    checks.append({"target": f"desk RSS growth ≤ {settings['rss_growth_mib']} MiB", "value": growth,
-                   "met": growth <= settings["rss_growth_mib"]})
+    checks.append(
+        {"target": f"desk RSS growth ≤ {settings['rss_growth_mib']} MiB", "value": growth, "met": growth <= settings["rss_growth_mib"]}
+    )
     checks.append({"target": "no errors", "value": result["error_count"], "met": result["error_count"] == 0})
     return checks
 
@@ -288,8 +369,10 @@ def print_part(result: Dict[str, Any]) -> None:
     """The table and the targets."""
     print()
     print(report.table(result["kinds"], ["kind", "requests", "p50_ms", "p95_ms", "max_ms"]))
-    print(f"desk RSS: {result['rss_mib']['after_warmup']} MiB after the warm-up, "
-          f"{result['rss_mib']['after_requests']} MiB at the end; errors: {result['error_count']}")
+    print(
+        f"desk RSS: {result['rss_mib']['after_warmup']} MiB after the warm-up, "
+        f"{result['rss_mib']['after_requests']} MiB at the end; errors: {result['error_count']}"
+    )
     for check in result["targets"]:
         print(f"[{'met' if check['met'] else 'MISSED'}] {check['target']}: {check['value']}")
     for line in result["errors"]:

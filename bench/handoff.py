@@ -20,6 +20,7 @@ The stack is the production one on one host: ``python -m rasa_server run`` with 
 project's endpoints.yml (its event broker) and credentials.yml, its action server, the
 desk. Every wait is bounded (``timeout_s``); a message that does not arrive is an error.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -109,8 +110,7 @@ class AgentPage:
         return future
 
     async def _follow(self) -> None:
-        async with self.session.get(f"{self.desk_url}/console/events",
-                                    timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as response:
+        async with self.session.get(f"{self.desk_url}/console/events", timeout=aiohttp.ClientTimeout(total=None, sock_read=60)) as response:
             self.connected.set()
             async for raw in response.content:
                 line = raw.decode().strip()
@@ -202,7 +202,7 @@ class Merchant:
         deadline = time.perf_counter() + seconds
         while True:
             at, text = await asyncio.wait_for(self.said.get(), max(0.0, deadline - time.perf_counter()))
-            if (needle.search(text) if isinstance(needle, re.Pattern) else needle in text):
+            if needle.search(text) if isinstance(needle, re.Pattern) else needle in text:
                 return at, text
 
     async def to_a_person(self, seconds: float) -> str:
@@ -215,9 +215,18 @@ class Merchant:
         return TICKET.search(text).group(0)
 
 
-async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, agent: AgentPage,
-                       rounds: int, think_s: float, timeout: float, outcome: HandoffOutcome,
-                       handed_over: Gate) -> None:
+async def one_merchant(
+    number: int,
+    rasa_url: str,
+    desk_url: str,
+    token: str,
+    agent: AgentPage,
+    rounds: int,
+    think_s: float,
+    timeout: float,
+    outcome: HandoffOutcome,
+    handed_over: Gate,
+) -> None:
     """One merchant's handoff, then its timed rounds in both directions."""
     merchant = Merchant(rasa_url, number)
     pace = random.Random(number)
@@ -245,14 +254,12 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
                 reply = f"A{number}R{round_number} 请重启一次终端"
                 await asyncio.sleep(pace.uniform(0, think_s))
                 sent = time.perf_counter()
-                async with api.post(f"{desk_url}/api/escalations/{case_id}/reply",
-                                    json={"text": reply, "agent": AGENT}) as response:
+                async with api.post(f"{desk_url}/api/escalations/{case_id}/reply", json={"text": reply, "agent": AGENT}) as response:
                     if response.status >= 300:
                         raise RuntimeError(f"reply answered {response.status}")
                 arrived, _ = await merchant.until(reply, timeout)
                 outcome.to_merchant_ms.append((arrived - sent) * 1000)
-    except (asyncio.TimeoutError, aiohttp.ClientError, socketio.exceptions.SocketIOError,
-            RuntimeError, KeyError, IndexError) as error:
+    except (asyncio.TimeoutError, aiohttp.ClientError, socketio.exceptions.SocketIOError, RuntimeError, KeyError, IndexError) as error:
         outcome.errors.append(f"merchant {number}, {stage}: {error.__class__.__name__} {error}")
     finally:
         if not arrived:
@@ -261,18 +268,18 @@ async def one_merchant(number: int, rasa_url: str, desk_url: str, token: str, ag
             await merchant.client.disconnect()
 
 
-async def drive(rasa_url: str, desk_url: str, token: str, password: str, merchants: int,
-                rounds: int, think_s: float, timeout: float) -> HandoffOutcome:
+async def drive(
+    rasa_url: str, desk_url: str, token: str, password: str, merchants: int, rounds: int, think_s: float, timeout: float
+) -> HandoffOutcome:
     """All merchants at once against one logged-in agent page."""
     outcome = HandoffOutcome()
     agent = AgentPage(desk_url, password)
     await agent.login()
     handed_over = Gate(merchants)
     try:
-        await asyncio.gather(*(
-            one_merchant(n, rasa_url, desk_url, token, agent, rounds, think_s, timeout, outcome, handed_over)
-            for n in range(merchants)
-        ))
+        await asyncio.gather(
+            *(one_merchant(n, rasa_url, desk_url, token, agent, rounds, think_s, timeout, outcome, handed_over) for n in range(merchants))
+        )
     finally:
         await agent.close()
     return outcome
@@ -280,10 +287,14 @@ async def drive(rasa_url: str, desk_url: str, token: str, password: str, merchan
 
 def create_agent(database_url: str, run_dir: Path) -> str:
     """The bench's console account in the desk's database; its password."""
-    done = subprocess.run([sys.executable, "-m", "support_desk.accounts", "create", AGENT],
-                          cwd=ROOT, env={"DESK_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin",
-                                         "SQLALCHEMY_SILENCE_UBER_WARNING": "1"},
-                          capture_output=True, text=True, check=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "support_desk.accounts", "create", AGENT],
+        cwd=ROOT,
+        env={"DESK_DATABASE_URL": database_url, "PATH": "/usr/bin:/bin", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"},
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     return done.stdout.rsplit(":", 1)[1].strip()
 
 
@@ -296,7 +307,7 @@ def handoff_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[s
     database = f"sqlite:///{folder / 'desk.db'}"
     password = create_agent(database, folder)
     with one_host(folder, model, database, token, "rasa-handoff") as (stack, _, desk_url):
-        outcome = asyncio.run(drive(stack.url, desk_url, token, password, part["merchants"],
-                                    part["rounds"], part["think_s"], settings["timeout_s"]))
-    return {"merchants": part["merchants"], "rounds": part["rounds"], "think_s": part["think_s"],
-            **outcome.figures()}
+        outcome = asyncio.run(
+            drive(stack.url, desk_url, token, password, part["merchants"], part["rounds"], part["think_s"], settings["timeout_s"])
+        )
+    return {"merchants": part["merchants"], "rounds": part["rounds"], "think_s": part["think_s"], **outcome.figures()}

@@ -5,6 +5,7 @@ typing the next one). A level stops after a bounded number of messages; nothing 
 ended. The outcome keeps every latency, every error and what each sender said, so the caller
 can check afterwards that no conversation lost a turn.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -137,12 +138,14 @@ async def run_level(
     return outcome
 
 
-async def _send(session: aiohttp.ClientSession, webhook: str, sender: str, message: str,
-                outcome: LevelOutcome, timeout: float) -> Optional[list]:
+async def _send(
+    session: aiohttp.ClientSession, webhook: str, sender: str, message: str, outcome: LevelOutcome, timeout: float
+) -> Optional[list]:
     started = time.perf_counter()
     try:
-        async with session.post(webhook, json={"sender": sender, "message": message},
-                                timeout=aiohttp.ClientTimeout(total=timeout)) as response:
+        async with session.post(
+            webhook, json={"sender": sender, "message": message}, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as response:
             body = await response.json(content_type=None)
             status = response.status
     except (aiohttp.ClientError, asyncio.TimeoutError, ValueError) as error:
@@ -155,8 +158,7 @@ async def _send(session: aiohttp.ClientSession, webhook: str, sender: str, messa
     return body
 
 
-def _check_expectation(conversation: Conversation, sender: str, answer: list,
-                       outcome: LevelOutcome) -> None:
+def _check_expectation(conversation: Conversation, sender: str, answer: list, outcome: LevelOutcome) -> None:
     texts = " ".join(str(item.get("text", "")) for item in answer)
     if conversation.expect == "ticket":
         ticket = TICKET.search(texts)

@@ -1,4 +1,5 @@
 """How the benchmark shows what it measured: a progress bar, a table, JSON and a PNG plot."""
+
 from __future__ import annotations
 
 import json
@@ -27,8 +28,7 @@ class ProgressBar:
 
     def _draw(self) -> None:
         filled = int(self.width * self.done / self.total) if self.total else self.width
-        sys.stderr.write(f"\r  {self.label:<28} [{'#' * filled}{'.' * (self.width - filled)}] "
-                         f"{self.done}/{self.total}")
+        sys.stderr.write(f"\r  {self.label:<28} [{'#' * filled}{'.' * (self.width - filled)}] {self.done}/{self.total}")
         sys.stderr.flush()
 
     def close(self) -> None:
@@ -73,11 +73,9 @@ def plot(result: Dict[str, Any], path: Path) -> None:
         levels = stack["levels"]
         clients = [level["clients"] for level in levels]
         axes[0].plot(clients, [level["p50_ms"] for level in levels], marker="o", label=f"{name} p50")
-        axes[0].plot(clients, [level["p95_ms"] for level in levels], marker="x", linestyle="--",
-                     label=f"{name} p95")
+        axes[0].plot(clients, [level["p95_ms"] for level in levels], marker="x", linestyle="--", label=f"{name} p95")
         axes[1].plot(clients, [level["throughput_msg_s"] for level in levels], marker="o", label=name)
-    for axis, title, unit in ((axes[0], "latency per message", "ms"),
-                              (axes[1], "throughput", "messages / s")):
+    for axis, title, unit in ((axes[0], "latency per message", "ms"), (axes[1], "throughput", "messages / s")):
         axis.set_xscale("log", base=2)
         axis.set_xlabel("concurrent merchants")
         axis.set_ylabel(unit)

@@ -23,6 +23,7 @@
 8. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
    ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -101,19 +102,37 @@ def lost_turns(stack: RasaStack, outcome: LevelOutcome) -> List[str]:
     return lost
 
 
-def measure(stack: RasaStack, label: str, clients: int, budget: int, settings: Dict[str, Any],
-            services: List[Service], outcome: LevelOutcome, cpu: Dict[str, float]) -> None:
+def measure(
+    stack: RasaStack,
+    label: str,
+    clients: int,
+    budget: int,
+    settings: Dict[str, Any],
+    services: List[Service],
+    outcome: LevelOutcome,
+    cpu: Dict[str, float],
+) -> None:
     """Drive ``budget`` messages at ``clients`` merchants (progress bar); add what was
     measured to ``outcome`` and each service's CPU seconds to ``cpu``. A part after the
     first continues the conversation mix where the parts before it stopped, so a level
     driven in parts plays the blend a level driven at once would."""
     cpu_before = cpu_readings(services)
     bar = report.ProgressBar(f"{label}, {clients} merchants", budget)
-    outcome.add(asyncio.run(run_level(stack.url, load_conversations(), clients, budget,
-                                      tag=f"{stack.name}-{int(time.time() * 1000)}",
-                                      progress=bar.advance, timeout=settings["timeout_s"],
-                                      check_answers=stack.with_actions,
-                                      first=outcome.resume_at())))
+    outcome.add(
+        asyncio.run(
+            run_level(
+                stack.url,
+                load_conversations(),
+                clients,
+                budget,
+                tag=f"{stack.name}-{int(time.time() * 1000)}",
+                progress=bar.advance,
+                timeout=settings["timeout_s"],
+                check_answers=stack.with_actions,
+                first=outcome.resume_at(),
+            )
+        )
+    )
     bar.close()
     for name, seconds in cpu_readings(services).items():
         cpu[name] = cpu.get(name, 0.0) + seconds - cpu_before[name]
@@ -134,21 +153,17 @@ def alternating(sides: Sequence[T], budget: int, rounds: int) -> List[Tuple[T, i
     a steady drift touches every side alike and faster swings are averaged over several
     parts. Each side gets ``budget`` messages in all."""
     shares = [budget // rounds + (1 if part < budget % rounds else 0) for part in range(rounds)]
-    return [(side, share) for part, share in enumerate(shares)
-            for side in (sides if part % 2 == 0 else sides[::-1])]
+    return [(side, share) for part, share in enumerate(shares) for side in (sides if part % 2 == 0 else sides[::-1])]
 
 
-def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
-            check_turns: bool = True) -> Dict[str, Any]:
+def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float], check_turns: bool = True) -> Dict[str, Any]:
     """A level's figures from what was measured: latencies, throughput, errors, CPU
     milliseconds per message by process, and conversations that lost a turn."""
     result = outcome.summary()
     if outcome.messages:
-        result["cpu_ms_per_msg"] = {name: round(seconds * 1000 / outcome.messages, 1)
-                                    for name, seconds in cpu.items()}
+        result["cpu_ms_per_msg"] = {name: round(seconds * 1000 / outcome.messages, 1) for name, seconds in cpu.items()}
     if outcome.seconds and cpu.get(MACHINE):
-        result["machine_busy_pct"] = round(
-            100 * cpu[MACHINE] / (outcome.seconds * (os.cpu_count() or 1)), 1)
+        result["machine_busy_pct"] = round(100 * cpu[MACHINE] / (outcome.seconds * (os.cpu_count() or 1)), 1)
         # Messages per second of busy CPU: what the stack got out of the cores it was given.
         result["msg_per_busy_cpu_s"] = round(outcome.messages / cpu[MACHINE], 1)
     lost = lost_turns(stack, outcome) if check_turns else []
@@ -160,15 +175,21 @@ def figures(stack: RasaStack, outcome: LevelOutcome, cpu: Dict[str, float],
 
 def warm_up(stack: RasaStack, settings: Dict[str, Any]) -> None:
     """Play the conversation mix once, unmeasured, so first-call costs do not count as load."""
-    asyncio.run(run_level(stack.url, load_conversations(), 2, settings["warmup_messages"],
-                          tag=f"warmup-{int(time.time())}", timeout=settings["timeout_s"]))
+    asyncio.run(
+        run_level(
+            stack.url, load_conversations(), 2, settings["warmup_messages"], tag=f"warmup-{int(time.time())}", timeout=settings["timeout_s"]
+        )
+    )
 
 
 # Training has the machine to itself: TensorFlow gets every core (the Makefile's setting),
 # where a serving process gets one thread per pool (TF_ENV).
-TRAIN_ENV = {**TF_ENV, "TF_INTER_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
-             "TF_INTRA_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
-             "OMP_NUM_THREADS": str(os.cpu_count() or 1)}
+TRAIN_ENV = {
+    **TF_ENV,
+    "TF_INTER_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
+    "TF_INTRA_OP_PARALLELISM_THREADS": str(os.cpu_count() or 1),
+    "OMP_NUM_THREADS": str(os.cpu_count() or 1),
+}
 
 
 def timed(args: List[str], cwd: Path, log: Path) -> float:
@@ -178,17 +199,21 @@ def timed(args: List[str], cwd: Path, log: Path) -> float:
         # A fresh cache: Rasa would otherwise restore unchanged components and the figure
         # would not be a full training.
         cache = Path(tempfile.mkdtemp(prefix="rasa-cache-", dir=log.parent))
-        done = subprocess.run(args, cwd=cwd, stdout=handle, stderr=subprocess.STDOUT,
-                              env={**os.environ, **TRAIN_ENV, "RASA_CACHE_DIRECTORY": str(cache)},
-                              timeout=1800)
+        done = subprocess.run(
+            args,
+            cwd=cwd,
+            stdout=handle,
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **TRAIN_ENV, "RASA_CACHE_DIRECTORY": str(cache)},
+            timeout=1800,
+        )
         shutil.rmtree(cache, ignore_errors=True)
     if done.returncode != 0:
         raise RuntimeError(f"{' '.join(args[:3])} failed, see {log}")
     return round(time.perf_counter() - started, 1)
 
 
-def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
-                 settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
+def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]], settings: Dict[str, Any]) -> Dict[str, Dict[str, Any]]:
     """Start the stacks one after the other (each cold start timed alone), warm each up, then
     drive every level in alternating parts (``alternating``; which stack starts alternates
     by level). The machine's speed drifts during a run (up to 2× within an hour here): a
@@ -197,8 +222,7 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
     per message rose from 38 to 60 ms over the run), and swings of ±20 % within minutes
     remained with halves (2.84× at 8 merchants at 15:40, 3.26× at 16:01)."""
     results: Dict[str, Dict[str, Any]] = {label: {"levels": []} for label, _, _ in stacks}
-    samplers = {label: RssSampler(lambda stack=stack, extra=extra: extra + stack.services)
-                for label, stack, extra in stacks}
+    samplers = {label: RssSampler(lambda stack=stack, extra=extra: extra + stack.services) for label, stack, extra in stacks}
     with contextlib.ExitStack() as running:
         for label, stack, _ in stacks:
             running.enter_context(samplers[label])
@@ -214,8 +238,7 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
             order = stacks if index % 2 == 0 else stacks[::-1]
             for (label, stack, extra), share in alternating(order, budget, settings["rounds"]):
                 outcome, cpu = parts[label]
-                measure(stack, f"{label}, part", clients, share, settings,
-                        extra + stack.services, outcome, cpu)
+                measure(stack, f"{label}, part", clients, share, settings, extra + stack.services, outcome, cpu)
             for label, stack, _ in stacks:
                 results[label]["levels"].append(figures(stack, *parts[label]))
     for label, sampler in samplers.items():
@@ -223,25 +246,41 @@ def side_by_side(stacks: List[Tuple[str, RasaStack, List[Service]]],
     return results
 
 
-def train_ours(run_dir: Path, model: Optional[Path],
-               project: Path = ROOT) -> Tuple[Path, Dict[str, Any]]:
+def train_ours(run_dir: Path, model: Optional[Path], project: Path = ROOT) -> Tuple[Path, Dict[str, Any]]:
     """Our model (from ``project``'s files): trained here as `make train` does (timed)
     unless one is given."""
     result: Dict[str, Any] = {}
     if model is None:
         print("  training our model (full `python -m rasa_server train --force`)…", flush=True)
         result["training_s"] = timed(
-            [sys.executable, "-m", "rasa_server", "train", "--domain", "domain", "--data", "data", "--config", "config.yml",
-             "--out", str(run_dir / "models"), "--fixed-model-name", "pos1000", "--force"],
-            project, run_dir / "train-ours.log")
+            [
+                sys.executable,
+                "-m",
+                "rasa_server",
+                "train",
+                "--domain",
+                "domain",
+                "--data",
+                "data",
+                "--config",
+                "config.yml",
+                "--out",
+                str(run_dir / "models"),
+                "--fixed-model-name",
+                "pos1000",
+                "--force",
+            ],
+            project,
+            run_dir / "train-ours.log",
+        )
         model = run_dir / "models" / "pos1000.tar.gz"
     result["model_mb"] = round(model.stat().st_size / 2**20, 1)
     return model, result
 
 
-def our_stack(run_dir: Path, settings: Dict[str, Any], model: Path,
-              running: contextlib.ExitStack, project: Path = ROOT,
-              name: str = "rasa") -> Tuple[RasaStack, List[Service]]:
+def our_stack(
+    run_dir: Path, settings: Dict[str, Any], model: Path, running: contextlib.ExitStack, project: Path = ROOT, name: str = "rasa"
+) -> Tuple[RasaStack, List[Service]]:
     """Our stack on one host with production settings: Rasa processes per settings.yml
     (each with its action server, both from ``project``) behind nginx, sharing the SQLite
     tracker (WAL) and a Redis lock store; the desk on SQLite. Redis and the desk are started
@@ -250,10 +289,18 @@ def our_stack(run_dir: Path, settings: Dict[str, Any], model: Path,
     running.callback(redis.stop)
     desk, desk_url = desk_service(run_dir, f"sqlite:///{run_dir / 'desk.db'}", "bench-token")
     running.callback(desk.stop)
-    stack = RasaStack(run_dir, model, f"sqlite:///{run_dir / 'tracker.db'}",
-                      lock_store_url=redis_url, rasa_processes=settings["rasa_processes"],
-                      behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
-                      project=project, name=name)
+    stack = RasaStack(
+        run_dir,
+        model,
+        f"sqlite:///{run_dir / 'tracker.db'}",
+        lock_store_url=redis_url,
+        rasa_processes=settings["rasa_processes"],
+        behind_nginx=True,
+        desk_url=desk_url,
+        desk_token="bench-token",
+        project=project,
+        name=name,
+    )
     return stack, [desk, redis]
 
 
@@ -262,11 +309,9 @@ def baseline_stack(run_dir: Path) -> Tuple[RasaStack, Dict[str, Any]]:
     settings, stock `rasa run`."""
     project = Path(tempfile.mkdtemp(prefix="rasa-init-", dir=run_dir))
     print("  creating and training the starter bot (`rasa init --no-prompt`)…", flush=True)
-    training_s = timed([RASA, "init", "--no-prompt", "--init-dir", str(project)], project,
-                       run_dir / "train-baseline.log")
+    training_s = timed([RASA, "init", "--no-prompt", "--init-dir", str(project)], project, run_dir / "train-baseline.log")
     model = sorted((project / "models").glob("*.tar.gz"))[-1]
-    stack = RasaStack(run_dir, model, tracker_url=None, with_actions=False, project=project,
-                      name="baseline", launcher=[RASA])
+    stack = RasaStack(run_dir, model, tracker_url=None, with_actions=False, project=project, name="baseline", launcher=[RASA])
     return stack, {"training_s": training_s, "model_mb": round(model.stat().st_size / 2**20, 1)}
 
 
@@ -288,16 +333,22 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             folder.mkdir(exist_ok=True)
             redis, redis_url = redis_server(folder)
             running.callback(redis.stop)
-            desk, desk_url = desk_service(folder, postgres.create_database(f"desk{processes}"),
-                                          "bench-token")
+            desk, desk_url = desk_service(folder, postgres.create_database(f"desk{processes}"), "bench-token")
             running.callback(desk.stop)
-            stack = RasaStack(folder, model, postgres.create_database(f"tracker{processes}"),
-                              lock_store_url=redis_url, rasa_processes=processes,
-                              behind_nginx=True, desk_url=desk_url, desk_token="bench-token",
-                              name=f"scale{processes}-rasa",
-                              endpoints_file="deploy/endpoints.yml",
-                              credentials_file="deploy/credentials.yml",
-                              extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"})
+            stack = RasaStack(
+                folder,
+                model,
+                postgres.create_database(f"tracker{processes}"),
+                lock_store_url=redis_url,
+                rasa_processes=processes,
+                behind_nginx=True,
+                desk_url=desk_url,
+                desk_token="bench-token",
+                name=f"scale{processes}-rasa",
+                endpoints_file="deploy/endpoints.yml",
+                credentials_file="deploy/credentials.yml",
+                extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"},
+            )
             running.callback(stack.stop)
             stack.start()
             warm_up(stack, settings)
@@ -306,12 +357,9 @@ def scale_out(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str,
             topologies[processes] = (stack, services, LevelOutcome(clients=clients), {})
         for processes, share in alternating([1, 2], budget, settings["rounds"]):
             stack, services, outcome, cpu = topologies[processes]
-            measure(stack, f"{processes} Rasa process(es), part", clients, share,
-                    settings, services, outcome, cpu)
-        runs = [{"rasa_processes": processes, **figures(stack, outcome, cpu)}
-                for processes, (stack, _, outcome, cpu) in topologies.items()]
-    return {"clients": clients, "runs": runs,
-            "ratio": report.ratio(runs[1]["throughput_msg_s"], runs[0]["throughput_msg_s"])}
+            measure(stack, f"{processes} Rasa process(es), part", clients, share, settings, services, outcome, cpu)
+        runs = [{"rasa_processes": processes, **figures(stack, outcome, cpu)} for processes, (stack, _, outcome, cpu) in topologies.items()]
+    return {"clients": clients, "runs": runs, "ratio": report.ratio(runs[1]["throughput_msg_s"], runs[0]["throughput_msg_s"])}
 
 
 def postgres_service(postgres: PostgresServer) -> Service:
@@ -332,43 +380,63 @@ def compare(result: Dict[str, Any], settings: Dict[str, Any]) -> Dict[str, Any]:
     for clients, level in ours_levels.items():
         other = base_levels.get(clients, {})
         ratios[f"p50_at_{clients}"] = report.ratio(level["p50_ms"], other.get("p50_ms"))
-        ratios[f"throughput_at_{clients}"] = report.ratio(level["throughput_msg_s"],
-                                                          other.get("throughput_msg_s"))
-    checks.append({"target": f"p50 ≤ {targets['p50_ms_at_1']} ms at 1 merchant",
-                   "value": ours_levels[1]["p50_ms"],
-                   "met": ours_levels[1]["p50_ms"] <= targets["p50_ms_at_1"]})
+        ratios[f"throughput_at_{clients}"] = report.ratio(level["throughput_msg_s"], other.get("throughput_msg_s"))
+    checks.append(
+        {
+            "target": f"p50 ≤ {targets['p50_ms_at_1']} ms at 1 merchant",
+            "value": ours_levels[1]["p50_ms"],
+            "met": ours_levels[1]["p50_ms"] <= targets["p50_ms_at_1"],
+        }
+    )
     for clients in (8, 32):
         value = ratios.get(f"throughput_at_{clients}")
-        checks.append({"target": f"throughput ≥ {targets['throughput_ratio']}× baseline at {clients}",
-                       "value": value, "met": value is not None and value >= targets["throughput_ratio"]})
+        checks.append(
+            {
+                "target": f"throughput ≥ {targets['throughput_ratio']}× baseline at {clients}",
+                "value": value,
+                "met": value is not None and value >= targets["throughput_ratio"],
+            }
+        )
     errors = sum(level["errors"] + level["lost_turns"] for level in ours_levels.values())
     checks.append({"target": "zero errors and lost turns", "value": errors, "met": errors == 0})
     if base:
         ours_rss = max(v for k, v in result["ours"]["peak_rss_mb"].items() if k.startswith("rasa"))
         base_rss = max(v for k, v in base["peak_rss_mb"].items() if k.startswith("baseline"))
         ratios["rasa_peak_rss"] = report.ratio(ours_rss, base_rss)
-        checks.append({"target": "Rasa process peak RSS ≤ baseline", "value": f"{ours_rss} MiB vs {base_rss} MiB",
-                       "met": ours_rss <= base_rss})
+        checks.append(
+            {"target": "Rasa process peak RSS ≤ baseline", "value": f"{ours_rss} MiB vs {base_rss} MiB", "met": ours_rss <= base_rss}
+        )
     if "training_s" in result["ours"]:
-        checks.append({"target": f"training ≤ {targets['training_s']} s",
-                       "value": result["ours"]["training_s"],
-                       "met": result["ours"]["training_s"] <= targets["training_s"]})
+        checks.append(
+            {
+                "target": f"training ≤ {targets['training_s']} s",
+                "value": result["ours"]["training_s"],
+                "met": result["ours"]["training_s"] <= targets["training_s"],
+            }
+        )
     if result.get("scale_out"):
         value = result["scale_out"]["ratio"]
         lost = sum(run["lost_turns"] + run["errors"] for run in result["scale_out"]["runs"])
-        checks.append({"target": f"2 Rasa processes ≥ {targets['scale_out_ratio']}× one",
-                       "value": value, "met": value is not None and value >= targets["scale_out_ratio"]})
+        checks.append(
+            {
+                "target": f"2 Rasa processes ≥ {targets['scale_out_ratio']}× one",
+                "value": value,
+                "met": value is not None and value >= targets["scale_out_ratio"],
+            }
+        )
         checks.append({"target": "scale-out: no conversation lost a turn", "value": lost, "met": lost == 0})
     if result.get("handoff"):
         handoff = result["handoff"]
         limit = settings["handoff"]["target_p95_ms"]
-        for direction, words in (("merchant_to_agent", "merchant → agent's case page"),
-                                 ("agent_to_merchant", "agent reply → merchant's widget")):
+        for direction, words in (
+            ("merchant_to_agent", "merchant → agent's case page"),
+            ("agent_to_merchant", "agent reply → merchant's widget"),
+        ):
             value = handoff[direction]["p95_ms"]
-            checks.append({"target": f"handoff p95 ≤ {limit} ms, {words}", "value": value,
-                           "met": value <= limit and handoff[direction]["count"] > 0})
-        checks.append({"target": "handoff: every message arrived", "value": handoff["errors"],
-                       "met": handoff["errors"] == 0})
+            checks.append(
+                {"target": f"handoff p95 ≤ {limit} ms, {words}", "value": value, "met": value <= limit and handoff[direction]["count"] > 0}
+            )
+        checks.append({"target": "handoff: every message arrived", "value": handoff["errors"], "met": handoff["errors"] == 0})
     return {"ratios": ratios, "targets": checks}
 
 
@@ -385,15 +453,16 @@ def print_summary(result: Dict[str, Any]) -> None:
         for level in (result.get(name) or {}).get("levels", []):
             rows.append({"stack": name, **level})
     print()
-    print(report.table(rows, ["stack", "clients", "messages", "p50_ms", "p95_ms", "p99_ms",
-                              "throughput_msg_s", "errors", "lost_turns"]))
+    print(report.table(rows, ["stack", "clients", "messages", "p50_ms", "p95_ms", "p99_ms", "throughput_msg_s", "errors", "lost_turns"]))
     print()
     for name in ("ours", "baseline"):
         part = result.get(name)
         if part:
             rss = ", ".join(f"{k} {v}" for k, v in part["peak_rss_mb"].items())
-            print(f"{name}: training {part.get('training_s', '-')} s, model {part['model_mb']} MiB, "
-                  f"cold start {part['cold_start_s']} s; peak RSS MiB: {rss}")
+            print(
+                f"{name}: training {part.get('training_s', '-')} s, model {part['model_mb']} MiB, "
+                f"cold start {part['cold_start_s']} s; peak RSS MiB: {rss}"
+            )
     for name in ("ours", "baseline"):
         for level in (result.get(name) or {}).get("levels", []):
             print(f"{name}, {level['clients']} merchants — {cpu_line(level)}")
@@ -402,16 +471,32 @@ def print_summary(result: Dict[str, Any]) -> None:
         for run in scale["runs"]:
             print(f"scale-out, {run['rasa_processes']} Rasa — {cpu_line(run)}")
         print()
-        print(report.table(scale["runs"], ["rasa_processes", "messages", "p50_ms", "p95_ms",
-                                           "throughput_msg_s", "errors", "lost_turns",
-                                           "machine_busy_pct", "msg_per_busy_cpu_s"]))
+        print(
+            report.table(
+                scale["runs"],
+                [
+                    "rasa_processes",
+                    "messages",
+                    "p50_ms",
+                    "p95_ms",
+                    "throughput_msg_s",
+                    "errors",
+                    "lost_turns",
+                    "machine_busy_pct",
+                    "msg_per_busy_cpu_s",
+                ],
+            )
+        )
         print(f"scale-out ratio (2 / 1 Rasa processes): {scale['ratio']}")
     if result.get("handoff"):
         handoff = result["handoff"]
         print(f"\nhandoff, {handoff['merchants']} merchants at once × {handoff['rounds']} rounds:")
-        print(report.table([{"direction": name.replace("_", " "), **handoff[name]}
-                            for name in ("merchant_to_agent", "agent_to_merchant")],
-                           ["direction", "count", "p50_ms", "p95_ms"]))
+        print(
+            report.table(
+                [{"direction": name.replace("_", " "), **handoff[name]} for name in ("merchant_to_agent", "agent_to_merchant")],
+                ["direction", "count", "p50_ms", "p95_ms"],
+            )
+        )
     print()
     print("ours / baseline: " + ", ".join(f"{k} {v}" for k, v in result["ratios"].items()))
     for check in result["targets"]:
@@ -424,20 +509,24 @@ def desk_scale_step(run_dir: Path, settings: Dict[str, Any], out: Path) -> int:
     print(f"desk scale: {settings['desk_scale']['cases']} cases on PostgreSQL:")
     load_at_start = [round(value, 2) for value in os.getloadavg()]
     result = desk_scale_part(run_dir, settings)
-    result["machine"] = {"cores": os.cpu_count(), "load_average_at_start": load_at_start,
-                         "load_average_at_end": [round(value, 2) for value in os.getloadavg()]}
+    result["machine"] = {
+        "cores": os.cpu_count(),
+        "load_average_at_start": load_at_start,
+        "load_average_at_end": [round(value, 2) for value in os.getloadavg()],
+    }
     print_desk_scale(result)
     report.write_json(result, out / "desk_scale.json")
-    print(f"written: {out / 'desk_scale.json'} (load average {load_at_start} → "
-          f"{result['machine']['load_average_at_end']})")
+    print(f"written: {out / 'desk_scale.json'} (load average {load_at_start} → {result['machine']['load_average_at_end']})")
     return 0 if all(check["met"] for check in result["targets"]) else 1
 
 
 def surge_step(run_dir: Path, settings: Dict[str, Any], out: Path, model: Path) -> int:
     """The outage surge: its figures, targets and surge.json (0 when every target is met)."""
     part = settings["surge"]
-    print(f"outage surge: {part['merchants']} merchants within {part['spread_s']} s during an incident; "
-          f"{part['proposal_merchants']} within {part['proposal_spread_s']} s without one:")
+    print(
+        f"outage surge: {part['merchants']} merchants within {part['spread_s']} s during an incident; "
+        f"{part['proposal_merchants']} within {part['proposal_spread_s']} s without one:"
+    )
     load_at_start = [round(value, 2) for value in os.getloadavg()]
     result = surge_part(run_dir, settings, model)
     result["checks"] = surge_checks(result, part)
@@ -465,13 +554,10 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-handoff", action="store_true")
     parser.add_argument("--skip-desk-scale", action="store_true")
     parser.add_argument("--skip-surge", action="store_true")
-    parser.add_argument("--surge", action="store_true",
-                        help="only the outage surge (bench/surge.py; results/bench/surge.json)")
-    parser.add_argument("--desk-scale", action="store_true",
-                        help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
+    parser.add_argument("--surge", action="store_true", help="only the outage surge (bench/surge.py; results/bench/surge.json)")
+    parser.add_argument("--desk-scale", action="store_true", help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
-    parser.add_argument("--compare", metavar="REV",
-                        help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
+    parser.add_argument("--compare", metavar="REV", help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
     args = parser.parse_args(argv)
 
     settings = yaml.safe_load(SETTINGS.read_text(encoding="utf-8"))
@@ -481,8 +567,9 @@ def main(argv: Optional[List[str]] = None) -> int:
         settings["scale_out"]["messages"] = max(settings["scale_out"]["messages"] // 10, 64)
         settings["handoff"]["merchants"] = max(settings["handoff"]["merchants"] // 10, 2)
         settings["desk_scale"]["cases"] = max(settings["desk_scale"]["cases"] // 10, 1000)
-        settings["surge"].update(merchants=max(settings["surge"]["merchants"] // 10, 10),
-                                 spread_s=max(settings["surge"]["spread_s"] // 10, 10))
+        settings["surge"].update(
+            merchants=max(settings["surge"]["merchants"] // 10, 10), spread_s=max(settings["surge"]["spread_s"] // 10, 10)
+        )
     if args.compare:
         from bench.compare import run as compare_with  # it builds on this module
 
@@ -497,9 +584,12 @@ def main(argv: Optional[List[str]] = None) -> int:
         return surge_step(run_dir, settings, args.out, args.model or train_ours(run_dir, None)[0])
     result: Dict[str, Any] = {
         "title": f"make bench — {os.cpu_count()} cores, {platform.python_version()}",
-        "machine": {"cores": os.cpu_count(), "python": platform.python_version(),
-                    "platform": platform.platform(),
-                    "load_average_at_start": [round(value, 2) for value in os.getloadavg()]},
+        "machine": {
+            "cores": os.cpu_count(),
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "load_average_at_start": [round(value, 2) for value in os.getloadavg()],
+        },
         "settings": settings,
     }
     print("training (each alone on the machine):")
@@ -531,8 +621,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     print_summary(result)
     report.write_json(result, args.out / "bench.json")
     report.plot(result, args.out / "bench.png")
-    print(f"load average at start {result['machine']['load_average_at_start']}, "
-          f"at end {result['machine']['load_average_at_end']}")
+    print(f"load average at start {result['machine']['load_average_at_start']}, at end {result['machine']['load_average_at_end']}")
     print(f"\nwritten: {args.out / 'bench.json'}, {args.out / 'bench.png'} (logs in {run_dir})")
     return 0
 

@@ -4,6 +4,7 @@ the support desk, Redis, nginx (PostgreSQL comes from tests/pg_server.py).
 Each ``Service`` keeps its log in the run's folder and reports the resident memory of its
 process tree, so the benchmark can sample peak RSS per process while the load runs.
 """
+
 from __future__ import annotations
 
 import os
@@ -83,8 +84,7 @@ def descendants(pid: int) -> List[int]:
 class Service:
     """One long-running process with its log file; started, awaited, measured, stopped."""
 
-    def __init__(self, name: str, args: List[str], log_dir: Path,
-                 env: Optional[Dict[str, str]] = None, cwd: Path = ROOT) -> None:
+    def __init__(self, name: str, args: List[str], log_dir: Path, env: Optional[Dict[str, str]] = None, cwd: Path = ROOT) -> None:
         self.name = name
         self.args = args
         self.log_path = log_dir / f"{name}.log"
@@ -96,9 +96,7 @@ class Service:
     def start(self) -> "Service":
         self.started_at = time.perf_counter()
         log = self.log_path.open("ab")
-        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env,
-                                        stdout=log, stderr=subprocess.STDOUT,
-                                        start_new_session=True)
+        self.process = subprocess.Popen(self.args, cwd=self.cwd, env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         log.close()
         return self
 
@@ -166,9 +164,11 @@ def redis_server(log_dir: Path) -> "tuple[Service, str]":
     """Debian's redis-server on a free loopback port, no persistence; returns its URL."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
     port = free_port()
-    service = Service("redis", [binary, "--bind", "127.0.0.1", "--port", str(port),
-                                "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
-                      log_dir).start()
+    service = Service(
+        "redis",
+        [binary, "--bind", "127.0.0.1", "--port", str(port), "--save", "", "--appendonly", "no", "--protected-mode", "yes"],
+        log_dir,
+    ).start()
     deadline = time.monotonic() + 20
     while True:
         try:
@@ -222,10 +222,16 @@ def nginx(upstream_ports: List[int], log_dir: Path, balance: str = "least_conn;"
     """Debian's nginx on a free loopback port balancing over the given Rasa ports."""
     port = free_port()
     conf = log_dir / "nginx.conf"
-    conf.write_text(NGINX_CONF.format(
-        count=len(upstream_ports), pid=log_dir / "nginx.pid", log_dir=log_dir, port=port,
-        balance=balance,
-        servers="\n".join(f"        server 127.0.0.1:{p};" for p in upstream_ports)))
+    conf.write_text(
+        NGINX_CONF.format(
+            count=len(upstream_ports),
+            pid=log_dir / "nginx.pid",
+            log_dir=log_dir,
+            port=port,
+            balance=balance,
+            servers="\n".join(f"        server 127.0.0.1:{p};" for p in upstream_ports),
+        )
+    )
     binary = shutil.which("nginx") or "/usr/sbin/nginx"
     service = Service("nginx", [binary, "-c", str(conf), "-p", str(log_dir)], log_dir).start()
     return service, f"http://127.0.0.1:{port}"

@@ -1,6 +1,7 @@
 """The stacks under test: ours (Rasa + action server + desk, production settings) and the
 stock Rasa starter bot, each started on loopback ports in the run's folder.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -19,9 +20,14 @@ from scripts.launch import command
 
 # TensorFlow sizes its thread pools to the machine; on two cores with a server process per
 # core, one thread each avoids oversubscription.
-TF_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "TF_INTER_OP_PARALLELISM_THREADS": "1",
-          "TF_INTRA_OP_PARALLELISM_THREADS": "1", "OMP_NUM_THREADS": "1",
-          "RASA_TELEMETRY_ENABLED": "false", "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+TF_ENV = {
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+    "TF_INTER_OP_PARALLELISM_THREADS": "1",
+    "TF_INTRA_OP_PARALLELISM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "RASA_TELEMETRY_ENABLED": "false",
+    "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+}
 
 # The Redis lock store of deploy/endpoints.yml: Rasa's ticket lock in two atomic round trips.
 LOCK_STORE = "rasa_server.lock_store.AtomicRedisLockStore"
@@ -40,8 +46,9 @@ def first_answer(url: str, token: str, sender: str, message: str, seconds: float
                 with urllib.request.urlopen(f"{url}/status?token={token}", timeout=10) as response:
                     loaded = bool(json.loads(response.read()).get("model_id"))
             if loaded:
-                request = urllib.request.Request(url.rstrip("/") + "/webhooks/rest/webhook",
-                                                 data=body, headers={"Content-Type": "application/json"})
+                request = urllib.request.Request(
+                    url.rstrip("/") + "/webhooks/rest/webhook", data=body, headers={"Content-Type": "application/json"}
+                )
                 with urllib.request.urlopen(request, timeout=30) as response:
                     if isinstance(json.loads(response.read()), list):
                         return time.perf_counter()
@@ -59,15 +66,24 @@ class RasaStack:
     Redis lock store, as a deployment on several hosts would.
     """
 
-    def __init__(self, run_dir: Path, model: Path, tracker_url: Optional[str],
-                 lock_store_url: Optional[str] = None, rasa_processes: int = 1,
-                 with_actions: bool = True, behind_nginx: bool = False,
-                 desk_url: Optional[str] = None, desk_token: str = "",
-                 project: Path = ROOT, name: str = "rasa",
-                 launcher: Optional[List[str]] = None,
-                 endpoints_file: str = "endpoints.yml",
-                 credentials_file: str = "credentials.yml",
-                 extra_env: Optional[Dict[str, str]] = None) -> None:
+    def __init__(
+        self,
+        run_dir: Path,
+        model: Path,
+        tracker_url: Optional[str],
+        lock_store_url: Optional[str] = None,
+        rasa_processes: int = 1,
+        with_actions: bool = True,
+        behind_nginx: bool = False,
+        desk_url: Optional[str] = None,
+        desk_token: str = "",
+        project: Path = ROOT,
+        name: str = "rasa",
+        launcher: Optional[List[str]] = None,
+        endpoints_file: str = "endpoints.yml",
+        credentials_file: str = "credentials.yml",
+        extra_env: Optional[Dict[str, str]] = None,
+    ) -> None:
         self.run_dir = run_dir
         self.model = model
         self.tracker_url = tracker_url
@@ -103,8 +119,7 @@ class RasaStack:
             endpoints["tracker_store"] = {**store, "url": self.tracker_url}
         if self.lock_store_url:
             host, port = self.lock_store_url.split("//", 1)[1].split(":")
-            endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": LOCK_STORE,
-                                       "url": host, "port": int(port)}
+            endpoints["lock_store"] = {**(endpoints.get("lock_store") or {}), "type": LOCK_STORE, "url": host, "port": int(port)}
         path = self.run_dir / f"{self.name}-endpoints-{action_port or 0}.yml"
         path.write_text(yaml.safe_dump(endpoints), encoding="utf-8")
         return path
@@ -114,8 +129,20 @@ class RasaStack:
         values = {"model": str(self.model), "endpoints": str(endpoints), "auth_token": self.token, "port": str(port)}
         if self.launcher is None:
             return command("rasa", credentials=str(self.project / self.credentials_file), **values)
-        args = [*self.launcher, "run", "--model", values["model"], "--endpoints", values["endpoints"], "--enable-api",
-                f"--auth-token={self.token}", "--interface", "127.0.0.1", "--port", values["port"]]
+        args = [
+            *self.launcher,
+            "run",
+            "--model",
+            values["model"],
+            "--endpoints",
+            values["endpoints"],
+            "--enable-api",
+            f"--auth-token={self.token}",
+            "--interface",
+            "127.0.0.1",
+            "--port",
+            values["port"],
+        ]
         if (self.project / self.credentials_file).exists():
             args += ["--credentials", str(self.project / self.credentials_file)]
         return args
@@ -127,19 +154,22 @@ class RasaStack:
         for number in range(1, self.rasa_processes + 1):
             action_port = free_port() if self.with_actions else None
             if action_port:
-                env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
-                       "OUTBOX_FILE": str(self.run_dir / f"outbox-{number}.sqlite")}
-                actions = Service(f"actions{number}", command("actions", port=str(action_port)),
-                                  self.run_dir, env=env, cwd=self.project).start()
+                env = {
+                    **TF_ENV,
+                    "DESK_URL": self.desk_url or "",
+                    "DESK_API_TOKEN": self.desk_token,
+                    "OUTBOX_FILE": str(self.run_dir / f"outbox-{number}.sqlite"),
+                }
+                actions = Service(
+                    f"actions{number}", command("actions", port=str(action_port)), self.run_dir, env=env, cwd=self.project
+                ).start()
                 self.services.append(actions)
             port = free_port()
             rasa_ports.append(port)
             args = self._rasa_args(self._endpoints(action_port), port)
             # endpoints.yml's event broker: the desk's address, or nothing pushed.
-            env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token,
-                   **self.extra_env}
-            self.services.append(Service(f"{self.name}{number}", args, self.run_dir, env=env,
-                                         cwd=self.project).start())
+            env = {**TF_ENV, "DESK_URL": self.desk_url or "", "DESK_API_TOKEN": self.desk_token, **self.extra_env}
+            self.services.append(Service(f"{self.name}{number}", args, self.run_dir, env=env, cwd=self.project).start())
         for service in self.services:
             if service.name.startswith("actions"):
                 service.wait_http(service_url(service) + "/health")
@@ -150,8 +180,7 @@ class RasaStack:
         else:
             self.url = f"http://127.0.0.1:{rasa_ports[0]}"
         for port in rasa_ports:
-            answered = first_answer(f"http://127.0.0.1:{port}", self.token,
-                                    f"{self.name}-warmup-{port}", "你好")
+            answered = first_answer(f"http://127.0.0.1:{port}", self.token, f"{self.name}-warmup-{port}", "你好")
         self.cold_start_s = answered - started
         return self
 
@@ -171,13 +200,20 @@ def service_url(service: Service) -> str:
     return f"http://127.0.0.1:{port}"
 
 
-def desk_service(run_dir: Path, database_url: str, token: str, port: Optional[int] = None,
-                 rasa_url: str = "http://127.0.0.1:9", rasa_token: str = "") -> "tuple[Service, str]":
+def desk_service(
+    run_dir: Path, database_url: str, token: str, port: Optional[int] = None, rasa_url: str = "http://127.0.0.1:9", rasa_token: str = ""
+) -> "tuple[Service, str]":
     """The support desk on a free port with its own database (Rasa unreachable unless given)."""
     port = port or free_port()
-    env = {"DESK_PORT": str(port), "DESK_API_TOKEN": token, "DESK_DATABASE_URL": database_url,
-           "DESK_SECRET_KEY": secrets.token_urlsafe(32), "RASA_URL": rasa_url,
-           "RASA_AUTH_TOKEN": rasa_token, "SQLALCHEMY_SILENCE_UBER_WARNING": "1"}
+    env = {
+        "DESK_PORT": str(port),
+        "DESK_API_TOKEN": token,
+        "DESK_DATABASE_URL": database_url,
+        "DESK_SECRET_KEY": secrets.token_urlsafe(32),
+        "RASA_URL": rasa_url,
+        "RASA_AUTH_TOKEN": rasa_token,
+        "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+    }
     service = Service("desk", command("desk"), run_dir, env=env).start()
     url = f"http://127.0.0.1:{port}"
     service.wait_http(url + "/health")
@@ -185,17 +221,16 @@ def desk_service(run_dir: Path, database_url: str, token: str, port: Optional[in
 
 
 @contextlib.contextmanager
-def one_host(folder: Path, model: Path, database_url: str, token: str,
-             name: str) -> Iterator[Tuple[RasaStack, Service, str]]:
+def one_host(folder: Path, model: Path, database_url: str, token: str, name: str) -> Iterator[Tuple[RasaStack, Service, str]]:
     """Rasa with its action server and the desk on one host, each told the other's address
     (the handoff and surge parts); ``(stack, desk, desk_url)``, everything stopped on exit."""
     desk_port = free_port()
     with contextlib.ExitStack() as running:
-        stack = RasaStack(folder, model, f"sqlite:///{folder / 'tracker.db'}",
-                          desk_url=f"http://127.0.0.1:{desk_port}", desk_token=token, name=name)
+        stack = RasaStack(
+            folder, model, f"sqlite:///{folder / 'tracker.db'}", desk_url=f"http://127.0.0.1:{desk_port}", desk_token=token, name=name
+        )
         running.callback(stack.stop)
         stack.start()
-        desk, desk_url = desk_service(folder, database_url, token, port=desk_port,
-                                      rasa_url=stack.url, rasa_token=stack.token)
+        desk, desk_url = desk_service(folder, database_url, token, port=desk_port, rasa_url=stack.url, rasa_token=stack.token)
         running.callback(desk.stop)
         yield stack, desk, desk_url

@@ -21,6 +21,7 @@ handoff part. Two phases, bounded in count and time (``surge`` in settings.yml):
 
 A message that does not get its answer within ``timeout_s`` is an error; nothing is retried.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -86,8 +87,7 @@ class RestMerchant:
         """Nothing to open: REST is one request per message."""
 
     async def say(self, text: str) -> None:
-        async with self.http.post(f"{self.rasa_url}/webhooks/rest/webhook",
-                                  json={"sender": self.session_id, "message": text}) as response:
+        async with self.http.post(f"{self.rasa_url}/webhooks/rest/webhook", json={"sender": self.session_id, "message": text}) as response:
             if response.status != 200:
                 raise RuntimeError(f"REST answered {response.status}")
             answers = await response.json()
@@ -101,8 +101,7 @@ class RestMerchant:
         """Nothing to close."""
 
 
-async def ask(merchant: Any, text: str, needle: "re.Pattern[str] | str", timeout: float,
-              outcome: SurgeOutcome) -> str:
+async def ask(merchant: Any, text: str, needle: "re.Pattern[str] | str", timeout: float, outcome: SurgeOutcome) -> str:
     """Say ``text``; the first answer holding ``needle`` (its latency is recorded)."""
     sent = time.perf_counter()
     await merchant.say(text)
@@ -124,8 +123,9 @@ async def disconnect(merchant: Any) -> None:
             await merchant.client.disconnect()
 
 
-async def report_one(number: int, rasa_url: str, http: aiohttp.ClientSession, delay: float,
-                     timeout: float, outcome: SurgeOutcome, answered: List[float]) -> None:
+async def report_one(
+    number: int, rasa_url: str, http: aiohttp.ClientSession, delay: float, timeout: float, outcome: SurgeOutcome, answered: List[float]
+) -> None:
     """Phase 1: one merchant reports 1000 and accepts the checks (no incident: the first step)."""
     await asyncio.sleep(delay)
     merchant = make_merchant(10_000 + number, rasa_url, http, rest=number % 2 == 1)
@@ -143,9 +143,18 @@ async def report_one(number: int, rasa_url: str, http: aiohttp.ClientSession, de
         await disconnect(merchant)
 
 
-async def surge_one(number: int, rasa_url: str, http: aiohttp.ClientSession, delay: float, part: Dict[str, Any],
-                    timeout: float, outcome: SurgeOutcome, closed: asyncio.Event,
-                    closed_at: List[float], tracker_of) -> None:  # noqa: ANN001
+async def surge_one(
+    number: int,
+    rasa_url: str,
+    http: aiohttp.ClientSession,
+    delay: float,
+    part: Dict[str, Any],
+    timeout: float,
+    outcome: SurgeOutcome,
+    closed: asyncio.Event,
+    closed_at: List[float],
+    tracker_of,
+) -> None:  # noqa: ANN001
     """Phase 2: one merchant during the incident, until it has the "it is over" message."""
     pace = random.Random(number)
     rest = pace.random() < part["rest_share"]
@@ -188,8 +197,9 @@ async def surge_one(number: int, rasa_url: str, http: aiohttp.ClientSession, del
             at, _ = await merchant.until(OVER[language], wait)
         outcome.told_over_s.append(at - closed_at[0])
     except (asyncio.TimeoutError, aiohttp.ClientError, socketio.exceptions.SocketIOError, RuntimeError) as error:
-        outcome.errors.append(f"merchant {number} ({'rest' if rest else 'socketio'}, {language}), {stage}: "
-                              f"{error.__class__.__name__} {error}")
+        outcome.errors.append(
+            f"merchant {number} ({'rest' if rest else 'socketio'}, {language}), {stage}: {error.__class__.__name__} {error}"
+        )
     finally:
         await disconnect(merchant)
 
@@ -210,29 +220,31 @@ def threshold() -> int:
     return int(yaml.safe_load(THRESHOLD_FILE.read_text(encoding="utf-8"))["incidents"]["proposal_threshold"])
 
 
-async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any], timeout: float,
-                rss) -> Dict[str, Any]:  # noqa: ANN001
+async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any], timeout: float, rss) -> Dict[str, Any]:  # noqa: ANN001
     """Both phases against the running stack; the figures."""
     headers = {"Authorization": f"Bearer {token}"}
     result: Dict[str, Any] = {}
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=timeout)) as http:
+
         async def tracker_of(sender: str) -> Dict[str, Any]:
             url = f"{stack.url}/conversations/{quote(sender, safe='')}/tracker?token={stack.token}"
             async with http.get(url) as response:
                 return await response.json()
 
         async def incidents(every: bool) -> List[Dict[str, Any]]:
-            async with http.get(f"{desk_url}/api/incidents", params={"all": "1"} if every else {},
-                                headers=headers) as response:
+            async with http.get(f"{desk_url}/api/incidents", params={"all": "1"} if every else {}, headers=headers) as response:
                 return (await response.json())["incidents"]
 
         # Phase 1: no incident; the reports make a proposal.
         reporters = part["proposal_merchants"]
         proposal = SurgeOutcome()
         answered: List[float] = []
-        reporting = asyncio.gather(*(
-            report_one(n, stack.url, http, part["proposal_spread_s"] * n / reporters, timeout, proposal, answered)
-            for n in range(reporters)))
+        reporting = asyncio.gather(
+            *(
+                report_one(n, stack.url, http, part["proposal_spread_s"] * n / reporters, timeout, proposal, answered)
+                for n in range(reporters)
+            )
+        )
         proposed_at: Optional[float] = None
         deadline = time.perf_counter() + part["proposal_spread_s"] + timeout
         while proposed_at is None and time.perf_counter() < deadline:
@@ -243,10 +255,13 @@ async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any
         await reporting
         crossing = sorted(answered)[threshold()] if len(answered) > threshold() else None
         result["proposal"] = {
-            "merchants": reporters, "spread_s": part["proposal_spread_s"], "threshold": threshold(),
+            "merchants": reporters,
+            "spread_s": part["proposal_spread_s"],
+            "threshold": threshold(),
             "raised": proposed_at is not None,
             "seconds_after_crossing": round(max(0.0, proposed_at - crossing), 1) if proposed_at and crossing else None,
-            "errors": len(proposal.errors), "error_examples": proposal.errors[:5],
+            "errors": len(proposal.errors),
+            "error_examples": proposal.errors[:5],
         }
         for item in await incidents(every=True):
             if item["status"] == "proposed":
@@ -254,8 +269,7 @@ async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any
                     response.raise_for_status()
 
         # Phase 2: the incident is posted; the surge; the close.
-        async with http.post(f"{desk_url}/api/incidents", headers=headers,
-                             json={"message": INCIDENT_TEXT, "region": "all"}) as response:
+        async with http.post(f"{desk_url}/api/incidents", headers=headers, json={"message": INCIDENT_TEXT, "region": "all"}) as response:
             if response.status != 201:
                 raise RuntimeError(f"posting the incident answered {response.status}: {await response.text()}")
             incident = await response.json()
@@ -265,18 +279,23 @@ async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any
         rss_start = rss()
         merchants = part["merchants"]
         spread = random.Random(17)
-        surging = asyncio.gather(*(
-            surge_one(n, stack.url, http, spread.uniform(0, part["spread_s"]), part, timeout, outcome,
-                      closed, closed_at, tracker_of)
-            for n in range(merchants)))
+        surging = asyncio.gather(
+            *(
+                surge_one(n, stack.url, http, spread.uniform(0, part["spread_s"]), part, timeout, outcome, closed, closed_at, tracker_of)
+                for n in range(merchants)
+            )
+        )
         # Close once every merchant has subscribed or been linked (or failed on the way).
         started = time.perf_counter()
-        while (outcome.linked_for_person + outcome.subscribed + len(outcome.errors) < merchants
-               and time.perf_counter() - started < part["spread_s"] + timeout * 8):
+        while (
+            outcome.linked_for_person + outcome.subscribed + len(outcome.errors) < merchants
+            and time.perf_counter() - started < part["spread_s"] + timeout * 8
+        ):
             await asyncio.sleep(1)
         closed_at.append(time.perf_counter())
-        async with http.post(f"{desk_url}/api/incidents/{incident['id']}/close", headers=headers,
-                             json={"note": "bench: gateway back"}) as response:
+        async with http.post(
+            f"{desk_url}/api/incidents/{incident['id']}/close", headers=headers, json={"note": "bench: gateway back"}
+        ) as response:
             response.raise_for_status()
             planned = (await response.json())["notices_planned"]
         closed.set()
@@ -290,18 +309,23 @@ async def drive(stack: RasaStack, desk_url: str, token: str, part: Dict[str, Any
             planned_again = (await response.json()).get("notices_planned")
     told = sorted(outcome.told_over_s)
     result["surge"] = {
-        "merchants": merchants, "spread_s": part["spread_s"],
+        "merchants": merchants,
+        "spread_s": part["spread_s"],
         "answer_latency": summary(outcome.answer_ms),
-        "told_first": outcome.told_first, "linked_for_person": outcome.linked_for_person,
-        "subscribed": outcome.subscribed, "own_tickets": outcome.own_tickets,
+        "told_first": outcome.told_first,
+        "linked_for_person": outcome.linked_for_person,
+        "subscribed": outcome.subscribed,
+        "own_tickets": outcome.own_tickets,
         "cases_at_the_desk": len(cases),
         "incident_cases": sum(1 for case in cases if str(case.get("ticket", "")).startswith("INC-")),
         "linked_at_the_desk": after["merchants"],
-        "notices_planned": planned, "notices_planned_closing_again": planned_again,
+        "notices_planned": planned,
+        "notices_planned_closing_again": planned_again,
         "told_over": len(told),
         "seconds_until_all_told": round(told[-1], 1) if told else None,
         "p50_s_until_told": round(told[len(told) // 2], 1) if told else None,
-        "errors": len(outcome.errors), "error_examples": outcome.errors[:5],
+        "errors": len(outcome.errors),
+        "error_examples": outcome.errors[:5],
         "rss_mib": {"start": rss_start, "end": rss_end},
     }
     return result
@@ -315,6 +339,7 @@ def surge_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str
     token = secrets.token_urlsafe(16)
     database = f"sqlite:///{folder / 'desk.db'}"
     with one_host(folder, model, database, token, "rasa-surge") as (stack, desk, desk_url):
+
         def rss() -> Dict[str, float]:
             processes = {service.name: service.pid for service in [*stack.services, desk] if service.alive()}
             return {name: round(rss_kib(pid) / 1024, 1) for name, pid in processes.items()}
@@ -327,17 +352,29 @@ def checks(result: Dict[str, Any], part: Dict[str, Any]) -> List[Dict[str, Any]]
     surge, proposal = result["surge"], result["proposal"]
     everyone = surge["merchants"]
     return [
-        {"target": "surge: 0 errors, every merchant told first", "value": surge["errors"],
-         "met": surge["errors"] == 0 and surge["told_first"] == everyone},
-        {"target": "surge: one incident case, no merchant's own ticket",
-         "value": f"{surge['incident_cases']} incident / {surge['cases_at_the_desk']} cases, {surge['own_tickets']} own",
-         "met": surge["incident_cases"] == 1 and surge["cases_at_the_desk"] == 1 and surge["own_tickets"] == 0},
-        {"target": f"surge: every merchant told it is over within {part['target_all_told_s']} s",
-         "value": surge["seconds_until_all_told"],
-         "met": surge["told_over"] == everyone and (surge["seconds_until_all_told"] or 1e9) <= part["target_all_told_s"]},
-        {"target": "surge: closing again sends nothing", "value": surge["notices_planned_closing_again"],
-         "met": surge["notices_planned_closing_again"] == 0},
-        {"target": f"no incident posted: a proposal within {part['target_proposal_s']} s of crossing the threshold",
-         "value": proposal["seconds_after_crossing"],
-         "met": proposal["raised"] and (proposal["seconds_after_crossing"] or 0) <= part["target_proposal_s"]},
+        {
+            "target": "surge: 0 errors, every merchant told first",
+            "value": surge["errors"],
+            "met": surge["errors"] == 0 and surge["told_first"] == everyone,
+        },
+        {
+            "target": "surge: one incident case, no merchant's own ticket",
+            "value": f"{surge['incident_cases']} incident / {surge['cases_at_the_desk']} cases, {surge['own_tickets']} own",
+            "met": surge["incident_cases"] == 1 and surge["cases_at_the_desk"] == 1 and surge["own_tickets"] == 0,
+        },
+        {
+            "target": f"surge: every merchant told it is over within {part['target_all_told_s']} s",
+            "value": surge["seconds_until_all_told"],
+            "met": surge["told_over"] == everyone and (surge["seconds_until_all_told"] or 1e9) <= part["target_all_told_s"],
+        },
+        {
+            "target": "surge: closing again sends nothing",
+            "value": surge["notices_planned_closing_again"],
+            "met": surge["notices_planned_closing_again"] == 0,
+        },
+        {
+            "target": f"no incident posted: a proposal within {part['target_proposal_s']} s of crossing the threshold",
+            "value": proposal["seconds_after_crossing"],
+            "met": proposal["raised"] and (proposal["seconds_after_crossing"] or 0) <= part["target_proposal_s"],
+        },
     ]

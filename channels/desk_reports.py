@@ -9,6 +9,7 @@ each has a ``report_id`` the desk ignores when it has seen it, so a retried batc
 A report the desk finds malformed is rejected alone (the rest of its batch is taken) and
 logged by the poster.
 """
+
 from __future__ import annotations
 
 import logging
@@ -27,12 +28,14 @@ MAX_PENDING = 5_000
 class DeskReports:
     """Queues reports for the desk; nothing waits for it."""
 
-    def __init__(self, desk_url: Optional[str], token: Optional[str], channel: str,
-                 max_pending: int = MAX_PENDING, retry_max_seconds: float = 10.0) -> None:
+    def __init__(
+        self, desk_url: Optional[str], token: Optional[str], channel: str, max_pending: int = MAX_PENDING, retry_max_seconds: float = 10.0
+    ) -> None:
         self.channel = channel
         url = f"{desk_url.rstrip('/')}/api/channel/reports" if desk_url else None
-        self.poster = BatchedPoster(url, token, "reports", max_pending=max_pending,
-                                    retry_max_seconds=retry_max_seconds, what="channel reports")
+        self.poster = BatchedPoster(
+            url, token, "reports", max_pending=max_pending, retry_max_seconds=retry_max_seconds, what="channel reports"
+        )
         if not url:
             logger.warning("DESK_URL is empty: %s delivery reports are not sent to the desk", channel)
 
@@ -42,12 +45,17 @@ class DeskReports:
         return cls(os.environ.get("DESK_URL") or None, os.environ.get("DESK_API_TOKEN") or None, channel)
 
     def _put(self, kind: str, report_id: str, sender_id: str, **fields: Any) -> None:
-        report: Dict[str, Any] = {"kind": kind, "report_id": report_id[:128], "sender_id": sender_id[:255],
-                                  "channel": self.channel, "at": time.time(), **fields}
+        report: Dict[str, Any] = {
+            "kind": kind,
+            "report_id": report_id[:128],
+            "sender_id": sender_id[:255],
+            "channel": self.channel,
+            "at": time.time(),
+            **fields,
+        }
         self.poster.put(report)
 
-    def delivery(self, report_id: str, sender_id: str, text: str, desk_message_id: Optional[int],
-                 reason: Optional[str] = None) -> None:
+    def delivery(self, report_id: str, sender_id: str, text: str, desk_message_id: Optional[int], reason: Optional[str] = None) -> None:
         """One outgoing message of the desk's: ``sent`` (the platform took it) or ``held``
         with a reason. The bot's own messages (no ``desk_message_id``) are not reported: the
         desk has nothing to mark for them, and a held one still goes out when the merchant
@@ -55,14 +63,19 @@ class DeskReports:
         if desk_message_id is None:
             return
         state = {"state": "held", "reason": reason} if reason else {"state": "sent"}
-        self._put("delivery", report_id, sender_id, desk_message_id=desk_message_id,
-                  text=text[:MAX_TEXT], **state)
+        self._put("delivery", report_id, sender_id, desk_message_id=desk_message_id, text=text[:MAX_TEXT], **state)
 
     def agent_message(self, msgid: str, sender_id: str, text: str, servicer_userid: Optional[str]) -> None:
         """A WeCom 接待人员's message to the merchant, for the desk's transcript (the platform
         may leave out who wrote it: ``servicer_userid`` null then)."""
-        self._put("agent_message", f"{self.channel}:{msgid}:agent", sender_id, text=text[:MAX_TEXT],
-                  servicer_userid=servicer_userid or None, msgid=msgid)
+        self._put(
+            "agent_message",
+            f"{self.channel}:{msgid}:agent",
+            sender_id,
+            text=text[:MAX_TEXT],
+            servicer_userid=servicer_userid or None,
+            msgid=msgid,
+        )
 
     def session(self, report_id: str, sender_id: str, state: int, servicer_userid: Optional[str]) -> None:
         """The 微信客服 session's new state (0 new … 4 ended)."""

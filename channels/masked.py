@@ -23,6 +23,7 @@ The REST webhook answers a body that is not a JSON object with a string ``messag
 and ``sender`` with 400 ``{"error": "..."}``; socket.io events of the wrong shape are
 dropped with a warning (no stack trace, the server keeps running).
 """
+
 from __future__ import annotations
 
 import json
@@ -54,10 +55,7 @@ MAX_SENDER_CHARS = 255
 _UNWANTED = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff]")
 _CJK = re.compile("[\u3400-\u9fff\uf900-\ufaff]")
 
-EMPTY_ANSWER = (
-    "请直接输入您的问题，例如“POS机显示1000怎么办”。\n"
-    "Please type your question, for example \"my terminal shows error 1000\"."
-)
+EMPTY_ANSWER = '请直接输入您的问题，例如“POS机显示1000怎么办”。\nPlease type your question, for example "my terminal shows error 1000".'
 TOO_LONG_ANSWER = {
     "zh": f"这条消息太长了（超过 {MAX_MESSAGE_CHARS} 字）。请分几条发送，或用一两句话描述问题。",
     "en": (
@@ -203,9 +201,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
         credentials = credentials or {}
         channel = super().from_credentials(credentials)
         channel.redis_url = credentials.get("redis_url") or None
-        channel.delivery_file = Path(
-            os.environ.get("WIDGET_DELIVERY_FILE") or credentials.get("delivery_file") or cls.delivery_file
-        )
+        channel.delivery_file = Path(os.environ.get("WIDGET_DELIVERY_FILE") or credentials.get("delivery_file") or cls.delivery_file)
         for setting in ("ping_interval", "ping_timeout"):
             if credentials.get(setting) is not None:
                 setattr(channel, setting, float(credentials[setting]))
@@ -241,9 +237,7 @@ class MaskedSocketIOInput(CardMaskingMixin, SocketIOInput):
         if self.ping_timeout is not None:
             self.sio.eio.ping_timeout = self.ping_timeout  # type: ignore[union-attr]
         if self.session_persistence:
-            self.mailbox = WidgetMailbox(
-                self.sio, self.bot_message_evt, self.namespace, delivery_store(self.redis_url, self.delivery_file)
-            )
+            self.mailbox = WidgetMailbox(self.sio, self.bot_message_evt, self.namespace, delivery_store(self.redis_url, self.delivery_file))
             self.mailbox.install(hook)
         namespace = self.namespace or "/"
         handlers: Dict[str, Callable] = self.sio.handlers.get(namespace, {})  # type: ignore[union-attr]

@@ -17,6 +17,7 @@ running loop (an agent's reply with ``output_channel=latest``). Here the webhook
 once, when the channel's blueprint is made at start-up, and ``get_output_channel`` only
 builds a client.
 """
+
 from __future__ import annotations
 
 import asyncio

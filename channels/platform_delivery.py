@@ -14,6 +14,7 @@ Nothing is reported ``sent`` that the platform did not accept. ``deliver`` never
 an error of the store or of the platform's client holds the message with the reason
 (``channel error: …``); when even the store cannot keep it, this process does.
 """
+
 from __future__ import annotations
 
 import logging
@@ -51,8 +52,7 @@ class Courier:
     ``desk_message_id`` (int or None) and ``held`` (times held so far).
     """
 
-    def __init__(self, state: LocalState, reports: DeskReports, send: Send,
-                 blocked: Optional[Blocked] = None) -> None:
+    def __init__(self, state: LocalState, reports: DeskReports, send: Send, blocked: Optional[Blocked] = None) -> None:
         self.state, self.reports, self._send, self._blocked = state, reports, send, blocked
         # Held messages the store could not take (Redis / SQLite down), per merchant.
         self._unsaved = TtlLru()
@@ -94,8 +94,7 @@ class Courier:
             logger.warning("send to %s failed: %s", user, problem)
             errcode, errmsg = -1, type(problem).__name__
         if errcode == 0:
-            self.reports.delivery(f"{self.reports.channel}:{item['msgid']}:sent", user, item["text"],
-                                  item.get("desk_message_id"))
+            self.reports.delivery(f"{self.reports.channel}:{item['msgid']}:sent", user, item["text"], item.get("desk_message_id"))
             try:
                 # Remembered for a later msg_send_fail event (the session lasts 48 h).
                 await self.state.put(f"sent:{item['msgid']}", item, WINDOW_SECONDS)
@@ -110,8 +109,13 @@ class Courier:
         """Keep the message for the merchant's next message and tell the desk why (never raises)."""
         item = {**item, "held": int(item.get("held", 0)) + 1}
         await self._keep(item)
-        self.reports.delivery(f"{self.reports.channel}:{item['msgid']}:held{item['held']}", item["user"],
-                              item["text"], item.get("desk_message_id"), reason=reason)
+        self.reports.delivery(
+            f"{self.reports.channel}:{item['msgid']}:held{item['held']}",
+            item["user"],
+            item["text"],
+            item.get("desk_message_id"),
+            reason=reason,
+        )
 
     async def _keep(self, item: Dict[str, Any]) -> None:
         user = item["user"]
@@ -136,7 +140,7 @@ class Courier:
         self._unsaved.put(user, None, 1)
         for number, item in enumerate(held):
             if not await self.deliver(item):
-                for later in held[number + 1:]:  # still held, already reported
+                for later in held[number + 1 :]:  # still held, already reported
                     await self._keep(later)
                 break
 

@@ -19,6 +19,7 @@ and the merchant still gets the answer.
 ``offer_image`` takes the platform's API base and a token function, so another channel
 (微信客服) can call it with its own media API.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -69,8 +70,9 @@ async def conversation_language(agent: Any, sender_id: str) -> str:
     return language if language in LANGUAGES else DEFAULT_LANGUAGE
 
 
-async def fetch_media(session: aiohttp.ClientSession, api_base: str, access_token: TokenSource,
-                      media_id: str, limit: int = MAX_ATTACHMENT_BYTES) -> bytes:
+async def fetch_media(
+    session: aiohttp.ClientSession, api_base: str, access_token: TokenSource, media_id: str, limit: int = MAX_ATTACHMENT_BYTES
+) -> bytes:
     """The bytes of a temporary media file (``cgi-bin/media/get``); a rejected token is refreshed once."""
     from channels.wecom import TOKEN_EXPIRED  # here: channels.wecom imports this module
 
@@ -98,8 +100,7 @@ async def fetch_media(session: aiohttp.ClientSession, api_base: str, access_toke
     raise MediaError("access token refused twice")
 
 
-async def attach_to_case(session: aiohttp.ClientSession, data: bytes, sender_id: str, channel: str,
-                         msgid: str) -> bool:
+async def attach_to_case(session: aiohttp.ClientSession, data: bytes, sender_id: str, channel: str, msgid: str) -> bool:
     """POST the picture to the desk; True when the desk attached it to an open case (201)."""
     desk_url, token = os.environ.get("DESK_URL"), os.environ.get("DESK_API_TOKEN")
     if not desk_url:
@@ -121,8 +122,7 @@ async def attach_to_case(session: aiohttp.ClientSession, data: bytes, sender_id:
         raise MediaError(f"desk answered {reply.status} {(await reply.text())[:200]}")
 
 
-async def offer_image(api_base: str, access_token: TokenSource, media_id: str, sender_id: str, channel: str,
-                      msgid: str) -> bool:
+async def offer_image(api_base: str, access_token: TokenSource, media_id: str, sender_id: str, channel: str, msgid: str) -> bool:
     """Fetch a merchant's picture from the platform and give it to the desk.
 
     True when it was attached to the merchant's open case; False when there is none or
@@ -140,8 +140,7 @@ async def offer_image(api_base: str, access_token: TokenSource, media_id: str, s
         return False
 
 
-async def answer_media(output: OutputChannel, sender_id: str, language: str,
-                       image: Optional[Callable[[], Awaitable[bool]]] = None) -> None:
+async def answer_media(output: OutputChannel, sender_id: str, language: str, image: Optional[Callable[[], Awaitable[bool]]] = None) -> None:
     """Answer a message the bot cannot read; a picture (``image``) is offered to the desk first."""
     attached = await image() if image is not None else False
     await output.send_text_message(sender_id, answer_text("image_to_agent" if attached else "media_answer", language))

@@ -13,6 +13,7 @@ The send ledger is the platforms' rule "at most ``quota`` messages within ``wind
 of the merchant's last message": ``heard_from`` opens the window, ``reserve_send`` takes one
 message of the quota or says why not (checked and counted in one step, also in Redis).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -94,8 +95,7 @@ class LocalState:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             db.execute("PRAGMA journal_mode=WAL")
-            db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, "
-                       "expires REAL NOT NULL)")
+            db.execute("CREATE TABLE IF NOT EXISTS state (key TEXT PRIMARY KEY, value TEXT NOT NULL, expires REAL NOT NULL)")
             db.execute("DELETE FROM state WHERE expires < ?", (self.clock(),))
             self._db = db
         return self._db
@@ -120,8 +120,7 @@ class LocalState:
 
     async def durable_get(self, key: str) -> Any:
         """A value that survives a restart, or None."""
-        row = self._sql().execute("SELECT value FROM state WHERE key = ? AND expires >= ?",
-                                  (self._key(key), self.clock())).fetchone()
+        row = self._sql().execute("SELECT value FROM state WHERE key = ? AND expires >= ?", (self._key(key), self.clock())).fetchone()
         return None if row is None else json.loads(row[0])
 
     async def durable_put(self, key: str, value: Any, ttl: float = DURABLE_SECONDS) -> None:
@@ -129,8 +128,9 @@ class LocalState:
         if value is None:
             self._sql().execute("DELETE FROM state WHERE key = ?", (self._key(key),))
             return
-        self._sql().execute("INSERT OR REPLACE INTO state (key, value, expires) VALUES (?, ?, ?)",
-                            (self._key(key), json.dumps(value), self.clock() + ttl))
+        self._sql().execute(
+            "INSERT OR REPLACE INTO state (key, value, expires) VALUES (?, ?, ?)", (self._key(key), json.dumps(value), self.clock() + ttl)
+        )
 
     async def heard_from(self, user: str) -> None:
         """The merchant wrote: the window opens again and the quota is full."""

@@ -31,6 +31,7 @@ through ``channels.platform_delivery.Courier``, which holds what cannot go out, 
 it to the desk and sends it when the merchant writes again. The self-built app
 (``WeComInput``) reaches the enterprise's own staff only and sends without those rules.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -164,8 +165,7 @@ def parse_callback(crypto: CallbackCrypto, query: Dict[str, str], body: bytes, n
     if recognition and recognition.strip():
         return IncomingText(user=user, text=recognition, msg_id=msg_id, voice=True)
     # Pictures, other voice, files, locations, links, stickers, unknown types: answered politely.
-    return IncomingText(user=user, text="", msg_id=msg_id, media_type=msg_type,
-                        media_id=xml_optional(message, "MediaId"))
+    return IncomingText(user=user, text="", msg_id=msg_id, media_type=msg_type, media_id=xml_optional(message, "MediaId"))
 
 
 def verify_url(crypto: CallbackCrypto, query: Dict[str, str]) -> str:
@@ -205,8 +205,7 @@ class PlatformApi:
     token_path = "/cgi-bin/gettoken"
     send_path = "/cgi-bin/message/send"
 
-    def __init__(self, api_base: str, app_id: str, secret: str, agent_id: Optional[str] = None,
-                 state: Optional[LocalState] = None) -> None:
+    def __init__(self, api_base: str, app_id: str, secret: str, agent_id: Optional[str] = None, state: Optional[LocalState] = None) -> None:
         self._base = api_base.rstrip("/")
         self._app_id, self._secret, self._agent_id = app_id, secret, agent_id
         self.state = state or platform_state(None, Path("var/wecom_state.sqlite"), "wecom")
@@ -287,22 +286,26 @@ class PlatformOutput(OutputChannel):
                 logger.error("%s send failed: %s %s", self._name, errcode, errmsg)
             return
         msgid = f"d{desk_message_id}" if desk_message_id is not None else uuid.uuid4().hex
-        await self._courier.deliver({"user": recipient_id, "msgid": msgid, "text": text,
-                                     "body": self._api.text_body(recipient_id, text),
-                                     "desk_message_id": desk_message_id, "held": 0})
+        await self._courier.deliver(
+            {
+                "user": recipient_id,
+                "msgid": msgid,
+                "text": text,
+                "body": self._api.text_body(recipient_id, text),
+                "desk_message_id": desk_message_id,
+                "held": 0,
+            }
+        )
 
     async def send_text_message(self, recipient_id: Text, text: Text, **kwargs: Any) -> None:
         """A plain text message (``desk_message_id`` in kwargs for an agent's reply)."""
         await self._send(recipient_id, text, kwargs.get("desk_message_id"))
 
-    async def send_text_with_buttons(
-        self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
-    ) -> None:
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any) -> None:
         """The text and the buttons as a numbered list; remember their payloads (if the store
         cannot, the list goes out all the same and a number reads as the number)."""
         try:
-            await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons],
-                                      CHOICES_SECONDS)
+            await self._api.state.put(f"choices:{recipient_id}", [button["payload"] for button in buttons], CHOICES_SECONDS)
         except Exception:  # noqa: BLE001 - logged; never raised into Rasa, the list is still sent
             logger.exception("%s choices of %s not remembered", self._name, recipient_id)
         lines = [text, ""] + [f"{i}. {button['title']}" for i, button in enumerate(buttons, start=1)]
@@ -403,13 +406,24 @@ class PlatformInput(SignedWebhookInput):
     @classmethod
     def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
         """The common settings, the receiver id (CorpID / AppID) and the app's AgentId."""
-        return {**super().settings(credentials),
-                "app_id": str(credentials.get("corp_id") or credentials.get("app_id")),
-                "agent_id": str(credentials.get("agent_id") or "")}
+        return {
+            **super().settings(credentials),
+            "app_id": str(credentials.get("corp_id") or credentials.get("app_id")),
+            "agent_id": str(credentials.get("agent_id") or ""),
+        }
 
-    def __init__(self, token: str, encoding_aes_key: str, app_id: str, secret: str,
-                 agent_id: str = "", api_base: Optional[str] = None, redis_url: Optional[str] = None,
-                 state_file: Optional[str] = None, reports: Optional[DeskReports] = None) -> None:
+    def __init__(
+        self,
+        token: str,
+        encoding_aes_key: str,
+        app_id: str,
+        secret: str,
+        agent_id: str = "",
+        api_base: Optional[str] = None,
+        redis_url: Optional[str] = None,
+        state_file: Optional[str] = None,
+        reports: Optional[DeskReports] = None,
+    ) -> None:
         self.crypto = CallbackCrypto(token, encoding_aes_key, app_id)
         self.api_base = api_base or self.default_api_base  # also the media API's (pictures)
         self.state = platform_state(redis_url, Path(state_file or f"var/{self.name()}_state.sqlite"), self.name())
@@ -450,8 +464,9 @@ class PlatformInput(SignedWebhookInput):
         language = await conversation_language(agent, incoming.user) if agent is not None else DEFAULT_LANGUAGE
         image = None
         if incoming.media_type == "image" and incoming.media_id:
-            image = partial(offer_image, self.api_base, self.api.access_token, incoming.media_id,
-                            incoming.user, self.name(), incoming.msg_id)
+            image = partial(
+                offer_image, self.api_base, self.api.access_token, incoming.media_id, incoming.user, self.name(), incoming.msg_id
+            )
         await answer_media(self.get_output_channel(), incoming.user, language, image)
 
     def blueprint(self, on_new_message: Callable[[UserMessage], Awaitable[Any]]) -> Blueprint:
@@ -473,8 +488,7 @@ class PlatformInput(SignedWebhookInput):
 
         return hook
 
-    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]],
-                     agent: Any = None) -> None:
+    async def handle(self, incoming: IncomingText, on_new_message: Callable[[UserMessage], Awaitable[Any]], agent: Any = None) -> None:
         """Held messages go out first (the merchant's message opened the window), then Rasa;
         a message the bot cannot read gets the channel's own answer instead."""
         if self.courier is not None:

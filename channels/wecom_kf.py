@@ -41,6 +41,7 @@ it to 3 with ``servicer_userid`` (not on duty, 95014: to the pool instead) or to
 channel learns of the handoff from ``action_escalate``'s custom message
 ``{"wecom_kf": "handoff"}``, sent only to 微信客服 conversations.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -176,12 +177,12 @@ class KfOutput(OutputChannel):
     def name(cls) -> Text:
         return "wecom_kf"
 
-    async def _deliver(self, recipient_id: str, text: str, body: Dict[str, Any], msgid: str,
-                       desk_message_id: Optional[int]) -> None:
+    async def _deliver(self, recipient_id: str, text: str, body: Dict[str, Any], msgid: str, desk_message_id: Optional[int]) -> None:
         open_kfid, user = split_sender(recipient_id)
         body = {"touser": user, "open_kfid": open_kfid, "msgid": msgid, **body}
-        await self._channel.courier.deliver({"user": recipient_id, "msgid": msgid, "text": text, "body": body,
-                                             "desk_message_id": desk_message_id, "held": 0})
+        await self._channel.courier.deliver(
+            {"user": recipient_id, "msgid": msgid, "text": text, "body": body, "desk_message_id": desk_message_id, "held": 0}
+        )
 
     async def _safely(self, what: str, recipient_id: str, step: Awaitable[Any]) -> None:
         try:
@@ -199,12 +200,9 @@ class KfOutput(OutputChannel):
         desk_message_id = kwargs.get("desk_message_id")
         base = self._msgid(desk_message_id)
         for number, part in enumerate(split_text(text)):
-            await self._deliver(recipient_id, part, {"msgtype": "text", "text": {"content": part}},
-                                f"{base}-{number}", desk_message_id)
+            await self._deliver(recipient_id, part, {"msgtype": "text", "text": {"content": part}}, f"{base}-{number}", desk_message_id)
 
-    async def send_text_with_buttons(
-        self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any
-    ) -> None:
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[str, Any]], **kwargs: Any) -> None:
         """A ``msgmenu``: the text and one click item per button; a click returns its id.
 
         Within the platform's limits: a text over 1,024 bytes goes first as text, the last
@@ -219,20 +217,23 @@ class KfOutput(OutputChannel):
         await self._safely("remembering a menu", recipient_id, self._remember(recipient_id, items))
         heads = split_text(text, MAX_MENU_HEAD_BYTES)
         for number, head in enumerate(heads[:-1]):
-            await self._deliver(recipient_id, head, {"msgtype": "text", "text": {"content": head}},
-                                f"{base}-{number}", desk_message_id)
+            await self._deliver(recipient_id, head, {"msgtype": "text", "text": {"content": head}}, f"{base}-{number}", desk_message_id)
         ids = list(items)
         for index, start in enumerate(range(0, len(ids), MAX_MENU_ITEMS)):
-            chunk = ids[start:start + MAX_MENU_ITEMS]
+            chunk = ids[start : start + MAX_MENU_ITEMS]
             head = heads[-1] if index == 0 else ""
-            menu: Dict[str, Any] = {"list": [
-                {"type": "click", "click": {"id": item, "content": fit(str(items[item]["title"]), MAX_MENU_ITEM_BYTES)}}
-                for item in chunk]}
+            menu: Dict[str, Any] = {
+                "list": [
+                    {"type": "click", "click": {"id": item, "content": fit(str(items[item]["title"]), MAX_MENU_ITEM_BYTES)}}
+                    for item in chunk
+                ]
+            }
             if head:
                 menu["head_content"] = head
             words = "\n".join(([head] if head else []) + [str(items[item]["title"]) for item in chunk])
-            await self._deliver(recipient_id, words, {"msgtype": "msgmenu", "msgmenu": menu},
-                                f"{base}-{len(heads) - 1 + index}", desk_message_id)
+            await self._deliver(
+                recipient_id, words, {"msgtype": "msgmenu", "msgmenu": menu}, f"{base}-{len(heads) - 1 + index}", desk_message_id
+            )
 
     async def _remember(self, recipient_id: str, items: Dict[str, Dict[str, Any]]) -> None:
         # Not remembered (the store down): a click then reads as the button's words.
@@ -262,20 +263,31 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
     @classmethod
     def settings(cls, credentials: Dict[Text, Any]) -> Dict[str, Any]:
         """The common settings, the CorpID and the handoff's."""
-        return {**super().settings(credentials), "corp_id": str(credentials["corp_id"]),
-                "handoff": str(credentials.get("handoff") or "desk"),
-                "servicer_userid": credentials.get("servicer_userid") or None}
+        return {
+            **super().settings(credentials),
+            "corp_id": str(credentials["corp_id"]),
+            "handoff": str(credentials.get("handoff") or "desk"),
+            "servicer_userid": credentials.get("servicer_userid") or None,
+        }
 
-    def __init__(self, corp_id: str, secret: str, token: str, encoding_aes_key: str,
-                 api_base: str = "https://qyapi.weixin.qq.com", redis_url: Optional[str] = None,
-                 state_file: Optional[str] = None, handoff: str = "desk",
-                 servicer_userid: Optional[str] = None, reports: Optional[DeskReports] = None,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        corp_id: str,
+        secret: str,
+        token: str,
+        encoding_aes_key: str,
+        api_base: str = "https://qyapi.weixin.qq.com",
+        redis_url: Optional[str] = None,
+        state_file: Optional[str] = None,
+        handoff: str = "desk",
+        servicer_userid: Optional[str] = None,
+        reports: Optional[DeskReports] = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
         if handoff not in ("desk", "wecom"):
             raise ValueError("handoff must be desk or wecom")
         self.crypto = CallbackCrypto(token, encoding_aes_key, corp_id)
-        self.state: LocalState = platform_state(redis_url, Path(state_file or "var/wecom_kf_state.sqlite"),
-                                                "wecom_kf", clock)
+        self.state: LocalState = platform_state(redis_url, Path(state_file or "var/wecom_kf_state.sqlite"), "wecom_kf", clock)
         self.api = KfApi(api_base, corp_id, secret, state=self.state)
         self.reports = reports or DeskReports.from_environment("wecom_kf")
         self.courier = Courier(self.state, self.reports, self.api.send_body, blocked=self._with_agent)
@@ -344,16 +356,16 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
                 for _ in range(MAX_ROUNDS):
                     handled = False
                     for item in pending + await self._pull(open_kfid, token):
-                        handled = await self._handle_in_turn(open_kfid, item, stalled, on_new_message,
-                                                             agent) or handled
+                        handled = await self._handle_in_turn(open_kfid, item, stalled, on_new_message, agent) or handled
                     pending = []
                     if not handled:
                         break
         except Exception:  # noqa: BLE001 - the platform or Redis down: the next callback pulls again
             logger.exception("wecom_kf sync of %s failed", open_kfid)
 
-    async def _handle_in_turn(self, open_kfid: str, item: Dict[str, Any], stalled: Set[str],
-                              on_new_message: OnNewMessage, agent: Any) -> bool:
+    async def _handle_in_turn(
+        self, open_kfid: str, item: Dict[str, Any], stalled: Set[str], on_new_message: OnNewMessage, agent: Any
+    ) -> bool:
         """Handle one message unless its merchant's earlier one failed (then it waits too);
         True when it was handled now."""
         event = item.get("event")  # an event names the merchant inside it
@@ -416,8 +428,7 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
             logger.exception("wecom_kf cursor %s not stored", key)
             return False
 
-    async def _handle_once(self, item: Dict[str, Any], on_new_message: OnNewMessage,
-                           agent: Any) -> Optional[bool]:
+    async def _handle_once(self, item: Dict[str, Any], on_new_message: OnNewMessage, agent: Any) -> Optional[bool]:
         """True: handled now (and marked so); False: handled before; None: it failed."""
         seen = f"msg:{item['msgid']}"
         try:
@@ -497,8 +508,7 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
         if item.get("msgtype") == "image" and isinstance(media_id, str) and media_id:
             # Offered to the desk, which attaches it to an open case (a handoff) or ignores it.
             language = await conversation_language(agent, sender) if agent is not None else DEFAULT_LANGUAGE
-            image = partial(offer_image, self.api_base, self.api.access_token, media_id, sender, self.name(),
-                            str(item["msgid"]))
+            image = partial(offer_image, self.api_base, self.api.access_token, media_id, sender, self.name(), str(item["msgid"]))
             await answer_media(output, sender, language, image)
             return
         if text is None:
@@ -508,8 +518,7 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
         metadata = {"scene_param": scene} if scene else None
         if scene:
             await self.state.put(f"scene:{sender}", None, 1)
-        await on_new_message(UserMessage(text, output, sender, input_channel=self.name(),
-                                         message_id=str(item["msgid"]), metadata=metadata))
+        await on_new_message(UserMessage(text, output, sender, input_channel=self.name(), message_id=str(item["msgid"]), metadata=metadata))
 
     async def _text_of(self, sender: str, item: Dict[str, Any]) -> Optional[str]:
         """The merchant's words, a menu click as the button's payload; None for other kinds."""
@@ -527,9 +536,12 @@ class WeComKfInput(CardMaskingMixin, SignedWebhookInput):
         body = item.get("text") if item.get("msgtype") == "text" else None
         text = body.get("content") if isinstance(body, dict) else None
         if sender is not None:
-            self.reports.agent_message(str(item["msgid"]), sender,
-                                       text if isinstance(text, str) else f"[{item.get('msgtype')}]",
-                                       item.get("servicer_userid") or None)
+            self.reports.agent_message(
+                str(item["msgid"]),
+                sender,
+                text if isinstance(text, str) else f"[{item.get('msgtype')}]",
+                item.get("servicer_userid") or None,
+            )
 
     async def _event(self, event: Dict[str, Any], msgid: str) -> None:
         sender = self._sender({**event, "msgid": msgid})

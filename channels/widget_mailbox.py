@@ -26,6 +26,7 @@ mark's events). With the Redis fan-out a frame published by another Rasa process
 reach this one after the catch-up has sent the same event; such a frame (the socket's
 ``replayed_until`` covers it) is not sent again.
 """
+
 from __future__ import annotations
 
 import contextlib

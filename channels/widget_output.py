@@ -9,6 +9,7 @@ each frame of a bot event (a ``send_response`` call, which carries the event's
 the event's last and whether it is a catch-up copy. ``channels.widget_mailbox`` takes
 it off before the frame leaves (the widget reads a frame by its exact set of keys).
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Text
@@ -59,16 +60,13 @@ class WidgetOutput(SocketIOOutput):
         for part in widget_parts(text):
             await self._send_message(recipient_id, {"text": part})
 
-    async def send_text_with_buttons(
-        self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any
-    ) -> None:
+    async def send_text_with_buttons(self, recipient_id: Text, text: Text, buttons: List[Dict[Text, Any]], **kwargs: Any) -> None:
         """The text's parts, the buttons as quick replies on the last one."""
         messages: List[Dict[Text, Any]] = [{"text": part, "quick_replies": []} for part in widget_parts(text)]
         if not messages:
             messages = [{"text": "", "quick_replies": []}]
         messages[-1]["quick_replies"] = [
-            {"content_type": "text", "title": button["title"], "payload": button["payload"]}
-            for button in buttons
+            {"content_type": "text", "title": button["title"], "payload": button["payload"]} for button in buttons
         ]
         for message in messages:
             await self._send_message(recipient_id, message)

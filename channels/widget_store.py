@@ -6,6 +6,7 @@ It only moves forward. A SQLite file by default (one Rasa process); Redis when
 several Rasa processes share the widget's sessions (``redis_url`` of the socket.io
 channel, as ``deploy/credentials.yml`` sets it).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,9 +41,7 @@ class SQLiteDeliveryStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
             connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(
-                "CREATE TABLE IF NOT EXISTS widget_delivered (session TEXT PRIMARY KEY, until REAL NOT NULL)"
-            )
+            connection.execute("CREATE TABLE IF NOT EXISTS widget_delivered (session TEXT PRIMARY KEY, until REAL NOT NULL)")
             connection.execute("DELETE FROM widget_delivered WHERE until < ?", (time.time() - KEEP_SECONDS,))
             self._connection = connection
         return self._connection

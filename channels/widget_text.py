@@ -13,6 +13,7 @@ and each line break is a hard break (two spaces before the newline, which
 react-markdown 4 renders as ``<br>``). Only the socket.io output uses it; WeCom,
 WeChat and REST send the plain text.
 """
+
 from __future__ import annotations
 
 import re

@@ -3,6 +3,7 @@
 Only minutes inside the business hours (``common/business_hours.yml``) count, so a case that arrives
 after closing on Friday is not late on Saturday morning when the desk is closed.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -47,6 +48,7 @@ def load_reply_clock(path: Path = BUSINESS_HOURS_FILE) -> ReplyClock:
         ),
         first_reply_minutes=int(raw["first_reply_minutes"]),
     )
+
 
 # Far enough for any real wait; bounds the loops when the hours have no open day.
 _MAX_DAYS = 3660

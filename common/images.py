@@ -4,13 +4,13 @@ offer a merchant's picture to the desk) and the desk (before it stores one) shar
 A platform's or a client's ``Content-Type`` is not trusted: what the console later serves
 with a type (and ``nosniff``) must be that type.
 """
+
 from __future__ import annotations
 
 from typing import Optional
 
 # The first bytes of each picture type the desk takes (WebP: "RIFF", 4 bytes of size, "WEBP").
-_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"),
-               (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
+_SIGNATURES = ((b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG\r\n\x1a\n", "image/png"), (b"GIF87a", "image/gif"), (b"GIF89a", "image/gif"))
 
 
 def image_type(data: bytes) -> Optional[str]:

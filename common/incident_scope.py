@@ -10,6 +10,7 @@ when the bot does not know it.
 (undecided: a dimension the scope restricts is unknown for the merchant; the bot then
 asks, or treats the incident as not matching, see ``undecided_dimensions``).
 """
+
 from __future__ import annotations
 
 from typing import Any, List, Mapping, Optional
@@ -55,18 +56,13 @@ def matches(scope: Optional[Mapping[str, Any]], merchant: Mapping[str, Optional[
     A known value outside any dimension makes it False even while another one is unknown:
     asking the merchant something cannot bring them into the scope then.
     """
-    results = [
-        _dimension_match(dimension, _values(scope, dimension), merchant.get(field))
-        for dimension, field in DIMENSIONS.items()
-    ]
+    results = [_dimension_match(dimension, _values(scope, dimension), merchant.get(field)) for dimension, field in DIMENSIONS.items()]
     if False in results:
         return False
     return None if None in results else True
 
 
-def undecided_dimensions(
-    scope: Optional[Mapping[str, Any]], merchant: Mapping[str, Optional[str]]
-) -> List[str]:
+def undecided_dimensions(scope: Optional[Mapping[str, Any]], merchant: Mapping[str, Optional[str]]) -> List[str]:
     """The scope dimensions that leave ``matches`` undecided for this merchant."""
     return [
         dimension

@@ -4,6 +4,7 @@ A card number is 13–19 digits (optionally grouped by spaces or dashes, half or
 width) that passes the Luhn check; it is kept as its first 6 and last 4 digits. Phone numbers are masked for
 lists, where an agent does not need the whole number.
 """
+
 from __future__ import annotations
 
 import re

@@ -1,5 +1,6 @@
 """Ticket numbers: made by the action server (so a merchant gets one while the desk is
 down) and kept by the desk as the case's idempotency key."""
+
 from __future__ import annotations
 
 import secrets

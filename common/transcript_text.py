@@ -12,6 +12,7 @@ Imported by the action server (``actions/handoff.transcript``), the desk's relay
 (``support_desk.relay.paused_messages``) and Rasa's event broker
 (``rasa_server.desk_events``), so the three agree.
 """
+
 from __future__ import annotations
 
 import json

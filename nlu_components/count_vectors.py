@@ -13,6 +13,7 @@ row by row in column order, counts (or ones when ``binary``) in the vectorizer's
 give. A vectorizer that is not a plain fitted ``CountVectorizer`` (a subclass such as
 tf-idf, or none fitted) goes to upstream's method.
 """
+
 from __future__ import annotations
 
 import weakref
@@ -31,13 +32,13 @@ from rasa_server.replacements import Upstream, require_unchanged
 
 # The method re-implemented below, as it was read: a changed upstream refuses to build.
 UPSTREAM = (
-    Upstream("rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer."
-             "CountVectorsFeaturizer._create_features",
-             "d841f50f6649704ad33893be4a6e5b4197c2c4df53432ae43e2801bc2fb18783"),
+    Upstream(
+        "rasa.nlu.featurizers.sparse_featurizer.count_vectors_featurizer.CountVectorsFeaturizer._create_features",
+        "d841f50f6649704ad33893be4a6e5b4197c2c4df53432ae43e2801bc2fb18783",
+    ),
 )
 
-_ANALYZERS: "weakref.WeakKeyDictionary[CountVectorizer, Callable[[Text], List[Text]]]" = (
-    weakref.WeakKeyDictionary())
+_ANALYZERS: "weakref.WeakKeyDictionary[CountVectorizer, Callable[[Text], List[Text]]]" = weakref.WeakKeyDictionary()
 
 Matrices = List[Optional[scipy.sparse.coo_matrix]]
 
@@ -61,16 +62,13 @@ def counts(vectorizer: CountVectorizer, documents: List[Text]) -> scipy.sparse.c
             rows.append(row)
             columns.append(column)
             values.append(found[column])
-    data = np.ones(len(values), dtype=vectorizer.dtype) if vectorizer.binary else np.asarray(
-        values, dtype=vectorizer.dtype)
+    data = np.ones(len(values), dtype=vectorizer.dtype) if vectorizer.binary else np.asarray(values, dtype=vectorizer.dtype)
     return scipy.sparse.coo_matrix(
-        (data, (np.asarray(rows, dtype=np.int32), np.asarray(columns, dtype=np.int32))),
-        shape=(len(documents), len(vocabulary)))
+        (data, (np.asarray(rows, dtype=np.int32), np.asarray(columns, dtype=np.int32))), shape=(len(documents), len(vocabulary))
+    )
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_FEATURIZER, is_trainable=True)
 class DirectCountVectorsFeaturizer(CountVectorsFeaturizer):
     """Rasa's ``CountVectorsFeaturizer`` (same options, training and features), its
     matrices counted directly. Use it in ``config.yml`` in place of ``CountVectorsFeaturizer``.
@@ -85,13 +83,10 @@ class DirectCountVectorsFeaturizer(CountVectorsFeaturizer):
         require_unchanged("nlu_components/count_vectors.py", UPSTREAM)
         super().__init__(*args, **kwargs)
 
-    def _create_features(
-        self, attribute: Text, all_tokens: List[List[Text]]
-    ) -> Tuple[Matrices, Matrices]:
+    def _create_features(self, attribute: Text, all_tokens: List[List[Text]]) -> Tuple[Matrices, Matrices]:
         """Sequence and sentence features of each message's tokens, as upstream's."""
         vectorizer: Any = self.vectorizers.get(attribute)
-        if (not vectorizer or type(vectorizer) is not CountVectorizer
-                or not hasattr(vectorizer, "vocabulary_")):
+        if not vectorizer or type(vectorizer) is not CountVectorizer or not hasattr(vectorizer, "vocabulary_"):
             return super()._create_features(attribute, all_tokens)
         sequence_features: Matrices = []
         sentence_features: Matrices = []
@@ -101,6 +96,5 @@ class DirectCountVectorsFeaturizer(CountVectorsFeaturizer):
                 sentence_features.append(None)
                 continue
             sequence_features.append(counts(vectorizer, tokens))
-            sentence_features.append(counts(vectorizer, [" ".join(tokens)])
-                                     if attribute in DENSE_FEATURIZABLE_ATTRIBUTES else None)
+            sentence_features.append(counts(vectorizer, [" ".join(tokens)]) if attribute in DENSE_FEATURIZABLE_ATTRIBUTES else None)
         return sequence_features, sentence_features

@@ -1,5 +1,6 @@
 """DIETClassifier whose one-message inference runs its traced TensorFlow function directly
 (``nlu_components.model_inference``)."""
+
 from __future__ import annotations
 
 import warnings
@@ -16,8 +17,8 @@ from nlu_components.model_inference import OneBatchDIET, check_upstream
 # what DIET does with them.
 for _unread in ("entity examples", "lookup tables"):
     warnings.filterwarnings(
-        "ignore", message=f"You have defined training data consisting of {_unread}, but your "
-                          f"NLU configuration does not include")
+        "ignore", message=f"You have defined training data consisting of {_unread}, but your NLU configuration does not include"
+    )
 
 
 @DefaultV1Recipe.register(

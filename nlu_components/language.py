@@ -5,6 +5,7 @@ with a ``from_entity`` mapping and ``influence_conversation: false``) is set on 
 turn without a round trip to the action server; responses carry variations conditioned
 on that slot.
 """
+
 from __future__ import annotations
 
 import re
@@ -43,9 +44,7 @@ def detect_language(text: Text) -> Optional[Text]:
     return None
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=False
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.ENTITY_EXTRACTOR, is_trainable=False)
 class LanguageDetector(GraphComponent):
     """Adds a ``language`` entity (``zh`` / ``en``) to each parsed message."""
 
@@ -76,7 +75,5 @@ class LanguageDetector(GraphComponent):
                 ENTITY_ATTRIBUTE_END: len(text),
                 EXTRACTOR: self.__class__.__name__,
             }
-            message.set(
-                ENTITIES, message.get(ENTITIES, []) + [entity], add_to_output=True
-            )
+            message.set(ENTITIES, message.get(ENTITIES, []) + [entity], add_to_output=True)
         return messages

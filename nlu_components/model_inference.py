@@ -22,6 +22,7 @@ It re-implements upstream's ``RasaModel.run_inference`` for one batch, so the co
 using these models refuse to be built (``ReplacementCheckError``) when that method's
 source is not the one it was checked against (``UPSTREAM``, checked by ``check_upstream``).
 """
+
 from __future__ import annotations
 
 import weakref
@@ -41,8 +42,7 @@ from rasa_server.replacements import Upstream, require_unchanged
 
 # The method re-implemented below, as it was read: a changed upstream refuses to build.
 UPSTREAM = (
-    Upstream("rasa.utils.tensorflow.models.RasaModel.run_inference",
-             "e628d03665d82d9df14e102b7b1757fc015b4caaec4fabcb6ee4b83125e296ac"),
+    Upstream("rasa.utils.tensorflow.models.RasaModel.run_inference", "e628d03665d82d9df14e102b7b1757fc015b4caaec4fabcb6ee4b83125e296ac"),
 )
 
 Outputs = Dict[Text, Union[np.ndarray, Dict[Text, Any]]]
@@ -56,7 +56,8 @@ class _Traced:
         self.concrete = function.get_concrete_function()
         (specs,) = function.input_signature
         self.accepted: List[Tuple[np.dtype, Tuple[Optional[int], ...]]] = [
-            (spec.dtype.as_numpy_dtype, tuple(spec.shape.as_list())) for spec in specs]
+            (spec.dtype.as_numpy_dtype, tuple(spec.shape.as_list())) for spec in specs
+        ]
 
     def tensors(self, batch: Tuple[Any, ...]) -> Optional[List[tf.Tensor]]:
         """The batch as the function's arguments; ``None`` if the signature does not take
@@ -64,10 +65,12 @@ class _Traced:
         if len(batch) != len(self.accepted):
             return None
         for array, (dtype, shape) in zip(batch, self.accepted):
-            if (not isinstance(array, np.ndarray) or array.dtype != dtype
-                    or array.ndim != len(shape)
-                    or any(size is not None and size != actual
-                           for size, actual in zip(shape, array.shape))):
+            if (
+                not isinstance(array, np.ndarray)
+                or array.dtype != dtype
+                or array.ndim != len(shape)
+                or any(size is not None and size != actual for size, actual in zip(shape, array.shape))
+            ):
                 return None
         return [tf.constant(array) for array in batch]
 
@@ -95,8 +98,13 @@ class OneBatchInference(RasaModel):
         """The model's outputs for ``model_data``, as upstream's ``run_inference`` gives them."""
         examples = model_data.number_of_examples()
         function = getattr(self, "_tf_predict_step", None)
-        if (self._run_eagerly or function is None or not self.prepared_for_prediction
-                or not isinstance(batch_size, int) or not 0 < examples <= batch_size):
+        if (
+            self._run_eagerly
+            or function is None
+            or not self.prepared_for_prediction
+            or not isinstance(batch_size, int)
+            or not 0 < examples <= batch_size
+        ):
             return super().run_inference(model_data, batch_size, output_keys_expected)
         traced = _TRACED.get(function)
         if traced is None:
@@ -105,8 +113,7 @@ class OneBatchInference(RasaModel):
         if tensors is None:
             return super().run_inference(model_data, batch_size, output_keys_expected)
         self._training = False
-        outputs = tf_utils.sync_to_numpy_or_python_type(
-            traced.concrete._call_flat(tensors, traced.concrete.captured_inputs))
+        outputs = tf_utils.sync_to_numpy_or_python_type(traced.concrete._call_flat(tensors, traced.concrete.captured_inputs))
         if DIAGNOSTIC_DATA in outputs:
             outputs[DIAGNOSTIC_DATA] = self._empty_lists_to_none_in_dict(outputs[DIAGNOSTIC_DATA])
         if output_keys_expected:

@@ -10,6 +10,7 @@ one TensorFlow thread: 8.5 ms of 23.0 ms CPU per parse was the selector; gated, 
 costs 14.6 ms. DIETClassifier runs earlier in the pipeline, so the intent is known when
 the selector runs.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, Optional, Text, Type
@@ -23,9 +24,7 @@ from rasa.utils.tensorflow.models import RasaModel
 from nlu_components.model_inference import OneBatchDIET2BOW, OneBatchDIET2DIET, check_upstream
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.INTENT_CLASSIFIER, is_trainable=True)
 class IntentGatedResponseSelector(ResponseSelector):
     """``ResponseSelector`` that predicts only for messages of its retrieval intent.
 

@@ -6,6 +6,7 @@ token (RasaHQ/rasa#7910): "terminal shows 1000" becomes ``terminal``, `` ``, ``s
 expect. This subclass keeps the user-dictionary handling of the original and drops the
 tokens that carry no word.
 """
+
 from __future__ import annotations
 
 import unicodedata
@@ -22,9 +23,7 @@ def is_word(token_text: Text) -> bool:
     return any(unicodedata.category(char)[0] in ("L", "N") for char in token_text)
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.MESSAGE_TOKENIZER, is_trainable=True)
 class MixedJiebaTokenizer(JiebaTokenizer):
     """``JiebaTokenizer`` without whitespace and punctuation tokens.
 
@@ -40,11 +39,7 @@ class MixedJiebaTokenizer(JiebaTokenizer):
         import jieba
 
         text = message.get(attribute)
-        tokens = [
-            Token(word, start)
-            for (word, start, _end) in jieba.tokenize(text)
-            if is_word(word)
-        ]
+        tokens = [Token(word, start) for (word, start, _end) in jieba.tokenize(text) if is_word(word)]
         if not tokens and text:
             # Featurizers need at least one token; a message of pure punctuation or
             # emoji keeps its stripped text as a single token.

@@ -24,6 +24,7 @@ server is back the merchant's next answer continues the checks where they were.
 Both predictions do not depend on user input (``is_no_user_prediction``), like
 ``RulePolicy``'s loop predictions, and the default priority 7 is above ``RulePolicy``'s 6.
 """
+
 from __future__ import annotations
 
 import logging
@@ -47,11 +48,7 @@ RESPONSE = "utter_cannot_check_now"
 
 def custom_actions(domain: Domain) -> Set[Text]:
     """The domain's custom actions and forms: what runs on (or through) the action server."""
-    return {
-        name
-        for name in domain.user_actions_and_forms
-        if not name.startswith("utter_") and name not in domain.responses
-    }
+    return {name for name in domain.user_actions_and_forms if not name.startswith("utter_") and name not in domain.responses}
 
 
 def failed_action(tracker: DialogueStateTracker, domain: Domain) -> Optional[Text]:
@@ -64,9 +61,7 @@ def failed_action(tracker: DialogueStateTracker, domain: Domain) -> Optional[Tex
     return None
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
 class ActionServerDownPolicy(Policy):
     """Answers for a custom action that failed: a polite message, then listen."""
 
@@ -114,8 +109,9 @@ class ActionServerDownPolicy(Policy):
         failed = failed_action(tracker, domain)
         if failed:
             logger.warning(
-                "custom action '%s' of conversation %s produced nothing (action server "
-                "unreachable?): telling the merchant", failed, tracker.sender_id,
+                "custom action '%s' of conversation %s produced nothing (action server unreachable?): telling the merchant",
+                failed,
+                tracker.sender_id,
             )
             probabilities[domain.index_for_action(RESPONSE)] = 1.0
             return self._prediction(probabilities, is_no_user_prediction=True)

@@ -36,6 +36,7 @@ Both rely on what upstream's methods do (which states ``_is_rule_applicable`` an
 refuses to be built (``ReplacementCheckError``) when those sources are not the ones read
 (``UPSTREAM``).
 """
+
 from __future__ import annotations
 
 import warnings
@@ -61,16 +62,21 @@ from rasa_server.replacements import Upstream, require_unchanged
 
 # The methods relied on and re-implemented below, as they were read.
 UPSTREAM = (
-    Upstream("rasa.core.policies.rule_policy.RulePolicy._get_possible_keys",
-             "2915fd81711e194c6d667728e00bd0e51e9c1c2791a0be14c55f0ef9938f9936"),
-    Upstream("rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable",
-             "64a108b016b46e573d6020b755a6036439dc207a364b45c9ea5dcb0f18dc7068"),
-    Upstream("rasa.core.policies.rule_policy.RulePolicy._does_rule_match_state",
-             "d3109c1a97de319ceee17570d2d96b51c2fa0006379c5a491d5ed7df136666a7"),
-    Upstream("rasa.core.policies.rule_policy.RulePolicy._predict",
-             "f5182d8a10639e14d2643795210767a17fc4c8b5c2852b946f41c6c9f1a8a4e0"),
-    Upstream("rasa.core.featurizers.tracker_featurizers.TrackerFeaturizer._create_states",
-             "2fed265eee3bfa38bef58c41b618f4bc7cb68219a91c7b2b2488603403c5e86a"),
+    Upstream(
+        "rasa.core.policies.rule_policy.RulePolicy._get_possible_keys", "2915fd81711e194c6d667728e00bd0e51e9c1c2791a0be14c55f0ef9938f9936"
+    ),
+    Upstream(
+        "rasa.core.policies.rule_policy.RulePolicy._is_rule_applicable", "64a108b016b46e573d6020b755a6036439dc207a364b45c9ea5dcb0f18dc7068"
+    ),
+    Upstream(
+        "rasa.core.policies.rule_policy.RulePolicy._does_rule_match_state",
+        "d3109c1a97de319ceee17570d2d96b51c2fa0006379c5a491d5ed7df136666a7",
+    ),
+    Upstream("rasa.core.policies.rule_policy.RulePolicy._predict", "f5182d8a10639e14d2643795210767a17fc4c8b5c2852b946f41c6c9f1a8a4e0"),
+    Upstream(
+        "rasa.core.featurizers.tracker_featurizers.TrackerFeaturizer._create_states",
+        "2fed265eee3bfa38bef58c41b618f4bc7cb68219a91c7b2b2488603403c5e86a",
+    ),
 )
 
 # Rasa's recipe validator looks for `RulePolicy` itself (`==`, not a subclass) and would
@@ -122,14 +128,12 @@ def index_for(lookup: Dict[Text, Text]) -> RuleIndex:
 # The tracker and domain of the rule policy prediction running now, and the states built
 # for them so far: (omit_unset_slots, ignore_rule_only_turns, rule_only_data, states).
 _Built = List[Tuple[bool, bool, Optional[Dict[Text, Any]], List[State]]]
-_PREDICTION: ContextVar[Optional[Tuple[DialogueStateTracker, Domain, _Built]]] = ContextVar(
-    "rule_policy_prediction", default=None)
+_PREDICTION: ContextVar[Optional[Tuple[DialogueStateTracker, Domain, _Built]]] = ContextVar("rule_policy_prediction", default=None)
 
 
 def copy_states(states: List[State]) -> List[State]:
     """Each state and each of its parts copied (their values are strings and tuples)."""
-    return [{part: dict(values) if isinstance(values, dict) else values
-             for part, values in state.items()} for state in states]
+    return [{part: dict(values) if isinstance(values, dict) else values for part, values in state.items()} for state in states]
 
 
 @TrackerFeaturizer.register("StatesOnceTrackerFeaturizer")
@@ -149,8 +153,7 @@ class StatesOnceTrackerFeaturizer(MaxHistoryTrackerFeaturizer):
         upstream = MaxHistoryTrackerFeaturizer._create_states
         prediction = _PREDICTION.get()
         if prediction is None or prediction[0] is not tracker or prediction[1] is not domain:
-            return upstream(tracker, domain, omit_unset_slots, ignore_rule_only_turns,
-                            rule_only_data)
+            return upstream(tracker, domain, omit_unset_slots, ignore_rule_only_turns, rule_only_data)
         built = prediction[2]
         options = (omit_unset_slots, ignore_rule_only_turns, rule_only_data)
         for *same, states in built:
@@ -161,9 +164,7 @@ class StatesOnceTrackerFeaturizer(MaxHistoryTrackerFeaturizer):
         return copy_states(states)
 
 
-@DefaultV1Recipe.register(
-    DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True
-)
+@DefaultV1Recipe.register(DefaultV1Recipe.ComponentType.POLICY_WITHOUT_END_TO_END_SUPPORT, is_trainable=True)
 class IndexedRulePolicy(RulePolicy):
     """Rasa's ``RulePolicy`` (same options, rules and predictions) with indexed rule matching
     and the conversation's states built once per prediction. Use it in ``config.yml`` in
@@ -176,20 +177,15 @@ class IndexedRulePolicy(RulePolicy):
         super().__init__(*args, **kwargs)
 
     def _standard_featurizer(self) -> MaxHistoryTrackerFeaturizer:
-        return StatesOnceTrackerFeaturizer(state_featurizer=None,
-                                           max_history=self.config[POLICY_MAX_HISTORY])
+        return StatesOnceTrackerFeaturizer(state_featurizer=None, max_history=self.config[POLICY_MAX_HISTORY])
 
-    def train(
-        self, training_trackers: List[TrackerWithCachedStates], domain: Domain, **kwargs: Any
-    ) -> Resource:
+    def train(self, training_trackers: List[TrackerWithCachedStates], domain: Domain, **kwargs: Any) -> Resource:
         """Upstream's training, after the domain check Rasa's validator makes only for
         ``RulePolicy`` itself (the fallback action must be in the domain)."""
         self.raise_if_incompatible_with_domain(self.config, domain)
         return super().train(training_trackers, domain, **kwargs)
 
-    def _predict(
-        self, tracker: DialogueStateTracker, domain: Domain
-    ) -> Tuple[PolicyPrediction, Optional[Text]]:
+    def _predict(self, tracker: DialogueStateTracker, domain: Domain) -> Tuple[PolicyPrediction, Optional[Text]]:
         """Upstream's prediction, with the conversation's states built at most once."""
         token = _PREDICTION.set((tracker, domain, []))
         try:
@@ -200,13 +196,14 @@ class IndexedRulePolicy(RulePolicy):
     def _get_possible_keys(self, lookup: Dict[Text, Text], states: List[State]) -> Set[Text]:
         """The keys of ``lookup`` whose rules apply to ``states`` (upstream's result)."""
         cls = type(self)
-        if (cls._is_rule_applicable is not RulePolicy._is_rule_applicable
-                or cls._does_rule_match_state is not RulePolicy._does_rule_match_state
-                or not states):
+        if (
+            cls._is_rule_applicable is not RulePolicy._is_rule_applicable
+            or cls._does_rule_match_state is not RulePolicy._does_rule_match_state
+            or not states
+        ):
             return super()._get_possible_keys(lookup, states)
         index = index_for(lookup)
-        possible = {key for key in index.candidates(states[-1])
-                    if self._is_rule_applicable(key, 0, states[-1])}
+        possible = {key for key in index.candidates(states[-1]) if self._is_rule_applicable(key, 0, states[-1])}
         for turn, state in enumerate(reversed(states[:-1]), start=1):
             if not possible or turn >= max(index.length[key] for key in possible):
                 break

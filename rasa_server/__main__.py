@@ -1,6 +1,7 @@
 """``python -m rasa_server <rasa CLI arguments>``: Rasa's CLI with the runtime and training
 fixes, which refuses to start on a Rasa they were not checked against
 (``rasa_server.replacements``)."""
+
 import sys
 
 from rasa.__main__ import main

@@ -15,6 +15,7 @@ ever match the sub-schema of its own name: ``accepts`` validates the answer with
 schema really has that shape is checked when the dispatch is built (``_dispatch``); where it
 has not, the full validator decides.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -93,9 +94,7 @@ def _dispatch() -> Optional[_Dispatch]:
     if item.get("type") != "object" or _COUPLED_TO_ONE_OF & set(item):
         return None
     branches = item["oneOf"]
-    if "event" not in item.get("required", ()) and not all(
-        "event" in branch.get("required", ()) for branch in branches
-    ):
+    if "event" not in item.get("required", ()) and not all("event" in branch.get("required", ()) for branch in branches):
         return None
     claims: Dict[str, List[Mapping[str, Any]]] = {}
     for branch in branches:

@@ -10,6 +10,7 @@ a background task that POSTs batches to the desk's ``/api/rasa/events``
 bounded). The desk reads the conversation's tracker when an agent opens the case, which
 brings back anything dropped.
 """
+
 from __future__ import annotations
 
 import collections
@@ -48,8 +49,13 @@ class DeskEventBroker(EventBroker):
         self.token = token
         self.batch_size = batch_size
         self.poster = BatchedPoster(
-            self.url, token, "events", batch_size=batch_size, max_pending=max_pending,
-            retry_first_seconds=retry_first_seconds, retry_max_seconds=retry_max_seconds,
+            self.url,
+            token,
+            "events",
+            batch_size=batch_size,
+            max_pending=max_pending,
+            retry_first_seconds=retry_first_seconds,
+            retry_max_seconds=retry_max_seconds,
             timeout_seconds=timeout_seconds,
             what="events (the desk re-reads those conversations when a case is opened)",
         )
@@ -68,9 +74,7 @@ class DeskEventBroker(EventBroker):
         return self.poster.dropped
 
     @classmethod
-    async def from_endpoint_config(
-        cls, broker_config: EndpointConfig, event_loop: Optional[AbstractEventLoop] = None
-    ) -> "DeskEventBroker":
+    async def from_endpoint_config(cls, broker_config: EndpointConfig, event_loop: Optional[AbstractEventLoop] = None) -> "DeskEventBroker":
         """The broker of ``endpoints.yml``: ``url`` (the desk's address) and ``token``."""
         options = broker_config.kwargs
         return cls(

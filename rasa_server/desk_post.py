@@ -12,6 +12,7 @@ counted in ``rejected``), the rest of the batch was taken.
 
 This module imports nothing of the desk: the Rasa side talks to it over HTTP only.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -71,7 +72,9 @@ class BatchedPoster:
             if self.dropped == 1 or self.dropped % 1000 == 0:
                 logger.warning(
                     "desk unreachable and %d %s waiting: %d oldest dropped so far",
-                    self.max_pending, self.what, self.dropped,
+                    self.max_pending,
+                    self.what,
+                    self.dropped,
                 )
         self._sequence += 1
         self.pending.append((self._sequence, item))
@@ -115,8 +118,7 @@ class BatchedPoster:
                     return True
                 logger.warning("desk answered %d to %d %s, retrying", response.status, len(batch), self.what)
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as problem:
-            logger.info("desk not reachable (%s), %d %s waiting", problem.__class__.__name__,
-                        len(self.pending), self.what)
+            logger.info("desk not reachable (%s), %d %s waiting", problem.__class__.__name__, len(self.pending), self.what)
         return False
 
     def _log_rejected(self, batch: List[Item], answer: Any) -> None:

@@ -6,6 +6,7 @@ two to four policy runs; py-spy had dask's own bookkeeping at ~10 % of a message
 The predict graph is fixed once the model is loaded, so the order of each set of targets is
 computed once and the nodes are called in it, with the inputs dask would have given them.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, FrozenSet, List, Optional, Text, Tuple

@@ -22,6 +22,7 @@ Use it in endpoints.yml with the options of Rasa's ``redis`` lock store::
       port: 6379
       key_prefix: pos1000
 """
+
 from __future__ import annotations
 
 import json
@@ -60,7 +61,9 @@ local now = tonumber(ARGV[2])
 
 # KEYS[1] lock key; ARGV conversation id, now, lifetime
 #   -> {ticket number, number now served (TicketLock.now_serving), stored lock}
-_ISSUE = _TICKETS + """
+_ISSUE = (
+    _TICKETS
+    + """
 local tickets = live(redis.call('GET', KEYS[1]), now)
 local number = 0
 if #tickets > 0 then number = tickets[#tickets].number + 1 end
@@ -68,9 +71,12 @@ tickets[#tickets + 1] = {number = number, expires = now + tonumber(ARGV[3])}
 local raw = save(KEYS[1], ARGV[1], tickets)
 return {number, tickets[1].number, raw}
 """
+)
 
 # KEYS[1] lock key; ARGV conversation id, now, ticket -> 1 when the lock was deleted
-_RETURN = _TICKETS + """
+_RETURN = (
+    _TICKETS
+    + """
 local raw = redis.call('GET', KEYS[1])
 if not raw then return 1 end
 local ticket, rest = tonumber(ARGV[3]), {}
@@ -81,20 +87,23 @@ if #rest == 0 then redis.call('DEL', KEYS[1]) return 1 end
 save(KEYS[1], ARGV[1], rest)
 return 0
 """
+)
 
 # KEYS[1] lock key; ARGV conversation id, now: drop expired tickets of an existing lock
-_PRUNE = _TICKETS + """
+_PRUNE = (
+    _TICKETS
+    + """
 local raw = redis.call('GET', KEYS[1])
 if raw then save(KEYS[1], ARGV[1], live(raw, now)) end
 return 0
 """
+)
 
 
 class AtomicRedisLockStore(RedisLockStore):
     """``RedisLockStore`` whose ticket changes are single atomic Lua scripts."""
 
-    def __init__(self, endpoint_config: Optional[EndpointConfig] = None,
-                 clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
+    def __init__(self, endpoint_config: Optional[EndpointConfig] = None, clock: Callable[[], float] = time.time, **kwargs: Any) -> None:
         """Takes ``RedisLockStore``'s options, from an endpoint config (``url`` is the
         host) or as keyword arguments; ``clock`` is the time tickets expire by."""
         if endpoint_config is not None:
@@ -108,20 +117,18 @@ class AtomicRedisLockStore(RedisLockStore):
     def _key(self, conversation_id: Text) -> Text:
         return self.key_prefix + conversation_id
 
-    def issue_and_get(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME
-                      ) -> Tuple[int, bool, TicketLock]:
+    def issue_and_get(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME) -> Tuple[int, bool, TicketLock]:
         """Issue a ticket; return its number, whether it is served now, and the lock as
         stored right after."""
         try:
             number, serving, raw = self._issue(
-                keys=[self._key(conversation_id)],
-                args=[conversation_id, repr(self.clock()), repr(float(lock_lifetime))])
+                keys=[self._key(conversation_id)], args=[conversation_id, repr(self.clock()), repr(float(lock_lifetime))]
+            )
         except Exception as e:  # upstream's error for any failure to issue
             raise LockError(f"Error while acquiring lock. Error:\n{e}") from e
         return int(number), int(serving) == int(number), TicketLock.from_dict(json.loads(raw))
 
-    def issue_ticket(self, conversation_id: Text,
-                     lock_lifetime: float = LOCK_LIFETIME) -> int:
+    def issue_ticket(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME) -> int:
         """Issue a ticket (see ``LockStore.issue_ticket``), atomically."""
         return self.issue_and_get(conversation_id, lock_lifetime)[0]
 
@@ -132,12 +139,12 @@ class AtomicRedisLockStore(RedisLockStore):
     def cleanup(self, conversation_id: Text, ticket_number: int) -> None:
         """Hand the ticket back and delete the lock when no one else holds a ticket
         (``LockStore.finish_serving`` then ``cleanup``), atomically."""
-        self._return(keys=[self._key(conversation_id)],
-                     args=[conversation_id, repr(self.clock()), ticket_number])
+        self._return(keys=[self._key(conversation_id)], args=[conversation_id, repr(self.clock()), ticket_number])
 
     @asynccontextmanager
-    async def lock(self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME,
-                   wait_time_in_seconds: float = 1) -> AsyncGenerator[TicketLock, None]:
+    async def lock(
+        self, conversation_id: Text, lock_lifetime: float = LOCK_LIFETIME, wait_time_in_seconds: float = 1
+    ) -> AsyncGenerator[TicketLock, None]:
         """``LockStore.lock``: the issuing round trip also tells whether the ticket is
         served at once; only otherwise does upstream's waiting loop poll."""
         ticket, served, lock = self.issue_and_get(conversation_id, lock_lifetime)

@@ -50,6 +50,7 @@ module's own ``install()`` ran. ``tests/test_replacements.py`` fails on an ``_UP
 name or a patched Rasa attribute that has no row here. To see the hashes of the installed
 Rasa (after re-checking a module against it): ``python -m rasa_server.replacements``.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -97,60 +98,77 @@ class Replacement:
 REPLACEMENTS: Tuple[Replacement, ...] = (
     Replacement(
         "action_validation",
-        Upstream("rasa.core.actions.action.RemoteAction._validate_action_result",
-                 "f8cdb4be6812396167ced74161b2ccd65c5ea676ad86d7d359d8c322d9d8dc42", "_UPSTREAM"),
+        Upstream(
+            "rasa.core.actions.action.RemoteAction._validate_action_result",
+            "f8cdb4be6812396167ced74161b2ccd65c5ea676ad86d7d359d8c322d9d8dc42",
+            "_UPSTREAM",
+        ),
         "jsonschema.validate re-checked the events schema against its meta-schema on every call",
         relies_on=(
-            Upstream("rasa.core.actions.action.RemoteAction.action_response_format_spec",
-                     "091b74aa3738d1262cf3c028386aaf9dd4f0d5c1374b62392411d70a79104a46"),
+            Upstream(
+                "rasa.core.actions.action.RemoteAction.action_response_format_spec",
+                "091b74aa3738d1262cf3c028386aaf9dd4f0d5c1374b62392411d70a79104a46",
+            ),
         ),
     ),
     Replacement(
         "graph_runner",
-        Upstream("rasa.core.processor.DaskGraphRunner",
-                 "78a7d146c5c06d4cfd29638bbb20192183bfcd8cc69d2cb2be198c8e87a4c134", "_UPSTREAM"),
+        Upstream("rasa.core.processor.DaskGraphRunner", "78a7d146c5c06d4cfd29638bbb20192183bfcd8cc69d2cb2be198c8e87a4c134", "_UPSTREAM"),
         "dask rebuilt the schema and a dask graph and scheduled ~20 nodes on every graph run",
     ),
     Replacement(
         "json_bodies",
-        Upstream("rasa.utils.endpoints.EndpointConfig.session",
-                 "e55aa13d9d4fb4bc440ac33b870a97ee162b76dda7ccb6bf68433567475fdffb", "_UPSTREAM"),
+        Upstream(
+            "rasa.utils.endpoints.EndpointConfig.session", "e55aa13d9d4fb4bc440ac33b870a97ee162b76dda7ccb6bf68433567475fdffb", "_UPSTREAM"
+        ),
         "the standard library's JSON encoder was half of an action call's CPU",
     ),
     Replacement(
         "sparse_features",
-        Upstream("rasa.shared.nlu.training_data.features.Features._combine_sparse_features",
-                 "9837d864e5983243704cf14616ef9abe181c6f141cc0f9b324c4310629cc133d", "_UPSTREAM"),
+        Upstream(
+            "rasa.shared.nlu.training_data.features.Features._combine_sparse_features",
+            "9837d864e5983243704cf14616ef9abe181c6f141cc0f9b324c4310629cc133d",
+            "_UPSTREAM",
+        ),
         "scipy.sparse.hstack goes through bmat: 0.21 ms per join, four to five joins a message",
     ),
     Replacement(
         "tracker_copy",
-        Upstream("rasa.shared.core.trackers.DialogueStateTracker.copy",
-                 "dfa48dca9f355ad1b42c625bc6f6370bafe83514ed17a77904ed64c67bf07285", "_UPSTREAM_COPY"),
+        Upstream(
+            "rasa.shared.core.trackers.DialogueStateTracker.copy",
+            "dfa48dca9f355ad1b42c625bc6f6370bafe83514ed17a77904ed64c67bf07285",
+            "_UPSTREAM_COPY",
+        ),
         "a tracker copy replayed every event of the conversation, before every action",
     ),
     Replacement(
         "training",
-        Upstream("rasa.engine.training.graph_trainer.GraphTrainer.train",
-                 "61837cd6d73a6cab4f44365eeee2ab86d1341800ac87dced8d4cbf138ab33880", "_UPSTREAM_TRAIN"),
+        Upstream(
+            "rasa.engine.training.graph_trainer.GraphTrainer.train",
+            "61837cd6d73a6cab4f44365eeee2ab86d1341800ac87dced8d4cbf138ab33880",
+            "_UPSTREAM_TRAIN",
+        ),
         "a forced training fingerprinted every node's output for a cache it never reads",
         relies_on=(
-            Upstream("rasa.engine.training.hooks.TrainingHook",
-                     "2f73b837731d8ff48ecad18da4e90b6cbec36685d17cf6b0b63c30bfeee09e63"),
+            Upstream("rasa.engine.training.hooks.TrainingHook", "2f73b837731d8ff48ecad18da4e90b6cbec36685d17cf6b0b63c30bfeee09e63"),
         ),
     ),
     Replacement(
         "training",
-        Upstream("rasa.shared.nlu.training_data.util.sparse_matrix_to_string",
-                 "df9d5909b2b5a0ba39ed745169a54ec7611393a7a189e9f51a610e3e8c1e97e5",
-                 "_UPSTREAM_TO_STRING"),
+        Upstream(
+            "rasa.shared.nlu.training_data.util.sparse_matrix_to_string",
+            "df9d5909b2b5a0ba39ed745169a54ec7611393a7a189e9f51a610e3e8c1e97e5",
+            "_UPSTREAM_TO_STRING",
+        ),
         "fingerprints printed every sparse entry through numpy scalars",
     ),
     Replacement(
         "training",
-        Upstream("rasa.utils.tensorflow.data_generator.RasaDataGenerator._scipy_matrix_to_values",
-                 "53d2e4842e1946baa5137e297c52f6c9e727fa25f7ca94ea2b7fd4bce04d4b04",
-                 "_UPSTREAM_TO_VALUES"),
+        Upstream(
+            "rasa.utils.tensorflow.data_generator.RasaDataGenerator._scipy_matrix_to_values",
+            "53d2e4842e1946baa5137e297c52f6c9e727fa25f7ca94ea2b7fd4bce04d4b04",
+            "_UPSTREAM_TO_VALUES",
+        ),
         "every batch of every epoch ran three numpy stacks per example",
     ),
 )
@@ -173,7 +191,8 @@ def pinned_rasa_version() -> str:
                 return pins[0]
             raise ReplacementCheckError(
                 f"pyproject.toml's rasa dependency is {line!r}: the replacements need one exact "
-                f"version (rasa==X), the one they were checked against")
+                f"version (rasa==X), the one they were checked against"
+            )
     raise ReplacementCheckError(f"pyproject.toml ({DISTRIBUTION}) has no rasa dependency")
 
 
@@ -217,9 +236,11 @@ def mismatch(upstream: Upstream, found: str, role: str, file: str, table: str) -
     hash); ``None`` when it is."""
     if found == upstream.sha256:
         return None
-    return (f"{upstream.path} ({role} {file}): its source's SHA-256 is {found}, expected "
-            f"{upstream.sha256}. Re-check {file} against the new upstream source, then update "
-            f"the hash in {table}.")
+    return (
+        f"{upstream.path} ({role} {file}): its source's SHA-256 is {found}, expected "
+        f"{upstream.sha256}. Re-check {file} against the new upstream source, then update "
+        f"the hash in {table}."
+    )
 
 
 def require_unchanged(file: str, upstreams: Tuple[Upstream, ...]) -> None:
@@ -227,13 +248,15 @@ def require_unchanged(file: str, upstreams: Tuple[Upstream, ...]) -> None:
     policy (in ``file``) re-implements still has the source it was checked against."""
     import rasa
 
-    problems = [problem for upstream in upstreams
-                if (problem := mismatch(upstream, source_sha256(resolve(upstream.path)),
-                                        "re-implemented by", file, file))]
+    problems = [
+        problem
+        for upstream in upstreams
+        if (problem := mismatch(upstream, source_sha256(resolve(upstream.path)), "re-implemented by", file, file))
+    ]
     if problems:
         raise ReplacementCheckError(
-            f"upstream code {file} re-implements has changed in Rasa {rasa.__version__}; "
-            f"refusing to build it:\n- " + "\n- ".join(problems))
+            f"upstream code {file} re-implements has changed in Rasa {rasa.__version__}; refusing to build it:\n- " + "\n- ".join(problems)
+        )
 
 
 def check_all() -> None:
@@ -247,7 +270,8 @@ def check_all() -> None:
             f"Rasa {rasa.__version__} is installed, but rasa_server's replacements were checked "
             f"against Rasa {pinned} (the pin in pyproject.toml). Install rasa=={pinned} "
             f"(`pip install -e .`), or re-check every module in rasa_server/replacements.py's "
-            f"table against the new Rasa, then update its hashes and the pin.")
+            f"table against the new Rasa, then update its hashes and the pin."
+        )
     problems: List[str] = []
     for replacement in REPLACEMENTS:
         for upstream, role in checked(replacement):
@@ -257,8 +281,8 @@ def check_all() -> None:
                 problems.append(problem)
     if problems:
         raise ReplacementCheckError(
-            f"upstream code the runtime replaces has changed in Rasa {rasa.__version__}; "
-            f"refusing to start:\n- " + "\n- ".join(problems))
+            f"upstream code the runtime replaces has changed in Rasa {rasa.__version__}; refusing to start:\n- " + "\n- ".join(problems)
+        )
 
 
 def install_all() -> None:
@@ -272,5 +296,4 @@ def install_all() -> None:
 if __name__ == "__main__":
     for row in REPLACEMENTS:
         for entry, how in checked(row):
-            print(f"{entry.path} ({how} {row.file})\n  expected {entry.sha256}\n"
-                  f"  found    {source_sha256(upstream_object(row, entry))}")
+            print(f"{entry.path} ({how} {row.file})\n  expected {entry.sha256}\n  found    {source_sha256(upstream_object(row, entry))}")

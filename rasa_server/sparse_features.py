@@ -8,6 +8,7 @@ checks cost ~0.2 ms per join (four to five joins a message; py-spy: ~6 % of a me
 CPU). Building the COO matrix from the concatenated entries directly takes ~0.05 ms and
 gives the same matrix: same entries in the same order, same dtype, same shape.
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -32,8 +33,7 @@ def combine_sparse_features(self: Features, additional_features: Features) -> No
     """``Features._combine_sparse_features`` with the COO join above when both are COO
     matrices with as many rows; anything else goes to upstream's."""
     mine, theirs = self.features, additional_features.features
-    if (type(mine) is not scipy.sparse.coo_matrix or type(theirs) is not scipy.sparse.coo_matrix
-            or mine.shape[0] != theirs.shape[0]):
+    if type(mine) is not scipy.sparse.coo_matrix or type(theirs) is not scipy.sparse.coo_matrix or mine.shape[0] != theirs.shape[0]:
         _UPSTREAM(self, additional_features)  # other formats, and upstream's error
         return
     self.features = hstack_coo(mine, theirs)

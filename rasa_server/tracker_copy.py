@@ -15,6 +15,7 @@ no model or assistant id and no sender source. A tracker whose history is capped
 (``max_event_history``; replaying what is left would not give its state) or whose slots
 are created on demand goes to upstream's copy.
 """
+
 from __future__ import annotations
 
 import copy
@@ -32,9 +33,9 @@ def copy_tracker(self: DialogueStateTracker) -> DialogueStateTracker:
     if type(self) is DialogueStateTracker:
         # Built without slots: ``init_copy`` would copy and reset every slot, only for the
         # copies below to replace them.
-        tracker = DialogueStateTracker(self.sender_id or DEFAULT_SENDER_ID, (),
-                                       self._max_event_history,
-                                       is_rule_tracker=self.is_rule_tracker)
+        tracker = DialogueStateTracker(
+            self.sender_id or DEFAULT_SENDER_ID, (), self._max_event_history, is_rule_tracker=self.is_rule_tracker
+        )
     else:
         tracker = self.init_copy()
     tracker.events.extend(self.events)

@@ -33,6 +33,7 @@ may drop the last moments of conversation.
 endpoints.yml: ``tracker_store: {type: rasa_server.tracker_store.TunedSQLTrackerStore,
 url: …, cache_size: 256}``
 """
+
 from __future__ import annotations
 
 import itertools
@@ -90,8 +91,9 @@ class TunedSQLTrackerStore(SQLTrackerStore):
             # handles its messages on one thread, so a small pool of kept connections does.
             url = self.engine.url
             self.engine.dispose()
-            self.engine = sa.create_engine(url, poolclass=sa.pool.QueuePool, pool_size=2,
-                                           max_overflow=4, connect_args={"check_same_thread": False})
+            self.engine = sa.create_engine(
+                url, poolclass=sa.pool.QueuePool, pool_size=2, max_overflow=4, connect_args={"check_same_thread": False}
+            )
             sa.event.listen(self.engine, "connect", _tune_sqlite)
             self.sessionmaker = sa.orm.session.sessionmaker(bind=self.engine)
         self._postgres = self.engine.dialect.name == "postgresql"
@@ -104,16 +106,16 @@ class TunedSQLTrackerStore(SQLTrackerStore):
         sender = sa.bindparam("sender_id")
         self._last_id = sa.select(sa.func.max(table.c.id)).where(table.c.sender_id == sender)
         self._session_start = sa.select(sa.func.max(table.c.timestamp)).where(
-            table.c.sender_id == sender, table.c.type_name == SESSION_STARTED)
+            table.c.sender_id == sender, table.c.type_name == SESSION_STARTED
+        )
         columns = (table.c.id, table.c.type_name, table.c.timestamp, table.c.data)
-        self._rows_up_to = (sa.select(*columns)
-                            .where(table.c.sender_id == sender, table.c.id <= sa.bindparam("last_id"))
-                            .order_by(table.c.id))
-        self._rows_after = (sa.select(*columns)
-                            .where(table.c.sender_id == sender, table.c.id > sa.bindparam("last_id"))
-                            .order_by(table.c.id))
-        self._count_since = sa.select(sa.func.count()).select_from(table).where(
-            table.c.sender_id == sender, table.c.timestamp >= sa.bindparam("start"))
+        self._rows_up_to = (
+            sa.select(*columns).where(table.c.sender_id == sender, table.c.id <= sa.bindparam("last_id")).order_by(table.c.id)
+        )
+        self._rows_after = sa.select(*columns).where(table.c.sender_id == sender, table.c.id > sa.bindparam("last_id")).order_by(table.c.id)
+        self._count_since = (
+            sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender, table.c.timestamp >= sa.bindparam("start"))
+        )
         self._count_all = sa.select(sa.func.count()).select_from(table).where(table.c.sender_id == sender)
         self._insert = table.insert()
         self._insert_returning_id = table.insert().returning(table.c.id)
@@ -131,14 +133,12 @@ class TunedSQLTrackerStore(SQLTrackerStore):
 
     def _catch_up(self, connection: Any, sender_id: Text, known: _Known) -> bool:
         """Replay onto ``known`` what others stored since; False if a full read is needed."""
-        rows = connection.execute(self._rows_after,
-                                  {"sender_id": sender_id, "last_id": known.last_id}).all()
+        rows = connection.execute(self._rows_after, {"sender_id": sender_id, "last_id": known.last_id}).all()
         if not rows:
             return True
         if any(row.type_name == SESSION_STARTED for row in rows):
             return False
-        newer = [json.loads(row.data) for row in rows
-                 if known.session_start is None or row.timestamp >= known.session_start]
+        newer = [json.loads(row.data) for row in rows if known.session_start is None or row.timestamp >= known.session_start]
         for event in deserialise_events(newer):
             known.tracker.update(event)
         known.stored = len(known.tracker.events)
@@ -190,8 +190,7 @@ class TunedSQLTrackerStore(SQLTrackerStore):
             # Rasa diffs against a fresh ``retrieve``, which here is this very tracker.
             await self._stream_new_events(self.event_broker, new, sender_id)
         # A tracker is worth keeping only if it is exactly the stored session.
-        if (last_id is not None and stored + len(new) == len(tracker.events)
-                and not any(isinstance(event, SessionStarted) for event in new)):
+        if last_id is not None and stored + len(new) == len(tracker.events) and not any(isinstance(event, SessionStarted) for event in new):
             self._remember(sender_id, _Known(tracker, len(tracker.events), last_id, start))
 
     def _count_stored(self, connection: Any, sender_id: Text, start: Optional[float]) -> int:

@@ -20,6 +20,7 @@ into (indices, values, shape) arrays in ``RasaDataGenerator._scipy_matrix_to_val
 three numpy stacks per example, every batch of every epoch (py-spy: ~20 s of CPU).
 ``batch_values`` builds the same arrays from one concatenation per field.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -46,13 +47,15 @@ class NoOutputCache(GraphNodeHook):
     def __init__(self, **_: Any) -> None:
         """Takes ``TrainingHook``'s arguments (cache, model storage, schema) and ignores them."""
 
-    def on_before_node(self, node_name: str, execution_context: ExecutionContext,
-                       config: Dict[str, Any], received_inputs: Dict[str, Any]) -> Dict:
+    def on_before_node(
+        self, node_name: str, execution_context: ExecutionContext, config: Dict[str, Any], received_inputs: Dict[str, Any]
+    ) -> Dict:
         """No fingerprint key: nothing will be cached."""
         return {}
 
-    def on_after_node(self, node_name: str, execution_context: ExecutionContext,
-                      config: Dict[str, Any], output: Any, input_hook_data: Dict) -> None:
+    def on_after_node(
+        self, node_name: str, execution_context: ExecutionContext, config: Dict[str, Any], output: Any, input_hook_data: Dict
+    ) -> None:
         """The output is not fingerprinted nor cached."""
 
 
@@ -67,8 +70,7 @@ def _without_output_cache() -> Iterator[None]:
 
 
 @functools.wraps(_UPSTREAM_TRAIN)
-def train(self: graph_trainer.GraphTrainer, *args: Any, force_retraining: bool = False,
-          **kwargs: Any) -> Any:
+def train(self: graph_trainer.GraphTrainer, *args: Any, force_retraining: bool = False, **kwargs: Any) -> Any:
     """``GraphTrainer.train``; a forced training runs without the output cache."""
     if not force_retraining:
         return _UPSTREAM_TRAIN(self, *args, **kwargs)
@@ -82,12 +84,9 @@ def batch_values(array_of_sparse: Sequence[Any]) -> List[np.ndarray]:
     Four-dimensional (dialogue) arrays and empty batches go to upstream's."""
     if getattr(array_of_sparse, "number_of_dimensions", 3) == 4 or len(array_of_sparse) == 0:
         return _UPSTREAM_TO_VALUES(array_of_sparse)
-    matrices = [x if isinstance(x, scipy.sparse.coo_matrix) else x.tocoo()
-                for x in array_of_sparse]
+    matrices = [x if isinstance(x, scipy.sparse.coo_matrix) else x.tocoo() for x in array_of_sparse]
     examples = np.repeat(np.arange(len(matrices)), [len(x.row) for x in matrices])
-    indices = np.stack((examples,
-                        np.concatenate([x.row for x in matrices]),
-                        np.concatenate([x.col for x in matrices])), axis=1)
+    indices = np.stack((examples, np.concatenate([x.row for x in matrices]), np.concatenate([x.col for x in matrices])), axis=1)
     values = np.concatenate([x.data for x in matrices])
     shape = (len(matrices), max(x.shape[0] for x in matrices), matrices[0].shape[-1])
     return [indices.astype(np.int64), values.astype(np.float32), np.array(shape, dtype=np.int64)]
@@ -99,8 +98,7 @@ def sparse_matrix_text(matrix: scipy.sparse.spmatrix) -> str:
     coo = matrix.tocoo()
     if coo.data.dtype not in _PLAIN_DTYPES:
         return _UPSTREAM_TO_STRING(matrix)
-    return "\n".join(["  (%d, %d)\t%s" % entry
-                      for entry in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist())])
+    return "\n".join(["  (%d, %d)\t%s" % entry for entry in zip(coo.row.tolist(), coo.col.tolist(), coo.data.tolist())])
 
 
 def install() -> None:

@@ -3,6 +3,7 @@
 The names are the design's (RASA_AUTH_TOKEN, DESK_API_TOKEN, DESK_SECRET_KEY); values
 are random per machine and the file is git-ignored.
 """
+
 from __future__ import annotations
 
 import secrets

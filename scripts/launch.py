@@ -6,6 +6,7 @@ flags a test must move (its port, its model or credentials file, its token), so 
 Rasa is production's Rasa (``python -m rasa_server run`` with the runtime fixes), started
 with production's flags.
 """
+
 from __future__ import annotations
 
 import re

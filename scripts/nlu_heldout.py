@@ -4,6 +4,7 @@ The held-out sets are never trained on. For each language this runs ``rasa test 
 against the trained model, reads the intent and response-selection (``faq/*``)
 reports, prints macro-F1 per language and fails when either is under ``--min-f1``.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,11 +30,19 @@ def score(language: str, model: str, out: Path) -> Dict[str, float]:
     target = out / language
     subprocess.run(
         [
-            sys.executable, "-m", "rasa_server", "test", "nlu",
-            "--model", model,
-            "--nlu", str(HELDOUT / f"{language}.yml"),
-            "--out", str(target),
-            "--domain", "domain",
+            sys.executable,
+            "-m",
+            "rasa_server",
+            "test",
+            "nlu",
+            "--model",
+            model,
+            "--nlu",
+            str(HELDOUT / f"{language}.yml"),
+            "--out",
+            str(target),
+            "--domain",
+            "domain",
             "--no-plot",
         ],
         check=True,
@@ -67,8 +76,7 @@ def main() -> int:
         low = [k for k, v in figures.items() if v < args.min_f1]
         failed |= bool(low)
         print(
-            f"{language:<10}{figures['intent_macro_f1']:>18.3f}"
-            f"{figures['faq_macro_f1']:>15.3f}{'  < ' + str(args.min_f1) if low else ''}"
+            f"{language:<10}{figures['intent_macro_f1']:>18.3f}{figures['faq_macro_f1']:>15.3f}{'  < ' + str(args.min_f1) if low else ''}"
         )
     return 1 if failed else 0
 

@@ -10,6 +10,7 @@ runs through ``sh -c 'exec …'`` so its ``$VARIABLES`` expand and the supervise
 program's own); the configuration is written to ``$RUN_DIR/supervisord.conf`` (default
 ``var/run``) at each start.
 """
+
 from __future__ import annotations
 
 import os
@@ -42,17 +43,29 @@ def config(processes: Dict[str, str], run_dir: Path) -> str:
     """The supervisord configuration for these processes (``%`` escaped for its expansion)."""
     lines: List[str] = [
         # In the foreground supervisord prints its log itself; a log file would print it twice.
-        "[supervisord]", "nodaemon=true", "logfile=/dev/null", "logfile_maxbytes=0", "loglevel=info",
-        f"pidfile={run_dir / 'supervisord.pid'}", f"childlogdir={run_dir}", f"directory={ROOT}", "",
-        "[unix_http_server]", f"file={run_dir / 'supervisor.sock'}", "chmod=0700", "",
+        "[supervisord]",
+        "nodaemon=true",
+        "logfile=/dev/null",
+        "logfile_maxbytes=0",
+        "loglevel=info",
+        f"pidfile={run_dir / 'supervisord.pid'}",
+        f"childlogdir={run_dir}",
+        f"directory={ROOT}",
+        "",
+        "[unix_http_server]",
+        f"file={run_dir / 'supervisor.sock'}",
+        "chmod=0700",
+        "",
         "[rpcinterface:supervisor]",
-        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface", "",
-        "[supervisorctl]", f"serverurl=unix://{run_dir / 'supervisor.sock'}", "",
+        "supervisor.rpcinterface_factory = supervisor.rpcinterface:make_main_rpcinterface",
+        "",
+        "[supervisorctl]",
+        f"serverurl=unix://{run_dir / 'supervisor.sock'}",
+        "",
     ]
     for priority, (name, command) in enumerate(processes.items(), start=1):
         shell = "/bin/sh -c " + shlex.quote(f"exec {command}")
-        lines += [f"[program:{name}]", f"command={shell.replace('%', '%%')}", f"directory={ROOT}",
-                  f"priority={priority * 10}"]
+        lines += [f"[program:{name}]", f"command={shell.replace('%', '%%')}", f"directory={ROOT}", f"priority={priority * 10}"]
         lines += [f"{key}={value}" for key, value in POLICY.items()] + [""]
     return "\n".join(lines)
 

@@ -15,6 +15,7 @@ validation, then:
 
 Exit code 0 when clean; 1 with the offending messages otherwise.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -28,16 +29,12 @@ from typing import Iterable, List, Set
 # variable or table first.
 RESPONSE_IN_CODE = re.compile(r"""["'](utter_[\w/]+)["']""")
 UNUSED = re.compile(r"The utterance '(utter_[\w/]+)' is not used in any story or rule\.")
-RETRIEVAL_DUPLICATE = re.compile(
-    r"The following duplicated intents have been found across multiple domain files: (.+)"
-)
+RETRIEVAL_DUPLICATE = re.compile(r"The following duplicated intents have been found across multiple domain files: (.+)")
 
 
 def responses_named_in_code(paths: Iterable[Path]) -> Set[str]:
     """Response names that custom actions send."""
-    return {
-        name for path in paths for name in RESPONSE_IN_CODE.findall(path.read_text("utf-8"))
-    }
+    return {name for path in paths for name in RESPONSE_IN_CODE.findall(path.read_text("utf-8"))}
 
 
 def main() -> int:
@@ -65,23 +62,16 @@ def main() -> int:
                 problems.append("rasa data validate reported errors (see above)")
         domain = importer.get_domain()
 
-    form_asks = {
-        f"utter_ask_{slot}"
-        for form in domain.forms.values()
-        for slot in form.get("required_slots", [])
-    }
+    form_asks = {f"utter_ask_{slot}" for form in domain.forms.values() for slot in form.get("required_slots", [])}
     # Custom actions send responses; so do the assistant's own policies (predicted).
-    in_code = responses_named_in_code(
-        [*Path(args.actions).glob("*.py"), *Path(args.policies).glob("*.py")]
-    )
+    in_code = responses_named_in_code([*Path(args.actions).glob("*.py"), *Path(args.policies).glob("*.py")])
     used_outside_stories = in_code | form_asks
     retrieval_intents = set(domain.retrieval_intents)
 
     for warning in caught:
         message = str(warning.message).strip()
         if issubclass(warning.category, DeprecationWarning) or any(
-            issubclass(warning.category, category) and re.match(pattern, message)
-            for category, pattern in EXPECTED_WARNINGS
+            issubclass(warning.category, category) and re.match(pattern, message) for category, pattern in EXPECTED_WARNINGS
         ):
             continue
         unused = UNUSED.search(message)
@@ -92,10 +82,7 @@ def main() -> int:
             continue
         problems.append(message)
 
-    problems += [
-        f"actions send response '{name}' which the domain does not define"
-        for name in sorted(in_code - set(domain.responses))
-    ]
+    problems += [f"actions send response '{name}' which the domain does not define" for name in sorted(in_code - set(domain.responses))]
     for problem in problems:
         print(f"VALIDATION: {problem}", file=sys.stderr)
     print(

@@ -1,9 +1,10 @@
 """Agent accounts: argon2 password hashes, the first account, and a CLI for more.
 
-    python -m support_desk.accounts create <username> [--display-name 客服小王] [--operator]
-        # prints a generated password; the display name is what merchants see; operators
-        # also post, confirm and close incidents
+python -m support_desk.accounts create <username> [--display-name 客服小王] [--operator]
+    # prints a generated password; the display name is what merchants see; operators
+    # also post, confirm and close incidents
 """
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,7 @@ _DUMMY_HASH = _HASHER.hash(secrets.token_urlsafe(16))
 ROLES = ("agent", "operator")
 
 
-async def create_agent(store: DeskStore, username: str, display_name: Optional[str] = None,
-                       role: str = "agent") -> str:
+async def create_agent(store: DeskStore, username: str, display_name: Optional[str] = None, role: str = "agent") -> str:
     """Create an agent (or operator) with a generated password and return the password."""
     password = secrets.token_urlsafe(12)
     await store.add_agent(username, hash_password(password), display_name, role)

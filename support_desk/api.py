@@ -4,6 +4,7 @@ Machine clients send ``Authorization: Bearer <DESK_API_TOKEN>``. Errors are alwa
 ``{"error": "..."}`` with a 4xx status (503 when the database is unavailable), never a
 stack trace.
 """
+
 from __future__ import annotations
 
 import hmac
@@ -81,9 +82,7 @@ async def bearer_auth(request: web.Request, handler: Handler) -> web.StreamRespo
         expected = request.app[SETTINGS].api_token
         supplied = request.headers.get("Authorization", "")
         scheme, _, token = supplied.partition(" ")
-        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(
-            token.strip().encode(), expected.encode()
-        ):
+        if not expected or scheme.lower() != "bearer" or not hmac.compare_digest(token.strip().encode(), expected.encode()):
             return error(401, "missing or wrong bearer token")
     return await handler(request)
 
@@ -188,9 +187,7 @@ async def list_escalations(request: web.Request) -> web.Response:
 @routes.get("/api/escalations/{id}")
 async def get_escalation(request: web.Request) -> web.Response:
     """One escalation with its transcript, including what the merchant wrote since."""
-    return web.json_response(
-        await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], escalation_id(request))
-    )
+    return web.json_response(await cases.case_with_live_transcript(request.app[STORE], request.app[RELAY], escalation_id(request)))
 
 
 @routes.post("/api/escalations/{id}/claim")
@@ -213,7 +210,10 @@ async def reply(request: web.Request) -> web.Response:
     body = await read_json(request)
     text = required_text(body, "text", 4000)
     result = await cases.reply(
-        request.app[STORE], request.app[RELAY], escalation_id(request), text,
+        request.app[STORE],
+        request.app[RELAY],
+        escalation_id(request),
+        text,
         optional_text(body, "agent", 64),
     )
     return web.json_response(result.record, status=201 if result.delivered else 202)
@@ -226,7 +226,12 @@ async def resolve(request: web.Request) -> web.Response:
     note = required_text(body, "note", 2000)
     category = optional_text(body, "category", 64)
     result = await cases.resolve(
-        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request), note, category,
+        request.app[STORE],
+        request.app[RELAY],
+        request.app[SETTINGS],
+        escalation_id(request),
+        note,
+        category,
         optional_text(body, "agent", 64),
     )
     return web.json_response(result.record, status=200 if result.delivered else 202)
@@ -245,9 +250,7 @@ async def add_note(request: web.Request) -> web.Response:
 async def release(request: web.Request) -> web.Response:
     """A claimed case goes back to the queue (``agent``, when given, must hold it)."""
     body = await read_json(request)
-    return web.json_response(
-        await request.app[STORE].release(escalation_id(request), optional_text(body, "agent", 64))
-    )
+    return web.json_response(await request.app[STORE].release(escalation_id(request), optional_text(body, "agent", 64)))
 
 
 @routes.post("/api/escalations/{id}/transfer")
@@ -256,8 +259,14 @@ async def transfer(request: web.Request) -> web.Response:
     body = await read_json(request)
     to_agent = required_text(body, "to", 64)
     return web.json_response(
-        await cases.transfer(request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request),
-                             optional_text(body, "agent", 64), to_agent)
+        await cases.transfer(
+            request.app[STORE],
+            request.app[RELAY],
+            request.app[SETTINGS],
+            escalation_id(request),
+            optional_text(body, "agent", 64),
+            to_agent,
+        )
     )
 
 
@@ -266,8 +275,12 @@ async def hand_back(request: web.Request) -> web.Response:
     """An unanswered case goes back to the bot, which tells the merchant so."""
     body = await read_json(request)
     result = await cases.hand_back(
-        request.app[STORE], request.app[RELAY], request.app[SETTINGS], escalation_id(request),
-        optional_text(body, "agent", 64), optional_text(body, "note", 2000) or "",
+        request.app[STORE],
+        request.app[RELAY],
+        request.app[SETTINGS],
+        escalation_id(request),
+        optional_text(body, "agent", 64),
+        optional_text(body, "note", 2000) or "",
     )
     return web.json_response(result.record, status=200 if result.delivered else 202)
 
@@ -309,9 +322,7 @@ async def rate_bot(request: web.Request) -> web.Response:
     rating = body.get("rating")
     if isinstance(rating, bool) or not isinstance(rating, int) or not 1 <= rating <= 5:
         raise Invalid("rating must be an integer from 1 to 5")
-    return web.json_response(
-        await request.app[STORE].rate_bot(required_text(body, "sender_id", 255), rating), status=201
-    )
+    return web.json_response(await request.app[STORE].rate_bot(required_text(body, "sender_id", 255), rating), status=201)
 
 
 @routes.get("/api/stats")

@@ -1,4 +1,5 @@
 """The support desk service: ``python -m support_desk`` (port 8080 by default)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,9 +33,7 @@ logger = logging.getLogger(__name__)
 
 def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Application:
     """The aiohttp application; the database is migrated and opened on startup."""
-    app = web.Application(
-        middlewares=[json_errors, bearer_auth], client_max_size=settings.max_body_bytes
-    )
+    app = web.Application(middlewares=[json_errors, bearer_auth], client_max_size=settings.max_body_bytes)
     app[SETTINGS] = settings
     app.router.add_routes(routes)
     app.router.add_routes(incident_routes)

@@ -1,4 +1,5 @@
 """What agents do to a case, shared by the JSON API and the console."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -27,7 +28,7 @@ def rating_buttons() -> List[Dict[str, str]]:
 
 
 async def _joined_text(store: DeskStore, settings: DeskSettings, language: str, agent: str) -> str:
-    """"Agent X has joined", with the name the merchant sees."""
+    """ "Agent X has joined", with the name the merchant sees."""
     return in_language(settings.agent_joined_message, language).format(agent=await store.display_name(agent))
 
 
@@ -60,7 +61,12 @@ async def reply(store: DeskStore, relay: RasaRelay, case_id: int, text: str, age
 
 
 async def resolve(
-    store: DeskStore, relay: RasaRelay, settings: DeskSettings, case_id: int, note: str, category: Optional[str],
+    store: DeskStore,
+    relay: RasaRelay,
+    settings: DeskSettings,
+    case_id: int,
+    note: str,
+    category: Optional[str],
     agent: Optional[str] = None,
 ) -> Delivery:
     """Close the case; the bot resumes with a closing message naming the ticket and asks
@@ -73,14 +79,11 @@ async def resolve(
     language = current["language"]
     closing = in_language(settings.closing_message, language).format(ticket=current["ticket"])
     question = {"text": in_language(settings.satisfaction_question, language), "buttons": rating_buttons()}
-    await store.resolve(case_id, note, category, closing, resolved_by=agent or current["claimed_by"],
-                        rating_question=question)
+    await store.resolve(case_id, note, category, closing, resolved_by=agent or current["claimed_by"], rating_question=question)
     return await _resumed(store, relay, case_id)
 
 
-async def hand_back(
-    store: DeskStore, relay: RasaRelay, settings: DeskSettings, case_id: int, agent: Optional[str], note: str
-) -> Delivery:
+async def hand_back(store: DeskStore, relay: RasaRelay, settings: DeskSettings, case_id: int, agent: Optional[str], note: str) -> Delivery:
     """Send an unanswered case back to the bot: the merchant is told in their language and
     the bot takes the conversation again (status resolved, category ``returned_to_bot``)."""
     current = await store.get_escalation(case_id)

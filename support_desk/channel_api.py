@@ -1,5 +1,6 @@
 """The API the merchants' channels call (Rasa-side, bearer token): what became of the
 messages they were given, and the pictures merchants sent during a handoff."""
+
 from __future__ import annotations
 
 import logging
@@ -49,11 +50,14 @@ async def channel_reports(request: web.Request) -> web.Response:
         # Rasa away: the resume stays queued with its error and the retry loop sends it.
         await request.app[RELAY].deliver_pending(case_id)
     await _prune_now_and_then(store, request.app[SETTINGS])
-    return web.json_response({
-        "accepted": len(reports),
-        "rejected": [{"index": refused.index, "error": refused.error} for refused in rejected],
-        "taken": taken.taken, "ignored": taken.ignored,
-    })
+    return web.json_response(
+        {
+            "accepted": len(reports),
+            "rejected": [{"index": refused.index, "error": refused.error} for refused in rejected],
+            "taken": taken.taken,
+            "ignored": taken.ignored,
+        }
+    )
 
 
 async def _prune_now_and_then(store: DeskStore, settings: DeskSettings) -> None:

@@ -11,6 +11,7 @@ and the case, so rows older than the retention (``channel_reports`` in settings.
 pruned. A report that is malformed is rejected on its own; the others of its batch are
 taken.
 """
+
 from __future__ import annotations
 
 import math
@@ -90,27 +91,37 @@ def _report(item: Any) -> Report:
     channel = item.get("channel")
     if channel not in CHANNELS:
         raise Invalid(f"channel must be one of {', '.join(CHANNELS)}")
-    common = dict(kind=kind, report_id=required_text(item, "report_id", 128),
-                  sender_id=required_text(item, "sender_id", 255), channel=channel, at=_at(item))
+    common = dict(
+        kind=kind,
+        report_id=required_text(item, "report_id", 128),
+        sender_id=required_text(item, "sender_id", 255),
+        channel=channel,
+        at=_at(item),
+    )
     if kind == "delivery":
         state = item.get("state")
         if state not in STATES:
             raise Invalid(f"state must be one of {', '.join(STATES)}")
-        reason = (required_text(item, "reason", MAX_REASON) if state == "held"
-                  else optional_text(item, "reason", MAX_REASON))
-        return Report(**common, desk_message_id=_message_id(item.get("desk_message_id")),
-                      text=required_text(item, "text", MAX_TEXT, allow_blank=True), state=state,
-                      reason=reason)
+        reason = required_text(item, "reason", MAX_REASON) if state == "held" else optional_text(item, "reason", MAX_REASON)
+        return Report(
+            **common,
+            desk_message_id=_message_id(item.get("desk_message_id")),
+            text=required_text(item, "text", MAX_TEXT, allow_blank=True),
+            state=state,
+            reason=reason,
+        )
     if kind == "agent_message":
         # The platform leaves servicer_userid empty on some origin-5 messages.
-        return Report(**common, text=required_text(item, "text", MAX_TEXT),
-                      servicer_userid=optional_text(item, "servicer_userid", MAX_USERID),
-                      msgid=required_text(item, "msgid", 128))
+        return Report(
+            **common,
+            text=required_text(item, "text", MAX_TEXT),
+            servicer_userid=optional_text(item, "servicer_userid", MAX_USERID),
+            msgid=required_text(item, "msgid", 128),
+        )
     state = item.get("state")
     if isinstance(state, bool) or not isinstance(state, int) or not 0 <= state <= 4:
         raise Invalid("state must be an integer from 0 to 4")
-    return Report(**common, session_state=state,
-                  servicer_userid=optional_text(item, "servicer_userid", MAX_USERID))
+    return Report(**common, session_state=state, servicer_userid=optional_text(item, "servicer_userid", MAX_USERID))
 
 
 def _at(item: Dict[str, Any]) -> float:
@@ -155,15 +166,21 @@ async def take_reports(store: DeskStore, reports: List[Report]) -> Taken:
             continue
         try:
             async with store.engine.begin() as conn:
-                seen = (await conn.execute(
-                    sa.select(channel_reports.c.report_id).where(channel_reports.c.report_id == report.report_id)
-                )).scalar()
+                seen = (
+                    await conn.execute(sa.select(channel_reports.c.report_id).where(channel_reports.c.report_id == report.report_id))
+                ).scalar()
                 if seen is not None:
                     effect = None
                 else:
-                    await conn.execute(channel_reports.insert().values(
-                        report_id=report.report_id, kind=report.kind, sender_id=report.sender_id,
-                        channel=report.channel, received_at=utcnow()))
+                    await conn.execute(
+                        channel_reports.insert().values(
+                            report_id=report.report_id,
+                            kind=report.kind,
+                            sender_id=report.sender_id,
+                            channel=report.channel,
+                            received_at=utcnow(),
+                        )
+                    )
                     effect = await _APPLY[report.kind](conn, report)
         except sa.exc.IntegrityError:
             # Another desk process took the same report_id at this moment.
@@ -185,22 +202,24 @@ Effect = Optional[Tuple[int, str, bool]]
 async def _delivery(conn, report: Report) -> Effect:  # noqa: ANN001
     if report.desk_message_id is None:  # the bot's own message: taken() leaves these out
         return None
-    row = (await conn.execute(
-        sa.select(messages.c.escalation_id, messages.c.channel_at)
-        .join(escalations, escalations.c.id == messages.c.escalation_id)
-        .where(messages.c.id == report.desk_message_id, escalations.c.sender_id == report.sender_id,
-               messages.c.kind.in_(SENT_KINDS))
-    )).first()
+    row = (
+        await conn.execute(
+            sa.select(messages.c.escalation_id, messages.c.channel_at)
+            .join(escalations, escalations.c.id == messages.c.escalation_id)
+            .where(messages.c.id == report.desk_message_id, escalations.c.sender_id == report.sender_id, messages.c.kind.in_(SENT_KINDS))
+        )
+    ).first()
     if row is None:
         # Perhaps an incident's "it is over" message to this merchant (issue 17).
-        case_id = await notice_report(conn, report.desk_message_id, report.sender_id, report.state or "",
-                                      report.reason, report.at)
+        case_id = await notice_report(conn, report.desk_message_id, report.sender_id, report.state or "", report.reason, report.at)
         return None if case_id is None else (case_id, "message", False)
     if row.channel_at is not None and report.at < row.channel_at:
         return None  # a report older than the one shown
-    await conn.execute(messages.update().where(messages.c.id == report.desk_message_id).values(
-        channel_state=report.state, channel_reason=report.reason if report.state == "held" else None,
-        channel_at=report.at))
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == report.desk_message_id)
+        .values(channel_state=report.state, channel_reason=report.reason if report.state == "held" else None, channel_at=report.at)
+    )
     return row.escalation_id, "message", False
 
 
@@ -209,10 +228,17 @@ async def _agent_message(conn, report: Report) -> Effect:  # noqa: ANN001
     if case is None:
         return None
     now = utcnow()
-    await conn.execute(messages.insert().values(
-        escalation_id=case.id, role="agent", kind="wecom_agent", text=mask_card_numbers(report.text or ""),
-        at=_time(report.at), delivered_at=now,
-        author=f"WeCom {report.servicer_userid}" if report.servicer_userid else "WeCom"))
+    await conn.execute(
+        messages.insert().values(
+            escalation_id=case.id,
+            role="agent",
+            kind="wecom_agent",
+            text=mask_card_numbers(report.text or ""),
+            at=_time(report.at),
+            delivered_at=now,
+            author=f"WeCom {report.servicer_userid}" if report.servicer_userid else "WeCom",
+        )
+    )
     values: Dict[str, Any] = {"updated_at": now}
     if case.first_reply_at is None:
         values["first_reply_at"] = now
@@ -235,15 +261,16 @@ async def _session(conn, report: Report) -> Effect:  # noqa: ANN001
         await conn.execute(update.values(**values))
         return case.id, "updated", False
     if report.session_state == 3:
-        await conn.execute(update.values(status="claimed", claimed_by=servicer, claimed_at=now,
-                                         platform_session="agent", updated_at=now))
+        await conn.execute(update.values(status="claimed", claimed_by=servicer, claimed_at=now, platform_session="agent", updated_at=now))
         return case.id, "updated", False
     # 4: the WeCom session ended. The bot takes over with Rasa's resume only: the
     # platform would refuse a closing text or a rating question now.
-    await conn.execute(update.values(status="resolved", resolved_by=servicer, resolved_at=now,
-                                     resolution_note=ENDED_IN_WECOM, platform_session=None, updated_at=now))
-    await conn.execute(messages.insert().values(escalation_id=case.id, role="bot", kind="resume",
-                                                text=ENDED_IN_WECOM, at=now))
+    await conn.execute(
+        update.values(
+            status="resolved", resolved_by=servicer, resolved_at=now, resolution_note=ENDED_IN_WECOM, platform_session=None, updated_at=now
+        )
+    )
+    await conn.execute(messages.insert().values(escalation_id=case.id, role="bot", kind="resume", text=ENDED_IN_WECOM, at=now))
     return case.id, "updated", True
 
 
@@ -261,11 +288,14 @@ async def prune_reports(store: DeskStore, retention: timedelta, now: Optional[da
 
 async def active_case(conn, sender_id: str) -> Optional[sa.Row]:  # noqa: ANN001
     """The sender's newest open or claimed case (None when there is none)."""
-    return (await conn.execute(
-        sa.select(escalations.c.id, escalations.c.claimed_by, escalations.c.first_reply_at)
-        .where(escalations.c.sender_id == sender_id, escalations.c.status.in_(ACTIVE))
-        .order_by(escalations.c.created_at.desc(), escalations.c.id.desc()).limit(1)
-    )).first()
+    return (
+        await conn.execute(
+            sa.select(escalations.c.id, escalations.c.claimed_by, escalations.c.first_reply_at)
+            .where(escalations.c.sender_id == sender_id, escalations.c.status.in_(ACTIVE))
+            .order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+            .limit(1)
+        )
+    ).first()
 
 
 def _time(at: float) -> datetime:

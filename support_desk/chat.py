@@ -5,6 +5,7 @@ a bundle). It talks to Rasa's socket.io channel at ``public_rasa_url``; the page
 language (``?lang=zh|en``) sets the greeting's language, and the session is kept in
 the browser's local storage so a reload keeps the conversation.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,11 +20,23 @@ WIDGET = Path(__file__).resolve().parent.parent / "web" / "node_modules" / "rasa
 routes = web.RouteTableDef()
 
 PAGE_TEXT = {
-    "zh": {"title": "POS机报错1000 帮助", "intro": "刷卡机显示错误码1000？点右下角和助手聊聊，它会一步步带您排查，必要时转人工客服。",
-           "widget_title": "POS 1000 助手", "subtitle": "7×24 小时在线", "hint": "请输入您的问题…"},
-    "en": {"title": "POS error 1000 help", "intro": ("Your terminal shows error 1000? Chat with the assistant (bottom right): it walks you "
-                     "through the checks and hands you to a person when needed."),
-           "widget_title": "POS 1000 assistant", "subtitle": "online 24/7", "hint": "Type your question…"},
+    "zh": {
+        "title": "POS机报错1000 帮助",
+        "intro": "刷卡机显示错误码1000？点右下角和助手聊聊，它会一步步带您排查，必要时转人工客服。",
+        "widget_title": "POS 1000 助手",
+        "subtitle": "7×24 小时在线",
+        "hint": "请输入您的问题…",
+    },
+    "en": {
+        "title": "POS error 1000 help",
+        "intro": (
+            "Your terminal shows error 1000? Chat with the assistant (bottom right): it walks you "
+            "through the checks and hands you to a person when needed."
+        ),
+        "widget_title": "POS 1000 assistant",
+        "subtitle": "online 24/7",
+        "hint": "Type your question…",
+    },
 }
 
 

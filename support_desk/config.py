@@ -1,4 +1,5 @@
 """Desk settings: ``support_desk/settings.yml`` overridden by the environment."""
+
 from __future__ import annotations
 
 import os
@@ -61,7 +62,8 @@ class DeskSettings:
 
 
 def load_settings(
-    path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.environ,
+    path: Path = SETTINGS_FILE,
+    environ: Mapping[str, str] = os.environ,
     business_hours_file: Path = BUSINESS_HOURS_FILE,
 ) -> DeskSettings:
     """Read the YAML settings (and the shared business hours) and apply the environment."""

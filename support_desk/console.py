@@ -3,6 +3,7 @@
 Login with an agent account (argon2 hashes); the session is an encrypted HttpOnly,
 SameSite=Strict cookie; every form carries a CSRF token; failed logins are throttled.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -105,8 +106,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
     flash = session.pop("flash", None)
     agent = session.get("agent")
     # On every page: the agent's claimed cases where a merchant waits on them too long.
-    reminders = (await request.app[STORE].waiting_on(agent, request.app[SETTINGS].idle_reminder_minutes)
-                 if agent else [])
+    reminders = await request.app[STORE].waiting_on(agent, request.app[SETTINGS].idle_reminder_minutes) if agent else []
     # And the incidents the desk proposes from the merchants' reports, for an operator to decide.
     proposals = await request.app[BOARD].proposals() if agent else []
     return aiohttp_jinja2.render_template(
@@ -277,21 +277,28 @@ async def queue(request: web.Request) -> web.Response:
         return response
     store, settings, now = request.app[STORE], request.app[SETTINGS], utcnow()
     found = await store.escalation_page(
-        status=filters.status, priority=filters.priority, search=filters.search,
+        status=filters.status,
+        priority=filters.priority,
+        search=filters.search,
         created_before=now - timedelta(minutes=filters.older_than) if filters.older_than else None,
         cursor=filters.cursor,
     )
     repeats = await repeat_counts(store, settings, found.items)
     rows = [
-        {**case, "age_minutes": int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60),
-         "sla": sla_state(case, settings.sla_minutes, settings.business_hours, now),
-         "contact_masked": mask_phone(case["contact"] or ""), "repeat": repeats.get(case["id"])}
+        {
+            **case,
+            "age_minutes": int((now - datetime.fromisoformat(case["created_at"])).total_seconds() // 60),
+            "sla": sla_state(case, settings.sla_minutes, settings.business_hours, now),
+            "contact_masked": mask_phone(case["contact"] or ""),
+            "repeat": repeats.get(case["id"]),
+        }
         for case in found.items
     ]
-    links = {"newer": filters.page_link(found.prev_cursor) if found.prev_cursor else None,
-             "older": filters.page_link(found.next_cursor) if found.next_cursor else None}
-    return await page(request, "queue.html", cases=rows, filters=filters, repeat_days=settings.repeat_days,
-                      pages=links)
+    links = {
+        "newer": filters.page_link(found.prev_cursor) if found.prev_cursor else None,
+        "older": filters.page_link(found.next_cursor) if found.next_cursor else None,
+    }
+    return await page(request, "queue.html", cases=rows, filters=filters, repeat_days=settings.repeat_days, pages=links)
 
 
 @routes.get("/console/cases/{id}")
@@ -304,7 +311,9 @@ async def case_page(request: web.Request) -> web.Response:
     settings = request.app[SETTINGS]
     agent = (await get_session(request))["agent"]
     return await page(
-        request, "case.html", case={**case, "transcript": with_delivery_text(case, t)},
+        request,
+        "case.html",
+        case={**case, "transcript": with_delivery_text(case, t)},
         platform=platform_text(case, t),
         sla=sla_state(case, settings.sla_minutes, settings.business_hours, utcnow()),
         history=await case_history(store, settings, case),
@@ -320,8 +329,7 @@ def with_delivery_text(case: Dict[str, Any], t: Dict[str, str]) -> List[Dict[str
     lines = []
     for message in case["transcript"]:
         state = message["delivery"]
-        text = t[f"delivery_{state}"].format(channel=case["channel"], reason=message.get("delivery_reason") or "") \
-            if state else ""
+        text = t[f"delivery_{state}"].format(channel=case["channel"], reason=message.get("delivery_reason") or "") if state else ""
         if state == "waiting" and message["delivery_error"]:
             text += f" ({message['delivery_error']})"
         lines.append({**message, "delivery_text": text})
@@ -333,8 +341,7 @@ def platform_text(case: Dict[str, Any], t: Dict[str, str]) -> Dict[str, str]:
     answers in the WeCom client (then ``reply_blocked`` replaces the reply box)."""
     in_wecom = wecom_agent(case)
     if in_wecom is not None:
-        return {"session": t["wecom_agent"].format(agent=in_wecom),
-                "reply_blocked": t["reply_in_wecom"].format(agent=in_wecom)}
+        return {"session": t["wecom_agent"].format(agent=in_wecom), "reply_blocked": t["reply_in_wecom"].format(agent=in_wecom)}
     if case["status"] == "open" and case.get("platform_session") == "pool":
         return {"session": t["wecom_pool"], "reply_blocked": ""}
     return {"session": "", "reply_blocked": ""}
@@ -350,13 +357,16 @@ async def attachment(request: web.Request) -> web.Response:
     if found is None:
         raise web.HTTPNotFound(text="not found")
     content_type, data = found
-    return web.Response(body=data, headers={
-        "Content-Type": content_type,
-        "X-Content-Type-Options": "nosniff",
-        "Cache-Control": "private, no-store",
-        # A picture, never a page: nothing in it may run or load anything.
-        "Content-Security-Policy": "default-src 'none'; sandbox",
-    })
+    return web.Response(
+        body=data,
+        headers={
+            "Content-Type": content_type,
+            "X-Content-Type-Options": "nosniff",
+            "Cache-Control": "private, no-store",
+            # A picture, never a page: nothing in it may run or load anything.
+            "Content-Security-Policy": "default-src 'none'; sandbox",
+        },
+    )
 
 
 @routes.get("/console/cases/{id}/canned")
@@ -364,8 +374,7 @@ async def attachment(request: web.Request) -> web.Response:
 async def case_canned(request: web.Request) -> web.Response:
     """The canned replies for this case in the merchant's language (JSON, session auth)."""
     case = await request.app[STORE].get_escalation(_id(request))
-    return web.json_response({"language": case["language"],
-                              "canned": await canned_for_case(request.app[STORE], case)})
+    return web.json_response({"language": case["language"], "canned": await canned_for_case(request.app[STORE], case)})
 
 
 @routes.post("/console/cases/{id}/claim")
@@ -389,12 +398,15 @@ async def reply(request: web.Request) -> web.StreamResponse:
     # Say plainly whether the merchant will see it: on a REST conversation it only waits;
     # on a channel that reports, it is the channel's to send.
     delivery = result.record["delivery"]
-    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable", "sending": "sent_sending",
-               "held": "delivery_held"}.get(delivery, "rasa_down")
+    outcome = {"delivered": "sent", "not_pushable": "sent_not_pushable", "sending": "sent_sending", "held": "delivery_held"}.get(
+        delivery, "rasa_down"
+    )
     channel = (await request.app[STORE].get_escalation(_id(request)))["channel"]
-    await flash(request, (await word(request, outcome)).format(channel=channel,
-                                                               reason=result.record.get("delivery_reason") or ""),
-                error=outcome in ("rasa_down", "delivery_held"))
+    await flash(
+        request,
+        (await word(request, outcome)).format(channel=channel, reason=result.record.get("delivery_reason") or ""),
+        error=outcome in ("rasa_down", "delivery_held"),
+    )
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
 
@@ -422,8 +434,9 @@ async def release(request: web.Request) -> web.StreamResponse:
 async def transfer(request: web.Request) -> web.StreamResponse:
     """Hand the case to another agent."""
     to_agent = required_text(dict(await request.post()), "to", 64)
-    await cases.transfer(request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
-                         (await get_session(request))["agent"], to_agent)
+    await cases.transfer(
+        request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request), (await get_session(request))["agent"], to_agent
+    )
     await flash(request, (await word(request, "transferred_ok")).format(agent=to_agent))
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
@@ -433,10 +446,15 @@ async def transfer(request: web.Request) -> web.StreamResponse:
 async def hand_back(request: web.Request) -> web.StreamResponse:
     """Send the case back to the bot, which tells the merchant."""
     form = dict(await request.post())
-    result = await cases.hand_back(request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
-                                   (await get_session(request))["agent"], optional_text(form, "note", 2000) or "")
-    await flash(request, await word(request, "handed_back_ok" if result.delivered else "resolved_pending"),
-                error=not result.delivered)
+    result = await cases.hand_back(
+        request.app[STORE],
+        request.app[RELAY],
+        request.app[SETTINGS],
+        _id(request),
+        (await get_session(request))["agent"],
+        optional_text(form, "note", 2000) or "",
+    )
+    await flash(request, await word(request, "handed_back_ok" if result.delivered else "resolved_pending"), error=not result.delivered)
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
 
@@ -446,12 +464,15 @@ async def resolve(request: web.Request) -> web.StreamResponse:
     """Close the case with a note and category; the bot takes over again."""
     form = dict(await request.post())
     result = await cases.resolve(
-        request.app[STORE], request.app[RELAY], request.app[SETTINGS], _id(request),
-        required_text(form, "note", 2000), optional_text(form, "category", 64),
+        request.app[STORE],
+        request.app[RELAY],
+        request.app[SETTINGS],
+        _id(request),
+        required_text(form, "note", 2000),
+        optional_text(form, "category", 64),
         (await get_session(request))["agent"],
     )
-    await flash(request, await word(request, "resolved_ok" if result.delivered else "resolved_pending"),
-                error=not result.delivered)
+    await flash(request, await word(request, "resolved_ok" if result.delivered else "resolved_pending"), error=not result.delivered)
     raise web.HTTPFound(f"/console/cases/{_id(request)}")
 
 
@@ -473,8 +494,9 @@ async def add_canned(request: web.Request) -> web.StreamResponse:
     language = str(form.get("language", ""))
     if language not in LANGUAGES:
         raise Invalid("language must be zh or en")
-    await request.app[STORE].add_canned(language, required_text(form, "title", 80),
-                                        required_text(form, "text", 4000), (await get_session(request))["agent"])
+    await request.app[STORE].add_canned(
+        language, required_text(form, "title", 80), required_text(form, "text", 4000), (await get_session(request))["agent"]
+    )
     await flash(request, await word(request, "canned_saved"))
     raise web.HTTPFound("/console/canned")
 
@@ -517,7 +539,9 @@ async def stats_page(request: web.Request) -> web.Response:
     stats = await request.app[STORE].stats()
     t = texts()[(await get_session(request)).get("lang", "zh")]
     return await page(
-        request, "stats.html", stats=stats,
+        request,
+        "stats.html",
+        stats=stats,
         per_day=[(day[5:], n) for day, n in stats["escalations_per_day"].items()],
         solved=[(t["solved_by_bot"], stats["solved_by_bot"]), (t["escalated"], stats["escalated"])],
         steps=[(t[f"step_{s}"], n) for s, n in stats["fixed_by_step"].items()],

@@ -4,6 +4,7 @@ Operators give one URL (``DESK_DATABASE_URL``): ``sqlite:///desk.db`` on one mac
 ``postgresql://user:pw@host/db`` at scale. The service runs on the asyncio drivers
 (aiosqlite, asyncpg); alembic migrates with the synchronous ones.
 """
+
 from __future__ import annotations
 
 from pathlib import Path

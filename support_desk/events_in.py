@@ -6,6 +6,7 @@ desk's own replies (metadata ``desk_message_id``) are the desk's already; every 
 stored once (by its Rasa timestamp), in words and with card numbers masked. Events of
 conversations without a case (the bot's own chats, most of them) are counted and left.
 """
+
 from __future__ import annotations
 
 from datetime import datetime, timezone

@@ -4,6 +4,7 @@ bot's diagnostics runs, and whether the terminal keeps failing (the repeat flag)
 Error 1000 coming back on the same terminal within days points at the hardware or the
 line, not at one more restart; the flag tells the agent so.
 """
+
 from __future__ import annotations
 
 from datetime import timedelta

@@ -4,6 +4,7 @@ The bot reads active incidents, links merchants to one and reports what merchant
 an operator's tooling posts, confirms, dismisses and closes incidents (audited as
 ``api``; the console audits the operator's own name).
 """
+
 from __future__ import annotations
 
 from aiohttp import web
@@ -53,12 +54,20 @@ async def report(request: web.Request) -> web.Response:
     region = optional_text(body, "region", 16)
     model = optional_text(body, "terminal_model", 64)
     settings = request.app[SETTINGS]
-    proposals = await request.app[BOARD].report(Report(
-        sender_id=required_text(body, "sender_id", 255), channel=_channel(body), language=_language(body),
-        kind=kind, region=region_code(region) if region else None,
-        terminal_model=terminal_model(model) if model else None,
-        merchant_id=optional_text(body, "merchant_id", 32), answer=optional_text(body, "answer", 500),
-    ), settings.incident_threshold, settings.incident_window_minutes)
+    proposals = await request.app[BOARD].report(
+        Report(
+            sender_id=required_text(body, "sender_id", 255),
+            channel=_channel(body),
+            language=_language(body),
+            kind=kind,
+            region=region_code(region) if region else None,
+            terminal_model=terminal_model(model) if model else None,
+            merchant_id=optional_text(body, "merchant_id", 32),
+            answer=optional_text(body, "answer", 500),
+        ),
+        settings.incident_threshold,
+        settings.incident_window_minutes,
+    )
     return web.json_response({"accepted": True, "proposals": proposals}, status=202)
 
 
@@ -70,11 +79,17 @@ async def link_merchant(request: web.Request) -> web.Response:
     model = optional_text(body, "terminal_model", 64)
     region = optional_text(body, "region", 16)
     merchant = Merchant(
-        sender_id=required_text(body, "sender_id", 255), channel=_channel(body), language=_language(body),
-        wants_person=_flag(body, "wants_person"), subscribed=_flag(body, "subscribed"),
-        merchant_id=optional_text(body, "merchant_id", 32), terminal_serial=optional_text(body, "terminal_serial", 64),
-        terminal_model=terminal_model(model) if model else None, region=region_code(region) if region else None,
-        contact=optional_text(body, "contact", 255), summary=optional_text(body, "summary", 2000),
+        sender_id=required_text(body, "sender_id", 255),
+        channel=_channel(body),
+        language=_language(body),
+        wants_person=_flag(body, "wants_person"),
+        subscribed=_flag(body, "subscribed"),
+        merchant_id=optional_text(body, "merchant_id", 32),
+        terminal_serial=optional_text(body, "terminal_serial", 64),
+        terminal_model=terminal_model(model) if model else None,
+        region=region_code(region) if region else None,
+        contact=optional_text(body, "contact", 255),
+        summary=optional_text(body, "summary", 2000),
     )
     linked, created = await request.app[BOARD].link(escalation_id(request), merchant)
     return web.json_response(linked, status=201 if created else 200)
@@ -132,4 +147,3 @@ def _flag(body: dict, key: str) -> bool:
     if not isinstance(value, bool):
         raise Invalid(f"{key} must be true or false")
     return value
-

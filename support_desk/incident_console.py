@@ -1,6 +1,7 @@
 """The console's incident pages: the board with its proposals, one incident with its linked
 merchants (reached / not reached), and the operators' forms to post, confirm, dismiss and
 close. Agents read; only operators act, and every action is audited with their name."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -48,9 +49,14 @@ async def incidents_page(request: web.Request) -> web.Response:
     agent, lang = await actor(request), (await get_session(request)).get("lang", "zh")
     found = [{**i, "scope_text": scope_words(i["scope"], lang)} for i in await board.list(active_only=False)]
     return await page(
-        request, "incidents.html", incidents=found, stats=await board.stats(),
+        request,
+        "incidents.html",
+        incidents=found,
+        stats=await board.stats(),
         operator=await request.app[STORE].agent_role(agent) == "operator",
-        channels=CHANNELS, models=list(terminal_models()), audit=await audit_trail(request.app[STORE], 20),
+        channels=CHANNELS,
+        models=list(terminal_models()),
+        audit=await audit_trail(request.app[STORE], 20),
     )
 
 
@@ -62,8 +68,9 @@ async def incident_page(request: web.Request) -> web.Response:
     agent, lang = await actor(request), (await get_session(request)).get("lang", "zh")
     incident["scope_text"] = scope_words(incident["scope"], lang)
     linked = [{**m, "contact_masked": mask_phone(m["contact"] or "")} for m in incident["linked"]]
-    return await page(request, "incident.html", incident=incident, linked=linked,
-                      operator=await request.app[STORE].agent_role(agent) == "operator")
+    return await page(
+        request, "incident.html", incident=incident, linked=linked, operator=await request.app[STORE].agent_role(agent) == "operator"
+    )
 
 
 @routes.post("/console/incidents")
@@ -114,20 +121,21 @@ def incident_from_form(form: MultiDictProxy, default_start: Optional[datetime] =
     """The incident form's fields, checked: regions and gateways comma-separated, channels
     and terminal models ticked, local times in the browser's zone."""
     zone = form_zone(dict(form))
-    scope = parse_scope({
-        "regions": _split(form.get("region")),
-        "gateways": _split(form.get("gateways")),
-        "channels": [str(v) for v in form.getall("channels", [])],
-        "terminal_models": [str(v) for v in form.getall("terminal_models", [])],
-    })
+    scope = parse_scope(
+        {
+            "regions": _split(form.get("region")),
+            "gateways": _split(form.get("gateways")),
+            "channels": [str(v) for v in form.getall("channels", [])],
+            "terminal_models": [str(v) for v in form.getall("terminal_models", [])],
+        }
+    )
     fields = {"starts_at": form.get("starts_at") or None, "expected_end": form.get("expected_end") or None}
     starts_at = parse_time(fields, "starts_at", zone) or default_start
     expected_end = parse_time(fields, "expected_end", zone)
     if expected_end is not None and expected_end <= (starts_at or utcnow()):
         raise Invalid("expected_end must be after starts_at" if starts_at else "expected_end must be in the future")
     values = dict(form)
-    return IncidentText(scope, plain_text(values, "message_zh"), plain_text(values, "message_en"),
-                        starts_at, expected_end)
+    return IncidentText(scope, plain_text(values, "message_zh"), plain_text(values, "message_en"), starts_at, expected_end)
 
 
 def _split(value: Any) -> List[str]:

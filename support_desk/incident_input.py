@@ -6,6 +6,7 @@ channels, gateways and terminal models (keys of ``data/knowledge/terminals.yml``
 their names and aliases); an empty list covers everyone. Texts go into merchants' chats:
 plain text, no markup.
 """
+
 from __future__ import annotations
 
 import re
@@ -146,8 +147,7 @@ def terminal_models() -> Dict[str, List[str]]:
     """``{model key: [its key, name and aliases, folded]}`` of the knowledge data."""
     models = yaml.safe_load(TERMINALS_FILE.read_text(encoding="utf-8"))["models"]
     fold = lambda text: str(text).casefold().replace(" ", "")  # noqa: E731
-    return {key: [fold(key), fold(m.get("name", key)), *(fold(a) for a in m.get("aliases", []))]
-            for key, m in models.items()}
+    return {key: [fold(key), fold(m.get("name", key)), *(fold(a) for a in m.get("aliases", []))] for key, m in models.items()}
 
 
 def _name_key(name: str) -> str:

@@ -14,6 +14,7 @@ middle sends the rest and nobody twice; the one case left is Rasa storing the ev
 after the desk looked, which ``recheck_seconds`` (more than the Rasa client's timeout)
 rules out for every request the desk itself gave up on.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -93,10 +94,16 @@ class IncidentNotices:
                 if notice.state == "sending" and await self._arrived(notice):
                     await self.board.sent(notice)
                     return 0
-                await self.rasa.append_events(notice.sender_id, [{
-                    "event": "bot", "text": notice.text,
-                    "metadata": {"desk_message_id": notice.message_id, "incident_id": notice.incident_id},
-                }])
+                await self.rasa.append_events(
+                    notice.sender_id,
+                    [
+                        {
+                            "event": "bot",
+                            "text": notice.text,
+                            "metadata": {"desk_message_id": notice.message_id, "incident_id": notice.incident_id},
+                        }
+                    ],
+                )
             except RasaUnavailable as error:
                 # Whether Rasa took it is not known (a timeout): it stays "sending", and the
                 # next attempt after recheck_seconds looks in the conversation first.
@@ -107,7 +114,4 @@ class IncidentNotices:
 
     async def _arrived(self, notice: Notice) -> bool:
         events = await self.rasa.tracker_events(notice.sender_id)
-        return any(
-            e.get("event") == "bot" and (e.get("metadata") or {}).get("desk_message_id") == notice.message_id
-            for e in events
-        )
+        return any(e.get("event") == "bot" and (e.get("metadata") or {}).get("desk_message_id") == notice.message_id for e in events)

@@ -10,6 +10,7 @@ reports that make proposals, and the audit of what operators did.
   (a ``messages`` row on the incident case, whose id is the ``desk_message_id`` the
   channels report by); ``support_desk.incident_notices`` sends them.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -101,11 +102,22 @@ class IncidentBoard:
         since = min(starts_at, now) - timedelta(minutes=window_minutes)
         async with self.engine.begin() as conn:
             earliest = await self._first_covered_report(conn, text.scope, since, now)
-            incident_id = (await conn.execute(incidents.insert().values(
-                region=text.region, scope=text.scope, message_zh=text.message_zh, message_en=text.message_en,
-                starts_at=to_utc(starts_at), expected_end=to_utc(text.expected_end), status="active",
-                created_at=now, posted_at=now, first_report_at=earliest,
-            ))).inserted_primary_key[0]
+            incident_id = (
+                await conn.execute(
+                    incidents.insert().values(
+                        region=text.region,
+                        scope=text.scope,
+                        message_zh=text.message_zh,
+                        message_en=text.message_en,
+                        starts_at=to_utc(starts_at),
+                        expected_end=to_utc(text.expected_end),
+                        status="active",
+                        created_at=now,
+                        posted_at=now,
+                        first_report_at=earliest,
+                    )
+                )
+            ).inserted_primary_key[0]
             case_id = await self._open_case(conn, incident_id, text, now)
             await audit(conn, actor, "incident.post", incident_id, {"scope": text.scope})
             incident = await self._read(conn, incident_id)
@@ -119,7 +131,8 @@ class IncidentBoard:
         if active_only:
             now = utcnow()
             query = query.where(
-                incidents.c.status == "active", incidents.c.starts_at <= now,
+                incidents.c.status == "active",
+                incidents.c.starts_at <= now,
                 sa.or_(incidents.c.expected_end.is_(None), incidents.c.expected_end > now),
             )
         async with self.engine.connect() as conn:
@@ -127,8 +140,7 @@ class IncidentBoard:
 
     async def proposals(self) -> List[Dict[str, Any]]:
         """Proposed incidents waiting for an operator, most merchants first."""
-        query = _incident_query().where(incidents.c.status == "proposed").order_by(
-            incidents.c.report_count.desc(), incidents.c.id)
+        query = _incident_query().where(incidents.c.status == "proposed").order_by(incidents.c.report_count.desc(), incidents.c.id)
         async with self.engine.connect() as conn:
             return [_incident_dict(row) for row in (await conn.execute(query)).mappings()]
 
@@ -136,10 +148,11 @@ class IncidentBoard:
         """One incident with its linked merchants and what became of their notices."""
         async with self.engine.connect() as conn:
             incident = await self._read(conn, incident_id)
-            rows = (await conn.execute(
-                sa.select(incident_merchants).where(incident_merchants.c.incident_id == incident_id)
-                .order_by(incident_merchants.c.id)
-            )).mappings()
+            rows = (
+                await conn.execute(
+                    sa.select(incident_merchants).where(incident_merchants.c.incident_id == incident_id).order_by(incident_merchants.c.id)
+                )
+            ).mappings()
             linked = [_merchant_dict(row) for row in rows]
         return {**incident, "linked": linked, "notices": notice_counts(linked)}
 
@@ -152,11 +165,14 @@ class IncidentBoard:
         if incident_id not in active:
             raise NotFound(incident_id)
         values = {
-            "channel": merchant.channel, "language": merchant.language,
-            **{key: getattr(merchant, key) for key in ("merchant_id", "terminal_serial", "terminal_model", "region")
-               if getattr(merchant, key) is not None},
-            **{key: mask_card_numbers(getattr(merchant, key)) for key in ("contact", "summary")
-               if getattr(merchant, key)},
+            "channel": merchant.channel,
+            "language": merchant.language,
+            **{
+                key: getattr(merchant, key)
+                for key in ("merchant_id", "terminal_serial", "terminal_model", "region")
+                if getattr(merchant, key) is not None
+            },
+            **{key: mask_card_numbers(getattr(merchant, key)) for key in ("contact", "summary") if getattr(merchant, key)},
         }
         for _ in range(2):  # a second try when another request linked the same sender just now
             try:
@@ -169,23 +185,33 @@ class IncidentBoard:
         case_id = active[incident_id]["escalation_id"]
         if case_id is not None:
             self.store.changed(case_id, "updated")
-        return {"incident_id": incident_id, "ticket": active[incident_id]["ticket"],
-                "merchant": _merchant_dict(row)}, created
+        return {"incident_id": incident_id, "ticket": active[incident_id]["ticket"], "merchant": _merchant_dict(row)}, created
 
-    async def _upsert_merchant(self, incident_id: int, merchant: Merchant,
-                               values: Dict[str, Any]) -> Tuple[Any, bool]:
-        where = sa.and_(incident_merchants.c.incident_id == incident_id,
-                        incident_merchants.c.sender_id == merchant.sender_id)
+    async def _upsert_merchant(self, incident_id: int, merchant: Merchant, values: Dict[str, Any]) -> Tuple[Any, bool]:
+        where = sa.and_(incident_merchants.c.incident_id == incident_id, incident_merchants.c.sender_id == merchant.sender_id)
         async with self.engine.begin() as conn:
             existing = (await conn.execute(sa.select(incident_merchants).where(where))).mappings().first()
             if existing is None:
-                await conn.execute(incident_merchants.insert().values(
-                    incident_id=incident_id, sender_id=merchant.sender_id, wants_person=merchant.wants_person,
-                    subscribed=merchant.subscribed, linked_at=utcnow(), **values))
+                await conn.execute(
+                    incident_merchants.insert().values(
+                        incident_id=incident_id,
+                        sender_id=merchant.sender_id,
+                        wants_person=merchant.wants_person,
+                        subscribed=merchant.subscribed,
+                        linked_at=utcnow(),
+                        **values,
+                    )
+                )
             else:
-                await conn.execute(incident_merchants.update().where(where).values(
-                    wants_person=existing["wants_person"] or merchant.wants_person,
-                    subscribed=existing["subscribed"] or merchant.subscribed, **values))
+                await conn.execute(
+                    incident_merchants.update()
+                    .where(where)
+                    .values(
+                        wants_person=existing["wants_person"] or merchant.wants_person,
+                        subscribed=existing["subscribed"] or merchant.subscribed,
+                        **values,
+                    )
+                )
             row = (await conn.execute(sa.select(incident_merchants).where(where))).mappings().one()
         return row, existing is None
 
@@ -193,10 +219,19 @@ class IncidentBoard:
         """Keep a report; the ids of the proposals it raised or added evidence to."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(incident_reports.insert().values(
-                sender_id=report.sender_id, channel=report.channel, language=report.language, kind=report.kind,
-                region=report.region, terminal_model=report.terminal_model, merchant_id=report.merchant_id,
-                answer=mask_card_numbers(report.answer) if report.answer else None, at=now))
+            await conn.execute(
+                incident_reports.insert().values(
+                    sender_id=report.sender_id,
+                    channel=report.channel,
+                    language=report.language,
+                    kind=report.kind,
+                    region=report.region,
+                    terminal_model=report.terminal_model,
+                    merchant_id=report.merchant_id,
+                    answer=mask_card_numbers(report.answer) if report.answer else None,
+                    at=now,
+                )
+            )
         touched = []
         for column, dimension in PROPOSAL_DIMENSIONS:
             value = getattr(report, column)
@@ -211,47 +246,79 @@ class IncidentBoard:
                     touched.append(proposal)
         return touched
 
-    async def _propose(self, column: str, dimension: str, value: str, threshold: int,
-                       window_minutes: int, now: datetime) -> Optional[int]:
+    async def _propose(self, column: str, dimension: str, value: str, threshold: int, window_minutes: int, now: datetime) -> Optional[int]:
         since = now - timedelta(minutes=window_minutes)
         key = f"{dimension}:{value}"
         async with self.engine.begin() as conn:
-            count, first, last = (await conn.execute(
-                sa.select(sa.func.count(sa.distinct(incident_reports.c.sender_id)),
-                          sa.func.min(incident_reports.c.at), sa.func.max(incident_reports.c.at))
-                .where(incident_reports.c[column] == value, incident_reports.c.at >= since,
-                       incident_reports.c.kind.in_(REPORT_KINDS))
-            )).one()
+            count, first, last = (
+                await conn.execute(
+                    sa.select(
+                        sa.func.count(sa.distinct(incident_reports.c.sender_id)),
+                        sa.func.min(incident_reports.c.at),
+                        sa.func.max(incident_reports.c.at),
+                    ).where(incident_reports.c[column] == value, incident_reports.c.at >= since, incident_reports.c.kind.in_(REPORT_KINDS))
+                )
+            ).one()
             if count <= threshold:
                 return None
-            open_one = (await conn.execute(sa.select(incidents.c.id).where(
-                incidents.c.proposal_key == key, incidents.c.status == "proposed"))).scalar()
+            open_one = (
+                await conn.execute(sa.select(incidents.c.id).where(incidents.c.proposal_key == key, incidents.c.status == "proposed"))
+            ).scalar()
             if open_one is not None:
-                await conn.execute(incidents.update().where(incidents.c.id == open_one).values(
-                    report_count=count, last_report_at=last))
+                await conn.execute(incidents.update().where(incidents.c.id == open_one).values(report_count=count, last_report_at=last))
                 return open_one
             if await self._already_handled(conn, key, dimension, value, since, now):
                 return None
             scope = {d: ([value] if d == dimension else []) for d in DIMENSIONS}
-            return (await conn.execute(incidents.insert().values(
-                region=value if dimension == "regions" else "all", scope=scope, message_zh="", message_en="",
-                starts_at=first, status="proposed", created_at=now, proposal_key=key, report_count=count,
-                first_report_at=first, last_report_at=last,
-            ))).inserted_primary_key[0]
+            return (
+                await conn.execute(
+                    incidents.insert().values(
+                        region=value if dimension == "regions" else "all",
+                        scope=scope,
+                        message_zh="",
+                        message_en="",
+                        starts_at=first,
+                        status="proposed",
+                        created_at=now,
+                        proposal_key=key,
+                        report_count=count,
+                        first_report_at=first,
+                        last_report_at=last,
+                    )
+                )
+            ).inserted_primary_key[0]
 
-    async def _already_handled(self, conn, key: str, dimension: str, value: str,  # noqa: ANN001
-                               since: datetime, now: datetime) -> bool:
+    async def _already_handled(
+        self,
+        conn,
+        key: str,
+        dimension: str,
+        value: str,  # noqa: ANN001
+        since: datetime,
+        now: datetime,
+    ) -> bool:
         """An active incident covers these merchants, or an operator dismissed this
         proposal within the window: no new proposal."""
-        dismissed = (await conn.execute(sa.select(incidents.c.id).where(
-            incidents.c.proposal_key == key, incidents.c.status == "dismissed", incidents.c.ended_at >= since,
-        ))).first()
+        dismissed = (
+            await conn.execute(
+                sa.select(incidents.c.id).where(
+                    incidents.c.proposal_key == key,
+                    incidents.c.status == "dismissed",
+                    incidents.c.ended_at >= since,
+                )
+            )
+        ).first()
         if dismissed is not None:
             return True
-        active = (await conn.execute(sa.select(incidents.c.scope).where(
-            incidents.c.status == "active", incidents.c.starts_at <= now,
-            sa.or_(incidents.c.expected_end.is_(None), incidents.c.expected_end > now),
-        ))).scalars()
+        active = (
+            await conn.execute(
+                sa.select(incidents.c.scope).where(
+                    incidents.c.status == "active",
+                    incidents.c.starts_at <= now,
+                    sa.or_(incidents.c.expected_end.is_(None), incidents.c.expected_end > now),
+                )
+            )
+        ).scalars()
         # Only this dimension is known for the group; the other dimensions of an active
         # scope must be open for it to cover the whole group.
         field = incident_scope.DIMENSIONS[dimension]
@@ -269,11 +336,20 @@ class IncidentBoard:
                 raise Conflict(f"incident is {current['status']}, not proposed")
             scope = text.scope if any(text.scope.values()) else current["scope"]
             first = aware(datetime.fromisoformat(current["evidence"]["first_report_at"]))
-            result = await conn.execute(incidents.update().where(
-                incidents.c.id == incident_id, incidents.c.status == "proposed").values(
-                status="active", scope=scope, region=scope["regions"][0] if scope["regions"] else "all",
-                message_zh=text.message_zh, message_en=text.message_en,
-                starts_at=to_utc(text.starts_at) or first, expected_end=to_utc(text.expected_end), posted_at=now))
+            result = await conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.status == "proposed")
+                .values(
+                    status="active",
+                    scope=scope,
+                    region=scope["regions"][0] if scope["regions"] else "all",
+                    message_zh=text.message_zh,
+                    message_en=text.message_en,
+                    starts_at=to_utc(text.starts_at) or first,
+                    expected_end=to_utc(text.expected_end),
+                    posted_at=now,
+                )
+            )
             if result.rowcount == 0:
                 raise Conflict("the proposal was decided by someone else just now")
             case_id = await self._open_case(conn, incident_id, text, now)
@@ -286,9 +362,11 @@ class IncidentBoard:
     async def dismiss(self, incident_id: int, actor: str) -> Dict[str, Any]:
         """A proposal is not an incident (it is not proposed again within the window)."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(incidents.update().where(
-                incidents.c.id == incident_id, incidents.c.status == "proposed").values(
-                status="dismissed", ended_at=utcnow()))
+            result = await conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.status == "proposed")
+                .values(status="dismissed", ended_at=utcnow())
+            )
             if result.rowcount == 0:
                 current = await self._read(conn, incident_id)
                 raise Conflict(f"incident is {current['status']}, not proposed")
@@ -297,8 +375,7 @@ class IncidentBoard:
 
     # --- closing -------------------------------------------------------------------------
 
-    async def close(self, incident_id: int, note: str, actor: str,
-                    notice_text: Dict[str, str]) -> Tuple[Dict[str, Any], int]:
+    async def close(self, incident_id: int, note: str, actor: str, notice_text: Dict[str, str]) -> Tuple[Dict[str, Any], int]:
         """Resolve an active incident and its case, and plan one notice per linked
         merchant (``notice_text`` per language); closed already: nothing more (0)."""
         now = utcnow()
@@ -308,19 +385,29 @@ class IncidentBoard:
                 return current, 0
             if current["status"] != "active":
                 raise Conflict(f"incident is {current['status']}: only an active incident is closed")
-            result = await conn.execute(incidents.update().where(
-                incidents.c.id == incident_id, incidents.c.status == "active").values(
-                status="resolved", ended_at=now, close_note=note or None))
+            result = await conn.execute(
+                incidents.update()
+                .where(incidents.c.id == incident_id, incidents.c.status == "active")
+                .values(status="resolved", ended_at=now, close_note=note or None)
+            )
             if result.rowcount == 0:  # closed by another request just now
                 return await self._read(conn, incident_id), 0
             case_id = current["escalation_id"]
             if case_id is None:  # posted before incidents had a case
                 text = IncidentText(current["scope"], current["message"]["zh"], current["message"]["en"], None, None)
                 case_id = await self._open_case(conn, incident_id, text, now)
-            await conn.execute(escalations.update().where(
-                escalations.c.id == case_id, escalations.c.status != "resolved").values(
-                status="resolved", resolution_note=mask_card_numbers(note) if note else "incident closed",
-                resolution_category="incident", resolved_by=actor, resolved_at=now, updated_at=now))
+            await conn.execute(
+                escalations.update()
+                .where(escalations.c.id == case_id, escalations.c.status != "resolved")
+                .values(
+                    status="resolved",
+                    resolution_note=mask_card_numbers(note) if note else "incident closed",
+                    resolution_category="incident",
+                    resolved_by=actor,
+                    resolved_at=now,
+                    updated_at=now,
+                )
+            )
             planned = await self._plan_notices(conn, incident_id, case_id, notice_text, now)
             if not planned:
                 await conn.execute(incidents.update().where(incidents.c.id == incident_id).values(all_told_at=now))
@@ -329,18 +416,42 @@ class IncidentBoard:
         self.store.changed(case_id, "updated")
         return incident, planned
 
-    async def _plan_notices(self, conn, incident_id: int, case_id: int,  # noqa: ANN001
-                            notice_text: Dict[str, str], now: datetime) -> int:
-        linked = (await conn.execute(sa.select(incident_merchants.c.id, incident_merchants.c.language).where(
-            incident_merchants.c.incident_id == incident_id, incident_merchants.c.notice_state.is_(None),
-        ).order_by(incident_merchants.c.id))).all()
+    async def _plan_notices(
+        self,
+        conn,
+        incident_id: int,
+        case_id: int,  # noqa: ANN001
+        notice_text: Dict[str, str],
+        now: datetime,
+    ) -> int:
+        linked = (
+            await conn.execute(
+                sa.select(incident_merchants.c.id, incident_merchants.c.language)
+                .where(
+                    incident_merchants.c.incident_id == incident_id,
+                    incident_merchants.c.notice_state.is_(None),
+                )
+                .order_by(incident_merchants.c.id)
+            )
+        ).all()
         for row_id, language in linked:
             text = notice_text.get(language) or notice_text["zh"]
-            message_id = (await conn.execute(messages.insert().values(
-                escalation_id=case_id, role="bot", kind=NOTICE_KIND, text=text, at=now,
-            ))).inserted_primary_key[0]
-            await conn.execute(incident_merchants.update().where(incident_merchants.c.id == row_id).values(
-                notice_state="pending", notice_message_id=message_id))
+            message_id = (
+                await conn.execute(
+                    messages.insert().values(
+                        escalation_id=case_id,
+                        role="bot",
+                        kind=NOTICE_KIND,
+                        text=text,
+                        at=now,
+                    )
+                )
+            ).inserted_primary_key[0]
+            await conn.execute(
+                incident_merchants.update()
+                .where(incident_merchants.c.id == row_id)
+                .values(notice_state="pending", notice_message_id=message_id)
+            )
         return len(linked)
 
     # --- notices: claimed, sent, reported ------------------------------------------------
@@ -349,29 +460,48 @@ class IncidentBoard:
         """Notices to send: pending ones, and those whose sending started before
         ``recheck_before`` without an answer (a desk stopped in the middle)."""
         query = (
-            sa.select(incident_merchants.c.id, incident_merchants.c.incident_id, incident_merchants.c.sender_id,
-                      incident_merchants.c.notice_state, incident_merchants.c.notice_attempt_at,
-                      incident_merchants.c.notice_message_id, messages.c.text)
+            sa.select(
+                incident_merchants.c.id,
+                incident_merchants.c.incident_id,
+                incident_merchants.c.sender_id,
+                incident_merchants.c.notice_state,
+                incident_merchants.c.notice_attempt_at,
+                incident_merchants.c.notice_message_id,
+                messages.c.text,
+            )
             .join(messages, messages.c.id == incident_merchants.c.notice_message_id)
-            .where(sa.or_(incident_merchants.c.notice_state == "pending",
-                          sa.and_(incident_merchants.c.notice_state == "sending",
-                                  incident_merchants.c.notice_attempt_at < recheck_before)))
-            .order_by(incident_merchants.c.id).limit(limit)
+            .where(
+                sa.or_(
+                    incident_merchants.c.notice_state == "pending",
+                    sa.and_(incident_merchants.c.notice_state == "sending", incident_merchants.c.notice_attempt_at < recheck_before),
+                )
+            )
+            .order_by(incident_merchants.c.id)
+            .limit(limit)
         )
         async with self.engine.connect() as conn:
-            return [Notice(row.id, row.incident_id, row.notice_message_id, row.sender_id, row.text,
-                           row.notice_state, aware(row.notice_attempt_at)) for row in await conn.execute(query)]
+            return [
+                Notice(
+                    row.id, row.incident_id, row.notice_message_id, row.sender_id, row.text, row.notice_state, aware(row.notice_attempt_at)
+                )
+                for row in await conn.execute(query)
+            ]
 
     async def start_sending(self, notice: Notice) -> bool:
         """Take a notice for this attempt (committed before Rasa is called); False when
         another round or desk process took it first."""
         state = incident_merchants.c.notice_state == notice.state
-        same_attempt = (incident_merchants.c.notice_attempt_at.is_(None) if notice.attempt_at is None
-                        else incident_merchants.c.notice_attempt_at == to_utc(notice.attempt_at))
+        same_attempt = (
+            incident_merchants.c.notice_attempt_at.is_(None)
+            if notice.attempt_at is None
+            else incident_merchants.c.notice_attempt_at == to_utc(notice.attempt_at)
+        )
         async with self.engine.begin() as conn:
-            result = await conn.execute(incident_merchants.update().where(
-                incident_merchants.c.id == notice.row_id, state, same_attempt).values(
-                notice_state="sending", notice_attempt_at=utcnow()))
+            result = await conn.execute(
+                incident_merchants.update()
+                .where(incident_merchants.c.id == notice.row_id, state, same_attempt)
+                .values(notice_state="sending", notice_attempt_at=utcnow())
+            )
         return result.rowcount == 1
 
     async def sent(self, notice: Notice) -> None:
@@ -379,19 +509,22 @@ class IncidentBoard:
         held in the meantime)."""
         now = utcnow()
         async with self.engine.begin() as conn:
-            await conn.execute(incident_merchants.update().where(
-                incident_merchants.c.id == notice.row_id, incident_merchants.c.notice_state == "sending").values(
-                notice_state="sent", told_at=now, notice_reason=None))
-            await conn.execute(messages.update().where(messages.c.id == notice.message_id).values(
-                delivered_at=now, delivery_error=None))
+            await conn.execute(
+                incident_merchants.update()
+                .where(incident_merchants.c.id == notice.row_id, incident_merchants.c.notice_state == "sending")
+                .values(notice_state="sent", told_at=now, notice_reason=None)
+            )
+            await conn.execute(messages.update().where(messages.c.id == notice.message_id).values(delivered_at=now, delivery_error=None))
             await _all_told(conn, notice.incident_id, now)
 
     async def attempt_failed(self, notice: Notice, error: str) -> None:
         """Rasa did not answer the attempt: the error, for the console (still sending)."""
         async with self.engine.begin() as conn:
-            await conn.execute(incident_merchants.update().where(
-                incident_merchants.c.id == notice.row_id, incident_merchants.c.notice_state == "sending").values(
-                notice_reason=error[:200]))
+            await conn.execute(
+                incident_merchants.update()
+                .where(incident_merchants.c.id == notice.row_id, incident_merchants.c.notice_state == "sending")
+                .values(notice_reason=error[:200])
+            )
 
     async def _read(self, conn, incident_id: int) -> Dict[str, Any]:  # noqa: ANN001
         row = (await conn.execute(_incident_query().where(incidents.c.id == incident_id))).mappings().first()
@@ -401,36 +534,80 @@ class IncidentBoard:
 
     async def _open_case(self, conn, incident_id: int, text: IncidentText, now: datetime) -> int:  # noqa: ANN001
         """The incident case: one escalation for every merchant linked to the incident."""
-        case_id = (await conn.execute(escalations.insert().values(
-            ticket="INC-" + new_ticket().split("-", 1)[1], sender_id=f"incident:{incident_id}", channel="incident",
-            language="zh", status="open", priority="high", summary=f"{text.message_zh} / {text.message_en}",
-            diagnostics=[], created_at=now, updated_at=now,
-        ))).inserted_primary_key[0]
+        case_id = (
+            await conn.execute(
+                escalations.insert().values(
+                    ticket="INC-" + new_ticket().split("-", 1)[1],
+                    sender_id=f"incident:{incident_id}",
+                    channel="incident",
+                    language="zh",
+                    status="open",
+                    priority="high",
+                    summary=f"{text.message_zh} / {text.message_en}",
+                    diagnostics=[],
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+        ).inserted_primary_key[0]
         await conn.execute(incidents.update().where(incidents.c.id == incident_id).values(escalation_id=case_id))
         return case_id
 
-    async def _link_reporting(self, conn, incident_id: int, scope: Dict[str, List[str]],  # noqa: ANN001
-                              since: datetime, now: datetime) -> int:
+    async def _link_reporting(
+        self,
+        conn,
+        incident_id: int,
+        scope: Dict[str, List[str]],  # noqa: ANN001
+        since: datetime,
+        now: datetime,
+    ) -> int:
         """Link the merchants whose reports since ``since`` the scope covers (their latest)."""
-        rows = (await conn.execute(sa.select(incident_reports).where(
-            incident_reports.c.at >= since, incident_reports.c.kind.in_(REPORT_KINDS),
-        ).order_by(incident_reports.c.at.desc(), incident_reports.c.id.desc()))).mappings()
+        rows = (
+            await conn.execute(
+                sa.select(incident_reports)
+                .where(
+                    incident_reports.c.at >= since,
+                    incident_reports.c.kind.in_(REPORT_KINDS),
+                )
+                .order_by(incident_reports.c.at.desc(), incident_reports.c.id.desc())
+            )
+        ).mappings()
         latest: Dict[str, Any] = {}
         for row in rows:
             if row["sender_id"] not in latest and covers(scope, _report_values(row)):
                 latest[row["sender_id"]] = row
         for row in latest.values():
-            await conn.execute(incident_merchants.insert().values(
-                incident_id=incident_id, sender_id=row["sender_id"], channel=row["channel"],
-                language=row["language"], merchant_id=row["merchant_id"], terminal_model=row["terminal_model"],
-                region=row["region"], summary=row["answer"], wants_person=False, subscribed=False, linked_at=now))
+            await conn.execute(
+                incident_merchants.insert().values(
+                    incident_id=incident_id,
+                    sender_id=row["sender_id"],
+                    channel=row["channel"],
+                    language=row["language"],
+                    merchant_id=row["merchant_id"],
+                    terminal_model=row["terminal_model"],
+                    region=row["region"],
+                    summary=row["answer"],
+                    wants_person=False,
+                    subscribed=False,
+                    linked_at=now,
+                )
+            )
         return len(latest)
 
-    async def _first_covered_report(self, conn, scope: Dict[str, List[str]],  # noqa: ANN001
-                                    since: datetime, until: datetime) -> Optional[datetime]:
-        rows = (await conn.execute(sa.select(incident_reports).where(
-            incident_reports.c.at >= since, incident_reports.c.at <= until,
-            incident_reports.c.kind.in_(REPORT_KINDS)).order_by(incident_reports.c.at))).mappings()
+    async def _first_covered_report(
+        self,
+        conn,
+        scope: Dict[str, List[str]],  # noqa: ANN001
+        since: datetime,
+        until: datetime,
+    ) -> Optional[datetime]:
+        rows = (
+            await conn.execute(
+                sa.select(incident_reports)
+                .where(incident_reports.c.at >= since, incident_reports.c.at <= until, incident_reports.c.kind.in_(REPORT_KINDS))
+                .order_by(incident_reports.c.at)
+            )
+        ).mappings()
         return next((row["at"] for row in rows if covers(scope, _report_values(row))), None)
 
     async def stats(self) -> Dict[str, Any]:
@@ -447,22 +624,32 @@ class IncidentBoard:
         }
 
 
-async def notice_report(conn, message_id: int, sender_id: str, state: str,  # noqa: ANN001
-                        reason: Optional[str], at: float) -> Optional[int]:
+async def notice_report(
+    conn,
+    message_id: int,
+    sender_id: str,
+    state: str,  # noqa: ANN001
+    reason: Optional[str],
+    at: float,
+) -> Optional[int]:
     """A channel's delivery report on an "it is over" message (``sent``, or ``held``: the
     48-hour window is closed): kept on the merchant's row; the incident case's id, or
     None when the message is no notice to this merchant."""
-    row = (await conn.execute(
-        sa.select(incident_merchants.c.id, incident_merchants.c.incident_id, messages.c.escalation_id,
-                  messages.c.channel_at)
-        .join(messages, messages.c.id == incident_merchants.c.notice_message_id)
-        .where(incident_merchants.c.notice_message_id == message_id, incident_merchants.c.sender_id == sender_id)
-    )).first()
+    row = (
+        await conn.execute(
+            sa.select(incident_merchants.c.id, incident_merchants.c.incident_id, messages.c.escalation_id, messages.c.channel_at)
+            .join(messages, messages.c.id == incident_merchants.c.notice_message_id)
+            .where(incident_merchants.c.notice_message_id == message_id, incident_merchants.c.sender_id == sender_id)
+        )
+    ).first()
     if row is None or (row.channel_at is not None and at < row.channel_at):
         return None
     now = utcnow()
-    await conn.execute(messages.update().where(messages.c.id == message_id).values(
-        channel_state=state, channel_reason=reason if state == "held" else None, channel_at=at))
+    await conn.execute(
+        messages.update()
+        .where(messages.c.id == message_id)
+        .values(channel_state=state, channel_reason=reason if state == "held" else None, channel_at=at)
+    )
     values: Dict[str, Any] = {"notice_state": state, "notice_reason": reason if state == "held" else None}
     if state == "sent":
         values["told_at"] = now
@@ -473,26 +660,34 @@ async def notice_report(conn, message_id: int, sender_id: str, state: str,  # no
 
 async def _all_told(conn, incident_id: int, now: datetime) -> None:  # noqa: ANN001
     """The incident's "all told" time, once no notice of it is on its way any more."""
-    waiting = (await conn.execute(sa.select(incident_merchants.c.id).where(
-        incident_merchants.c.incident_id == incident_id, incident_merchants.c.notice_state.in_(UNFINISHED),
-    ).limit(1))).first()
+    waiting = (
+        await conn.execute(
+            sa.select(incident_merchants.c.id)
+            .where(
+                incident_merchants.c.incident_id == incident_id,
+                incident_merchants.c.notice_state.in_(UNFINISHED),
+            )
+            .limit(1)
+        )
+    ).first()
     if waiting is None:
-        await conn.execute(incidents.update().where(
-            incidents.c.id == incident_id, incidents.c.all_told_at.is_(None)).values(all_told_at=now))
+        await conn.execute(
+            incidents.update().where(incidents.c.id == incident_id, incidents.c.all_told_at.is_(None)).values(all_told_at=now)
+        )
 
 
 async def audit(conn, actor: str, action: str, target: int, detail: Optional[Dict[str, Any]]) -> None:  # noqa: ANN001
     """Keep who did an operator action, in the action's own transaction."""
-    await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action,
-                                                 target=f"incident:{target}", detail=detail))
+    await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action, target=f"incident:{target}", detail=detail))
 
 
 async def audit_trail(store: DeskStore, limit: int = 100) -> List[Dict[str, Any]]:
     """The newest audited operator actions."""
     async with store.engine.connect() as conn:
         rows = (await conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))).mappings()
-        return [{"at": iso(r["at"]), "actor": r["actor"], "action": r["action"], "target": r["target"],
-                 "detail": r["detail"]} for r in rows]
+        return [
+            {"at": iso(r["at"]), "actor": r["actor"], "action": r["action"], "target": r["target"], "detail": r["detail"]} for r in rows
+        ]
 
 
 def notice_counts(linked: List[Dict[str, Any]]) -> Dict[str, int]:
@@ -506,10 +701,10 @@ def notice_counts(linked: List[Dict[str, Any]]) -> Dict[str, int]:
 
 
 def _incident_query() -> sa.Select:
-    linked = (sa.select(sa.func.count()).where(incident_merchants.c.incident_id == incidents.c.id)
-              .correlate(incidents).scalar_subquery())
-    return (sa.select(incidents, escalations.c.ticket, linked.label("merchants"))
-            .select_from(incidents.outerjoin(escalations, escalations.c.id == incidents.c.escalation_id)))
+    linked = sa.select(sa.func.count()).where(incident_merchants.c.incident_id == incidents.c.id).correlate(incidents).scalar_subquery()
+    return sa.select(incidents, escalations.c.ticket, linked.label("merchants")).select_from(
+        incidents.outerjoin(escalations, escalations.c.id == incidents.c.escalation_id)
+    )
 
 
 def _report_values(row: Any) -> Dict[str, Optional[str]]:
@@ -544,9 +739,13 @@ def _incident_dict(row: Any) -> Dict[str, Any]:
         "ticket": row["ticket"],
         "escalation_id": row["escalation_id"],
         "merchants": row["merchants"] or 0,
-        "evidence": None if row["proposal_key"] is None else {
-            "key": row["proposal_key"], "count": row["report_count"],
-            "first_report_at": iso(row["first_report_at"]), "last_report_at": iso(row["last_report_at"]),
+        "evidence": None
+        if row["proposal_key"] is None
+        else {
+            "key": row["proposal_key"],
+            "count": row["report_count"],
+            "first_report_at": iso(row["first_report_at"]),
+            "last_report_at": iso(row["last_report_at"]),
         },
         "minutes_to_post": round(to_post / 60, 1) if to_post is not None else None,
         "seconds_to_all_told": _seconds(row["ended_at"], row["all_told_at"]),
@@ -556,10 +755,19 @@ def _incident_dict(row: Any) -> Dict[str, Any]:
 
 def _merchant_dict(row: Any) -> Dict[str, Any]:
     return {
-        "sender_id": row["sender_id"], "channel": row["channel"], "language": row["language"],
-        "merchant_id": row["merchant_id"], "terminal_serial": row["terminal_serial"],
-        "terminal_model": row["terminal_model"], "region": row["region"], "contact": row["contact"],
-        "summary": row["summary"], "wants_person": row["wants_person"], "subscribed": row["subscribed"],
-        "linked_at": iso(row["linked_at"]), "notice_state": row["notice_state"],
-        "notice_reason": row["notice_reason"], "told_at": iso(row["told_at"]),
+        "sender_id": row["sender_id"],
+        "channel": row["channel"],
+        "language": row["language"],
+        "merchant_id": row["merchant_id"],
+        "terminal_serial": row["terminal_serial"],
+        "terminal_model": row["terminal_model"],
+        "region": row["region"],
+        "contact": row["contact"],
+        "summary": row["summary"],
+        "wants_person": row["wants_person"],
+        "subscribed": row["subscribed"],
+        "linked_at": iso(row["linked_at"]),
+        "notice_state": row["notice_state"],
+        "notice_reason": row["notice_reason"],
+        "told_at": iso(row["told_at"]),
     }

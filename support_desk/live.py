@@ -10,6 +10,7 @@ This is the in-process hub (one desk process). Several desk processes behind one
 address share their events through an outside bus (``support_desk.live_bus``, Redis
 pub/sub): ``publish`` then hands the event to the bus, which feeds ``deliver`` in each.
 """
+
 from __future__ import annotations
 
 import asyncio

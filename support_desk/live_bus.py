@@ -7,6 +7,7 @@ desk A sees a change made through desk B. When Redis is unreachable a process st
 delivers its own events locally (and says so in the log): its consoles stay live, the
 others catch up when their browsers re-read the state.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -58,8 +59,7 @@ class RedisBus:
             try:
                 await self._client.publish(self.channel, json.dumps(event))
             except (redis.RedisError, OSError) as problem:
-                logger.warning("Redis unreachable (%s): event for case %s delivered here only",
-                               problem.__class__.__name__, event.get("id"))
+                logger.warning("Redis unreachable (%s): event for case %s delivered here only", problem.__class__.__name__, event.get("id"))
                 self.hub.deliver(event)
 
     async def _receive(self, pubsub: "redis.client.PubSub") -> None:

@@ -7,6 +7,7 @@ proxies from closing an idle stream and lets the desk notice a browser that left
 stream ends when the hub drops it (it fell behind, or the desk shuts down); the browser
 reconnects by itself and re-reads its state, so nothing is missed.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,11 +41,13 @@ async def console_events(request: web.Request) -> web.StreamResponse:
         return web.json_response({"error": "login required"}, status=401)
     hub = request.app[STORE].hub
     heartbeat = request.app.get(HEARTBEAT, HEARTBEAT_SECONDS)
-    response = web.StreamResponse(headers={
-        "Content-Type": "text/event-stream; charset=utf-8",
-        "Cache-Control": "no-cache",
-        "X-Accel-Buffering": "no",  # nginx in front must not hold the events back
-    })
+    response = web.StreamResponse(
+        headers={
+            "Content-Type": "text/event-stream; charset=utf-8",
+            "Cache-Control": "no-cache",
+            "X-Accel-Buffering": "no",  # nginx in front must not hold the events back
+        }
+    )
     async with hub.subscribe() as queue:
         await response.prepare(request)
         try:
@@ -77,11 +80,13 @@ async def live_case(request: web.Request) -> web.Response:
     else:
         case = await request.app[STORE].get_escalation(escalation_id(request))
     lang = (await get_session(request)).get("lang", "zh")
-    return web.json_response({
-        "status": case["status"],
-        "status_text": texts()[lang].get(case["status"], case["status"]),
-        # The same lines as the server-rendered page: delivery state in the agent's words.
-        "transcript": with_delivery_text(case, texts()[lang]),
-        # The WeCom session (pool, or a WeCom agent: then the reply box is closed).
-        **platform_text(case, texts()[lang]),
-    })
+    return web.json_response(
+        {
+            "status": case["status"],
+            "status_text": texts()[lang].get(case["status"], case["status"]),
+            # The same lines as the server-rendered page: delivery state in the agent's words.
+            "transcript": with_delivery_text(case, texts()[lang]),
+            # The WeCom session (pool, or a WeCom agent: then the reply box is closed).
+            **platform_text(case, texts()[lang]),
+        }
+    )

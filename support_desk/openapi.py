@@ -1,4 +1,5 @@
 """Serves ``support_desk/openapi.yml`` as ``GET /api/openapi.json``."""
+
 from __future__ import annotations
 
 from functools import lru_cache

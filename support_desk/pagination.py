@@ -6,6 +6,7 @@ reads only its own rows through the index whatever its depth, and a case created
 while an agent pages on lands before the first page instead of shifting every later
 page by one (nothing skipped, nothing shown twice).
 """
+
 from __future__ import annotations
 
 import base64
@@ -71,8 +72,13 @@ def decode_cursor(text: str) -> Cursor:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         created, case_id, direction = json.loads(raw.decode())
         at = datetime.fromisoformat(created)
-        valid = (isinstance(case_id, int) and not isinstance(case_id, bool) and 0 < case_id < 2**63
-                 and direction in ("a", "b") and at.tzinfo is not None)
+        valid = (
+            isinstance(case_id, int)
+            and not isinstance(case_id, bool)
+            and 0 < case_id < 2**63
+            and direction in ("a", "b")
+            and at.tzinfo is not None
+        )
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError):
         valid = False
     if not valid:

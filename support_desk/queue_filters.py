@@ -4,6 +4,7 @@ A value outside what the queue knows is refused with a message next to its field
 the value kept in the form, never ignored: ignoring "older than abc" showed every case
 as if it matched.
 """
+
 from __future__ import annotations
 
 import re

@@ -4,6 +4,7 @@ Rasa's HTTP API (``--enable-api --auth-token``): ``POST /conversations/{id}/trac
 events?output_channel=latest&execute_side_effects=true`` appends events and sends bot
 messages out through the channel the merchant last wrote on.
 """
+
 from __future__ import annotations
 
 import asyncio

@@ -11,6 +11,7 @@
   page's reconciliation when it opens; Rasa's event broker pushes it as it happens
   (``support_desk.events_in``).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -92,10 +93,7 @@ class RasaRelay:
     async def _arrived(self, message: Dict[str, Any]) -> bool:
         """Did an earlier attempt reach the conversation although it reported a failure?"""
         events = await self.rasa.tracker_events(message["sender_id"])
-        return any(
-            e.get("event") == "bot" and (e.get("metadata") or {}).get("desk_message_id") == message["id"]
-            for e in events
-        )
+        return any(e.get("event") == "bot" and (e.get("metadata") or {}).get("desk_message_id") == message["id"] for e in events)
 
     async def collect_merchant_messages(self, escalation: Dict[str, Any]) -> int:
         """Copy what was said while the case paused the bot (the merchant's messages, the
@@ -113,9 +111,7 @@ class RasaRelay:
         except RasaUnavailable as error:
             logger.info("transcript not refreshed: %s", error)
             return 0
-        return await self.store.add_merchant_messages(
-            escalation["id"], paused_messages(events, escalation)
-        )
+        return await self.store.add_merchant_messages(escalation["id"], paused_messages(events, escalation))
 
     async def run_forever(self, interval: float) -> None:
         """Retry queued messages every ``interval`` seconds until cancelled."""
@@ -135,8 +131,7 @@ def _riders(queued: List[Dict[str, Any]]) -> Dict[int, int]:
     """``{closing message id: rating question id}``: the question travels with its closing."""
     riders = {}
     for before, after in zip(queued, queued[1:]):
-        if (before["kind"] == "closing" and after["kind"] == "rating"
-                and before["escalation_id"] == after["escalation_id"]):
+        if before["kind"] == "closing" and after["kind"] == "rating" and before["escalation_id"] == after["escalation_id"]:
             riders[before["id"]] = after["id"]
     return riders
 
@@ -159,8 +154,14 @@ def rasa_events(message: Dict[str, Any], rider: Optional[Dict[str, Any]]) -> Lis
     # merchant's next message would not match any rule.
     events: List[Dict[str, Any]] = [{"event": "resume"}, {"event": "bot", "text": message["text"], "metadata": tag}]
     if rider:
-        events.append({"event": "bot", "text": rider["text"], "data": {"buttons": rider["buttons"] or []},
-                       "metadata": {"desk_message_id": rider["id"]}})
+        events.append(
+            {
+                "event": "bot",
+                "text": rider["text"],
+                "data": {"buttons": rider["buttons"] or []},
+                "metadata": {"desk_message_id": rider["id"]},
+            }
+        )
     events.append({"event": "action", "name": "action_listen"})
     return events
 
@@ -183,12 +184,14 @@ def paused_messages(events: List[Dict[str, Any]], escalation: Dict[str, Any]) ->
         if id(event) not in span or (event.get("metadata") or {}).get("desk_message_id") is not None:
             continue
         stamp = float(event.get("timestamp") or 0)
-        lines.append({
-            "role": event["event"],
-            "text": words,
-            "source_ts": stamp,
-            "at": aware(datetime.fromtimestamp(stamp, tz=timezone.utc)),
-        })
+        lines.append(
+            {
+                "role": event["event"],
+                "text": words,
+                "source_ts": stamp,
+                "at": aware(datetime.fromtimestamp(stamp, tz=timezone.utc)),
+            }
+        )
     return lines
 
 
@@ -197,8 +200,7 @@ def _handoff_start(events: List[Dict[str, Any]], escalation: Dict[str, Any]) -> 
     event after the case was created (a case made through the API)."""
     ticket = escalation.get("ticket")
     slot = next(
-        (i for i, e in enumerate(events)
-         if e.get("event") == "slot" and e.get("name") == "ticket" and ticket and e.get("value") == ticket),
+        (i for i, e in enumerate(events) if e.get("event") == "slot" and e.get("name") == "ticket" and ticket and e.get("value") == ticket),
         None,
     )
     if slot is None:

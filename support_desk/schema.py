@@ -1,4 +1,5 @@
 """The desk's tables (SQLAlchemy Core). Changes go through an alembic migration."""
+
 from __future__ import annotations
 
 import sqlalchemy as sa
@@ -117,8 +118,13 @@ incidents = sa.Table(
     sa.Column("first_report_at", sa.DateTime(timezone=True)),
     sa.Column("last_report_at", sa.DateTime(timezone=True)),
     # One open proposal per scope value, also with two desk processes taking reports.
-    sa.Index("uq_incidents_open_proposal", "proposal_key", unique=True,
-             sqlite_where=sa.text("status = 'proposed'"), postgresql_where=sa.text("status = 'proposed'")),
+    sa.Index(
+        "uq_incidents_open_proposal",
+        "proposal_key",
+        unique=True,
+        sqlite_where=sa.text("status = 'proposed'"),
+        postgresql_where=sa.text("status = 'proposed'"),
+    ),
 )
 
 # The merchants linked to an incident (instead of one escalation each) and what became
@@ -241,8 +247,7 @@ attachments = sa.Table(
     "attachments",
     metadata,
     sa.Column("id", sa.Integer, primary_key=True),
-    sa.Column("escalation_id", sa.Integer, sa.ForeignKey("escalations.id", ondelete="CASCADE"),
-              nullable=False, index=True),
+    sa.Column("escalation_id", sa.Integer, sa.ForeignKey("escalations.id", ondelete="CASCADE"), nullable=False, index=True),
     sa.Column("channel", sa.String(16), nullable=False),
     sa.Column("msgid", sa.String(128), nullable=False),
     sa.Column("content_type", sa.String(32), nullable=False),

@@ -4,6 +4,7 @@
 Every write is one transaction; the API layer validates input before it gets here and
 the text a merchant wrote is stored with card numbers masked.
 """
+
 from __future__ import annotations
 
 from bisect import bisect_right
@@ -107,9 +108,7 @@ class DeskStore:
 
     # --- escalations -------------------------------------------------------------
 
-    async def create_escalation(
-        self, new: NewEscalation, expected_reply_by: Optional[datetime]
-    ) -> tuple[Dict[str, Any], bool]:
+    async def create_escalation(self, new: NewEscalation, expected_reply_by: Optional[datetime]) -> tuple[Dict[str, Any], bool]:
         """Store a new escalation; the same ticket sent again returns the first one.
 
         Returns the escalation and whether it was created now (False for a repeat, so
@@ -124,15 +123,11 @@ class DeskStore:
             self.changed(case["id"], "created")
         return case, created
 
-    async def _insert_escalation(
-        self, new: NewEscalation, expected_reply_by: Optional[datetime]
-    ) -> tuple[Dict[str, Any], bool]:
+    async def _insert_escalation(self, new: NewEscalation, expected_reply_by: Optional[datetime]) -> tuple[Dict[str, Any], bool]:
         now = utcnow()
         ticket = new.ticket or new_ticket()
         async with self.engine.begin() as conn:
-            existing = (
-                await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))
-            ).scalar()
+            existing = (await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))).scalar()
             if existing is not None:
                 return await self.read_case(conn, existing), False
             escalation_id = (
@@ -191,8 +186,7 @@ class DeskStore:
         """
         order = (escalations.c.created_at, escalations.c.id)
         query = sa.select(escalations)
-        for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id),
-                              ("priority", priority)):
+        for column, value in (("status", status), ("ticket", ticket), ("sender_id", sender_id), ("priority", priority)):
             if value:
                 query = query.where(escalations.c[column] == value)
         if created_before is not None:
@@ -227,9 +221,7 @@ class DeskStore:
     async def find_by_ticket(self, ticket: str) -> Dict[str, Any]:
         """The escalation with this ticket number."""
         async with self.engine.connect() as conn:
-            escalation_id = (
-                await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))
-            ).scalar()
+            escalation_id = (await conn.execute(sa.select(escalations.c.id).where(escalations.c.ticket == ticket))).scalar()
             if escalation_id is None:
                 raise NotFound(ticket)
             return await self.read_case(conn, escalation_id)
@@ -261,14 +253,13 @@ class DeskStore:
             await conn.execute(
                 escalations.update()
                 .where(escalations.c.id == escalation_id)
-                .values(status="claimed", claimed_by=agent, updated_at=now,
-                        **({} if current["claimed_by"] == agent else {"claimed_at": now}))
+                .values(
+                    status="claimed", claimed_by=agent, updated_at=now, **({} if current["claimed_by"] == agent else {"claimed_at": now})
+                )
             )
             if joined_text and current["claimed_by"] != agent:
                 await conn.execute(
-                    messages.insert().values(
-                        escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now
-                    )
+                    messages.insert().values(escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now)
                 )
             case = await self.read_case(conn, escalation_id)
         self.changed(escalation_id, "updated")
@@ -301,9 +292,7 @@ class DeskStore:
                 values["first_reply_at"] = now
             if current["status"] == "open":
                 values.update(status="claimed", claimed_by=agent or current["claimed_by"], claimed_at=now)
-            await conn.execute(
-                escalations.update().where(escalations.c.id == escalation_id).values(**values)
-            )
+            await conn.execute(escalations.update().where(escalations.c.id == escalation_id).values(**values))
             message = await self._message(conn, message_id)
         self.changed(escalation_id, "message")
         return message
@@ -343,8 +332,16 @@ class DeskStore:
             )
             rows = [{"escalation_id": escalation_id, "role": "bot", "kind": kind, "text": closing_text, "at": now}]
             if rating_question:
-                rows.append({"escalation_id": escalation_id, "role": "bot", "kind": "rating", "at": now,
-                             "text": rating_question["text"], "buttons": rating_question["buttons"]})
+                rows.append(
+                    {
+                        "escalation_id": escalation_id,
+                        "role": "bot",
+                        "kind": "rating",
+                        "at": now,
+                        "text": rating_question["text"],
+                        "buttons": rating_question["buttons"],
+                    }
+                )
             for row in rows:  # one by one: ids in this order, the order of delivery
                 await conn.execute(messages.insert().values(**row))
             case = await self.read_case(conn, escalation_id)
@@ -359,8 +356,12 @@ class DeskStore:
             message_id = (
                 await conn.execute(
                     messages.insert().values(
-                        escalation_id=escalation_id, role="agent", kind="note",
-                        text=mask_card_numbers(text), at=now, author=agent,
+                        escalation_id=escalation_id,
+                        role="agent",
+                        kind="note",
+                        text=mask_card_numbers(text),
+                        at=now,
+                        author=agent,
                     )
                 )
             ).inserted_primary_key[0]
@@ -375,16 +376,15 @@ class DeskStore:
             current = await self.read_case(conn, escalation_id)
             _holds(current, agent)
             await conn.execute(
-                escalations.update().where(escalations.c.id == escalation_id)
+                escalations.update()
+                .where(escalations.c.id == escalation_id)
                 .values(status="open", claimed_by=None, claimed_at=None, updated_at=utcnow())
             )
             case = await self.read_case(conn, escalation_id)
         self.changed(escalation_id, "updated")
         return case
 
-    async def transfer(
-        self, escalation_id: int, agent: Optional[str], to_agent: str, joined_text: Optional[str] = None
-    ) -> Dict[str, Any]:
+    async def transfer(self, escalation_id: int, agent: Optional[str], to_agent: str, joined_text: Optional[str] = None) -> Dict[str, Any]:
         """Hand a claimed case to another existing agent; the merchant is told who joined."""
         now = utcnow()
         async with self.engine.begin() as conn:
@@ -396,12 +396,12 @@ class DeskStore:
             if to_agent == current["claimed_by"]:
                 raise Conflict(f"escalation is already claimed by {to_agent}")
             await conn.execute(
-                escalations.update().where(escalations.c.id == escalation_id)
-                .values(claimed_by=to_agent, claimed_at=now, updated_at=now)
+                escalations.update().where(escalations.c.id == escalation_id).values(claimed_by=to_agent, claimed_at=now, updated_at=now)
             )
             if joined_text:
-                await conn.execute(messages.insert().values(
-                    escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now))
+                await conn.execute(
+                    messages.insert().values(escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now)
+                )
             case = await self.read_case(conn, escalation_id)
         self.changed(escalation_id, "updated")
         return case
@@ -434,8 +434,7 @@ class DeskStore:
         async with self.engine.connect() as conn:
             claimed = (
                 await conn.execute(
-                    sa.select(escalations.c.id, escalations.c.ticket, escalations.c.claimed_at,
-                              escalations.c.updated_at)
+                    sa.select(escalations.c.id, escalations.c.ticket, escalations.c.claimed_at, escalations.c.updated_at)
                     .where(escalations.c.status == "claimed", escalations.c.claimed_by == agent)
                     .order_by(escalations.c.id)
                 )
@@ -445,18 +444,16 @@ class DeskStore:
                 lines = (
                     await conn.execute(
                         sa.select(messages.c.role, messages.c.kind, messages.c.at)
-                        .where(messages.c.escalation_id == case_id).order_by(messages.c.at, messages.c.id)
+                        .where(messages.c.escalation_id == case_id)
+                        .order_by(messages.c.at, messages.c.id)
                     )
                 ).all()
-                last_agent = max([aware(at) for role, kind, at in lines if kind in ("reply", "note")]
-                                 + [aware(claimed_at or updated_at)])
+                last_agent = max([aware(at) for role, kind, at in lines if kind in ("reply", "note")] + [aware(claimed_at or updated_at)])
                 last_merchant = max([aware(at) for role, _, at in lines if role == "user"], default=None)
-                answered = last_merchant is None or any(
-                    kind == "reply" and aware(at) >= last_merchant for _, kind, at in lines)
+                answered = last_merchant is None or any(kind == "reply" and aware(at) >= last_merchant for _, kind, at in lines)
                 since = max(last_agent, last_merchant) if last_merchant else last_agent
                 if not answered and (now - since) >= timedelta(minutes=idle_minutes):
-                    found.append({"id": case_id, "ticket": ticket,
-                                  "minutes": int((now - since).total_seconds() // 60)})
+                    found.append({"id": case_id, "ticket": ticket, "minutes": int((now - since).total_seconds() // 60)})
             return found
 
     async def claimed_by(self, agent: str) -> List[Dict[str, Any]]:
@@ -482,15 +479,17 @@ class DeskStore:
         rows = []
         for line in lines:
             role = line.get("role", "user")
-            rows.append({
-                "escalation_id": escalation_id,
-                "role": role,
-                "kind": "merchant" if role == "user" else "transcript",
-                "text": mask_card_numbers(line["text"]),
-                "at": to_utc(line["at"]),
-                "delivered_at": to_utc(line["at"]),
-                "source_ts": line["source_ts"],
-            })
+            rows.append(
+                {
+                    "escalation_id": escalation_id,
+                    "role": role,
+                    "kind": "merchant" if role == "user" else "transcript",
+                    "text": mask_card_numbers(line["text"]),
+                    "at": to_utc(line["at"]),
+                    "delivered_at": to_utc(line["at"]),
+                    "source_ts": line["source_ts"],
+                }
+            )
         async with self.engine.begin() as conn:
             added = await insert_new_messages(conn, rows)
         if added:
@@ -516,9 +515,7 @@ class DeskStore:
         values = {"delivery_error": error} if error else {"delivered_at": utcnow(), "delivery_error": None}
         ids = [message_id, *also]
         async with self.engine.begin() as conn:
-            escalation_id = (
-                await conn.execute(sa.select(messages.c.escalation_id).where(messages.c.id == message_id))
-            ).scalar()
+            escalation_id = (await conn.execute(sa.select(messages.c.escalation_id).where(messages.c.id == message_id))).scalar()
             await conn.execute(messages.update().where(messages.c.id.in_(ids)).values(**values))
         if escalation_id is not None:
             self.changed(escalation_id, "message")
@@ -578,8 +575,7 @@ class DeskStore:
                 keys = by_serial.get(case["terminal_serial"], [])
                 created = datetime.fromisoformat(case["created_at"])
                 # Sorted (created, id) keys: those after (created - window, ∞) up to this case.
-                counts[case["id"]] = (bisect_right(keys, (created, case["id"]))
-                                      - bisect_right(keys, (created - window, float("inf"))))
+                counts[case["id"]] = bisect_right(keys, (created, case["id"])) - bisect_right(keys, (created - window, float("inf")))
         return counts
 
     # --- outcomes and stats -------------------------------------------------------------
@@ -589,8 +585,11 @@ class DeskStore:
         async with self.engine.begin() as conn:
             await conn.execute(
                 outcomes.insert().values(
-                    sender_id=sender_id, outcome=outcome, fixed_step=fixed_step,
-                    language=language, at=utcnow(),
+                    sender_id=sender_id,
+                    outcome=outcome,
+                    fixed_step=fixed_step,
+                    language=language,
+                    at=utcnow(),
                 )
             )
 
@@ -600,8 +599,10 @@ class DeskStore:
         async with self.engine.begin() as conn:
             latest = (
                 await conn.execute(
-                    sa.select(outcomes.c.id, outcomes.c.outcome).where(outcomes.c.sender_id == sender_id)
-                    .order_by(outcomes.c.at.desc(), outcomes.c.id.desc()).limit(1)
+                    sa.select(outcomes.c.id, outcomes.c.outcome)
+                    .where(outcomes.c.sender_id == sender_id)
+                    .order_by(outcomes.c.at.desc(), outcomes.c.id.desc())
+                    .limit(1)
                 )
             ).first()
             if latest is None:
@@ -610,8 +611,7 @@ class DeskStore:
                 raise Conflict(f"the latest diagnostics of this conversation ended {latest.outcome}, not fixed")
             # The WHERE makes "once" hold when two ratings arrive at the same moment.
             result = await conn.execute(
-                outcomes.update().where(outcomes.c.id == latest.id, outcomes.c.rating.is_(None))
-                .values(rating=rating, rated_at=utcnow())
+                outcomes.update().where(outcomes.c.id == latest.id, outcomes.c.rating.is_(None)).values(rating=rating, rated_at=utcnow())
             )
             if result.rowcount == 0:
                 raise Conflict("the bot's help is already rated for this outcome")
@@ -629,26 +629,27 @@ class DeskStore:
         async with self.engine.connect() as conn:
             dialect = conn.dialect.name
             day = _utc_day(escalations.c.created_at, dialect)
-            counted = (
-                await conn.execute(sa.select(day, sa.func.count()).where(in_period).group_by(day))
-            ).all()
+            counted = (await conn.execute(sa.select(day, sa.func.count()).where(in_period).group_by(day))).all()
             ended = (
                 await conn.execute(
                     sa.select(outcomes.c.outcome, outcomes.c.fixed_step, sa.func.count())
-                    .where(outcomes.c.at >= since).group_by(outcomes.c.outcome, outcomes.c.fixed_step)
+                    .where(outcomes.c.at >= since)
+                    .group_by(outcomes.c.outcome, outcomes.c.fixed_step)
                 )
             ).all()
             median = await _median_first_reply(conn, in_period)
             agent_average, agent_count = (
                 await conn.execute(
-                    sa.select(sa.func.avg(escalations.c.satisfaction), sa.func.count(escalations.c.satisfaction))
-                    .where(escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None))
+                    sa.select(sa.func.avg(escalations.c.satisfaction), sa.func.count(escalations.c.satisfaction)).where(
+                        escalations.c.satisfaction_at >= since, escalations.c.satisfaction.isnot(None)
+                    )
                 )
             ).one()
             bot_average, bot_count = (
                 await conn.execute(
-                    sa.select(sa.func.avg(outcomes.c.rating), sa.func.count(outcomes.c.rating))
-                    .where(outcomes.c.rated_at >= since, outcomes.c.rating.isnot(None))
+                    sa.select(sa.func.avg(outcomes.c.rating), sa.func.count(outcomes.c.rating)).where(
+                        outcomes.c.rated_at >= since, outcomes.c.rating.isnot(None)
+                    )
                 )
             ).one()
         per_day = {(now - timedelta(days=offset)).date().isoformat(): 0 for offset in range(days - 1, -1, -1)}
@@ -676,24 +677,22 @@ class DeskStore:
 
     # --- agents ----------------------------------------------------------------------
 
-    async def add_agent(self, username: str, password_hash: str, display_name: Optional[str] = None,
-                        role: str = "agent") -> None:
+    async def add_agent(self, username: str, password_hash: str, display_name: Optional[str] = None, role: str = "agent") -> None:
         """Create an agent account (the username must be new); ``role`` agent or operator."""
         async with self.engine.begin() as conn:
             exists = (await conn.execute(sa.select(agents.c.id).where(agents.c.username == username))).scalar()
             if exists is not None:
                 raise Conflict(f"agent {username!r} exists")
             await conn.execute(
-                agents.insert().values(username=username, password_hash=password_hash,
-                                       display_name=display_name, created_at=utcnow(), role=role)
+                agents.insert().values(
+                    username=username, password_hash=password_hash, display_name=display_name, created_at=utcnow(), role=role
+                )
             )
 
     async def display_name(self, username: str) -> str:
         """The name the merchant sees: the agent's display name, else the name given."""
         async with self.engine.connect() as conn:
-            name = (
-                await conn.execute(sa.select(agents.c.display_name).where(agents.c.username == username))
-            ).scalar()
+            name = (await conn.execute(sa.select(agents.c.display_name).where(agents.c.username == username))).scalar()
         return name or username
 
     async def agent_role(self, username: str) -> Optional[str]:
@@ -704,9 +703,7 @@ class DeskStore:
     async def set_display_name(self, username: str, display_name: Optional[str]) -> None:
         """Change an agent's display name (None: the merchant sees the username)."""
         async with self.engine.begin() as conn:
-            result = await conn.execute(
-                agents.update().where(agents.c.username == username).values(display_name=display_name)
-            )
+            result = await conn.execute(agents.update().where(agents.c.username == username).values(display_name=display_name))
             if result.rowcount == 0:
                 raise NotFound(username)
 
@@ -721,9 +718,11 @@ class DeskStore:
         """Keep a reply an agent wrote for later use."""
         async with self.engine.begin() as conn:
             reply_id = (
-                await conn.execute(canned_replies.insert().values(
-                    language=language, title=title, text=mask_card_numbers(text),
-                    created_by=agent, created_at=utcnow()))
+                await conn.execute(
+                    canned_replies.insert().values(
+                        language=language, title=title, text=mask_card_numbers(text), created_by=agent, created_at=utcnow()
+                    )
+                )
             ).inserted_primary_key[0]
             row = (await conn.execute(sa.select(canned_replies).where(canned_replies.c.id == reply_id))).mappings().one()
             return _canned_dict(row)
@@ -746,9 +745,7 @@ class DeskStore:
     async def agent_password_hash(self, username: str) -> Optional[str]:
         """The stored hash of an agent's password (None for unknown agents)."""
         async with self.engine.connect() as conn:
-            return (
-                await conn.execute(sa.select(agents.c.password_hash).where(agents.c.username == username))
-            ).scalar()
+            return (await conn.execute(sa.select(agents.c.password_hash).where(agents.c.username == username))).scalar()
 
     async def agent_count(self) -> int:
         """How many agent accounts exist."""
@@ -759,27 +756,27 @@ class DeskStore:
 
     async def read_case(self, conn, escalation_id: int) -> Dict[str, Any]:  # noqa: ANN001
         """One case with its transcript, read on an open connection (inside a transaction)."""
-        row = (
-            await conn.execute(sa.select(escalations).where(escalations.c.id == escalation_id))
-        ).mappings().first()
+        row = (await conn.execute(sa.select(escalations).where(escalations.c.id == escalation_id))).mappings().first()
         if row is None:
             raise NotFound(escalation_id)
         transcript = (
-            await conn.execute(
-                sa.select(messages).where(messages.c.escalation_id == escalation_id).order_by(messages.c.at, messages.c.id)
-            )
+            await conn.execute(sa.select(messages).where(messages.c.escalation_id == escalation_id).order_by(messages.c.at, messages.c.id))
         ).mappings()
         case = _escalation_dict(row)
         return {**case, "transcript": [_with_delivery(_message_dict(m), case["channel"]) for m in transcript]}
 
     async def _message(self, conn, message_id: int) -> Dict[str, Any]:  # noqa: ANN001
         row = (
-            await conn.execute(
-                sa.select(messages, escalations.c.channel)
-                .join(escalations, escalations.c.id == messages.c.escalation_id)
-                .where(messages.c.id == message_id)
+            (
+                await conn.execute(
+                    sa.select(messages, escalations.c.channel)
+                    .join(escalations, escalations.c.id == messages.c.escalation_id)
+                    .where(messages.c.id == message_id)
+                )
             )
-        ).mappings().one()
+            .mappings()
+            .one()
+        )
         return _with_delivery(_message_dict(row), row["channel"])
 
 
@@ -795,7 +792,7 @@ def wecom_agent(case: Dict[str, Any]) -> Optional[str]:
     """The WeCom userid of the agent answering this case in the WeCom client, else None."""
     claimed = case.get("claimed_by") or ""
     if case.get("status") == "claimed" and claimed.startswith(WECOM_AGENT_PREFIX):
-        return claimed[len(WECOM_AGENT_PREFIX):]
+        return claimed[len(WECOM_AGENT_PREFIX) :]
     return None
 
 
@@ -843,16 +840,21 @@ def _with_delivery(message: Dict[str, Any], channel: str) -> Dict[str, Any]:
 
 
 def _canned_dict(row) -> Dict[str, Any]:  # noqa: ANN001
-    return {"id": row["id"], "language": row["language"], "title": row["title"], "text": row["text"],
-            "created_by": row["created_by"], "created_at": iso(row["created_at"])}
+    return {
+        "id": row["id"],
+        "language": row["language"],
+        "title": row["title"],
+        "text": row["text"],
+        "created_by": row["created_by"],
+        "created_at": iso(row["created_at"]),
+    }
 
 
 def _search_condition(term: str) -> sa.sql.ColumnElement:
     """One search box: ticket, merchant number or terminal SN (substring, any case), or
     the contact's digits, compared without the spaces, dashes and brackets people type."""
     upper = term.upper()
-    keys = [sa.func.upper(escalations.c[column]).contains(upper, autoescape=True)
-            for column in SEARCHED_COLUMNS]
+    keys = [sa.func.upper(escalations.c[column]).contains(upper, autoescape=True) for column in SEARCHED_COLUMNS]
     digits = "".join(ch for ch in term if ch.isascii() and ch.isdigit())
     if len(digits) >= 4:
         keys.append(contact_digits().contains(digits, autoescape=True))
@@ -889,8 +891,7 @@ def _utc_day(column: sa.Column, dialect: str) -> sa.sql.ColumnElement:
     if dialect == "postgresql":
         # Constants as SQL literals: bound twice (select and GROUP BY) they would be two
         # parameters, and PostgreSQL would not see one expression.
-        return sa.func.to_char(sa.func.timezone(sa.literal_column("'UTC'"), column),
-                               sa.literal_column("'YYYY-MM-DD'"))
+        return sa.func.to_char(sa.func.timezone(sa.literal_column("'UTC'"), column), sa.literal_column("'YYYY-MM-DD'"))
     # SQLite stores the UTC wall-clock time as text.
     return sa.func.strftime(sa.literal_column("'%Y-%m-%d'"), column)
 
@@ -909,14 +910,14 @@ async def _median_first_reply(conn, in_period: sa.sql.ColumnElement) -> Optional
     wait = _minutes_between(escalations.c.created_at, escalations.c.first_reply_at, dialect)
     answered = sa.and_(in_period, escalations.c.first_reply_at.isnot(None))
     if dialect == "postgresql":
-        median = (await conn.execute(
-            sa.select(sa.func.percentile_cont(0.5).within_group(wait)).where(answered))).scalar()
+        median = (await conn.execute(sa.select(sa.func.percentile_cont(0.5).within_group(wait)).where(answered))).scalar()
         return float(median) if median is not None else None
     count = (await conn.execute(sa.select(sa.func.count()).where(answered))).scalar()
     if not count:
         return None
-    middle = list((await conn.execute(
-        sa.select(wait).where(answered).order_by(wait).limit(2 - count % 2).offset((count - 1) // 2))).scalars())
+    middle = list(
+        (await conn.execute(sa.select(wait).where(answered).order_by(wait).limit(2 - count % 2).offset((count - 1) // 2))).scalars()
+    )
     return sum(middle) / len(middle)
 
 

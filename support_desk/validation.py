@@ -1,4 +1,5 @@
 """Input checks for the API: clear messages for the 400 responses."""
+
 from __future__ import annotations
 
 from datetime import datetime, timezone, tzinfo
@@ -12,14 +13,10 @@ class Invalid(ValueError):
 def _clean(value: str) -> str:
     # Control characters other than newline and tab have no place in a support chat;
     # unpaired surrogates (JSON "\ud800") cannot be stored as UTF-8.
-    return "".join(
-        ch for ch in value if (ch in "\n\t" or ord(ch) >= 32) and not 0xD800 <= ord(ch) <= 0xDFFF
-    ).strip()
+    return "".join(ch for ch in value if (ch in "\n\t" or ord(ch) >= 32) and not 0xD800 <= ord(ch) <= 0xDFFF).strip()
 
 
-def required_text(
-    body: Dict[str, Any], key: str, max_length: int, allow_blank: bool = False
-) -> str:
+def required_text(body: Dict[str, Any], key: str, max_length: int, allow_blank: bool = False) -> str:
     """A string field that must be present (non-blank unless allowed) and not too long."""
     value = body.get(key)
     if not isinstance(value, str):

@@ -18,6 +18,7 @@
 ``serve_in_thread`` runs such an app in a thread of its own, for tests that talk to real
 Rasa processes with blocking HTTP.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -56,8 +57,7 @@ def media_reply(media: Dict[str, tuple], media_id: str) -> web.Response:
     if found is None:
         return web.json_response({"errcode": 40007, "errmsg": "invalid media_id"})
     data, content_type = found
-    return web.Response(body=data, content_type=content_type,
-                        headers={"Content-disposition": 'attachment; filename="media.bin"'})
+    return web.Response(body=data, content_type=content_type, headers={"Content-disposition": 'attachment; filename="media.bin"'})
 
 
 class OfficialAccount:

@@ -5,6 +5,7 @@ check that skips in CI did not run for a reason nobody asked for (a package gone
 a path changed); a green run must mean every check ran. On a developer's machine a skip
 stays a skip.
 """
+
 from __future__ import annotations
 
 import os

@@ -1,6 +1,7 @@
 """Unit-test fixtures: the domain, a tracker factory and a dispatcher (rasa-demo style).
 
 The fixtures that start processes, and the ``process`` marker, are in tests/harness/fixtures.py."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -68,11 +69,18 @@ def make_tracker():
 from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
 
 hypothesis_settings.register_profile(
-    "repo", derandomize=True, deadline=None, database=None, max_examples=100,
+    "repo",
+    derandomize=True,
+    deadline=None,
+    database=None,
+    max_examples=100,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.register_profile(
-    "explore", deadline=None, database=None, max_examples=2000,
+    "explore",
+    deadline=None,
+    database=None,
+    max_examples=2000,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))

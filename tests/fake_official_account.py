@@ -1,6 +1,7 @@
 """The WeChat Official Account's token and customer-service send API on 127.0.0.1, holding
 to the platform's send rules: 48 hours since the follower's last message (45015), 5
 messages since then (45047), a global token that a second fetch replaces (40001)."""
+
 from __future__ import annotations
 
 import time

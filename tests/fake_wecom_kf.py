@@ -19,6 +19,7 @@
 
 The clock is the fake's own (``advance``), so a test can let 48 hours pass.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -40,8 +41,7 @@ WINDOW, QUOTA = 48 * 3600, 5
 class FakeKf:
     """The platform's state and its HTTP API (``app``); start it with ``start_in_thread``."""
 
-    def __init__(self, corp_id: str, secret: str, open_kfid: str = "wkFAKE01", page_size: int = 1000,
-                 sync_delay: float = 0.0) -> None:
+    def __init__(self, corp_id: str, secret: str, open_kfid: str = "wkFAKE01", page_size: int = 1000, sync_delay: float = 0.0) -> None:
         self.corp_id, self.secret, self.open_kfids = corp_id, secret, {open_kfid}
         self.page_size, self.sync_delay = page_size, sync_delay
         self.offset = 0.0
@@ -103,14 +103,21 @@ class FakeKf:
         open_kfid = open_kfid or next(iter(self.open_kfids))
         self._sequence += 1
         msgid = f"MSG{self._sequence:06d}"
-        self.log[open_kfid].append({"msgid": msgid, "open_kfid": open_kfid,
-                                    "send_time": int(send_time if send_time is not None else self.now()),
-                                    **entry})
+        self.log[open_kfid].append(
+            {"msgid": msgid, "open_kfid": open_kfid, "send_time": int(send_time if send_time is not None else self.now()), **entry}
+        )
         return msgid
 
-    def customer_says(self, user: str, content: str, menu_id: Optional[str] = None,
-                      open_kfid: Optional[str] = None, send_time: Optional[float] = None,
-                      msgtype: str = "text", media: Optional[Tuple[bytes, str]] = None) -> str:
+    def customer_says(
+        self,
+        user: str,
+        content: str,
+        menu_id: Optional[str] = None,
+        open_kfid: Optional[str] = None,
+        send_time: Optional[float] = None,
+        msgtype: str = "text",
+        media: Optional[Tuple[bytes, str]] = None,
+    ) -> str:
         """The merchant writes (origin 3): the window opens and the quota is full again.
         Another ``msgtype`` carries a new media_id; ``media`` (bytes, content type) is what
         ``media/get`` then gives for it."""
@@ -132,8 +139,11 @@ class FakeKf:
     def agent_says(self, user: str, servicer: str, content: str, open_kfid: Optional[str] = None) -> str:
         """A WeCom 接待人员 answers in the WeCom client (origin 5)."""
         with self.lock:
-            return self._append(open_kfid, {"external_userid": user, "origin": 5, "servicer_userid": servicer,
-                                            "msgtype": "text", "text": {"content": content}}, None)
+            return self._append(
+                open_kfid,
+                {"external_userid": user, "origin": 5, "servicer_userid": servicer, "msgtype": "text", "text": {"content": content}},
+                None,
+            )
 
     def event(self, user: str, event_type: str, open_kfid: Optional[str] = None, **fields: Any) -> str:
         """A system event (origin 4); a session change also moves the session."""
@@ -145,8 +155,7 @@ class FakeKf:
                 session["state"] = {1: 3, 2: 3, 3: 4, 4: 3}[change]
                 session["servicer"] = fields.get("new_servicer_userid")
             event = {"event_type": event_type, "open_kfid": kfid, "external_userid": user, **fields}
-            return self._append(kfid, {"external_userid": user, "origin": 4, "msgtype": "event",
-                                       "event": event}, None)
+            return self._append(kfid, {"external_userid": user, "origin": 4, "msgtype": "event", "event": event}, None)
 
     def texts_to(self, user: str) -> List[str]:
         """What reached the merchant, in order (a menu as its head and its items)."""
@@ -227,10 +236,11 @@ class FakeKf:
                 log = self.log[kfid]
                 if start > len(log):
                     return web.json_response({"errcode": 95008, "errmsg": "invalid cursor"})
-                page = log[start:start + min(limit, self.page_size)]
+                page = log[start : start + min(limit, self.page_size)]
                 end = start + len(page)
-                return web.json_response({"errcode": 0, "errmsg": "ok", "next_cursor": f"c{end}",
-                                          "has_more": int(end < len(log)), "msg_list": page})
+                return web.json_response(
+                    {"errcode": 0, "errmsg": "ok", "next_cursor": f"c{end}", "has_more": int(end < len(log)), "msg_list": page}
+                )
         finally:
             with self.lock:
                 self.syncs_running[kfid] -= 1
@@ -313,8 +323,9 @@ class FakeKf:
         body = await self._json(request) or {}
         with self.lock:
             session = self.session(str(body.get("external_userid")), body.get("open_kfid"))
-            return web.json_response({"errcode": 0, "errmsg": "ok", "service_state": session["state"],
-                                      "servicer_userid": session["servicer"] or ""})
+            return web.json_response(
+                {"errcode": 0, "errmsg": "ok", "service_state": session["state"], "servicer_userid": session["servicer"] or ""}
+            )
 
     async def _state_trans(self, request: web.Request) -> web.Response:
         problem = self._token_problem(request)

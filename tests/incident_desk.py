@@ -6,6 +6,7 @@ first time a sender is linked and 200 after, ``wants_person`` / ``subscribed`` o
 going from false to true, 202 for a report. ``POST /api/escalations`` answers like the
 desk so a fallback escalation can be seen.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
@@ -15,8 +16,12 @@ from aiohttp.test_utils import TestServer
 
 TOKEN = "incident-desk-token"
 LINK_FIELDS = {
-    "merchant_id": str, "terminal_serial": str, "terminal_model": str, "region": str,
-    "contact": str, "summary": str,
+    "merchant_id": str,
+    "terminal_serial": str,
+    "terminal_model": str,
+    "region": str,
+    "contact": str,
+    "summary": str,
 }
 REPORT_FIELDS = {"region": str, "terminal_model": str, "merchant_id": str, "answer": str}
 
@@ -25,11 +30,17 @@ def incident(id: int = 7, scope: Optional[Dict[str, Any]] = None, **fields: Any)
     """An incident as ``GET /api/incidents`` lists it."""
     full = {"regions": [], "channels": [], "gateways": [], "terminal_models": [], **(scope or {})}
     return {
-        "id": id, "status": "active", "scope": full,
+        "id": id,
+        "status": "active",
+        "scope": full,
         "message": {"zh": "银联网关故障，刷卡暂时失败。", "en": "The card gateway is down."},
-        "starts_at": "2026-11-25T10:05:00+08:00", "expected_end": "2099-11-25T12:00:00+08:00",
-        "ended_at": None, "region": (full["regions"] or ["all"])[0],  # the legacy field
-        "ticket": f"INC-{id:04d}", "merchants": 0, **fields,
+        "starts_at": "2026-11-25T10:05:00+08:00",
+        "expected_end": "2099-11-25T12:00:00+08:00",
+        "ended_at": None,
+        "region": (full["regions"] or ["all"])[0],  # the legacy field
+        "ticket": f"INC-{id:04d}",
+        "merchants": 0,
+        **fields,
     }
 
 
@@ -114,12 +125,11 @@ class IncidentDesk:
         self.links[key] = merchant
         status = 200 if before else 201
         self.link_calls.append((incident_id, body, status))
-        return web.json_response(
-            {"incident_id": incident_id, "ticket": found["ticket"], "merchant": merchant}, status=status
-        )
+        return web.json_response({"incident_id": incident_id, "ticket": found["ticket"], "merchant": merchant}, status=status)
 
     async def _escalate(self, request: web.Request) -> web.Response:
         body = await request.json()
         self.escalations.append(body)
-        return web.json_response({**body, "id": len(self.escalations), "status": "open",
-                                  "expected_reply_by": "2099-11-25T11:00:00+08:00"}, status=201)
+        return web.json_response(
+            {**body, "id": len(self.escalations), "status": "open", "expected_reply_by": "2099-11-25T11:00:00+08:00"}, status=201
+        )

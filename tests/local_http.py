@@ -1,4 +1,5 @@
 """A real aiohttp server for tests, on 127.0.0.1 and a port the system picks."""
+
 from __future__ import annotations
 
 from typing import Tuple

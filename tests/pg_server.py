@@ -3,6 +3,7 @@
 Debian's postgresql package provides the binaries (``.ci/run`` installs it); the server
 runs as the ``postgres`` system user in a temporary directory and is stopped by PID.
 """
+
 from __future__ import annotations
 
 import glob
@@ -42,9 +43,10 @@ class PostgresServer:
         if os.geteuid() == 0:
             shutil.chown(self.directory, "postgres", "postgres")
         subprocess.run(
-            _as_postgres([_binary("initdb"), "-D", str(data), "-U", "desk", "--auth=trust",
-                          "-E", "UTF8", "--locale=C"]),
-            check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            _as_postgres([_binary("initdb"), "-D", str(data), "-U", "desk", "--auth=trust", "-E", "UTF8", "--locale=C"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
         )
         self._serve()
         return self
@@ -53,15 +55,30 @@ class PostgresServer:
         """Start postgres on the data directory and port; return once it takes logins."""
         log = (self.directory / "server.log").open("ab")
         self.process = subprocess.Popen(
-            _as_postgres([_binary("postgres"), "-D", str(self.directory / "data"), "-h", "127.0.0.1",
-                          "-p", str(self.port), "-k", str(self.directory), "-F"]),
-            stdout=log, stderr=log,
+            _as_postgres(
+                [
+                    _binary("postgres"),
+                    "-D",
+                    str(self.directory / "data"),
+                    "-h",
+                    "127.0.0.1",
+                    "-p",
+                    str(self.port),
+                    "-k",
+                    str(self.directory),
+                    "-F",
+                ]
+            ),
+            stdout=log,
+            stderr=log,
         )
         log.close()
         deadline = time.monotonic() + 60
         # pg_isready says yes once logins are taken (a bare accept() comes a moment sooner).
-        while subprocess.run([_binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)],
-                             stdout=subprocess.DEVNULL).returncode != 0:
+        while (
+            subprocess.run([_binary("pg_isready"), "-q", "-h", "127.0.0.1", "-p", str(self.port)], stdout=subprocess.DEVNULL).returncode
+            != 0
+        ):
             if self.process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError("PostgreSQL did not start")
             time.sleep(0.2)
@@ -72,9 +89,11 @@ class PostgresServer:
         # gone. A SIGTERM to runuser (smart shutdown, waiting for the desk's pooled
         # connections) could leave the old server holding the data directory while the
         # restart began: seen once in CI as "timed out waiting for PostgreSQL".
-        subprocess.run(_as_postgres([_binary("pg_ctl"), "-D", str(self.directory / "data"),
-                                     "-m", "fast", "-w", "-t", "60", "stop"]),
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            _as_postgres([_binary("pg_ctl"), "-D", str(self.directory / "data"), "-m", "fast", "-w", "-t", "60", "stop"]),
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
         assert self.process is not None
         self.process.wait(30)
 

@@ -7,6 +7,7 @@ real desk does. Only for the channel tests until the desk side of the
 contract is merged; it is not the desk. Other paths answer 404 (the event broker's and
 the outbox's posts are not what these tests look at).
 """
+
 from __future__ import annotations
 
 import json
@@ -91,8 +92,7 @@ class RecordingDesk:
         seen = {report["report_id"] for report in self.reports}
         taken = [report for report in valid if report["report_id"] not in seen]
         self.reports.extend(taken)
-        return web.json_response({"accepted": len(valid), "rejected": rejected, "taken": len(taken),
-                                  "ignored": len(valid) - len(taken)})
+        return web.json_response({"accepted": len(valid), "rejected": rejected, "taken": len(taken), "ignored": len(valid) - len(taken)})
 
     def _refuse(self, problem: str) -> web.Response:
         self.refusals.append(problem)

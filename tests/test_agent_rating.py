@@ -3,6 +3,7 @@
 The double is the desk API as the contract describes it (``GET /api/escalations`` with
 ``sender_id`` and ``status``, ``POST /api/escalations/{id}/satisfaction``), on 127.0.0.1.
 """
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -21,9 +22,9 @@ from tests.harness.actions import BOT_QUESTION, responses
 from tests.harness.desk_app import AUTH, TOKEN
 
 AGENT_QUESTION = {
-    "event": "bot", "text": "请为这次人工服务打分",
-    "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
-                         for n in range(5, 0, -1)]},
+    "event": "bot",
+    "text": "请为这次人工服务打分",
+    "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'} for n in range(5, 0, -1)]},
 }
 
 
@@ -72,8 +73,9 @@ async def desk(monkeypatch, tmp_path):
     double = DeskDouble()
     await double.server.start_server()
     url = str(double.server.make_url("")).rstrip("/")
-    settings = replace(load_settings(environ={}), desk_url=url, desk_api_token=TOKEN,
-                       outbox_file=tmp_path / "outbox.sqlite", desk_timeout_seconds=2.0)
+    settings = replace(
+        load_settings(environ={}), desk_url=url, desk_api_token=TOKEN, outbox_file=tmp_path / "outbox.sqlite", desk_timeout_seconds=2.0
+    )
     monkeypatch.setattr(agent_rating, "current_settings", lambda: settings)
     yield double
     await double.server.close()
@@ -81,7 +83,8 @@ async def desk(monkeypatch, tmp_path):
 
 def clicked(make_tracker, stars: str, language: str = "zh"):
     return make_tracker(
-        slots={"agent_rating": float(stars), "language": language}, intent="rate_agent",
+        slots={"agent_rating": float(stars), "language": language},
+        intent="rate_agent",
         text=f'/rate_agent{{"agent_rating": "{stars}"}}',
         events=[AGENT_QUESTION, {"event": "user", "text": f"/rate_agent{stars}"}],
     )
@@ -110,39 +113,33 @@ async def test_nothing_resolved_nothing_to_rate(desk, make_tracker, dispatcher, 
 
 async def test_a_rating_out_of_range_is_asked_again(desk, make_tracker, dispatcher, domain):
     tracker = make_tracker(slots={"agent_rating": 9.0}, intent="rate_agent", text="9")
-    assert await ActionRecordAgentRating().run(dispatcher, tracker, domain) == [
-        SlotSet("agent_rating", None)]
+    assert await ActionRecordAgentRating().run(dispatcher, tracker, domain) == [SlotSet("agent_rating", None)]
     assert desk.ratings == {} and responses(dispatcher) == ["utter_rating_invalid"]
 
 
-async def test_a_desk_that_is_down_still_thanks_and_the_rating_stays_in_the_slot(
-    monkeypatch, make_tracker, dispatcher, domain
-):
-    settings = replace(load_settings(environ={}), desk_url="http://127.0.0.1:9",
-                       desk_api_token=TOKEN, desk_timeout_seconds=0.5)
+async def test_a_desk_that_is_down_still_thanks_and_the_rating_stays_in_the_slot(monkeypatch, make_tracker, dispatcher, domain):
+    settings = replace(load_settings(environ={}), desk_url="http://127.0.0.1:9", desk_api_token=TOKEN, desk_timeout_seconds=0.5)
     monkeypatch.setattr(agent_rating, "current_settings", lambda: settings)
     events = await ActionRecordAgentRating().run(dispatcher, clicked(make_tracker, "3"), domain)
     assert responses(dispatcher) == ["utter_thanks_agent_rating"]
     assert events == [SlotSet("agent_rating", 3.0)]
 
 
-async def test_a_typed_score_after_the_agent_question_rates_the_agent(
-    desk, make_tracker, dispatcher, domain
-):
-    tracker = make_tracker(slots={"rating": 5.0}, intent="rate", text="5分",
-                           events=[AGENT_QUESTION, {"event": "user", "text": "5分"}])
+async def test_a_typed_score_after_the_agent_question_rates_the_agent(desk, make_tracker, dispatcher, domain):
+    tracker = make_tracker(slots={"rating": 5.0}, intent="rate", text="5分", events=[AGENT_QUESTION, {"event": "user", "text": "5分"}])
     events = await ActionRecordRating().run(dispatcher, tracker, domain)
     assert desk.ratings == {9: 5}
     assert events == [SlotSet("rating", None), SlotSet("agent_rating", 5.0)]
     assert responses(dispatcher) == ["utter_thanks_agent_rating"]
 
 
-async def test_a_typed_score_after_the_bots_question_rates_the_bot(
-    desk, make_tracker, dispatcher, domain
-):
-    tracker = make_tracker(slots={"rating": 5.0}, intent="rate", text="5分",
-                           events=[AGENT_QUESTION, {"event": "user", "text": "谢谢"},
-                                   BOT_QUESTION, {"event": "user", "text": "5分"}])
+async def test_a_typed_score_after_the_bots_question_rates_the_bot(desk, make_tracker, dispatcher, domain):
+    tracker = make_tracker(
+        slots={"rating": 5.0},
+        intent="rate",
+        text="5分",
+        events=[AGENT_QUESTION, {"event": "user", "text": "谢谢"}, BOT_QUESTION, {"event": "user", "text": "5分"}],
+    )
     assert not agent_rating_asked(tracker)
     assert await ActionRecordRating().run(dispatcher, tracker, domain) == [SlotSet("rating", 5.0)]
     assert desk.ratings == {} and responses(dispatcher) == ["utter_thanks_rating"]

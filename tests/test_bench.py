@@ -1,5 +1,6 @@
 """The benchmark's own arithmetic and checks (bench/): percentiles, expectations, targets,
 and a level driven in parts playing the mix a level driven at once plays."""
+
 from __future__ import annotations
 
 import os
@@ -10,8 +11,7 @@ from aiohttp import web
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bench.load import (Conversation, LevelOutcome, _check_expectation, load_conversations,
-                        run_level)
+from bench.load import Conversation, LevelOutcome, _check_expectation, load_conversations, run_level
 from bench.report import ratio, table
 from bench.run import LOAD, MACHINE, alternating, compare, cpu_line, figures
 from bench.servers import cpu_seconds, machine_busy_seconds
@@ -29,10 +29,8 @@ def test_percentiles_are_nearest_rank():
 
 
 def test_halves_of_a_level_add_up_to_one_level():
-    first = LevelOutcome(clients=2, latencies_ms=[10.0, 30.0], seconds=1.0, errors=["a: x"],
-                         sent={"a": ["hi"]}, tickets={"a": "PX-AAA222"})
-    second = LevelOutcome(clients=2, latencies_ms=[20.0, 40.0, 50.0, 60.0], seconds=3.0,
-                          sent={"b": ["yo"]})
+    first = LevelOutcome(clients=2, latencies_ms=[10.0, 30.0], seconds=1.0, errors=["a: x"], sent={"a": ["hi"]}, tickets={"a": "PX-AAA222"})
+    second = LevelOutcome(clients=2, latencies_ms=[20.0, 40.0, 50.0, 60.0], seconds=3.0, sent={"b": ["yo"]})
     first.add(second)
     summary = first.summary()
     assert (summary["messages"], summary["throughput_msg_s"], summary["p50_ms"]) == (6, 1.5, 30.0)
@@ -50,27 +48,34 @@ def test_a_handoff_without_a_ticket_is_an_error():
 
 def test_the_conversation_mix_has_faq_diagnostics_and_handoffs_in_both_languages():
     names = {conversation.name for conversation in load_conversations()}
-    assert {"faq-zh", "faq-en", "diagnostics-fixed-zh", "diagnostics-fixed-en",
-            "handoff-zh", "handoff-en"} <= names
+    assert {"faq-zh", "faq-en", "diagnostics-fixed-zh", "diagnostics-fixed-en", "handoff-zh", "handoff-en"} <= names
 
 
 def level(clients, p50, throughput, errors=0, lost=0):
-    return {"clients": clients, "p50_ms": p50, "p95_ms": p50 * 2, "p99_ms": p50 * 3,
-            "throughput_msg_s": throughput, "errors": errors, "lost_turns": lost}
+    return {
+        "clients": clients,
+        "p50_ms": p50,
+        "p95_ms": p50 * 2,
+        "p99_ms": p50 * 3,
+        "throughput_msg_s": throughput,
+        "errors": errors,
+        "lost_turns": lost,
+    }
 
 
 def test_targets_are_marked_met_or_missed():
     result = {
-        "ours": {"levels": [level(1, 25, 30), level(8, 40, 50), level(32, 200, 40, errors=1)],
-                 "peak_rss_mb": {"rasa1": 900.0, "actions1": 100.0}, "training_s": 170},
-        "baseline": {"levels": [level(1, 67, 12), level(8, 500, 15), level(32, 2000, 15)],
-                     "peak_rss_mb": {"baseline1": 1100.0}},
+        "ours": {
+            "levels": [level(1, 25, 30), level(8, 40, 50), level(32, 200, 40, errors=1)],
+            "peak_rss_mb": {"rasa1": 900.0, "actions1": 100.0},
+            "training_s": 170,
+        },
+        "baseline": {"levels": [level(1, 67, 12), level(8, 500, 15), level(32, 2000, 15)], "peak_rss_mb": {"baseline1": 1100.0}},
     }
-    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0, "training_s": 180,
-                            "scale_out_ratio": 1.7}}
+    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0, "training_s": 180, "scale_out_ratio": 1.7}}
     checks = {check["target"]: check for check in compare(result, settings)["targets"]}
     assert checks["p50 ≤ 30 ms at 1 merchant"]["met"]
-    assert checks["throughput ≥ 3.0× baseline at 8"]["met"]       # 50 / 15 = 3.33
+    assert checks["throughput ≥ 3.0× baseline at 8"]["met"]  # 50 / 15 = 3.33
     assert not checks["throughput ≥ 3.0× baseline at 32"]["met"]  # 40 / 15 = 2.67
     assert not checks["zero errors and lost turns"]["met"]
     assert checks["Rasa process peak RSS ≤ baseline"]["met"]
@@ -108,8 +113,7 @@ async def test_a_level_in_parts_plays_the_mix_a_whole_level_plays():
         heard.clear()
         parts = LevelOutcome(clients=1)
         for budget in (4, 4):
-            parts.add(await run_level(url, MIX, 1, budget, tag=f"part{budget}{len(heard)}",
-                                      check_answers=False, first=parts.resume_at()))
+            parts.add(await run_level(url, MIX, 1, budget, tag=f"part{budget}{len(heard)}", check_answers=False, first=parts.resume_at()))
     finally:
         await runner.cleanup()
     assert at_once == ["c0 m0", "c0 m1", "c1 m0", "c1 m1", "c2 m0", "c2 m1", "c3 m0", "c3 m1"]
@@ -126,8 +130,15 @@ def test_a_next_part_starts_past_every_merchants_conversations():
 
 def test_levels_alternate_the_stacks_round_by_round():
     assert alternating(["ours", "base"], 150, 4) == [
-        ("ours", 38), ("base", 38), ("base", 38), ("ours", 38),
-        ("ours", 37), ("base", 37), ("base", 37), ("ours", 37)]
+        ("ours", 38),
+        ("base", 38),
+        ("base", 38),
+        ("ours", 38),
+        ("ours", 37),
+        ("base", 37),
+        ("base", 37),
+        ("ours", 37),
+    ]
     assert alternating([1, 2], 1200, 1) == [(1, 1200), (2, 1200)]
 
 
@@ -173,15 +184,12 @@ def test_compare_checks_out_the_other_commit_and_removes_it_afterwards():
     from bench.compare import worktree
     from bench.servers import ROOT
 
-    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True,
-                          capture_output=True, text=True).stdout.strip()
+    head = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
     with worktree("HEAD") as tree:
-        inside = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True,
-                                capture_output=True, text=True).stdout.strip()
+        inside = subprocess.run(["git", "-C", str(tree), "rev-parse", "HEAD"], check=True, capture_output=True, text=True).stdout.strip()
         assert inside == head and (tree / "bench" / "run.py").exists()
     assert not tree.exists()
-    listed = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], check=True,
-                            capture_output=True, text=True).stdout
+    listed = subprocess.run(["git", "-C", str(ROOT), "worktree", "list"], check=True, capture_output=True, text=True).stdout
     assert str(tree) not in listed
 
 
@@ -189,11 +197,9 @@ def test_compare_reports_new_over_old_per_level():
     from bench.compare import ratios
 
     def side(p50, throughput, cpu):
-        return {"levels": [{"clients": 1, "p50_ms": p50, "throughput_msg_s": throughput,
-                            "cpu_ms_per_msg": {"all processes": cpu}}]}
+        return {"levels": [{"clients": 1, "p50_ms": p50, "throughput_msg_s": throughput, "cpu_ms_per_msg": {"all processes": cpu}}]}
 
-    assert ratios(side(20.0, 50.0, 20.0), side(18.0, 55.0, 19.0)) == {
-        "1": {"p50": 0.9, "throughput": 1.1, "cpu_per_message": 0.95}}
+    assert ratios(side(20.0, 50.0, 20.0), side(18.0, 55.0, 19.0)) == {"1": {"p50": 0.9, "throughput": 1.1, "cpu_per_message": 0.95}}
 
 
 def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_path, capsys):
@@ -204,9 +210,14 @@ def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_
     from bench import run
 
     def side_by_side(stacks, settings):
-        return {label: {"levels": [level(clients, 10.0, 50.0) for clients in settings["levels"]],
-                        "cold_start_s": 1.0, "peak_rss_mb": {"rasa1": 900.0}}
-                for label, _, _ in stacks}
+        return {
+            label: {
+                "levels": [level(clients, 10.0, 50.0) for clients in settings["levels"]],
+                "cold_start_s": 1.0,
+                "peak_rss_mb": {"rasa1": 900.0},
+            }
+            for label, _, _ in stacks
+        }
 
     monkeypatch.setattr(run, "train_ours", lambda run_dir, model: (Path("model.tar.gz"), {"model_mb": 36.0}))
     monkeypatch.setattr(run, "our_stack", lambda *args, **kwargs: (None, []))
@@ -220,13 +231,13 @@ def test_handoff_figures_and_their_targets():
     from bench import run
     from bench.handoff import HandoffOutcome, summary
 
-    assert summary([]) ["count"] == 0
+    assert summary([])["count"] == 0
     assert summary([float(n) for n in range(1, 101)]) == {"count": 100, "p50_ms": 50.0, "p95_ms": 95.0}
-    outcome = HandoffOutcome(to_agent_ms=[100.0, 200.0], to_merchant_ms=[300.0, 1200.0],
-                             errors=["merchant 3, round 1: to the agent: TimeoutError"])
+    outcome = HandoffOutcome(
+        to_agent_ms=[100.0, 200.0], to_merchant_ms=[300.0, 1200.0], errors=["merchant 3, round 1: to the agent: TimeoutError"]
+    )
     result = {"ours": {"levels": [level(1, 10.0, 50.0)]}, "handoff": {"merchants": 2, "rounds": 1, **outcome.figures()}}
-    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0},
-                "handoff": {"target_p95_ms": 1000}}
+    settings = {"targets": {"p50_ms_at_1": 30, "throughput_ratio": 3.0}, "handoff": {"target_p95_ms": 1000}}
     checks = {c["target"]: c["met"] for c in run.compare(result, settings)["targets"]}
     assert checks["handoff p95 ≤ 1000 ms, merchant → agent's case page"] is True
     assert checks["handoff p95 ≤ 1000 ms, agent reply → merchant's widget"] is False
@@ -234,8 +245,17 @@ def test_handoff_figures_and_their_targets():
 
 
 def _surge_result(**changes):
-    surge = {"merchants": 10, "errors": 0, "told_first": 10, "incident_cases": 1, "cases_at_the_desk": 1,
-             "own_tickets": 0, "told_over": 10, "seconds_until_all_told": 3.0, "notices_planned_closing_again": 0}
+    surge = {
+        "merchants": 10,
+        "errors": 0,
+        "told_first": 10,
+        "incident_cases": 1,
+        "cases_at_the_desk": 1,
+        "own_tickets": 0,
+        "told_over": 10,
+        "seconds_until_all_told": 3.0,
+        "notices_planned_closing_again": 0,
+    }
     proposal = {"raised": True, "seconds_after_crossing": 5.0}
     for key, value in changes.items():
         (proposal if key in proposal else surge)[key] = value
@@ -247,9 +267,17 @@ def test_the_surge_targets_fail_on_what_the_outage_issue_forbids():
 
     part = {"target_all_told_s": 60, "target_proposal_s": 60}
     assert all(check["met"] for check in checks(_surge_result(), part))
-    for change in ({"errors": 1}, {"told_first": 9}, {"cases_at_the_desk": 2}, {"own_tickets": 1},
-                   {"told_over": 9}, {"seconds_until_all_told": 61.0}, {"seconds_until_all_told": None},
-                   {"notices_planned_closing_again": 3}, {"raised": False, "seconds_after_crossing": None},
-                   {"seconds_after_crossing": 75.0}):
+    for change in (
+        {"errors": 1},
+        {"told_first": 9},
+        {"cases_at_the_desk": 2},
+        {"own_tickets": 1},
+        {"told_over": 9},
+        {"seconds_until_all_told": 61.0},
+        {"seconds_until_all_told": None},
+        {"notices_planned_closing_again": 3},
+        {"raised": False, "seconds_after_crossing": None},
+        {"seconds_after_crossing": 75.0},
+    ):
         missed = [check["target"] for check in checks(_surge_result(**change), part) if not check["met"]]
         assert len(missed) == 1, (change, missed)

@@ -1,5 +1,6 @@
 """The merchant's rating of the bot (after a fixed terminal) reaches the desk's stats:
 ``ActionRecordRating`` against the real desk app on 127.0.0.1 (SQLite)."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -23,16 +24,19 @@ async def desk(tmp_path, monkeypatch):
     app = create_app(desk_settings(f"sqlite:///{tmp_path / 'desk.db'}"))
     server = TestServer(app, host="127.0.0.1")
     await server.start_server()
-    settings = replace(load_settings(environ={}), desk_url=str(server.make_url("")).rstrip("/"),
-                       desk_api_token=TOKEN, outbox_file=tmp_path / "outbox.sqlite")
+    settings = replace(
+        load_settings(environ={}),
+        desk_url=str(server.make_url("")).rstrip("/"),
+        desk_api_token=TOKEN,
+        outbox_file=tmp_path / "outbox.sqlite",
+    )
     monkeypatch.setattr(feedback, "current_settings", lambda: settings)
     yield app[STORE]
     await server.close()
 
 
 def rated(make_tracker, stars: str):
-    return make_tracker(slots={"rating": float(stars)}, intent="rate", text=stars,
-                        events=[BOT_QUESTION, {"event": "user", "text": stars}])
+    return make_tracker(slots={"rating": float(stars)}, intent="rate", text=stars, events=[BOT_QUESTION, {"event": "user", "text": stars}])
 
 
 async def test_the_rating_reaches_the_stats_once(desk, make_tracker, dispatcher, domain):

@@ -2,6 +2,7 @@
 ``common`` package; the bot side reaches the desk through its HTTP API. A module of the bot
 side that imports ``support_desk`` fails here, so a change to the desk's store cannot
 break the bot."""
+
 from __future__ import annotations
 
 import ast
@@ -37,10 +38,12 @@ def test_the_scan_sees_the_bot_side():
 
 @pytest.mark.parametrize("package", BOT_SIDE + ("common",))
 def test_the_bot_side_and_common_never_import_the_desk(package):
-    offenders = [f"{path.relative_to(ROOT)}:{line} imports {name}"
-                 for path in sorted((ROOT / package).rglob("*.py"))
-                 for line, name in imported_modules(path)
-                 if name == "support_desk" or name.startswith("support_desk.")]
+    offenders = [
+        f"{path.relative_to(ROOT)}:{line} imports {name}"
+        for path in sorted((ROOT / package).rglob("*.py"))
+        for line, name in imported_modules(path)
+        if name == "support_desk" or name.startswith("support_desk.")
+    ]
     assert not offenders, offenders
 
 

@@ -4,6 +4,7 @@ A private note stays on the desk, "/" in the reply box inserts a canned reply th
 edited and sent with Enter, the case is transferred, resolved, and the outcome and the
 merchant's rating show on the page. Screenshots go to artifacts/screenshots/.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -21,7 +22,7 @@ from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
 
 pytestmark = pytest.mark.process  # starts processes (tests/harness/fixtures.py)
 
-NOTE = '商户很急，<b>先别</b>提换机'
+NOTE = "商户很急，<b>先别</b>提换机"
 
 
 @pytest.fixture
@@ -44,12 +45,20 @@ async def test_note_canned_reply_transfer_outcome_and_rating(desk):
     SHOTS.mkdir(parents=True, exist_ok=True)
     base = str(desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/escalations", headers=AUTH, json={
-            "sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "channel": "socketio",
-            "merchant_id": "898310048160123", "summary": "PAX A920 从早上开始刷卡都报1000",
-            "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
-            "transcript": [{"role": "user", "text": "pos机报1000咋整"}],
-        }) as response:
+        async with http.post(
+            f"{base}/api/escalations",
+            headers=AUTH,
+            json={
+                "sender_id": "shop-17",
+                "ticket": "PX-ABC234",
+                "language": "zh",
+                "channel": "socketio",
+                "merchant_id": "898310048160123",
+                "summary": "PAX A920 从早上开始刷卡都报1000",
+                "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
+                "transcript": [{"role": "user", "text": "pos机报1000咋整"}],
+            },
+        ) as response:
             case = await response.json()
 
     async with async_playwright() as playwright:
@@ -104,8 +113,7 @@ async def test_note_canned_reply_transfer_outcome_and_rating(desk):
         await page.click("#resolve")
         await page.wait_for_selector("#outcome")
         async with aiohttp.ClientSession() as http:
-            async with http.post(f"{base}/api/escalations/{case['id']}/satisfaction", headers=AUTH,
-                                 json={"rating": 5}) as response:
+            async with http.post(f"{base}/api/escalations/{case['id']}/satisfaction", headers=AUTH, json={"rating": 5}) as response:
                 assert response.status == 200
         await page.reload()
         outcome = await page.inner_text("#outcome")

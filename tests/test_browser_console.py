@@ -3,6 +3,7 @@
 login → queue → case → reply → resolve, and a merchant message carrying a <script>
 payload shown as text. Screenshots go to artifacts/screenshots/.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -22,16 +23,26 @@ async def test_agent_handles_a_case_in_the_browser(console_desk):
     SHOTS.mkdir(parents=True, exist_ok=True)
     base = str(console_desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
-        async with http.post(f"{base}/api/escalations", headers=AUTH, json={
-            "sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "priority": "high", "channel": "socketio",
-            "merchant_id": "898310048160123", "contact": "13812345678",
-            "summary": "从早上开始刷卡都报1000",
-            "diagnostics": [{"step": "network", "outcome": "not_fixed"},
-                            {"step": "restart", "outcome": "not_fixed"}],
-            "transcript": [{"role": "user", "text": "pos机报1000咋整"},
-                           {"role": "bot", "text": "出现1000，按这四步排查"},
-                           {"role": "user", "text": PAYLOAD}],
-        }) as response:
+        async with http.post(
+            f"{base}/api/escalations",
+            headers=AUTH,
+            json={
+                "sender_id": "shop-17",
+                "ticket": "PX-ABC234",
+                "language": "zh",
+                "priority": "high",
+                "channel": "socketio",
+                "merchant_id": "898310048160123",
+                "contact": "13812345678",
+                "summary": "从早上开始刷卡都报1000",
+                "diagnostics": [{"step": "network", "outcome": "not_fixed"}, {"step": "restart", "outcome": "not_fixed"}],
+                "transcript": [
+                    {"role": "user", "text": "pos机报1000咋整"},
+                    {"role": "bot", "text": "出现1000，按这四步排查"},
+                    {"role": "user", "text": PAYLOAD},
+                ],
+            },
+        ) as response:
             case = await response.json()
 
     dialogs = []

@@ -2,6 +2,7 @@
 the Asia/Shanghai time zone: nothing runs off screen, search finds a case, the history
 and repeat flag show, times are the browser's, the incident form takes local time.
 Writes artifacts/screenshots/console-phone.png."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -30,17 +31,25 @@ async def test_console_on_a_phone(console_desk):
     base = str(console_desk.make_url("")).rstrip("/")
     async with aiohttp.ClientSession() as http:
         cases = []
-        for ticket, contact in (("PX-AAA222", "13900001111"), ("PX-BBB333", "13900002222"),
-                                ("PX-CCC444", "13812345678")):
-            async with http.post(f"{base}/api/escalations", headers=AUTH, json={
-                "sender_id": f"chat-{ticket}", "ticket": ticket, "language": "zh",
-                "merchant_id": "898310048160123", "terminal_serial": "SN7Q2K9", "contact": contact,
-                "summary": "从早上开始刷卡都报1000，重启也没用，网络看着是好的",
-                "transcript": [{"role": "user", "text": "又报1000了"}],
-            }) as response:
+        for ticket, contact in (("PX-AAA222", "13900001111"), ("PX-BBB333", "13900002222"), ("PX-CCC444", "13812345678")):
+            async with http.post(
+                f"{base}/api/escalations",
+                headers=AUTH,
+                json={
+                    "sender_id": f"chat-{ticket}",
+                    "ticket": ticket,
+                    "language": "zh",
+                    "merchant_id": "898310048160123",
+                    "terminal_serial": "SN7Q2K9",
+                    "contact": contact,
+                    "summary": "从早上开始刷卡都报1000，重启也没用，网络看着是好的",
+                    "transcript": [{"role": "user", "text": "又报1000了"}],
+                },
+            ) as response:
                 cases.append(await response.json())
-        async with http.post(f"{base}/api/outcomes", headers=AUTH, json={
-                "sender_id": "chat-PX-CCC444", "outcome": "resolved", "fixed_step": "network"}) as response:
+        async with http.post(
+            f"{base}/api/outcomes", headers=AUTH, json={"sender_id": "chat-PX-CCC444", "outcome": "resolved", "fixed_step": "network"}
+        ) as response:
             assert response.status == 201
 
         async with async_playwright() as playwright:

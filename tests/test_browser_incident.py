@@ -3,6 +3,7 @@ error 1000 from one city make a proposed incident, the operator confirms it on t
 (the reporting merchants are linked to one incident case), closes it, and every linked
 merchant gets the "it is over" message exactly once, in their language. The screenshots
 go to artifacts/screenshots/ (the README's come from here)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,15 +33,25 @@ async def test_an_outage_is_proposed_confirmed_and_everyone_told_once(console_de
     merchants = {f"shop-{n}": ("zh" if n % 3 else "en") for n in range(THRESHOLD + 1)}
     async with aiohttp.ClientSession() as http:
         for sender, language in merchants.items():
-            async with http.post(f"{base}/api/incidents/reports", headers=AUTH, json={
-                "sender_id": sender, "channel": "socketio", "language": language, "kind": "reported",
-                "region": "4403", "answer": "刷卡报1000",
-            }) as response:
+            async with http.post(
+                f"{base}/api/incidents/reports",
+                headers=AUTH,
+                json={
+                    "sender_id": sender,
+                    "channel": "socketio",
+                    "language": language,
+                    "kind": "reported",
+                    "region": "4403",
+                    "answer": "刷卡报1000",
+                },
+            ) as response:
                 assert response.status == 202
         # One merchant elsewhere: not part of the proposal, never told.
-        async with http.post(f"{base}/api/incidents/reports", headers=AUTH, json={
-            "sender_id": "shop-beijing", "channel": "socketio", "language": "zh", "kind": "reported",
-            "region": "11"}) as response:
+        async with http.post(
+            f"{base}/api/incidents/reports",
+            headers=AUTH,
+            json={"sender_id": "shop-beijing", "channel": "socketio", "language": "zh", "kind": "reported", "region": "11"},
+        ) as response:
             assert response.status == 202
 
     async with async_playwright() as playwright:

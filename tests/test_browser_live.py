@@ -3,6 +3,7 @@ desk process: a new handoff appears on the open queue page without a reload and 
 title counts it; the open case page shows a new merchant message without a reload; the
 desk restarted under the open page: it reconnects and shows what was written meanwhile
 (pushed by Rasa's event broker, which kept it while the desk was down)."""
+
 from __future__ import annotations
 
 import time
@@ -50,11 +51,11 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
             title = await page.title()
 
             # A new handoff: a row appears, the title counts it.
-            async with api.post(f"{desk.url}/api/escalations", json={
-                    "sender_id": "shop-live", "ticket": "PX-LLVVEE", "summary": "刷卡报1000"}) as response:
+            async with api.post(
+                f"{desk.url}/api/escalations", json={"sender_id": "shop-live", "ticket": "PX-LLVVEE", "summary": "刷卡报1000"}
+            ) as response:
                 case = await response.json()
-            await page.wait_for_function("document.getElementById('queue').innerText.includes('PX-LLVVEE')",
-                                         timeout=5000)
+            await page.wait_for_function("document.getElementById('queue').innerText.includes('PX-LLVVEE')", timeout=5000)
             await page.wait_for_function(f"document.title === {('(1) ' + title)!r}", timeout=5000)
             assert await page.evaluate("window.notReloaded") is True
             await page.screenshot(path=str(SHOTS / "console-live-queue.png"))
@@ -64,8 +65,7 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
             await page.wait_for_selector("#transcript", state="attached")  # empty: no height
             await page.evaluate("window.notReloaded = true")
             broker.publish(merchant(PAYLOAD))
-            await page.wait_for_function(
-                f"document.getElementById('transcript').innerText.includes({PAYLOAD!r})", timeout=5000)
+            await page.wait_for_function(f"document.getElementById('transcript').innerText.includes({PAYLOAD!r})", timeout=5000)
             assert await page.locator("#transcript script, #transcript img").count() == 0
 
             # The desk restarts under the open page; meanwhile the merchant writes.
@@ -73,8 +73,7 @@ async def test_the_console_follows_changes_without_a_reload(tmp_path):
             await page.wait_for_selector("#live-offline", state="visible", timeout=10000)
             broker.publish(merchant("断线时写的"))
             desk.start()  # the same port and database
-            await page.wait_for_function(
-                "document.getElementById('transcript').innerText.includes('断线时写的')", timeout=30000)
+            await page.wait_for_function("document.getElementById('transcript').innerText.includes('断线时写的')", timeout=30000)
             await page.wait_for_selector("#live-offline", state="hidden", timeout=10000)
             assert await page.evaluate("window.notReloaded") is True
             assert (await page.inner_text("#transcript")).count("断线时写的") == 1

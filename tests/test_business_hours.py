@@ -1,5 +1,6 @@
 """The desk's business-hours clock with fixed times: the merchant's promised reply time
 and the queue's SLA badge count the same minutes."""
+
 from __future__ import annotations
 
 from datetime import datetime, time, timezone
@@ -23,8 +24,13 @@ def at(day: int, hour: int, minute: int = 0) -> datetime:
 
 
 def case(created: datetime, priority: str = "normal", **changes) -> dict:
-    return {"created_at": created.astimezone(timezone.utc).isoformat(), "priority": priority,
-            "first_reply_at": None, "status": "open", **changes}
+    return {
+        "created_at": created.astimezone(timezone.utc).isoformat(),
+        "priority": priority,
+        "first_reply_at": None,
+        "status": "open",
+        **changes,
+    }
 
 
 def test_minutes_inside_one_day():

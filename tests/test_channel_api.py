@@ -2,6 +2,7 @@
 (notes/channel_reports_contract.md in the lead's notes; the channel side posts them), the
 pictures on the case page, ``POST /api/outcomes/rating``: the desk app under aiohttp's
 test client, Rasa's HTTP API as the double of tests/harness/desk_app.py."""
+
 from __future__ import annotations
 
 import json
@@ -44,15 +45,15 @@ def answer(taken: int = 0, ignored: int = 0, rejected: tuple = ()) -> dict:
 
 
 async def kf_case(client, sender: str = SENDER) -> dict:
-    response = await client.post("/api/escalations", headers=AUTH, json={
-        "sender_id": sender, "channel": "wecom_kf", "ticket": "PX-KF0001", "summary": "报1000"})
+    response = await client.post(
+        "/api/escalations", headers=AUTH, json={"sender_id": sender, "channel": "wecom_kf", "ticket": "PX-KF0001", "summary": "报1000"}
+    )
     assert response.status == 201
     return await response.json()
 
 
 async def reply(client, case_id: int, text: str = "请重启终端"):
-    response = await client.post(f"/api/escalations/{case_id}/reply", json={"text": text, "agent": "li"},
-                                 headers=AUTH)
+    response = await client.post(f"/api/escalations/{case_id}/reply", json={"text": text, "agent": "li"}, headers=AUTH)
     return response.status, await response.json()
 
 
@@ -69,9 +70,17 @@ async def test_a_held_reply_reads_in_the_agents_words_then_goes_out(client, rasa
     assert rasa.events[SENDER][-1]["metadata"]["desk_message_id"] == sent["id"]
 
     async with client.app[STORE].hub.subscribe() as changes:
-        status, body = await send(client, report("delivery", f"wecom_kf:{sent['id']}:held",
-                                                 desk_message_id=sent["id"], text="请重启终端", state="held",
-                                                 reason="48-hour window closed"))
+        status, body = await send(
+            client,
+            report(
+                "delivery",
+                f"wecom_kf:{sent['id']}:held",
+                desk_message_id=sent["id"],
+                text="请重启终端",
+                state="held",
+                reason="48-hour window closed",
+            ),
+        )
         assert (status, body) == (200, answer(taken=1))
         # Pushed to the open consoles after the commit, like every change.
         assert changes.get_nowait() == {"type": "case", "id": case["id"], "change": "message"}
@@ -87,16 +96,16 @@ async def test_a_held_reply_reads_in_the_agents_words_then_goes_out(client, rasa
     assert line["delivery_text"] == "Not delivered (48-hour window closed): waiting for the merchant to write"
 
     # The merchant wrote again; the channel sent it and says so. The batch is retried too.
-    later = report("delivery", f"wecom_kf:{sent['id']}:sent", at=1_764_000_600.0, desk_message_id=sent["id"],
-                   text="请重启终端", state="sent")
+    later = report(
+        "delivery", f"wecom_kf:{sent['id']}:sent", at=1_764_000_600.0, desk_message_id=sent["id"], text="请重启终端", state="sent"
+    )
     assert await send(client, later) == (200, answer(taken=1))
     assert await send(client, later) == (200, answer(ignored=1))
     assert (await message(client, case["id"], sent["id"]))["delivery"] == "delivered"
 
 
 async def test_a_channel_that_does_not_report_keeps_rasas_word(client):
-    response = await client.post("/api/escalations", headers=AUTH, json={
-        "sender_id": "tg-1", "channel": "telegram", "ticket": "PX-TG0001"})
+    response = await client.post("/api/escalations", headers=AUTH, json={"sender_id": "tg-1", "channel": "telegram", "ticket": "PX-TG0001"})
     case = await response.json()
     status, sent = await reply(client, case["id"])
     assert status == 201 and sent["delivery"] == "delivered"
@@ -109,9 +118,11 @@ async def test_a_wecom_agent_in_the_wecom_client_holds_the_case_until_the_sessio
     page = await (await client.get(f"/console/cases/{case['id']}")).text()
     assert "在企业微信待接入池中等待" in page and 'id="reply-form"' in page
 
-    await send(client, report("session", "s3", at=1_764_000_010.0, state=3, servicer_userid="zhangsan"),
-               report("agent_message", "wecom_kf:m5", at=1_764_000_020.0, text="您好，我是张三",
-                      servicer_userid="zhangsan", msgid="m5"))
+    await send(
+        client,
+        report("session", "s3", at=1_764_000_010.0, state=3, servicer_userid="zhangsan"),
+        report("agent_message", "wecom_kf:m5", at=1_764_000_020.0, text="您好，我是张三", servicer_userid="zhangsan", msgid="m5"),
+    )
     status, refused = await reply(client, case["id"], "我也来")
     assert status == 409 and "WeCom client" in refused["error"] and "zhangsan" in refused["error"]
     page = await (await client.get(f"/console/cases/{case['id']}")).text()
@@ -122,12 +133,10 @@ async def test_a_wecom_agent_in_the_wecom_client_holds_the_case_until_the_sessio
     assert live["reply_blocked"] and live["session"] == "由企业微信客服 zhangsan 处理"
 
     # The session ends in WeCom: resolved, and the bot resumes without a word.
-    assert (await send(client, report("session", "s4", at=1_764_000_030.0, state=4,
-                                      servicer_userid="zhangsan")))[1]["taken"] == 1
+    assert (await send(client, report("session", "s4", at=1_764_000_030.0, state=4, servicer_userid="zhangsan")))[1]["taken"] == 1
     assert [e["event"] for e in rasa.events[SENDER]] == ["resume", "action"]
     ended = await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json()
-    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == (
-        "resolved", "wecom:zhangsan", "ended in WeCom")
+    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == ("resolved", "wecom:zhangsan", "ended in WeCom")
     assert ended["transcript"][-1]["kind"] == "resume" and ended["transcript"][-1]["delivery"] == "delivered"
 
 
@@ -146,51 +155,56 @@ def delivery(**changes) -> dict:
     return {**report("delivery", "r1", desk_message_id=1, text="hi", state="sent"), **changes}
 
 
-@pytest.mark.parametrize("body, says", [
-    (b"{not json", "not valid JSON"),
-    (b"\xff\xfe\x00binary\x00", "not UTF-8"),
-    (b"[]", "must be a JSON object"),
-    (json.dumps({"reports": {}}).encode(), "reports must be a list of 1 to 200"),
-    (json.dumps({"reports": []}).encode(), "reports must be a list of 1 to 200"),
-    (json.dumps({"reports": [delivery(report_id=f"r{n}") for n in range(201)]}).encode(), "1 to 200"),
-])
+@pytest.mark.parametrize(
+    "body, says",
+    [
+        (b"{not json", "not valid JSON"),
+        (b"\xff\xfe\x00binary\x00", "not UTF-8"),
+        (b"[]", "must be a JSON object"),
+        (json.dumps({"reports": {}}).encode(), "reports must be a list of 1 to 200"),
+        (json.dumps({"reports": []}).encode(), "reports must be a list of 1 to 200"),
+        (json.dumps({"reports": [delivery(report_id=f"r{n}") for n in range(201)]}).encode(), "1 to 200"),
+    ],
+)
 async def test_a_body_that_is_no_batch_gets_a_clear_400_and_takes_nothing(client, body, says):
     case = await kf_case(client)
     status, sent = await reply(client, case["id"])
-    response = await client.post("/api/channel/reports", data=body,
-                                 headers={**AUTH, "Content-Type": "application/json"})
+    response = await client.post("/api/channel/reports", data=body, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status == 400
     assert says in (await response.json())["error"]
     assert (await message(client, case["id"], sent["id"]))["delivery"] == "sending"
 
 
-@pytest.mark.parametrize("bad, says", [
-    ("delivery", "a report must be an object"),
-    (delivery(kind="typing"), "kind must be one of"),
-    (delivery(channel="sms"), "channel must be one of"),
-    (delivery(report_id=""), "report_id must not be empty"),
-    (delivery(report_id="x" * 129), "report_id is longer than 128"),
-    (delivery(sender_id=7), "sender_id is required and must be a string"),
-    (delivery(at="yesterday"), "at must be unix seconds"),
-    (delivery(at=True), "at must be unix seconds"),
-    (delivery(at=float("nan")), "at must be unix seconds"),
-    (delivery(desk_message_id="5"), "desk_message_id must be a positive"),
-    (delivery(desk_message_id=True), "desk_message_id must be a positive"),
-    (delivery(state="read"), "state must be one of sent, held"),
-    (delivery(state="held"), "reason is required"),
-    (delivery(text="好" * 4097), "text is longer than 4096"),
-    (report("agent_message", "a", servicer_userid="zhangsan", msgid="m"), "text is required"),
-    (report("session", "s", state="3"), "state must be an integer from 0 to 4"),
-    (report("session", "s", state=5), "state must be an integer from 0 to 4"),
-])
+@pytest.mark.parametrize(
+    "bad, says",
+    [
+        ("delivery", "a report must be an object"),
+        (delivery(kind="typing"), "kind must be one of"),
+        (delivery(channel="sms"), "channel must be one of"),
+        (delivery(report_id=""), "report_id must not be empty"),
+        (delivery(report_id="x" * 129), "report_id is longer than 128"),
+        (delivery(sender_id=7), "sender_id is required and must be a string"),
+        (delivery(at="yesterday"), "at must be unix seconds"),
+        (delivery(at=True), "at must be unix seconds"),
+        (delivery(at=float("nan")), "at must be unix seconds"),
+        (delivery(desk_message_id="5"), "desk_message_id must be a positive"),
+        (delivery(desk_message_id=True), "desk_message_id must be a positive"),
+        (delivery(state="read"), "state must be one of sent, held"),
+        (delivery(state="held"), "reason is required"),
+        (delivery(text="好" * 4097), "text is longer than 4096"),
+        (report("agent_message", "a", servicer_userid="zhangsan", msgid="m"), "text is required"),
+        (report("session", "s", state="3"), "state must be an integer from 0 to 4"),
+        (report("session", "s", state=5), "state must be an integer from 0 to 4"),
+    ],
+)
 async def test_a_malformed_report_is_rejected_alone_and_its_batch_is_taken(client, bad, says):
     case = await kf_case(client)
     status, sent = await reply(client, case["id"])
-    good = report("delivery", f"wecom_kf:{sent['id']}:sent", desk_message_id=sent["id"], text="请重启终端",
-                  state="sent")
+    good = report("delivery", f"wecom_kf:{sent['id']}:sent", desk_message_id=sent["id"], text="请重启终端", state="sent")
     # json.dumps writes NaN as the bare token NaN, which Python's JSON reader (the desk's) takes.
-    response = await client.post("/api/channel/reports", data=json.dumps({"reports": [bad, good]}),
-                                 headers={**AUTH, "Content-Type": "application/json"})
+    response = await client.post(
+        "/api/channel/reports", data=json.dumps({"reports": [bad, good]}), headers={**AUTH, "Content-Type": "application/json"}
+    )
     assert response.status == 200
     body = await response.json()
     [rejected] = body.pop("rejected")
@@ -201,9 +215,11 @@ async def test_a_malformed_report_is_rejected_alone_and_its_batch_is_taken(clien
 
 async def test_a_wecom_agent_message_without_the_servicer_is_kept(client):
     case = await kf_case(client)
-    status, body = await send(client, report("agent_message", "wecom_kf:m7:agent", text="稍等，我查一下",
-                                             servicer_userid="", msgid="m7"),
-                              report("agent_message", "wecom_kf:m8:agent", text="查到了", msgid="m8"))
+    status, body = await send(
+        client,
+        report("agent_message", "wecom_kf:m7:agent", text="稍等，我查一下", servicer_userid="", msgid="m7"),
+        report("agent_message", "wecom_kf:m8:agent", text="查到了", msgid="m8"),
+    )
     assert (status, body) == (200, answer(taken=2))
     transcript = (await (await client.get(f"/api/escalations/{case['id']}", headers=AUTH)).json())["transcript"]
     assert [(m["text"], m["author"]) for m in transcript] == [("稍等，我查一下", "WeCom"), ("查到了", "WeCom")]
@@ -216,19 +232,18 @@ async def test_reports_need_the_token(client):
 
 
 async def test_a_full_batch_of_the_longest_texts_is_taken_and_more_is_413(client):
-    batch = [report("delivery", f"bot:{n}", desk_message_id=None, text="好" * 4096, state="sent")
-             for n in range(200)]
+    batch = [report("delivery", f"bot:{n}", desk_message_id=None, text="好" * 4096, state="sent") for n in range(200)]
     assert await send(client, *batch) == (200, answer(ignored=200))
     too_big = b'{"reports": [' + b" " * REPORTS_MAX_BYTES + b"]}"
-    response = await client.post("/api/channel/reports", data=too_big,
-                                 headers={**AUTH, "Content-Type": "application/json"})
+    response = await client.post("/api/channel/reports", data=too_big, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status == 413 and "error" in await response.json()
 
 
 async def picture(client, body: bytes, content_type: str = "image/png", **query):
     params = {"sender_id": SENDER, "channel": "wecom_kf", "msgid": "img-1", **query}
-    response = await client.post("/api/channel/attachments", params={k: v for k, v in params.items() if v},
-                                 data=body, headers={**AUTH, "Content-Type": content_type})
+    response = await client.post(
+        "/api/channel/attachments", params={k: v for k, v in params.items() if v}, data=body, headers={**AUTH, "Content-Type": content_type}
+    )
     return response.status, await response.json()
 
 
@@ -270,18 +285,25 @@ async def test_pictures_that_are_not_what_the_contract_allows(client):
     limit = client.app[SETTINGS].attachment_max_bytes
     assert limit == 2 * 1024 * 1024
     assert (await picture(client, JPEG + bytes(limit - len(JPEG)), content_type="image/jpeg", msgid="big"))[0] == 201
-    response = await client.post("/api/channel/attachments", data=PNG, params={
-        "sender_id": SENDER, "channel": "wecom_kf", "msgid": "x"}, headers={"Content-Type": "image/png"})
+    response = await client.post(
+        "/api/channel/attachments",
+        data=PNG,
+        params={"sender_id": SENDER, "channel": "wecom_kf", "msgid": "x"},
+        headers={"Content-Type": "image/png"},
+    )
     assert response.status == 401
 
 
 async def test_the_bots_rating_through_the_api(client):
     rate = {"sender_id": "shop-9", "rating": 5}
     assert (await client.post("/api/outcomes/rating", json=rate, headers=AUTH)).status == 404
-    await client.post("/api/outcomes", json={"sender_id": "shop-9", "outcome": "resolved", "fixed_step": "network"},
-                      headers=AUTH)
-    for bad in ({"sender_id": "shop-9", "rating": 6}, {"sender_id": "shop-9", "rating": "5"},
-                {"sender_id": "shop-9", "rating": True}, {"rating": 5}):
+    await client.post("/api/outcomes", json={"sender_id": "shop-9", "outcome": "resolved", "fixed_step": "network"}, headers=AUTH)
+    for bad in (
+        {"sender_id": "shop-9", "rating": 6},
+        {"sender_id": "shop-9", "rating": "5"},
+        {"sender_id": "shop-9", "rating": True},
+        {"rating": 5},
+    ):
         assert (await client.post("/api/outcomes/rating", json=bad, headers=AUTH)).status == 400
     assert (await client.post("/api/outcomes/rating", json=rate, headers=AUTH)).status == 201
     assert (await client.post("/api/outcomes/rating", json=rate, headers=AUTH)).status == 409
@@ -317,8 +339,7 @@ async def test_one_bad_report_costs_the_channel_none_of_the_good_ones(client, ca
     _, second = await reply(client, case["id"], "第二条")
     reports = DeskReports(str(client.make_url("")), TOKEN, "wecom_kf")
     reports.delivery(f"wecom_kf:{first['id']}:sent", SENDER, "第一条", first["id"])
-    reports.poster.put({**report("delivery", "wecom_kf:bad:sent", desk_message_id=second["id"], text="?"),
-                        "state": "read"})
+    reports.poster.put({**report("delivery", "wecom_kf:bad:sent", desk_message_id=second["id"], text="?"), "state": "read"})
     reports.agent_message("m9", SENDER, "我是企业微信客服", "")
     reports.delivery(f"wecom_kf:{second['id']}:held1", SENDER, "第二条", second["id"], reason="48-hour window closed")
     with caplog.at_level(logging.ERROR, logger="rasa_server.desk_post"):
@@ -336,8 +357,14 @@ async def test_report_ids_past_the_retention_are_pruned_and_the_console_keeps_th
     store = client.app[STORE]
     case = await kf_case(client)
     _, sent = await reply(client, case["id"])
-    held = report("delivery", f"wecom_kf:{sent['id']}:held1", desk_message_id=sent["id"], text="请重启终端",
-                  state="held", reason="48-hour window closed")
+    held = report(
+        "delivery",
+        f"wecom_kf:{sent['id']}:held1",
+        desk_message_id=sent["id"],
+        text="请重启终端",
+        state="held",
+        reason="48-hour window closed",
+    )
     assert await send(client, held) == (200, answer(taken=1))
     retention = timedelta(days=client.app[SETTINGS].report_retention_days)
     assert retention == timedelta(days=14)
@@ -354,8 +381,9 @@ async def test_the_first_batch_a_desk_process_takes_prunes_old_report_ids(client
     store = client.app[STORE]
     old = datetime.now(timezone.utc) - timedelta(days=15)
     async with store.engine.begin() as conn:
-        await conn.execute(channel_reports.insert().values(report_id="old", kind="session", sender_id=SENDER,
-                                                           channel="wecom_kf", received_at=old))
+        await conn.execute(
+            channel_reports.insert().values(report_id="old", kind="session", sender_id=SENDER, channel="wecom_kf", received_at=old)
+        )
     case = await kf_case(client)
     assert await send(client, report("session", "s2", state=2, servicer_userid=None)) == (200, answer(taken=1))
     async with store.engine.connect() as conn:

@@ -18,6 +18,7 @@ server, Rasa with the trained model) and fake platforms that hold to the platfor
   signature is refused; an agent's reply through Rasa's API (``output_channel=latest``)
   reaches the Telegram chat.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -113,16 +114,17 @@ def msgid() -> str:
 
 # --- voice ------------------------------------------------------------------------------
 
+
 def test_voice_with_recognition_is_answered_as_typed_masked_and_marked_for_the_agent(stack, platforms):
     typed, spoken = openid(), openid()
     auth = {"Authorization": f"Bearer {stack.desk.token}"}
-    case = http("POST", f"{stack.desk.url}/api/escalations",
-                {"sender_id": spoken, "channel": "wechat", "language": "zh", "summary": "voice"}, auth)
+    case = http(
+        "POST", f"{stack.desk.url}/api/escalations", {"sender_id": spoken, "channel": "wechat", "language": "zh", "summary": "voice"}, auth
+    )
 
     words = f"pos机报1000怎么办 卡号{CARD}"
     assert wechat(stack, text_message(typed, words, msgid(), to="gh_test")) == 200
-    assert wechat(stack, media_message(spoken, "voice", msgid(), to="gh_test", MediaId="v1", Format="amr",
-                                       Recognition=words)) == 200
+    assert wechat(stack, media_message(spoken, "voice", msgid(), to="gh_test", MediaId="v1", Format="amr", Recognition=words)) == 200
     wait_until(lambda: len(platforms.wechat.texts(typed)) >= 2 and len(platforms.wechat.texts(spoken)) >= 2, 60)
     time.sleep(1)  # the bot's answers to one message come together
     assert platforms.wechat.texts(spoken) == platforms.wechat.texts(typed)  # the same answer as for the text
@@ -144,11 +146,11 @@ def test_voice_with_recognition_is_answered_as_typed_masked_and_marked_for_the_a
 
 # --- pictures and other media -------------------------------------------------------------
 
+
 def test_a_picture_gets_a_polite_answer_in_chinese_and_is_fetched_for_the_desk(stack, platforms):
     merchant, media_id = openid(), f"MEDIA_{uuid.uuid4().hex[:8]}"
     platforms.wechat.media[media_id] = (picture("JPEG", 32), "image/jpeg")
-    image = media_message(merchant, "image", msgid(), to="gh_test", PicUrl="http://127.0.0.1:9/x.jpg",
-                          MediaId=media_id)
+    image = media_message(merchant, "image", msgid(), to="gh_test", PicUrl="http://127.0.0.1:9/x.jpg", MediaId=media_id)
     for _ in range(3):  # the platform's retries: one answer
         assert wechat(stack, image) == 200
     wait_until(lambda: platforms.wechat.texts(merchant), 30)
@@ -165,8 +167,12 @@ def test_a_picture_during_a_handoff_is_attached_to_the_case_and_the_merchant_tol
     png = picture("PNG", 48)
     platforms.wechat.media[media_id] = (png, "image/png")
     auth = {"Authorization": f"Bearer {stack.desk.token}"}
-    case = http("POST", f"{stack.desk.url}/api/escalations",
-                {"sender_id": merchant, "channel": "wechat", "language": "zh", "summary": "picture"}, auth)
+    case = http(
+        "POST",
+        f"{stack.desk.url}/api/escalations",
+        {"sender_id": merchant, "channel": "wechat", "language": "zh", "summary": "picture"},
+        auth,
+    )
     image = media_message(merchant, "image", picture_msgid, to="gh_test", MediaId=media_id)
     assert wechat(stack, image) == 200
     wait_until(lambda: platforms.wechat.texts(merchant), 30)
@@ -217,28 +223,33 @@ def test_a_1mb_body_and_malformed_xml_are_refused_and_the_channel_keeps_answerin
 
 # --- Telegram ------------------------------------------------------------------------------
 
+
 def telegram_update(chat_id: int, text: str) -> bytes:
     now = int(time.time())
-    return json.dumps({
-        "update_id": chat_id,
-        "message": {"message_id": 1, "date": now, "text": text,
-                    "chat": {"id": chat_id, "type": "private", "first_name": "Li"},
-                    "from": {"id": chat_id, "is_bot": False, "first_name": "Li"}},
-    }).encode()
+    return json.dumps(
+        {
+            "update_id": chat_id,
+            "message": {
+                "message_id": 1,
+                "date": now,
+                "text": text,
+                "chat": {"id": chat_id, "type": "private", "first_name": "Li"},
+                "from": {"id": chat_id, "is_bot": False, "first_name": "Li"},
+            },
+        }
+    ).encode()
 
 
 def test_telegram_card_numbers_are_masked_and_the_agents_reply_reaches_the_chat(stack, platforms):
     assert platforms.telegram.webhooks == ["https://pos.example/webhooks/telegram/webhook"]  # set at start-up
     chat = int(uuid.uuid4().int % 10**9)
-    status, body = raw("POST", f"{stack.rasa_url}/webhooks/telegram/webhook",
-                       telegram_update(chat, f"pos机报1000咋整 卡号{CARD}"))
+    status, body = raw("POST", f"{stack.rasa_url}/webhooks/telegram/webhook", telegram_update(chat, f"pos机报1000咋整 卡号{CARD}"))
     assert (status, body) == (200, b"success")
     assert [e["text"] for e in user_events(stack, str(chat))] == [f"pos机报1000咋整 卡号{CARD_MASKED}"]
     assert platforms.telegram.texts(str(chat))[0].startswith("出现1000，按这四步排查")
 
     # An agent's reply, as the desk sends it through Rasa's API.
-    url = (f"{stack.rasa_url}/conversations/{chat}/tracker/events?output_channel=latest"
-           f"&execute_side_effects=true&token={RASA_TOKEN}")
+    url = f"{stack.rasa_url}/conversations/{chat}/tracker/events?output_channel=latest&execute_side_effects=true&token={RASA_TOKEN}"
     status, _ = raw("POST", url, json.dumps({"event": "bot", "text": "您好，我是客服小李"}).encode())
     assert status == 200
     wait_until(lambda: "您好，我是客服小李" in platforms.telegram.texts(str(chat)), 30)
@@ -246,14 +257,27 @@ def test_telegram_card_numbers_are_masked_and_the_agents_reply_reaches_the_chat(
 
 # --- Slack ---------------------------------------------------------------------------------
 
+
 def slack_request(text: str, user: str, timestamp: int = 0, secret: str = SLACK_SECRET) -> Tuple[bytes, Dict[str, str]]:
     """An Events API message event, signed as Slack signs it (v0: HMAC-SHA256 of v0:ts:body)."""
-    body = json.dumps({
-        "token": "verification", "team_id": "T1", "api_app_id": "A1", "type": "event_callback",
-        "event": {"type": "message", "channel_type": "im", "channel": f"D{user}", "user": user,
-                  "text": text, "ts": f"{time.time():.6f}"},
-        "authorizations": [{"user_id": "UBOT"}], "event_id": f"Ev{uuid.uuid4().hex[:8]}",
-    }).encode()
+    body = json.dumps(
+        {
+            "token": "verification",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "type": "event_callback",
+            "event": {
+                "type": "message",
+                "channel_type": "im",
+                "channel": f"D{user}",
+                "user": user,
+                "text": text,
+                "ts": f"{time.time():.6f}",
+            },
+            "authorizations": [{"user_id": "UBOT"}],
+            "event_id": f"Ev{uuid.uuid4().hex[:8]}",
+        }
+    ).encode()
     stamp = str(timestamp or int(time.time()))
     digest = hmac.new(secret.encode(), f"v0:{stamp}:".encode() + body, hashlib.sha256).hexdigest()
     return body, {"X-Slack-Request-Timestamp": stamp, "X-Slack-Signature": f"v0={digest}"}

@@ -1,6 +1,7 @@
 """Channel reports, merchant pictures, the bot's rating and the one-copy rule for Rasa
 messages in the store, on SQLite and on a real PostgreSQL. A second ``DeskStore`` on the
 same database stands for a second desk process."""
+
 from __future__ import annotations
 
 import asyncio
@@ -32,8 +33,7 @@ async def take(store: DeskStore, *reports: dict):
 
 
 async def kf_case(store: DeskStore, **changes) -> dict:
-    case, _ = await store.create_escalation(
-        new_case(sender_id=SENDER, channel="wecom_kf", transcript=[], **changes), None)
+    case, _ = await store.create_escalation(new_case(sender_id=SENDER, channel="wecom_kf", transcript=[], **changes), None)
     return case
 
 
@@ -54,8 +54,9 @@ async def test_a_reply_on_a_reporting_channel_is_sending_until_the_channel_says(
     await store.mark_delivery(reply["id"], None)  # Rasa took it: not yet the merchant's
     assert line(await store.get_escalation(case["id"]), reply["id"])["delivery"] == "sending"
 
-    held = report("delivery", "wecom_kf:m1:held", desk_message_id=reply["id"], text="请重启终端", state="held",
-                  reason="48-hour window closed")
+    held = report(
+        "delivery", "wecom_kf:m1:held", desk_message_id=reply["id"], text="请重启终端", state="held", reason="48-hour window closed"
+    )
     assert (await take(store, held)).taken == 1
     shown = line(await store.get_escalation(case["id"]), reply["id"])
     assert (shown["delivery"], shown["delivery_reason"]) == ("held", "48-hour window closed")
@@ -64,18 +65,31 @@ async def test_a_reply_on_a_reporting_channel_is_sending_until_the_channel_says(
     again = await take(second, held)
     assert (again.taken, again.ignored) == (0, 1)
 
-    sent = report("delivery", "wecom_kf:m1:sent", at=1_764_000_100.0, desk_message_id=reply["id"],
-                  text="请重启终端", state="sent")
-    older = report("delivery", "wecom_kf:m1:late", at=1_763_999_000.0, desk_message_id=reply["id"],
-                   text="请重启终端", state="held", reason="errcode 45015")
+    sent = report("delivery", "wecom_kf:m1:sent", at=1_764_000_100.0, desk_message_id=reply["id"], text="请重启终端", state="sent")
+    older = report(
+        "delivery",
+        "wecom_kf:m1:late",
+        at=1_763_999_000.0,
+        desk_message_id=reply["id"],
+        text="请重启终端",
+        state="held",
+        reason="errcode 45015",
+    )
     result = await take(store, sent, older)
     assert (result.taken, result.ignored) == (1, 1)
     shown = line(await store.get_escalation(case["id"]), reply["id"])
     assert (shown["delivery"], shown["delivery_reason"]) == ("delivered", None)
 
     # A later msg_send_fail (newer than the sent report) takes "delivered" back.
-    failed = report("delivery", "wecom_kf:m1:fail", at=1_764_000_200.0, desk_message_id=reply["id"],
-                    text="请重启终端", state="held", reason="msg_send_fail event")
+    failed = report(
+        "delivery",
+        "wecom_kf:m1:fail",
+        at=1_764_000_200.0,
+        desk_message_id=reply["id"],
+        text="请重启终端",
+        state="held",
+        reason="msg_send_fail event",
+    )
     assert (await take(store, failed)).taken == 1
     assert line(await store.get_escalation(case["id"]), reply["id"])["delivery"] == "held"
 
@@ -98,8 +112,9 @@ async def test_delivery_reports_that_name_nothing_of_this_merchant_change_nothin
 
 async def test_a_wecom_agents_message_joins_the_open_case(store):
     case = await kf_case(store)
-    result = await take(store, report("agent_message", "wecom_kf:m9", text="卡号 4111111111111111 已查",
-                                      servicer_userid="zhangsan", msgid="m9"))
+    result = await take(
+        store, report("agent_message", "wecom_kf:m9", text="卡号 4111111111111111 已查", servicer_userid="zhangsan", msgid="m9")
+    )
     assert result.taken == 1
     [message] = (await store.get_escalation(case["id"]))["transcript"]
     assert (message["role"], message["kind"], message["author"]) == ("agent", "wecom_agent", "WeCom zhangsan")
@@ -107,8 +122,7 @@ async def test_a_wecom_agents_message_joins_the_open_case(store):
     assert (await store.get_escalation(case["id"]))["first_reply_at"]
     # No open case (resolved): counted, not kept.
     await store.resolve(case["id"], "ok", None, "再见")
-    result = await take(store, report("agent_message", "wecom_kf:m10", text="还在吗", servicer_userid="zhangsan",
-                                      msgid="m10"))
+    result = await take(store, report("agent_message", "wecom_kf:m10", text="还在吗", servicer_userid="zhangsan", msgid="m10"))
     assert (result.taken, result.ignored) == (0, 1)
 
 
@@ -119,8 +133,7 @@ async def test_the_wecom_session_pool_agent_and_end(store):
 
     await take(store, report("session", "s3", state=3, servicer_userid="zhangsan"))
     claimed = await store.get_escalation(case["id"])
-    assert (claimed["status"], claimed["claimed_by"], claimed["platform_session"]) == (
-        "claimed", "wecom:zhangsan", "agent")
+    assert (claimed["status"], claimed["claimed_by"], claimed["platform_session"]) == ("claimed", "wecom:zhangsan", "agent")
     with pytest.raises(Conflict, match="WeCom client"):
         await store.add_agent_reply(case["id"], "我来", "li")
     with pytest.raises(Conflict):
@@ -129,8 +142,7 @@ async def test_the_wecom_session_pool_agent_and_end(store):
     result = await take(store, report("session", "s4", state=4, servicer_userid="zhangsan"))
     assert result.resumed == [case["id"]]
     ended = await store.get_escalation(case["id"])
-    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == (
-        "resolved", "wecom:zhangsan", "ended in WeCom")
+    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == ("resolved", "wecom:zhangsan", "ended in WeCom")
     # Only the resume is queued: no closing text, no rating question.
     assert [m["kind"] for m in await store.undelivered(case["id"])] == ["resume"]
     # Once ended, a repeat (new report_id) finds no open case.
@@ -158,14 +170,14 @@ async def test_a_picture_is_kept_once_on_the_open_case(store, second):
 
 
 async def test_a_rasa_message_filed_by_two_processes_at_once_is_kept_once(store, second):
-    case, _ = await store.create_escalation(new_case(transcript=[
-        {"role": "user", "text": "报1000", "source_ts": 1.0}, {"role": "user", "text": "again", "source_ts": 1.0}]),
-        None)
+    case, _ = await store.create_escalation(
+        new_case(transcript=[{"role": "user", "text": "报1000", "source_ts": 1.0}, {"role": "user", "text": "again", "source_ts": 1.0}]),
+        None,
+    )
     assert [m["text"] for m in case["transcript"]] == ["报1000"]
     at = datetime.now(timezone.utc)
     lines = [{"text": "还要等多久", "source_ts": 5.0, "at": at}, {"text": "在吗", "source_ts": 6.0, "at": at}]
-    added = await asyncio.gather(store.add_merchant_messages(case["id"], lines),
-                                 second.add_merchant_messages(case["id"], lines))
+    added = await asyncio.gather(store.add_merchant_messages(case["id"], lines), second.add_merchant_messages(case["id"], lines))
     assert sum(added) == 2
     assert await store.add_merchant_messages(case["id"], lines) == 0
     texts = [m["text"] for m in (await store.get_escalation(case["id"]))["transcript"]]
@@ -193,19 +205,31 @@ async def test_migration_0004_keeps_the_first_of_duplicated_copies(database_url)
     command.upgrade(alembic_config(database_url), "0003")
     engine = sa.create_engine(sync_url(database_url))
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO escalations (id, ticket, sender_id, channel, language, status, priority, diagnostics,"
-            " created_at, updated_at) VALUES (1, 'PX-DUP000', 's', 'rest', 'zh', 'open', 'normal', '[]',"
-            " '2026-12-01 00:00:00', '2026-12-01 00:00:00')"))
+        conn.execute(
+            sa.text(
+                "INSERT INTO escalations (id, ticket, sender_id, channel, language, status, priority, diagnostics,"
+                " created_at, updated_at) VALUES (1, 'PX-DUP000', 's', 'rest', 'zh', 'open', 'normal', '[]',"
+                " '2026-12-01 00:00:00', '2026-12-01 00:00:00')"
+            )
+        )
         for text in ("first", "copy", "copy 2"):
-            conn.execute(sa.text("INSERT INTO messages (escalation_id, role, text, at, kind, source_ts) VALUES"
-                                 " (1, 'user', :text, '2026-12-01 00:00:01', 'merchant', 7.0)"), {"text": text})
+            conn.execute(
+                sa.text(
+                    "INSERT INTO messages (escalation_id, role, text, at, kind, source_ts) VALUES"
+                    " (1, 'user', :text, '2026-12-01 00:00:01', 'merchant', 7.0)"
+                ),
+                {"text": text},
+            )
     migrate(database_url)
     with engine.connect() as conn:
         assert conn.execute(sa.text("SELECT text FROM messages")).scalars().all() == ["first"]
         with pytest.raises(sa.exc.IntegrityError):
-            conn.execute(sa.text("INSERT INTO messages (escalation_id, role, text, at, kind, source_ts) VALUES"
-                                 " (1, 'user', 'again', '2026-12-01 00:00:02', 'merchant', 7.0)"))
+            conn.execute(
+                sa.text(
+                    "INSERT INTO messages (escalation_id, role, text, at, kind, source_ts) VALUES"
+                    " (1, 'user', 'again', '2026-12-01 00:00:02', 'merchant', 7.0)"
+                )
+            )
     engine.dispose()
 
 
@@ -217,11 +241,12 @@ async def report_ids(store: DeskStore) -> list:
 async def test_report_ids_are_kept_for_the_retention_only_and_the_bots_leave_none(store):
     case = await kf_case(store)
     reply = await store.add_agent_reply(case["id"], "请重启终端", "li")
-    await take(store,
-               report("delivery", "r-held", desk_message_id=reply["id"], text="请重启终端", state="held",
-                      reason="48-hour window closed"),
-               report("delivery", "r-bot", desk_message_id=None, text="机器人自己的话", state="sent"),
-               report("session", "r-pool", state=2, servicer_userid=None))
+    await take(
+        store,
+        report("delivery", "r-held", desk_message_id=reply["id"], text="请重启终端", state="held", reason="48-hour window closed"),
+        report("delivery", "r-bot", desk_message_id=None, text="机器人自己的话", state="sent"),
+        report("session", "r-pool", state=2, servicer_userid=None),
+    )
     assert await report_ids(store) == ["r-held", "r-pool"]
     retention = timedelta(days=14)
     now = datetime.now(timezone.utc)

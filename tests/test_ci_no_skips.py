@@ -1,4 +1,5 @@
 """A skip fails the CI run and stays a skip elsewhere (tests/ci_no_skips.py)."""
+
 from __future__ import annotations
 
 import pytest

@@ -5,6 +5,7 @@ the custom actions run in a real action server process (`python -m actions.serve
 desk (`python -m support_desk`: incident board, escalations). Each bot message is
 compared with the domain's variation for the merchant's language.
 """
+
 from __future__ import annotations
 
 import os
@@ -170,9 +171,7 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
 
 async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
     chat = Chat(agent, "en-software")
-    assert await chat.texts("walk me through the checks") == [
-        variations["utter_ask_network_ok"]["en"]
-    ]
+    assert await chat.texts("walk me through the checks") == [variations["utter_ask_network_ok"]["en"]]
     assert await chat.texts("still 1000") == [variations["utter_question_terminal_model"]["en"]]
     [restart] = await chat.texts("its a newland N910")
     assert "(新大陆 N910)" in restart and "Hold the power key on top" in restart
@@ -194,11 +193,15 @@ async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
 
 
 async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, variations):
-    incident = desk.call("POST", "/api/incidents", {
-        "region": "全国",
-        "message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."},
-        "expected_end": "2099-11-25T14:00:00+08:00",
-    })
+    incident = desk.call(
+        "POST",
+        "/api/incidents",
+        {
+            "region": "全国",
+            "message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."},
+            "expected_end": "2099-11-25T14:00:00+08:00",
+        },
+    )
     chat = Chat(agent, "zh-incident")
     try:
         # Told before any check, with the choices; the merchant goes on with the checks.
@@ -238,6 +241,7 @@ async def test_low_confidence_offers_topics_then_listens(agent, variations):
 
 # --- error 1000 comes back after a finished run ------------------------------------------
 
+
 async def desk_resumes(agent, sender: str, closing: str, question: Optional[Dict] = None) -> None:
     """The events the desk appends when an agent resolves a case (support_desk/relay.py):
     resume, the closing message, the rating question with its buttons, action_listen."""
@@ -263,8 +267,7 @@ async def age_conversation(agent, sender: str, seconds: float) -> None:
 
 AGENT_QUESTION = {
     "text": "How would you rate the agent's help?",
-    "buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
-                for n in range(1, 6)],
+    "buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'} for n in range(1, 6)],
 }
 
 
@@ -300,14 +303,15 @@ async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, v
     desk.call("POST", f"/api/escalations/{case['id']}/resolve", {"note": "router restarted"})
     await desk_resumes(agent, sender, f"Case {first} is resolved.", AGENT_QUESTION)
 
-    assert await chat.texts('/rate_agent{"agent_rating": "5"}') == [
-        variations["utter_thanks_agent_rating"]["en"]]
+    assert await chat.texts('/rate_agent{"agent_rating": "5"}') == [variations["utter_thanks_agent_rating"]["en"]]
     assert await chat.slot("agent_rating") == 5.0
 
     # Error 1000 again: the checks from step 1, then a person without the merchant number
     # or the phone asked again.
     assert await chat.texts("the 1000 error is back today") == [
-        variations["utter_how_to_fix"]["en"], variations["utter_offer_diagnostics"]["en"]]
+        variations["utter_how_to_fix"]["en"],
+        variations["utter_offer_diagnostics"]["en"],
+    ]
     assert await chat.texts("yes") == [variations["utter_ask_network_ok"]["en"]]
     assert await chat.texts("still 1000") == [variations["utter_question_terminal_model"]["en"]]
     assert await chat.texts("talk to a human") == [variations["utter_ask_problem_summary"]["en"]]
@@ -322,8 +326,7 @@ async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, v
 
     # The next day (past session_expiration_time): a new session, the checks from step 1.
     await age_conversation(agent, sender, 3 * 3600)
-    assert await chat.texts("walk me through the checks again") == [
-        variations["utter_ask_network_ok"]["en"]]
+    assert await chat.texts("walk me through the checks again") == [variations["utter_ask_network_ok"]["en"]]
     tracker = await agent.tracker_store.retrieve_full_tracker(sender)
     assert [e.type_name for e in tracker.events].count("session_started") == 2
     assert await chat.texts("human please") == [variations["utter_ask_problem_summary"]["en"]]

@@ -8,6 +8,7 @@ same matrices (shape, entries, order, dtypes) or the same ``None``. A vectorizer
 not a plain fitted ``CountVectorizer`` goes upstream; a changed upstream method refuses to
 build; ``config.yml`` names the featurizer.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -37,14 +38,19 @@ upstream = CountVectorsFeaturizer._create_features
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def create_features(featurizer: DirectCountVectorsFeaturizer, attribute: str,
-                    messages: List[List[str]]) -> Any:
+def create_features(featurizer: DirectCountVectorsFeaturizer, attribute: str, messages: List[List[str]]) -> Any:
     """The featurizer's own features (``DirectCountVectorsFeaturizer._create_features``)."""
     return featurizer._create_features(attribute, messages)
 
-EXAMPLES = [("what does error 1000 mean", "ask_meaning"), ("is it a hardware fault", "ask_is_hardware"),
-            ("pos 机 报 1000 是 什么 意思", "ask_meaning"), ("still 1000 after the update", "deny"),
-            ("Hello hello HELLO", "greet"), ("商米 P2 还是 不行", "deny")]
+
+EXAMPLES = [
+    ("what does error 1000 mean", "ask_meaning"),
+    ("is it a hardware fault", "ask_is_hardware"),
+    ("pos 机 报 1000 是 什么 意思", "ask_meaning"),
+    ("still 1000 after the update", "deny"),
+    ("Hello hello HELLO", "greet"),
+    ("商米 P2 还是 不行", "deny"),
+]
 WORDS = sorted({word for text, _ in EXAMPLES for word in text.split()})
 
 CONFIGS = {
@@ -60,13 +66,14 @@ def featurizers(tmp_path_factory) -> Dict[str, DirectCountVectorsFeaturizer]:
     trained = {}
     for name, config in CONFIGS.items():
         tokenizer = WhitespaceTokenizer(WhitespaceTokenizer.get_default_config())
-        data = TrainingData([Message(data={"text": text, "intent": intent})
-                             for text, intent in EXAMPLES])
+        data = TrainingData([Message(data={"text": text, "intent": intent}) for text, intent in EXAMPLES])
         tokenizer.process_training_data(data)
         featurizer = DirectCountVectorsFeaturizer.create(
             {**DirectCountVectorsFeaturizer.get_default_config(), **config},
-            LocalModelStorage(tmp_path_factory.mktemp(name)), Resource(name),
-            ExecutionContext(GraphSchema({}), name))
+            LocalModelStorage(tmp_path_factory.mktemp(name)),
+            Resource(name),
+            ExecutionContext(GraphSchema({}), name),
+        )
         featurizer.train(data)
         if name == "binary":
             # Rasa never asks for binary counts, but a vectorizer may be set so.
@@ -88,13 +95,11 @@ def assert_same(expected: List[Any], actual: List[Any]) -> None:
             assert ours.dtype == theirs.dtype and np.array_equal(ours, theirs), field
 
 
-tokens = st.lists(st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=6)),
-                  max_size=8)
+tokens = st.lists(st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=6)), max_size=8)
 
 
 @settings(max_examples=200, deadline=None)
-@given(messages=st.lists(tokens, min_size=1, max_size=4),
-       name=st.sampled_from(sorted(CONFIGS)))
+@given(messages=st.lists(tokens, min_size=1, max_size=4), name=st.sampled_from(sorted(CONFIGS)))
 def test_same_features_as_scikit_learn(featurizers, messages, name):
     featurizer = featurizers[name]
     for attribute in ("text", "intent"):  # with and without sentence features
@@ -134,8 +139,11 @@ def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path):
     monkeypatch.setattr(count_vectors, "UPSTREAM", (Upstream(checked.path, "0" * 64),))
     with pytest.raises(ReplacementCheckError) as error:
         DirectCountVectorsFeaturizer.create(
-            DirectCountVectorsFeaturizer.get_default_config(), LocalModelStorage(tmp_path),
-            Resource("cvf"), ExecutionContext(GraphSchema({}), "cvf"))
+            DirectCountVectorsFeaturizer.get_default_config(),
+            LocalModelStorage(tmp_path),
+            Resource("cvf"),
+            ExecutionContext(GraphSchema({}), "cvf"),
+        )
     message = str(error.value)
     assert f"{checked.path} (re-implemented by nlu_components/count_vectors.py)" in message
     assert f"its source's SHA-256 is {checked.sha256}, expected {'0' * 64}" in message

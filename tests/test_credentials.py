@@ -5,6 +5,7 @@ Routes are read from the app's router, so a page or endpoint added later is chec
 too — or this test fails until it is declared public here on purpose. Rasa's HTTP API
 and the action server are checked against real processes in tests/test_rasa_doors.py.
 """
+
 from __future__ import annotations
 
 import base64
@@ -24,8 +25,13 @@ from tests.harness.desk_app import csrf_of, login
 # Deliberately public: liveness, the API description, the merchants' help page with its
 # widget, the login form, the language switch.
 PUBLIC = {
-    ("GET", "/health"), ("GET", "/api/openapi.json"), ("GET", "/chat"), ("GET", "/chat/webchat.js"),
-    ("GET", "/console/login"), ("POST", "/console/login"), ("GET", "/console/lang/{lang}"),
+    ("GET", "/health"),
+    ("GET", "/api/openapi.json"),
+    ("GET", "/chat"),
+    ("GET", "/chat/webchat.js"),
+    ("GET", "/console/login"),
+    ("POST", "/console/login"),
+    ("GET", "/console/lang/{lang}"),
     ("GET", "/console/static/{name}"),  # the console's own scripts, nothing secret
 }
 SECRET_KEY = desk_settings("sqlite://").secret_key
@@ -81,8 +87,14 @@ CONSOLE = [route for route in PROTECTED if route[1].startswith("/console")]
 
 
 WRONG_CREDENTIALS = [
-    {}, {"Authorization": "Bearer wrong"}, {"Authorization": f"Bearer {TOKEN}x"}, {"Authorization": f"Basic {TOKEN}"},
-    {"Authorization": f"bearer{TOKEN}"}, {"Authorization": TOKEN}, {"Authorization": "Bearer"}, {"X-Token": TOKEN},
+    {},
+    {"Authorization": "Bearer wrong"},
+    {"Authorization": f"Bearer {TOKEN}x"},
+    {"Authorization": f"Basic {TOKEN}"},
+    {"Authorization": f"bearer{TOKEN}"},
+    {"Authorization": TOKEN},
+    {"Authorization": "Bearer"},
+    {"X-Token": TOKEN},
     {"Authorization": "Bearer 令牌"},
 ]
 
@@ -110,8 +122,13 @@ async def test_with_the_token_no_api_route_answers_401(client, method, path):
 
 @pytest.mark.parametrize("method, path", CONSOLE)
 async def test_every_console_route_needs_a_login(client, method, path):
-    response = await client.request(method, concrete(path), allow_redirects=False, headers=AUTH,
-                                    data={"csrf": "x", "text": "hi", "note": "n", "message_zh": "z", "message_en": "e"})
+    response = await client.request(
+        method,
+        concrete(path),
+        allow_redirects=False,
+        headers=AUTH,
+        data={"csrf": "x", "text": "hi", "note": "n", "message_zh": "z", "message_en": "e"},
+    )
     # Read by the pages' scripts (canned replies, the live stream and its reads): JSON, not a redirect.
     if path.endswith("/cases/{id}/canned") or path == "/console/events" or path.startswith("/console/live/"):
         assert response.status == 401 and await response.json() == {"error": "login required"}

@@ -1,6 +1,7 @@
 """The production description (deploy/) matches what `make bench` runs, its nginx
 configuration is valid for Debian's nginx, and the WeChat channels' state is in a Redis
 that keeps it across a restart (tried on a real redis-server with the deployed command)."""
+
 from __future__ import annotations
 
 import asyncio
@@ -27,8 +28,7 @@ def compose() -> dict:
 
 def test_compose_has_the_benchmarked_topology():
     services = compose()["services"]
-    assert set(services) == {"postgres", "redis", "channel-state", "nginx", "desk",
-                             "rasa1", "rasa2", "actions1", "actions2"}
+    assert set(services) == {"postgres", "redis", "channel-state", "nginx", "desk", "rasa1", "rasa2", "actions1", "actions2"}
     for number in (1, 2):
         rasa = services[f"rasa{number}"]
         assert "python -m rasa_server run" in rasa["command"]
@@ -55,7 +55,7 @@ def commented_block(text: str, header: str) -> dict:
     lines = text.splitlines()
     start = lines.index(f"# {header}:")
     block = [lines[start][2:]]
-    for line in lines[start + 1:]:
+    for line in lines[start + 1 :]:
         if not line.startswith("#   "):
             break
         block.append(line[2:])
@@ -92,8 +92,18 @@ def start_redis(command: str, directory: Path, port: int) -> Service:
     """Debian's redis-server with a deployed command's flags, on loopback, its files in
     ``directory`` (the volume)."""
     binary = shutil.which("redis-server") or "/usr/bin/redis-server"
-    args = [binary, *shlex.split(command)[1:], "--bind", "127.0.0.1", "--port", str(port),
-            "--dir", str(directory), "--protected-mode", "yes"]
+    args = [
+        binary,
+        *shlex.split(command)[1:],
+        "--bind",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--dir",
+        str(directory),
+        "--protected-mode",
+        "yes",
+    ]
     return Service(f"redis-{port}", args, directory).start()
 
 
@@ -111,14 +121,19 @@ async def wait_for_redis(state: RedisState, service: Service) -> None:
 @pytest.mark.process  # starts redis-server (tests/harness/fixtures.py)
 @pytest.mark.skipif(not shutil.which("redis-server"), reason="scripts/system_packages.sh installs redis-server")
 @pytest.mark.parametrize("service_name, survives", [("channel-state", True), ("redis", False)])
-async def test_a_held_message_and_the_cursor_survive_a_restart_of_the_channel_state_redis(
-        tmp_path, service_name, survives):
+async def test_a_held_message_and_the_cursor_survive_a_restart_of_the_channel_state_redis(tmp_path, service_name, survives):
     """The deployed command, restarted as compose and Kubernetes restart it (SIGTERM); the
     volatile Redis loses both, which is why the channels do not use it."""
     command = compose()["services"][service_name]["command"]
     port = free_port()
-    held = {"user": "wkKF01:wmMERCHANT", "msgid": "desk-42-0", "text": "请重启终端", "desk_message_id": 42,
-            "body": {"msgtype": "text"}, "held": 1}
+    held = {
+        "user": "wkKF01:wmMERCHANT",
+        "msgid": "desk-42-0",
+        "text": "请重启终端",
+        "desk_message_id": 42,
+        "body": {"msgtype": "text"},
+        "held": 1,
+    }
     service = start_redis(command, tmp_path, port)
     state = RedisState(f"redis://127.0.0.1:{port}/0", "wecom_kf")
     try:
@@ -150,8 +165,7 @@ def test_no_secret_is_written_into_the_deployment_files():
                 assert match.group(2).startswith("${"), f"{path.name}: {line.strip()}"
 
 
-@pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()),
-                    reason="scripts/system_packages.sh installs nginx")
+@pytest.mark.skipif(not (shutil.which("nginx") or Path("/usr/sbin/nginx").exists()), reason="scripts/system_packages.sh installs nginx")
 def test_nginx_configuration_is_valid(tmp_path):
     conf = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
     # Outside compose the service names do not resolve and port 80 may be taken.
@@ -161,9 +175,12 @@ def test_nginx_configuration_is_valid(tmp_path):
     conf = conf.replace("listen 8081;", f"listen 127.0.0.1:{free_port()};")
     conf = conf.replace("events {", f"pid {tmp_path}/nginx.pid;\nerror_log {tmp_path}/error.log;\nevents {{", 1)
     (tmp_path / "nginx.conf").write_text(conf, encoding="utf-8")
-    done = subprocess.run([shutil.which("nginx") or "/usr/sbin/nginx", "-t", "-c",
-                           str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
-                          capture_output=True, text=True, timeout=30)
+    done = subprocess.run(
+        [shutil.which("nginx") or "/usr/sbin/nginx", "-t", "-c", str(tmp_path / "nginx.conf"), "-p", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
     assert done.returncode == 0, done.stderr
     assert "test is successful" in done.stderr
 
@@ -208,11 +225,28 @@ def copied(paths: list, patterns: list) -> list:
     return kept
 
 
-LEAKS = [".env", "desk.db", "rasa_tracker.db", "rasa_tracker.db-wal", "var/outbox.sqlite",
-         "var/widget_presence.sqlite", ".venv/bin/python", "web/node_modules/rasa-webchat/lib/index.js",
-         "actions/__pycache__/handoff.cpython-310.pyc", ".git/config", "results/bench/bench.json"]
-NEEDED = ["actions/handoff.py", "support_desk/templates/case.html", "models/pos1000.tar.gz",
-          "domain/core.yml", "web/package-lock.json", "pyproject.toml", "deploy/endpoints.yml"]
+LEAKS = [
+    ".env",
+    "desk.db",
+    "rasa_tracker.db",
+    "rasa_tracker.db-wal",
+    "var/outbox.sqlite",
+    "var/widget_presence.sqlite",
+    ".venv/bin/python",
+    "web/node_modules/rasa-webchat/lib/index.js",
+    "actions/__pycache__/handoff.cpython-310.pyc",
+    ".git/config",
+    "results/bench/bench.json",
+]
+NEEDED = [
+    "actions/handoff.py",
+    "support_desk/templates/case.html",
+    "models/pos1000.tar.gz",
+    "domain/core.yml",
+    "web/package-lock.json",
+    "pyproject.toml",
+    "deploy/endpoints.yml",
+]
 
 
 def test_the_image_takes_no_secret_database_or_local_state():

@@ -4,6 +4,7 @@ display names, delivery state, the resolved outcome and the merchant's satisfact
 Store tests run on SQLite and a real PostgreSQL; API and console tests on SQLite with
 the Rasa HTTP API double (tests/harness/desk_app.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -43,8 +44,7 @@ async def store(request, tmp_path):
 
 
 def new_case(**changes) -> NewEscalation:
-    return NewEscalation(**{"sender_id": "shop-17", "channel": "socketio", "language": "zh",
-                            "ticket": "PX-ABC234", **changes})
+    return NewEscalation(**{"sender_id": "shop-17", "channel": "socketio", "language": "zh", "ticket": "PX-ABC234", **changes})
 
 
 async def test_a_note_is_private_and_never_queued_for_the_merchant(store):
@@ -127,8 +127,15 @@ async def client(tmp_path, rasa):
 
 
 async def create(client, **changes):
-    body = {"sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh", "channel": "socketio",
-            "summary": "PAX A920 报1000", "transcript": [{"role": "user", "text": "报1000"}], **changes}
+    body = {
+        "sender_id": "shop-17",
+        "ticket": "PX-ABC234",
+        "language": "zh",
+        "channel": "socketio",
+        "summary": "PAX A920 报1000",
+        "transcript": [{"role": "user", "text": "报1000"}],
+        **changes,
+    }
     response = await client.post("/api/escalations", json=body, headers=AUTH)
     assert response.status == 201, await response.text()
     return await response.json()
@@ -151,12 +158,15 @@ async def test_api_note_never_reaches_rasa(client, rasa):
     assert [m["delivery"] for m in full["transcript"] if m["kind"] == "note"] == ["private"]
 
 
-@pytest.mark.parametrize("body, message", [
-    ({}, "text is required and must be a string"),
-    ({"text": "\x00\x07\x1b"}, "text must not be empty"),
-    ({"text": "x" * 100_000}, "text is longer than 4000 characters"),
-    ({"text": ["a"]}, "text is required and must be a string"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "text is required and must be a string"),
+        ({"text": "\x00\x07\x1b"}, "text must not be empty"),
+        ({"text": "x" * 100_000}, "text is longer than 4000 characters"),
+        ({"text": ["a"]}, "text is required and must be a string"),
+    ],
+)
 async def test_api_bad_notes(client, body, message):
     case = await create(client)
     assert await post(client, f"/api/escalations/{case['id']}/notes", body) == (400, {"error": message})
@@ -186,13 +196,14 @@ async def test_api_claim_and_transfer_use_display_names(client, rasa):
 async def test_api_hand_back_resumes_the_bot_without_a_rating(client, rasa):
     case = await create(client, language="en")
     status, done = await post(client, f"/api/escalations/{case['id']}/handback", {"agent": "li"})
-    assert status == 200 and (done["status"], done["resolution_category"], done["resolved_by"]) == (
-        "resolved", "returned_to_bot", "li")
+    assert status == 200 and (done["status"], done["resolution_category"], done["resolved_by"]) == ("resolved", "returned_to_bot", "li")
     events = rasa.events["shop-17"]
     assert [e["event"] for e in events] == ["resume", "bot", "action"]
     assert "PX-ABC234" in events[1]["text"] and events[1]["text"].startswith("Sorry for the wait")
     assert await post(client, f"/api/escalations/{case['id']}/satisfaction", {"rating": 5}) == (
-        409, {"error": "escalation is not resolved by an agent"})
+        409,
+        {"error": "escalation is not resolved by an agent"},
+    )
 
 
 async def test_api_resolve_asks_for_a_rating_and_takes_it_once(client, rasa):
@@ -208,8 +219,7 @@ async def test_api_resolve_asks_for_a_rating_and_takes_it_once(client, rasa):
     assert "忽略" in events[2]["text"]  # says it can be skipped
     assert [b["payload"] for b in events[2]["data"]["buttons"]] == RATING_PAYLOADS
     for bad in ("5", 0, 6, 4.5, True, None):
-        assert await post(client, f"{path}/satisfaction", {"rating": bad}) == (
-            400, {"error": "rating must be an integer from 1 to 5"})
+        assert await post(client, f"{path}/satisfaction", {"rating": bad}) == (400, {"error": "rating must be an integer from 1 to 5"})
     status, rated = await post(client, f"{path}/satisfaction", {"rating": 5})
     assert status == 200 and rated["satisfaction"] == 5
     assert await post(client, f"{path}/satisfaction", {"rating": 1}) == (409, {"error": "escalation is already rated"})
@@ -220,7 +230,9 @@ async def test_api_resolve_asks_for_a_rating_and_takes_it_once(client, rasa):
 async def test_api_resolve_refuses_the_hand_back_category(client):
     case = await create(client)
     assert await post(client, f"/api/escalations/{case['id']}/resolve", {"note": "x", "category": "returned_to_bot"}) == (
-        400, {"error": "category returned_to_bot is set by a hand-back, not by resolve"})
+        400,
+        {"error": "category returned_to_bot is set by a hand-back, not by resolve"},
+    )
 
 
 @pytest.mark.parametrize("channel, state", [("socketio", "delivered"), ("wecom", "delivered"), ("rest", "not_pushable")])
@@ -241,8 +253,7 @@ async def test_two_agents_replying_at_once_are_delivered_once_in_order(client, r
     case = await create(client)
     path = f"/api/escalations/{case['id']}/reply"
     texts = [f"第{n}条" for n in range(10)]
-    results = await asyncio.gather(*(post(client, path, {"text": text, "agent": ("li", "wang")[n % 2]})
-                                     for n, text in enumerate(texts)))
+    results = await asyncio.gather(*(post(client, path, {"text": text, "agent": ("li", "wang")[n % 2]}) for n, text in enumerate(texts)))
     assert all(status == 201 for status, _ in results)
     sent = [e for e in rasa.events["shop-17"] if e["event"] == "bot"]
     assert sorted(e["text"] for e in sent) == sorted(texts)  # each once
@@ -259,8 +270,7 @@ def csrf_of(html: str) -> str:
 
 async def login(client, username="li", password=None):
     form = await (await client.get("/console/login")).text()
-    await client.post("/console/login", data={"csrf": csrf_of(form), "username": username,
-                                              "password": password or client.password})
+    await client.post("/console/login", data={"csrf": csrf_of(form), "username": username, "password": password or client.password})
     return csrf_of(await (await client.get("/console")).text())
 
 
@@ -283,8 +293,7 @@ async def test_console_canned_replies_for_the_case(client):
     await client.post("/console/canned", data={"csrf": token, "title": "Hello", "text": "Hi", "language": "en"})
     canned = (await (await client.get(f"/console/cases/{case['id']}/canned")).json())["canned"]
     titles = [c["title"] for c in canned]
-    assert titles == ["重启步骤 · PAX A920", "更新软件 · PAX A920", "查看版本 · PAX A920", "检查网络",
-                      "冲正：顾客被扣款了吗", MARKUP]
+    assert titles == ["重启步骤 · PAX A920", "更新软件 · PAX A920", "查看版本 · PAX A920", "检查网络", "冲正：顾客被扣款了吗", MARKUP]
     assert "3.2.1" in canned[2]["text"] and "交易查询" in canned[4]["text"]
 
     english = await create(client, ticket="PX-DEF567", language="en", summary="1000 again")
@@ -298,7 +307,7 @@ async def test_console_canned_replies_for_the_case(client):
     assert "&lt;script&gt;" in listing and MARKUP not in listing
     bad = await (await client.post("/console/canned", data={"csrf": token, "title": "x", "text": "y", "language": "fr"})).text()
     assert "language must be zh or en" in bad
-    first_id = re.search(r'/console/canned/(\d+)/delete', listing).group(1)
+    first_id = re.search(r"/console/canned/(\d+)/delete", listing).group(1)
     await client.post(f"/console/canned/{first_id}/delete", data={"csrf": token})
     assert MARKUP not in str((await (await client.get(f"/console/cases/{case['id']}/canned")).json())["canned"])
 
@@ -357,8 +366,7 @@ async def test_console_resolved_outcome_and_satisfaction(client, rasa):
     stats = await (await client.get("/console/stats")).text()
     assert 'id="agent-rating">4.0 / 5 · 1 条评价' in stats and 'id="bot-rating">暂无' in stats
     # The bot's own rating after a fixed terminal, beside the agents'.
-    await client.post("/api/outcomes", json={"sender_id": "shop-9", "outcome": "resolved", "fixed_step": "network"},
-                      headers=AUTH)
+    await client.post("/api/outcomes", json={"sender_id": "shop-9", "outcome": "resolved", "fixed_step": "network"}, headers=AUTH)
     rated = await client.post("/api/outcomes/rating", json={"sender_id": "shop-9", "rating": 5}, headers=AUTH)
     assert rated.status == 201
     stats = await (await client.get("/console/stats")).text()

@@ -1,4 +1,5 @@
 """The desk API with aiohttp's test client: every endpoint, every error, auth."""
+
 from __future__ import annotations
 
 import time
@@ -81,8 +82,19 @@ async def test_create_escalation_masks_cards_and_keeps_transcript(client):
     ]
     reply_by = datetime.fromisoformat(escalation["expected_reply_by"])
     assert reply_by > datetime.now(timezone.utc)
-    for key in ("id", "sender_id", "channel", "language", "priority", "merchant_id",
-                "terminal_serial", "error_code", "contact", "created_at", "updated_at"):
+    for key in (
+        "id",
+        "sender_id",
+        "channel",
+        "language",
+        "priority",
+        "merchant_id",
+        "terminal_serial",
+        "error_code",
+        "contact",
+        "created_at",
+        "updated_at",
+    ):
         assert key in escalation
 
 
@@ -114,15 +126,15 @@ async def test_ticket_is_generated_when_missing(client):
         (b'{"sender_id": "a", "diagnostics": "all"}', "diagnostics must be a list of at most 20 {step, outcome} objects"),
         (b'{"sender_id": "a", "diagnostics": [1]}', "every diagnostics entry must be an object"),
         (b'{"sender_id": "a", "transcript": [{"role": "admin", "text": "x"}]}', "transcript role must be one of user, bot, agent"),
-        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "at": "yesterday"}]}',
-         "at is not an ISO 8601 time: 'yesterday'"),
+        (
+            b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "at": "yesterday"}]}',
+            "at is not an ISO 8601 time: 'yesterday'",
+        ),
         (b'{"sender_id": "' + b"x" * 300 + b'"}', "sender_id is longer than 255 characters"),
     ],
 )
 async def test_bad_escalation_bodies_get_clear_400s(client, body, message):
-    response = await client.post(
-        "/api/escalations", data=body, headers={**AUTH, "Content-Type": "application/json"}
-    )
+    response = await client.post("/api/escalations", data=body, headers={**AUTH, "Content-Type": "application/json"})
     assert response.status == 400
     assert await response.json() == {"error": message}
 
@@ -166,20 +178,21 @@ async def test_list_pages_with_a_cursor(client):
     await create(client, ticket="PX-LATE00", sender_id="shop-late")  # between two pages
     seen = [e["ticket"] for e in body["escalations"]]
     while body["next_cursor"]:
-        response = await client.get("/api/escalations", params={"limit": "2", "cursor": body["next_cursor"]},
-                                    headers=AUTH)
+        response = await client.get("/api/escalations", params={"limit": "2", "cursor": body["next_cursor"]}, headers=AUTH)
         assert response.status == 200
         body = await response.json()
         seen += [e["ticket"] for e in body["escalations"]]
     assert seen == [f"PX-PAGE{n:02d}" for n in range(4, -1, -1)]
     unpaged = await (await client.get("/api/escalations", headers=AUTH)).json()
     assert len(unpaged["escalations"]) == 6 and unpaged["next_cursor"] is None  # an old caller's first page
-    for query, message in [("limit=0", "limit must be an integer from 1 to 200"),
-                           ("limit=201", "limit must be an integer from 1 to 200"),
-                           ("limit=abc", "limit must be an integer from 1 to 200"),
-                           ("cursor=", "cursor is not one this desk gave out"),
-                           ("cursor=%E2%9C%93", "cursor is not one this desk gave out"),
-                           ("cursor=eyJpZCI6MX0", "cursor is not one this desk gave out")]:
+    for query, message in [
+        ("limit=0", "limit must be an integer from 1 to 200"),
+        ("limit=201", "limit must be an integer from 1 to 200"),
+        ("limit=abc", "limit must be an integer from 1 to 200"),
+        ("cursor=", "cursor is not one this desk gave out"),
+        ("cursor=%E2%9C%93", "cursor is not one this desk gave out"),
+        ("cursor=eyJpZCI6MX0", "cursor is not one this desk gave out"),
+    ]:
         bad = await client.get(f"/api/escalations?{query}", headers=AUTH)
         assert bad.status == 400 and await bad.json() == {"error": message}, query
 
@@ -210,9 +223,7 @@ async def test_claim_rules(client, rasa):
 
 async def test_reply_reaches_rasa_as_a_bot_message(client, rasa):
     case = await create(client)
-    response = await client.post(
-        f"/api/escalations/{case['id']}/reply", json={"text": "您好，我是客服小李", "agent": "li"}, headers=AUTH
-    )
+    response = await client.post(f"/api/escalations/{case['id']}/reply", json={"text": "您好，我是客服小李", "agent": "li"}, headers=AUTH)
     assert response.status == 201
     message = await response.json()
     assert (message["role"], message["kind"], message["delivered"]) == ("agent", "reply", True)
@@ -265,13 +276,17 @@ async def test_resolve_resumes_the_bot_in_the_merchants_language(client, rasa):
     assert resolved["resolution_note"] == "gateway reset" and resolved["resolution_category"] == "server"
     assert rasa.events["shop-17"] == [
         {"event": "resume"},
-        {"event": "bot", "text": "Support has finished with your case PX-ABC234 and I'm back. Ask me anything else any time.",
-             "metadata": {"desk_message_id": 3}},
-        {"event": "bot", "text": "How happy are you with the help from our support agent? Tap 1–5 stars (5 is best); "
-                                 "feel free to skip this.",
-         "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'}
-                              for n in (5, 4, 3, 2, 1)]},
-         "metadata": {"desk_message_id": 4}},
+        {
+            "event": "bot",
+            "text": "Support has finished with your case PX-ABC234 and I'm back. Ask me anything else any time.",
+            "metadata": {"desk_message_id": 3},
+        },
+        {
+            "event": "bot",
+            "text": "How happy are you with the help from our support agent? Tap 1–5 stars (5 is best); feel free to skip this.",
+            "data": {"buttons": [{"title": f"{n} ⭐", "payload": f'/rate_agent{{"agent_rating": "{n}"}}'} for n in (5, 4, 3, 2, 1)]},
+            "metadata": {"desk_message_id": 4},
+        },
         {"event": "action", "name": "action_listen"},
     ]
     again = await client.post(f"/api/escalations/{case['id']}/resolve", json={"note": "x"}, headers=AUTH)
@@ -347,8 +362,10 @@ async def test_openapi_document_matches_the_routes(client):
     response = await client.get("/api/openapi.json")
     assert response.status == 200
     document = await response.json()
-    documented = {(method.upper(), path) for path, item in document["paths"].items()
-                  for method in item if method in ("get", "post")}
-    served = {(route.method, route.resource.canonical) for route in client.app.router.routes()
-              if route.method in ("GET", "POST") and route.resource.canonical.startswith(("/api", "/health"))}
+    documented = {(method.upper(), path) for path, item in document["paths"].items() for method in item if method in ("get", "post")}
+    served = {
+        (route.method, route.resource.canonical)
+        for route in client.app.router.routes()
+        if route.method in ("GET", "POST") and route.resource.canonical.startswith(("/api", "/health"))
+    }
     assert documented == served

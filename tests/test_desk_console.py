@@ -1,10 +1,12 @@
 """The agents' console with aiohttp's test client: login, CSRF, pages, escaping."""
+
 from __future__ import annotations
 
 
 import pytest
 
 from tests.harness.desk_app import AUTH, SCRIPT, case, console_client, csrf_of, login
+
 
 @pytest.fixture
 async def client(tmp_path, rasa):
@@ -96,7 +98,9 @@ async def test_claim_reply_resolve_from_the_case_page(client, rasa):
     page = await (await client.post(f"{url}/resolve", data={"csrf": token, "note": "网关已恢复", "category": "server"})).text()
     assert "已结案" in page and "网关已恢复" in page
     assert [e["text"] for e in rasa.events["shop-17"] if e["event"] == "bot"][-3:-1] == [
-        "还在查", "客服已处理完您的问题（工单 PX-ABC234），对话交还给机器人助手。还有问题可以直接问我。"]
+        "还在查",
+        "客服已处理完您的问题（工单 PX-ABC234），对话交还给机器人助手。还有问题可以直接问我。",
+    ]
 
 
 async def test_live_transcript_feed(client, rasa):
@@ -109,23 +113,31 @@ async def test_live_transcript_feed(client, rasa):
 async def test_incidents_page_posts_and_ends_an_outage(client):
     await login(client)
     token = csrf_of(await (await client.get("/console/incidents")).text())
-    await client.post("/console/incidents", data={
-        "csrf": token, "region": "上海", "message_zh": "网关维护", "message_en": "Gateway maintenance",
-        "expected_end": "2099-01-01T12:00"})
+    await client.post(
+        "/console/incidents",
+        data={
+            "csrf": token,
+            "region": "上海",
+            "message_zh": "网关维护",
+            "message_en": "Gateway maintenance",
+            "expected_end": "2099-01-01T12:00",
+        },
+    )
     listed = await (await client.get("/api/incidents", headers=AUTH)).json()
     assert [i["message"]["en"] for i in listed["incidents"]] == ["Gateway maintenance"]
     await client.post(f"/console/incidents/{listed['incidents'][0]['id']}/close", data={"csrf": token})
     assert (await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"] == []
-    bad = await client.post("/console/incidents", data={"csrf": token, "message_zh": "x", "message_en": "y",
-                                                         "expected_end": "2001-01-01T00:00"},
-                            headers={"Referer": "/console/incidents"})
+    bad = await client.post(
+        "/console/incidents",
+        data={"csrf": token, "message_zh": "x", "message_en": "y", "expected_end": "2001-01-01T00:00"},
+        headers={"Referer": "/console/incidents"},
+    )
     assert "expected_end must be in the future" in await bad.text()
 
 
 async def test_stats_page_in_english(client):
     await login(client)
-    await client.post("/api/outcomes", json={"sender_id": "a", "outcome": "resolved", "fixed_step": "restart"},
-                      headers=AUTH)
+    await client.post("/api/outcomes", json={"sender_id": "a", "outcome": "resolved", "fixed_step": "restart"}, headers=AUTH)
     await case(client)
     await client.get("/console/lang/en")
     page = await (await client.get("/console/stats")).text()

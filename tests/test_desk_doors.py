@@ -5,6 +5,7 @@ The desk app on SQLite in a temporary directory, through aiohttp's test client o
 again with a message (console); nothing accepted is lost or changed; text is stored
 verbatim (SQL and markup included) and shown as text.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,6 +40,7 @@ async def new_case(client, **changes):
 
 # --- the JSON API ------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize(
     "data, error",
     [
@@ -48,8 +50,10 @@ async def new_case(client, **changes):
         (b'{"sender_id": "\xc3\x28"}', "request body is not UTF-8"),
         (b"{sender_id: 1}", "request body is not valid JSON: Expecting property name enclosed in double quotes"),
         (b"[" * 50_000, "request body is not valid JSON: too deep or a number too long"),
-        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "source_ts": ' + b"9" * 5000 + b"}]}",
-         "request body is not valid JSON: too deep or a number too long"),
+        (
+            b'{"sender_id": "a", "transcript": [{"role": "user", "text": "x", "source_ts": ' + b"9" * 5000 + b"}]}",
+            "request body is not valid JSON: too deep or a number too long",
+        ),
         (b'[{"sender_id": "a"}]', "request body must be a JSON object"),
         (b'"shop-17"', "request body must be a JSON object"),
         (b"null", "request body must be a JSON object"),
@@ -60,14 +64,11 @@ async def new_case(client, **changes):
         (json.dumps({"sender_id": "a", "summary": "x" * 100_000}).encode(), "summary is longer than 2000 characters"),
         (b'{"sender_id": "a", "language": ["zh"]}', "language must be one of zh, en"),
         (b'{"sender_id": "a", "priority": 1}', "priority must be one of urgent, high, normal"),
-        (b'{"sender_id": "a", "diagnostics": {"step": "network"}}',
-         "diagnostics must be a list of at most 20 {step, outcome} objects"),
+        (b'{"sender_id": "a", "diagnostics": {"step": "network"}}', "diagnostics must be a list of at most 20 {step, outcome} objects"),
         (b'{"sender_id": "a", "diagnostics": ["network"]}', "every diagnostics entry must be an object"),
         (b'{"sender_id": "a", "transcript": "hi"}', "transcript must be a list of at most 500 messages"),
-        (b'{"sender_id": "a", "transcript": [{"role": "merchant", "text": "hi"}]}',
-         "transcript role must be one of user, bot, agent"),
-        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "hi", "at": 17}]}',
-         "at must be an ISO 8601 time string"),
+        (b'{"sender_id": "a", "transcript": [{"role": "merchant", "text": "hi"}]}', "transcript role must be one of user, bot, agent"),
+        (b'{"sender_id": "a", "transcript": [{"role": "user", "text": "hi", "at": 17}]}', "at must be an ISO 8601 time string"),
     ],
 )
 async def test_bad_escalation_bodies_get_a_400_that_says_what_is_wrong(client, data, error):
@@ -86,8 +87,7 @@ async def test_oversized_bodies_are_a_413_json_error(client):
 
 @pytest.mark.parametrize("text", [SQL, MARKUP, EMOJI, "line 1\nline 2\ttabbed", "　全角空格　"])
 async def test_text_is_stored_verbatim_and_returned_intact(client, text):
-    created = await new_case(client, summary=text, contact=text[:200], sender_id=text,
-                             transcript=[{"role": "user", "text": text}])
+    created = await new_case(client, summary=text, contact=text[:200], sender_id=text, transcript=[{"role": "user", "text": text}])
     again = await (await client.get(f"/api/escalations/{created['id']}", headers=AUTH)).json()
     for field in ("summary", "contact", "sender_id"):
         assert again[field] == text.strip()
@@ -106,8 +106,7 @@ async def test_control_characters_and_lone_surrogates_are_dropped_not_a_500(clie
 
 async def test_card_numbers_in_any_free_text_are_stored_masked(client):
     card = "4111-1111-1111-1111"
-    created = await new_case(client, summary=f"卡 {card}", contact=f"卡号{card}",
-                             transcript=[{"role": "user", "text": f"卡号 {card}"}])
+    created = await new_case(client, summary=f"卡 {card}", contact=f"卡号{card}", transcript=[{"role": "user", "text": f"卡号 {card}"}])
     await client.post(f"/api/escalations/{created['id']}/reply", json={"text": f"您的卡 {card}"}, headers=AUTH)
     await client.post(f"/api/escalations/{created['id']}/resolve", json={"note": f"card {card}"}, headers=AUTH)
     stored = await (await client.get(f"/api/escalations/{created['id']}", headers=AUTH)).text()
@@ -119,8 +118,9 @@ async def test_card_numbers_in_any_free_text_are_stored_masked(client):
 @pytest.mark.parametrize("action", ["", "/claim", "/reply", "/resolve"])
 async def test_odd_ids_are_a_404(client, case_id, action):
     method = "GET" if not action else "POST"
-    response = await client.request(method, f"/api/escalations/{case_id}{action}", json={"agent": "li", "text": "hi", "note": "n"},
-                                    headers=AUTH)
+    response = await client.request(
+        method, f"/api/escalations/{case_id}{action}", json={"agent": "li", "text": "hi", "note": "n"}, headers=AUTH
+    )
     assert response.status == 404 and await response.json() == {"error": "not found"}
 
 
@@ -153,8 +153,10 @@ async def test_bad_case_actions_get_a_400_and_change_nothing(client, rasa, path,
         ({"message": "down"}, "message must be an object with zh and en texts"),
         ({"message": {"zh": "维护", "en": ""}}, "en must not be empty"),
         ({"message": {"zh": "维护", "en": "x"}, "starts_at": "tomorrow"}, "starts_at is not an ISO 8601 time: 'tomorrow'"),
-        ({"message": {"zh": "维护", "en": "x"}, "starts_at": "2026-11-25T10:00:00Z", "expected_end": "2026-11-25T09:00:00Z"},
-         "expected_end must be after starts_at"),
+        (
+            {"message": {"zh": "维护", "en": "x"}, "starts_at": "2026-11-25T10:00:00Z", "expected_end": "2026-11-25T09:00:00Z"},
+            "expected_end must be after starts_at",
+        ),
         ({"message": {"zh": "维护", "en": "x"}, "region": ["north"]}, "region is required and must be a string"),
     ],
 )
@@ -163,8 +165,10 @@ async def test_bad_incidents_get_a_400(client, body, error):
     assert response.status == 400 and await response.json() == {"error": error}
 
 
-@pytest.mark.parametrize("query, status", [({"status": "closed"}, 400), ({"status": ""}, 400),
-                                           ({"ticket": SQL}, 200), ({"sender_id": "\x00"}, 200), ({"all": "?"}, 200)])
+@pytest.mark.parametrize(
+    "query, status",
+    [({"status": "closed"}, 400), ({"status": ""}, 400), ({"ticket": SQL}, 200), ({"sender_id": "\x00"}, 200), ({"all": "?"}, 200)],
+)
 async def test_odd_query_parameters(client, query, status):
     path = "/api/incidents" if "all" in query else "/api/escalations"
     response = await client.get(path, params=query, headers=AUTH)
@@ -175,6 +179,7 @@ async def test_odd_query_parameters(client, query, status):
 
 # --- the console's forms -----------------------------------------------------------------
 
+
 async def form_page(client, path: str):
     response = await client.get(path)
     assert response.status == 200
@@ -183,9 +188,13 @@ async def form_page(client, path: str):
 
 async def test_login_form_with_empty_huge_markup_or_broken_fields_just_fails(client):
     html = await form_page(client, "/console/login")
-    for fields in ({"username": "", "password": ""}, {"username": MARKUP, "password": MARKUP},
-                   {"username": "li", "password": "x" * 100_000}, {"username": "li\x00", "password": "\x00"},
-                   {"username": SQL, "password": SQL}):
+    for fields in (
+        {"username": "", "password": ""},
+        {"username": MARKUP, "password": MARKUP},
+        {"username": "li", "password": "x" * 100_000},
+        {"username": "li\x00", "password": "\x00"},
+        {"username": SQL, "password": SQL},
+    ):
         response = await client.post("/console/login", data={"csrf": csrf_of(html), **fields}, allow_redirects=False)
         assert response.status == 302 and response.headers["Location"] == "/console/login"
         html = await form_page(client, "/console/login")
@@ -196,8 +205,9 @@ async def test_login_form_with_empty_huge_markup_or_broken_fields_just_fails(cli
 async def test_login_form_not_utf8_and_oversized_bodies(client):
     html = await form_page(client, "/console/login")
     broken = f"csrf={csrf_of(html)}&username=%FF%FE&password=%C3%28".encode()
-    response = await client.post("/console/login", data=broken, allow_redirects=False,
-                                 headers={"Content-Type": "application/x-www-form-urlencoded"})
+    response = await client.post(
+        "/console/login", data=broken, allow_redirects=False, headers={"Content-Type": "application/x-www-form-urlencoded"}
+    )
     assert response.status in (302, 400)
     if response.status == 302:
         assert response.headers["Location"] == "/console/login"
@@ -208,11 +218,13 @@ async def test_login_form_not_utf8_and_oversized_bodies(client):
 async def test_console_forms_refuse_a_missing_or_forged_csrf_token(client):
     await login(client)
     created = await case(client)
-    for path, fields in ((f"/console/cases/{created['id']}/reply", {"text": "hi"}),
-                         (f"/console/cases/{created['id']}/claim", {}),
-                         (f"/console/cases/{created['id']}/resolve", {"note": "done"}),
-                         ("/console/incidents", {"message_zh": "维护", "message_en": "maintenance"}),
-                         ("/console/logout", {})):
+    for path, fields in (
+        (f"/console/cases/{created['id']}/reply", {"text": "hi"}),
+        (f"/console/cases/{created['id']}/claim", {}),
+        (f"/console/cases/{created['id']}/resolve", {"note": "done"}),
+        ("/console/incidents", {"message_zh": "维护", "message_en": "maintenance"}),
+        ("/console/logout", {}),
+    ):
         for csrf in ({}, {"csrf": ""}, {"csrf": "forged"}):
             response = await client.post(path, data={**fields, **csrf}, allow_redirects=False)
             assert response.status == 403, path
@@ -224,13 +236,18 @@ async def test_console_reply_and_resolve_with_empty_or_huge_text_are_refused_wit
     await login(client)
     created = await case(client)
     page_path = f"/console/cases/{created['id']}"
-    for path, fields, message in (("/reply", {"text": "  "}, "text must not be empty"),
-                                  ("/reply", {"text": "x" * 100_000}, "text is longer than 4000 characters"),
-                                  ("/resolve", {"note": ""}, "note must not be empty")):
+    for path, fields, message in (
+        ("/reply", {"text": "  "}, "text must not be empty"),
+        ("/reply", {"text": "x" * 100_000}, "text is longer than 4000 characters"),
+        ("/resolve", {"note": ""}, "note must not be empty"),
+    ):
         html = await form_page(client, page_path)
-        response = await client.post(page_path + path, data={"csrf": csrf_of(html), **fields},
-                                     headers={"Referer": f"http://{client.host}:{client.port}{page_path}"},
-                                     allow_redirects=False)
+        response = await client.post(
+            page_path + path,
+            data={"csrf": csrf_of(html), **fields},
+            headers={"Referer": f"http://{client.host}:{client.port}{page_path}"},
+            allow_redirects=False,
+        )
         assert response.status == 302 and response.headers["Location"].endswith(page_path)
         assert message in await form_page(client, page_path)
     after = await (await client.get(f"/api/escalations/{created['id']}", headers=AUTH)).json()
@@ -250,18 +267,18 @@ async def test_console_shows_markup_as_text(client, rasa):
 
 async def test_console_incident_form_bad_input(client):
     await login(client)
-    for fields, message in (({"message_zh": "", "message_en": ""}, "message_zh must not be empty"),
-                            ({"message_zh": "维护", "message_en": "x" * 5000}, "message_en is longer than 1000 characters"),
-                            ({"message_zh": "维护", "message_en": "m", "expected_end": "not a time"},
-                             "expected_end is not an ISO 8601 time")):
+    for fields, message in (
+        ({"message_zh": "", "message_en": ""}, "message_zh must not be empty"),
+        ({"message_zh": "维护", "message_en": "x" * 5000}, "message_en is longer than 1000 characters"),
+        ({"message_zh": "维护", "message_en": "m", "expected_end": "not a time"}, "expected_end is not an ISO 8601 time"),
+    ):
         html = await form_page(client, "/console/incidents")
         response = await client.post("/console/incidents", data={"csrf": csrf_of(html), **fields}, allow_redirects=False)
         assert response.status == 302
         assert message in await form_page(client, "/console/incidents")
     # Markup goes into merchants' chats as it is: refused, with a message in words.
     html = await form_page(client, "/console/incidents")
-    await client.post("/console/incidents", data={"csrf": csrf_of(html), "message_zh": MARKUP, "message_en": SQL},
-                      allow_redirects=False)
+    await client.post("/console/incidents", data={"csrf": csrf_of(html), "message_zh": MARKUP, "message_en": SQL}, allow_redirects=False)
     page = await form_page(client, "/console/incidents")
     assert MARKUP not in page and "message_zh must be plain text" in page
     assert (await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"] == []
@@ -277,8 +294,10 @@ async def test_console_odd_case_ids_are_a_404_page(client, case_id):
     assert response.status == 404
 
 
-@pytest.mark.parametrize("referer", ["https://attacker.example/phish", "//attacker.example/x", "javascript:alert(1)",
-                                     "http://127.0.0.1:1/console", "not a url at all"])
+@pytest.mark.parametrize(
+    "referer",
+    ["https://attacker.example/phish", "//attacker.example/x", "javascript:alert(1)", "http://127.0.0.1:1/console", "not a url at all"],
+)
 async def test_language_switch_does_not_redirect_off_site(client, referer):
     response = await client.get("/console/lang/en", headers={"Referer": referer}, allow_redirects=False)
     assert response.status == 302 and response.headers["Location"] == "/console"

@@ -1,4 +1,5 @@
 """Rasa's event broker for the desk, against a real local HTTP server standing in for the desk."""
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,7 @@ async def until(condition, rounds: int = 400) -> None:
 
 
 async def test_rasa_builds_it_from_endpoints_yml(desk):
-    config = EndpointConfig(url=desk.url, token="t0k", type="rasa_server.desk_events.DeskEventBroker",
-                            batch_size=3)
+    config = EndpointConfig(url=desk.url, token="t0k", type="rasa_server.desk_events.DeskEventBroker", batch_size=3)
     broker = await EventBroker.create(config)
     assert isinstance(broker, DeskEventBroker) and broker.batch_size == 3 and broker.is_ready()
     broker.publish(user("m-1", "在吗", 1.0))
@@ -74,12 +74,18 @@ async def test_rasa_builds_it_from_endpoints_yml(desk):
 async def test_only_what_the_desk_reads_is_sent_in_batches_in_order(desk):
     broker = DeskEventBroker(desk.url, "t", batch_size=200)
     broker.publish({"sender_id": "m-1", "event": "action", "name": "action_listen", "timestamp": 1.0})
-    broker.publish({"sender_id": "m-1", "event": "bot", "text": "还报1000吗？", "timestamp": 2.0,
-                    "data": {"buttons": [{"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}]}})
+    broker.publish(
+        {
+            "sender_id": "m-1",
+            "event": "bot",
+            "text": "还报1000吗？",
+            "timestamp": 2.0,
+            "data": {"buttons": [{"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}]},
+        }
+    )
     broker.publish(user("m-1", "/inform_not_fixed", 3.0))
     broker.publish(user("m-1", '/greet{"language": "zh"}', 3.5))
-    broker.publish({"sender_id": "m-1", "event": "bot", "text": "您好", "timestamp": 4.0,
-                    "metadata": {"desk_message_id": 9}})
+    broker.publish({"sender_id": "m-1", "event": "bot", "text": "您好", "timestamp": 4.0, "metadata": {"desk_message_id": 9}})
     broker.publish({"sender_id": "m-1", "event": "slot", "name": "ticket", "value": "PX-7K2Q9M", "timestamp": 5.0})
     broker.publish({"sender_id": "m-1", "event": "slot", "name": "language", "value": "zh", "timestamp": 5.0})
     broker.publish({"sender_id": "m-1", "event": "pause", "timestamp": 6.0})
@@ -88,7 +94,11 @@ async def test_only_what_the_desk_reads_is_sent_in_batches_in_order(desk):
     await until(lambda: len(desk.events) == 454)
     await broker.close()
     assert [(e["event"], e.get("text") or e.get("value")) for e in desk.events[:4]] == [
-        ("bot", "还报1000吗？"), ("user", "❌ 还是报1000"), ("slot", "PX-7K2Q9M"), ("pause", None)]
+        ("bot", "还报1000吗？"),
+        ("user", "❌ 还是报1000"),
+        ("slot", "PX-7K2Q9M"),
+        ("pause", None),
+    ]
     assert [e["text"] for e in desk.events[4:]] == [f"消息{n}" for n in range(450)]
     assert max(len(batch) for batch in desk.batches) == 200
 
@@ -164,5 +174,4 @@ def test_both_endpoint_files_name_the_broker_with_the_desks_address_from_the_env
     from tests.harness.processes import ROOT
 
     broker = yaml.safe_load((ROOT / path).read_text(encoding="utf-8"))["event_broker"]
-    assert broker == {"type": "rasa_server.desk_events.DeskEventBroker",
-                      "url": "${DESK_URL}", "token": "${DESK_API_TOKEN}"}
+    assert broker == {"type": "rasa_server.desk_events.DeskEventBroker", "url": "${DESK_URL}", "token": "${DESK_API_TOKEN}"}

@@ -1,5 +1,6 @@
 """The store's read-only queries for the queue and the case history, on SQLite and on a
 real PostgreSQL (LIKE is case-sensitive there, so both must agree)."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -15,8 +16,7 @@ async def add(store: DeskStore, ticket: str, days_ago: float, **fields) -> dict:
     base = dict(sender_id=f"chat-{ticket}", channel="rest", language="zh", ticket=ticket)
     case, _ = await store.create_escalation(NewEscalation(**{**base, **fields}), None)
     async with store.engine.begin() as conn:
-        await conn.execute(escalations.update().where(escalations.c.id == case["id"])
-                           .values(created_at=NOW - timedelta(days=days_ago)))
+        await conn.execute(escalations.update().where(escalations.c.id == case["id"]).values(created_at=NOW - timedelta(days=days_ago)))
     return await store.get_escalation(case["id"])
 
 
@@ -25,10 +25,8 @@ async def tickets(store: DeskStore, **query) -> list:
 
 
 async def test_search_by_ticket_merchant_serial_and_phone(store):
-    await add(store, "PX-AAAAAA", 1, merchant_id="898310048160123", terminal_serial="SN-7Q2K",
-              contact="138 1234 5678")
-    await add(store, "PX-BBBBBB", 2, merchant_id="898310048169999", terminal_serial="N86-0042",
-              contact="+86-139-0000-1111")
+    await add(store, "PX-AAAAAA", 1, merchant_id="898310048160123", terminal_serial="SN-7Q2K", contact="138 1234 5678")
+    await add(store, "PX-BBBBBB", 2, merchant_id="898310048169999", terminal_serial="N86-0042", contact="+86-139-0000-1111")
     assert await tickets(store, search="px-aaaaaa") == ["PX-AAAAAA"]  # any case
     assert await tickets(store, search="AAAA") == ["PX-AAAAAA"]
     assert await tickets(store, search="898310048169999") == ["PX-BBBBBB"]

@@ -1,5 +1,6 @@
 """The incident board's store on SQLite and on a real PostgreSQL server: linking merchants
 once, proposals from reports, closing once, notices taken at most once, channel reports."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -30,8 +31,7 @@ def merchant(sender: str, **changes) -> Merchant:
 
 def report(sender: str, region="4403", model=None, channel=None, kind="reported") -> Report:
     # A channel of its own unless given: only the dimension under test groups the reports.
-    return Report(sender_id=sender, channel=channel or f"rest-{sender}", language="zh", kind=kind, region=region,
-                  terminal_model=model)
+    return Report(sender_id=sender, channel=channel or f"rest-{sender}", language="zh", kind=kind, region=region, terminal_model=model)
 
 
 async def test_a_merchant_is_linked_once_and_only_ever_gains_wants_person(board, store):  # noqa: F811
@@ -41,8 +41,9 @@ async def test_a_merchant_is_linked_once_and_only_ever_gains_wants_person(board,
     assert case["ticket"] == incident["ticket"] and case["status"] == "open"
     first, created = await board.link(incident["id"], merchant("shop-1"))
     assert created and first["ticket"] == incident["ticket"]
-    again, created = await board.link(incident["id"], merchant(
-        "shop-1", wants_person=True, contact="13812345678", summary="卡号 4111111111111111"))
+    again, created = await board.link(
+        incident["id"], merchant("shop-1", wants_person=True, contact="13812345678", summary="卡号 4111111111111111")
+    )
     assert not created and again["merchant"]["wants_person"] is True
     assert again["merchant"]["summary"] == "卡号 411111******1111"
     later, _ = await board.link(incident["id"], merchant("shop-1", wants_person=False, language="en"))
@@ -141,10 +142,27 @@ async def test_a_held_report_lists_the_merchant_as_not_reached(board):
     [notice] = await board.due_notices(datetime.now(timezone.utc))
     await board.start_sending(notice)
     await board.sent(notice)
-    held = ChannelReport(kind="delivery", report_id="r-1", sender_id="wm-1", channel="wechat", at=1_800_000_000.0,
-                         desk_message_id=notice.message_id, text="已恢复", state="held", reason="48h window closed")
-    other = ChannelReport(kind="delivery", report_id="r-2", sender_id="someone-else", channel="wechat",
-                          at=1_800_000_001.0, desk_message_id=notice.message_id, text="x", state="sent")
+    held = ChannelReport(
+        kind="delivery",
+        report_id="r-1",
+        sender_id="wm-1",
+        channel="wechat",
+        at=1_800_000_000.0,
+        desk_message_id=notice.message_id,
+        text="已恢复",
+        state="held",
+        reason="48h window closed",
+    )
+    other = ChannelReport(
+        kind="delivery",
+        report_id="r-2",
+        sender_id="someone-else",
+        channel="wechat",
+        at=1_800_000_001.0,
+        desk_message_id=notice.message_id,
+        text="x",
+        state="sent",
+    )
     taken = await take_reports(board.store, [held, other])
     assert (taken.taken, taken.ignored) == (1, 1)
     [linked] = (await board.get(incident["id"]))["linked"]
@@ -162,5 +180,4 @@ async def test_stats_and_the_audit_trail(board, store):  # noqa: F811
     stats = await board.stats()
     assert stats["incidents"] == 1 and stats["merchants_per_incident"] == 2
     actions = [(a["actor"], a["action"], a["target"]) for a in await audit_trail(store)]
-    assert actions == [("zhao", "incident.close", f"incident:{incident['id']}"),
-                       ("li", "incident.post", f"incident:{incident['id']}")]
+    assert actions == [("zhao", "incident.close", f"incident:{incident['id']}"), ("li", "incident.post", f"incident:{incident['id']}")]

@@ -1,6 +1,7 @@
 """The incident API and console pages with aiohttp's test client and the Rasa double:
 bad input, linking, closing with each merchant told once in their language, Rasa down or
 losing its answer, held messages, operators only, proposals on the queue."""
+
 from __future__ import annotations
 
 import re
@@ -26,8 +27,9 @@ async def client(tmp_path, rasa):
 def region_table(tmp_path, monkeypatch):
     """A small region table in place of data/knowledge/regions.yml."""
     table = tmp_path / "regions.yml"
-    table.write_text('regions:\n  "44": {zh: 广东省, en: Guangdong}\n'
-                     '  "4403": {zh: 深圳市, en: Shenzhen, parent: "44"}\n', encoding="utf-8")
+    table.write_text(
+        'regions:\n  "44": {zh: 广东省, en: Guangdong}\n  "4403": {zh: 深圳市, en: Shenzhen, parent: "44"}\n', encoding="utf-8"
+    )
     monkeypatch.setattr(incident_input, "REGIONS_FILE", table)
     incident_input.regions.cache_clear()
     yield
@@ -44,21 +46,23 @@ def link_body(sender, **changes):
     return {"sender_id": sender, "channel": "socketio", "language": "zh", "wants_person": True, **changes}
 
 
-@pytest.mark.parametrize("body, message", [
-    ({}, "message must be an object"),
-    ({**INCIDENT, "starts_at": "2099-01-01T10:00:00Z", "expected_end": "2099-01-01T09:00:00Z"},
-     "expected_end must be after starts_at"),
-    ({**INCIDENT, "expected_end": "tomorrow"}, "expected_end is not an ISO 8601 time"),
-    ({**INCIDENT, "scope": {"channels": ["fax"]}}, "unknown channel 'fax'"),
-    ({**INCIDENT, "scope": {"terminal_models": ["Nokia 3310"]}}, "unknown terminal model"),
-    ({**INCIDENT, "scope": {"planets": ["mars"]}}, "scope has no dimension 'planets'"),
-    ({**INCIDENT, "scope": {"regions": "4403"}}, "scope.regions must be a list"),
-    ({**INCIDENT, "scope": ["4403"]}, "scope must be an object"),
-    ({"message": {"zh": "x" * 100_000, "en": "y"}}, "zh is longer than 1000 characters"),
-    ({"message": {"zh": "维护", "en": "<b>maintenance</b>"}}, "en must be plain text"),
-    ({"message": {"zh": "维护&amp;升级", "en": "x"}}, "zh must be plain text"),
-    ({"message": {"zh": "", "en": "x"}}, "zh must not be empty"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({}, "message must be an object"),
+        ({**INCIDENT, "starts_at": "2099-01-01T10:00:00Z", "expected_end": "2099-01-01T09:00:00Z"}, "expected_end must be after starts_at"),
+        ({**INCIDENT, "expected_end": "tomorrow"}, "expected_end is not an ISO 8601 time"),
+        ({**INCIDENT, "scope": {"channels": ["fax"]}}, "unknown channel 'fax'"),
+        ({**INCIDENT, "scope": {"terminal_models": ["Nokia 3310"]}}, "unknown terminal model"),
+        ({**INCIDENT, "scope": {"planets": ["mars"]}}, "scope has no dimension 'planets'"),
+        ({**INCIDENT, "scope": {"regions": "4403"}}, "scope.regions must be a list"),
+        ({**INCIDENT, "scope": ["4403"]}, "scope must be an object"),
+        ({"message": {"zh": "x" * 100_000, "en": "y"}}, "zh is longer than 1000 characters"),
+        ({"message": {"zh": "维护", "en": "<b>maintenance</b>"}}, "en must be plain text"),
+        ({"message": {"zh": "维护&amp;升级", "en": "x"}}, "zh must be plain text"),
+        ({"message": {"zh": "", "en": "x"}}, "zh must not be empty"),
+    ],
+)
 async def test_bad_incidents_get_a_clear_400_and_nothing_is_posted(client, body, message):
     answer = await call(client, "POST", "/api/incidents", body, status=400)
     assert message in answer["error"]
@@ -66,19 +70,20 @@ async def test_bad_incidents_get_a_clear_400_and_nothing_is_posted(client, body,
 
 
 async def test_regions_are_codes_or_names_of_the_region_table(client, region_table):
-    posted = await call(client, "POST", "/api/incidents",
-                        {**INCIDENT, "scope": {"regions": ["深圳", "44"], "terminal_models": ["A920"]}}, status=201)
+    posted = await call(
+        client, "POST", "/api/incidents", {**INCIDENT, "scope": {"regions": ["深圳", "44"], "terminal_models": ["A920"]}}, status=201
+    )
     assert posted["scope"]["regions"] == ["4403", "44"] and posted["region"] == "4403"
     assert posted["scope"]["terminal_models"] == ["pax_a920"]
     legacy = await call(client, "POST", "/api/incidents", {**INCIDENT, "region": "Guangdong"}, status=201)
     assert legacy["scope"]["regions"] == ["44"]
     everyone = await call(client, "POST", "/api/incidents", {**INCIDENT, "region": "all"}, status=201)
     assert everyone["scope"] == {"regions": [], "channels": [], "gateways": [], "terminal_models": []}
-    unknown = await call(client, "POST", "/api/incidents", {**INCIDENT, "scope": {"regions": ["Atlantis"]}},
-                         status=400)
+    unknown = await call(client, "POST", "/api/incidents", {**INCIDENT, "scope": {"regions": ["Atlantis"]}}, status=400)
     assert "unknown region 'Atlantis'" in unknown["error"]
-    bad_report = await call(client, "POST", "/api/incidents/reports", {
-        "sender_id": "s", "channel": "rest", "kind": "reported", "region": "9999"}, status=400)
+    bad_report = await call(
+        client, "POST", "/api/incidents/reports", {"sender_id": "s", "channel": "rest", "kind": "reported", "region": "9999"}, status=400
+    )
     assert "unknown region" in bad_report["error"]
 
 
@@ -100,9 +105,13 @@ async def test_linking_is_idempotent_per_sender_and_needs_an_active_incident(cli
 async def test_closing_tells_each_merchant_once_in_their_language(client, rasa):
     incident = await call(client, "POST", "/api/incidents", INCIDENT, status=201)
     for sender, language in (("shop-zh", "zh"), ("shop-en", "en"), ("wm-oa", "zh")):
-        await call(client, "POST", f"/api/incidents/{incident['id']}/merchants",
-                   link_body(sender, language=language, channel="wechat" if sender == "wm-oa" else "socketio"),
-                   status=201)
+        await call(
+            client,
+            "POST",
+            f"/api/incidents/{incident['id']}/merchants",
+            link_body(sender, language=language, channel="wechat" if sender == "wm-oa" else "socketio"),
+            status=201,
+        )
     closed = await call(client, "POST", f"/api/incidents/{incident['id']}/close", {"note": "gateway back"})
     assert closed["status"] == "resolved" and closed["notices_planned"] == 3
     await client.app[NOTICES].idle()
@@ -119,9 +128,26 @@ async def test_closing_tells_each_merchant_once_in_their_language(client, rasa):
 
     # The Official Account could not send it (48-hour window): listed as not reached.
     message_id = rasa.events["wm-oa"][0]["metadata"]["desk_message_id"]
-    await call(client, "POST", "/api/channel/reports", {"reports": [{
-        "kind": "delivery", "report_id": "oa-1", "sender_id": "wm-oa", "channel": "wechat", "at": 1_800_000_000,
-        "desk_message_id": message_id, "text": "x", "state": "held", "reason": "48-hour window closed"}]})
+    await call(
+        client,
+        "POST",
+        "/api/channel/reports",
+        {
+            "reports": [
+                {
+                    "kind": "delivery",
+                    "report_id": "oa-1",
+                    "sender_id": "wm-oa",
+                    "channel": "wechat",
+                    "at": 1_800_000_000,
+                    "desk_message_id": message_id,
+                    "text": "x",
+                    "state": "held",
+                    "reason": "48-hour window closed",
+                }
+            ]
+        },
+    )
     shown = await call(client, "GET", f"/api/incidents/{incident['id']}")
     assert shown["notices"] == {"reached": 2, "not_reached": 1, "waiting": 0, "not_planned": 0}
     assert shown["all_told_at"] and shown["close_note"] == "gateway back"
@@ -149,8 +175,7 @@ async def test_rasa_down_or_losing_its_answer_still_tells_each_merchant_once(tmp
             notices.recheck = notices.recheck * 0  # the next round rechecks at once
             incident = await call(client, "POST", "/api/incidents", INCIDENT, status=201)
             for sender in ("a", "b"):
-                await call(client, "POST", f"/api/incidents/{incident['id']}/merchants", link_body(sender),
-                           status=201)
+                await call(client, "POST", f"/api/incidents/{incident['id']}/merchants", link_body(sender), status=201)
             rasa.down = not losing
             await call(client, "POST", f"/api/incidents/{incident['id']}/close")
             await notices.idle()
@@ -170,9 +195,20 @@ async def test_rasa_down_or_losing_its_answer_still_tells_each_merchant_once(tmp
 async def test_reports_raise_a_proposal_shown_on_the_queue_for_an_operator(client, rasa):
     threshold = client.app[SETTINGS].incident_threshold
     for n in range(threshold + 1):
-        answer = await call(client, "POST", "/api/incidents/reports", {
-            "sender_id": f"shop-{n}", "channel": "rest" if n % 2 else "socketio", "language": "zh",
-            "kind": "reported", "terminal_model": "新大陆N910", "answer": "还是1000"}, status=202)
+        answer = await call(
+            client,
+            "POST",
+            "/api/incidents/reports",
+            {
+                "sender_id": f"shop-{n}",
+                "channel": "rest" if n % 2 else "socketio",
+                "language": "zh",
+                "kind": "reported",
+                "terminal_model": "新大陆N910",
+                "answer": "还是1000",
+            },
+            status=202,
+        )
     [proposal_id] = answer["proposals"]
     assert (await call(client, "GET", "/api/incidents"))["incidents"] == []
     await login(client)
@@ -180,9 +216,16 @@ async def test_reports_raise_a_proposal_shown_on_the_queue_for_an_operator(clien
     assert 'id="proposals"' in queue and "terminal_models:newland_n910" in queue
     page = await (await client.get(f"/console/incidents/{proposal_id}")).text()
     assert "21" in re.search(r'id="evidence">([^<]*)', page).group(1)
-    confirm = await client.post(f"/console/incidents/{proposal_id}/confirm", data={
-        "csrf": csrf_of(page), "terminal_models": "newland_n910", "message_zh": "新大陆 N910 批量故障",
-        "message_en": "Newland N910 outage", "timezone": "Asia/Shanghai"})
+    confirm = await client.post(
+        f"/console/incidents/{proposal_id}/confirm",
+        data={
+            "csrf": csrf_of(page),
+            "terminal_models": "newland_n910",
+            "message_zh": "新大陆 N910 批量故障",
+            "message_en": "Newland N910 outage",
+            "timezone": "Asia/Shanghai",
+        },
+    )
     assert confirm.status == 200
     shown = await call(client, "GET", f"/api/incidents/{proposal_id}")
     assert shown["status"] == "active" and shown["merchants"] == threshold + 1
@@ -197,8 +240,12 @@ async def test_only_operators_post_confirm_and_close(tmp_path, rasa):
         await login(client, "li")
         page = await (await client.get("/console/incidents")).text()
         assert 'id="incident-form"' not in page and "只有运维人员" in page
-        for path in ("/console/incidents", f"/console/incidents/{incident['id']}/close",
-                     f"/console/incidents/{incident['id']}/confirm", f"/console/incidents/{incident['id']}/dismiss"):
+        for path in (
+            "/console/incidents",
+            f"/console/incidents/{incident['id']}/close",
+            f"/console/incidents/{incident['id']}/confirm",
+            f"/console/incidents/{incident['id']}/dismiss",
+        ):
             response = await client.post(path, data={"csrf": csrf_of(page), "message_zh": "x", "message_en": "y"})
             assert response.status == 403, path
         assert (await call(client, "GET", f"/api/incidents/{incident['id']}"))["status"] == "active"
@@ -220,8 +267,7 @@ async def test_console_form_errors_are_shown_as_text(client):
     assert "unknown channel" in await post(channels="fax")
     assert "longer than 1000 characters" in await post(message_zh="x" * 100_000)
     assert (await call(client, "GET", "/api/incidents?all=1"))["incidents"] == []
-    done = await post(channels="wecom_kf", terminal_models="sunmi_p2", expected_end="2099-01-01T12:00",
-                      timezone="Asia/Shanghai")
+    done = await post(channels="wecom_kf", terminal_models="sunmi_p2", expected_end="2099-01-01T12:00", timezone="Asia/Shanghai")
     assert "INC-" in done and "wecom_kf" in done
     [posted] = (await call(client, "GET", "/api/incidents?all=1"))["incidents"]
     assert posted["expected_end"] == "2099-01-01T04:00:00+00:00"
@@ -236,6 +282,5 @@ def csrf_of(html: str) -> str:
 
 async def login(client, username="zhao"):
     form = await (await client.get("/console/login")).text()
-    response = await client.post("/console/login", data={
-        "csrf": csrf_of(form), "username": username, "password": client.password})
+    response = await client.post("/console/login", data={"csrf": csrf_of(form), "username": username, "password": client.password})
     assert response.status == 200

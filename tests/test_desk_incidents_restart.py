@@ -1,6 +1,7 @@
 """A real desk process (``python -m support_desk``) killed while it sends the "it is over"
 messages of a closed incident, then started again: every merchant gets the message, and
 nobody gets it twice, also those whose message Rasa had stored when the desk died."""
+
 from __future__ import annotations
 
 import asyncio
@@ -65,9 +66,11 @@ async def test_a_desk_restarted_while_telling_merchants_tells_each_exactly_once(
         try:
             incident = await call("POST", "/api/incidents", {"message": {"zh": "网关故障", "en": "Gateway down"}})
             for n in range(MERCHANTS):
-                await call("POST", f"/api/incidents/{incident['id']}/merchants", {
-                    "sender_id": f"shop-{n}", "channel": "socketio", "language": "en" if n % 2 else "zh",
-                    "wants_person": True})
+                await call(
+                    "POST",
+                    f"/api/incidents/{incident['id']}/merchants",
+                    {"sender_id": f"shop-{n}", "channel": "socketio", "language": "en" if n % 2 else "zh", "wants_person": True},
+                )
             closed = await call("POST", f"/api/incidents/{incident['id']}/close", {"note": "gateway back"})
             assert closed["notices_planned"] == MERCHANTS
 
@@ -86,6 +89,7 @@ async def test_a_desk_restarted_while_telling_merchants_tells_each_exactly_once(
         rasa.stall = False
         again = await asyncio.to_thread(DeskProcess, tmp_path)
         try:
+
             async def everyone_told() -> bool:
                 shown = await call("GET", f"/api/incidents/{incident['id']}", base=again.url)
                 return shown["notices"]["reached"] == MERCHANTS

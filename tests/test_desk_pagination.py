@@ -1,6 +1,7 @@
 """Keyset pages of the case list and the stats as SQL aggregates, on SQLite and on a real
 PostgreSQL server: nothing skipped or repeated when cases arrive between pages, ties on
 the creation time, bad cursors refused, and the indexes the queries read through."""
+
 from __future__ import annotations
 
 import itertools
@@ -21,8 +22,8 @@ _names = itertools.count(start=1000)  # database names apart from test_desk_stor
 
 async def add(store: DeskStore, number: int, **changes) -> dict:
     case, _ = await store.create_escalation(
-        NewEscalation(sender_id=f"shop-{number}", channel="rest", language="zh", ticket=f"PX-P{number:05d}",
-                      **changes), None)
+        NewEscalation(sender_id=f"shop-{number}", channel="rest", language="zh", ticket=f"PX-P{number:05d}", **changes), None
+    )
     return case
 
 
@@ -89,9 +90,16 @@ def test_cursors_are_opaque_and_only_our_own_are_taken():
     cursor = decode_cursor(encode_cursor(case, backward=True))
     assert cursor == Cursor(PageKey(datetime(2026, 12, 1, 8, 0, 0, 123, tzinfo=timezone.utc), 42), backward=True)
     naive = encode_cursor({"created_at": "2026-12-01T08:00:00", "id": 1}, backward=False)
-    for bad in ("", "abc", "!!!!", "eyJ4IjoxfQ", naive, "A" * 500,
-                encode_cursor({"created_at": "2026-12-01T08:00:00+00:00", "id": True}, backward=False),
-                encode_cursor({"created_at": "2026-12-01T08:00:00+00:00", "id": -1}, backward=False)):
+    for bad in (
+        "",
+        "abc",
+        "!!!!",
+        "eyJ4IjoxfQ",
+        naive,
+        "A" * 500,
+        encode_cursor({"created_at": "2026-12-01T08:00:00+00:00", "id": True}, backward=False),
+        encode_cursor({"created_at": "2026-12-01T08:00:00+00:00", "id": -1}, backward=False),
+    ):
         with pytest.raises(Invalid):
             decode_cursor(bad)
     assert (parse_limit(None), parse_limit("1"), parse_limit("200")) == (50, 1, 200)
@@ -109,31 +117,52 @@ async def test_stats_are_counted_by_the_database(store, database_url):
     with engine.begin() as conn:
         for case, minutes in zip(cases, waits.values()):
             created = now - timedelta(days=case["id"] % 3, hours=1)
-            conn.execute(escalations.update().where(escalations.c.id == case["id"]).values(
-                created_at=created,
-                first_reply_at=created + timedelta(minutes=minutes) if minutes is not None else None,
-                satisfaction=case["id"] % 5 + 1, satisfaction_at=now))
-        conn.execute(escalations.update().where(escalations.c.id == old["id"]).values(
-            created_at=now - timedelta(days=40), first_reply_at=now))
-        for outcome, step, at in [("resolved", "network", now), ("resolved", "network", now),
-                                  ("resolved", "restart", now), ("unresolved", None, now),
-                                  ("resolved", "server", now - timedelta(days=30))]:
-            conn.execute(outcomes.insert().values(sender_id="s", outcome=outcome, fixed_step=step,
-                                                  language="zh", at=at, rating=4 if step else None,
-                                                  rated_at=at if step else None))
+            conn.execute(
+                escalations.update()
+                .where(escalations.c.id == case["id"])
+                .values(
+                    created_at=created,
+                    first_reply_at=created + timedelta(minutes=minutes) if minutes is not None else None,
+                    satisfaction=case["id"] % 5 + 1,
+                    satisfaction_at=now,
+                )
+            )
+        conn.execute(
+            escalations.update().where(escalations.c.id == old["id"]).values(created_at=now - timedelta(days=40), first_reply_at=now)
+        )
+        for outcome, step, at in [
+            ("resolved", "network", now),
+            ("resolved", "network", now),
+            ("resolved", "restart", now),
+            ("unresolved", None, now),
+            ("resolved", "server", now - timedelta(days=30)),
+        ]:
+            conn.execute(
+                outcomes.insert().values(
+                    sender_id="s",
+                    outcome=outcome,
+                    fixed_step=step,
+                    language="zh",
+                    at=at,
+                    rating=4 if step else None,
+                    rated_at=at if step else None,
+                )
+            )
     stats = await store.stats()
     assert stats["escalated"] == 5 and sum(stats["escalations_per_day"].values()) == 5
     by_day = {(now - timedelta(days=case["id"] % 3, hours=1)).date().isoformat() for case in cases}
     assert {day for day, n in stats["escalations_per_day"].items() if n} == by_day
     assert stats["median_first_reply_minutes"] == 25.0  # (20 + 30) / 2: four answered
-    assert (stats["solved_by_bot"], stats["fixed_by_step"]) == (3, {"network": 2, "restart": 1, "server": 0,
-                                                                   "software": 0})
+    assert (stats["solved_by_bot"], stats["fixed_by_step"]) == (3, {"network": 2, "restart": 1, "server": 0, "software": 0})
     ratings = [case["id"] % 5 + 1 for case in cases]
     assert stats["agent_rating_average"] == round(sum(ratings) / 5, 2) and stats["agent_ratings"] == 5
     assert (stats["bot_rating_average"], stats["bot_ratings"]) == (4.0, 3)
     with engine.begin() as conn:  # five answered: the middle one
-        conn.execute(escalations.update().where(escalations.c.id == cases[2]["id"]).values(
-            first_reply_at=now - timedelta(days=cases[2]["id"] % 3, hours=1) + timedelta(minutes=40)))
+        conn.execute(
+            escalations.update()
+            .where(escalations.c.id == cases[2]["id"])
+            .values(first_reply_at=now - timedelta(days=cases[2]["id"] % 3, hours=1) + timedelta(minutes=40))
+        )
     engine.dispose()
     assert (await store.stats())["median_first_reply_minutes"] == 30.0
 
@@ -144,37 +173,45 @@ def test_list_queries_read_through_the_indexes_on_postgresql(postgres):
     migrate(url)
     engine = sa.create_engine(sync_url(url))
     with engine.begin() as conn:
-        conn.execute(sa.text(
-            "INSERT INTO escalations (ticket, sender_id, channel, language, status, priority, diagnostics,"
-            " terminal_serial, satisfaction, satisfaction_at, created_at, updated_at)"
-            " SELECT 'PX-' || n, 's-' || n, 'rest', 'zh',"
-            " (ARRAY['open','claimed','resolved','resolved','resolved'])[n % 5 + 1],"
-            " (ARRAY['urgent','high','normal','normal'])[n % 4 + 1], '[]', 'SN' || (n % 997), n % 5 + 1,"
-            " now() - n * interval '1 minute', now() - n * interval '1 minute', now()"
-            " FROM generate_series(1, 20000) AS n"))
-        key = conn.execute(sa.text("SELECT created_at, id FROM escalations ORDER BY created_at DESC, id DESC"
-                                   " OFFSET 5000 LIMIT 1")).one()
+        conn.execute(
+            sa.text(
+                "INSERT INTO escalations (ticket, sender_id, channel, language, status, priority, diagnostics,"
+                " terminal_serial, satisfaction, satisfaction_at, created_at, updated_at)"
+                " SELECT 'PX-' || n, 's-' || n, 'rest', 'zh',"
+                " (ARRAY['open','claimed','resolved','resolved','resolved'])[n % 5 + 1],"
+                " (ARRAY['urgent','high','normal','normal'])[n % 4 + 1], '[]', 'SN' || (n % 997), n % 5 + 1,"
+                " now() - n * interval '1 minute', now() - n * interval '1 minute', now()"
+                " FROM generate_series(1, 20000) AS n"
+            )
+        )
+        key = conn.execute(sa.text("SELECT created_at, id FROM escalations ORDER BY created_at DESC, id DESC OFFSET 5000 LIMIT 1")).one()
     with engine.connect() as conn:
         # As autovacuum would: statistics, and the trigram indexes' pending entries merged.
         conn.execution_options(isolation_level="AUTOCOMMIT").exec_driver_sql("VACUUM ANALYZE escalations")
     statements = {
-        "first page": sa.select(escalations).order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+        "first page": sa.select(escalations).order_by(escalations.c.created_at.desc(), escalations.c.id.desc()).limit(51),
+        "open, after a cursor": sa.select(escalations)
+        .where(escalations.c.status == "open", sa.tuple_(escalations.c.created_at, escalations.c.id) < sa.tuple_(key.created_at, key.id))
+        .order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
         .limit(51),
-        "open, after a cursor": sa.select(escalations).where(
-            escalations.c.status == "open",
-            sa.tuple_(escalations.c.created_at, escalations.c.id) < sa.tuple_(key.created_at, key.id))
-        .order_by(escalations.c.created_at.desc(), escalations.c.id.desc()).limit(51),
         "ratings of a period": sa.select(sa.func.avg(escalations.c.satisfaction)).where(
-            escalations.c.satisfaction_at >= datetime.now(timezone.utc) - timedelta(hours=2)),
+            escalations.c.satisfaction_at >= datetime.now(timezone.utc) - timedelta(hours=2)
+        ),
         "a terminal's cases": sa.select(escalations.c.id).where(
-            escalations.c.terminal_serial.in_(["SN5", "SN6"]), escalations.c.created_at >= key.created_at),
-        "search box": sa.select(escalations).where(_search_condition("px-12345"))
-        .order_by(escalations.c.created_at.desc(), escalations.c.id.desc()).limit(51),
+            escalations.c.terminal_serial.in_(["SN5", "SN6"]), escalations.c.created_at >= key.created_at
+        ),
+        "search box": sa.select(escalations)
+        .where(_search_condition("px-12345"))
+        .order_by(escalations.c.created_at.desc(), escalations.c.id.desc())
+        .limit(51),
     }
-    expected = {"search box": "ix_escalations_ticket_trgm", "first page": "ix_escalations_created_at_id",
-                "open, after a cursor": "ix_escalations_status_created_at_id",
-                "ratings of a period": "ix_escalations_satisfaction_at",
-                "a terminal's cases": "ix_escalations_terminal_serial_created_at"}
+    expected = {
+        "search box": "ix_escalations_ticket_trgm",
+        "first page": "ix_escalations_created_at_id",
+        "open, after a cursor": "ix_escalations_status_created_at_id",
+        "ratings of a period": "ix_escalations_satisfaction_at",
+        "a terminal's cases": "ix_escalations_terminal_serial_created_at",
+    }
     with engine.connect() as conn:
         for name, statement in statements.items():
             compiled = statement.compile(dialect=conn.dialect, compile_kwargs={"render_postcompile": True})
@@ -217,12 +254,15 @@ async def test_the_bench_seed_loads_and_every_seeded_case_is_paged_once(postgres
         stats = await store.stats(days=30)
         assert stats["escalated"] == 1200 and stats["median_first_reply_minutes"] is not None
         again, _ = await store.create_escalation(  # the sequences continue after the seeded ids
-            NewEscalation(sender_id="after-seed", channel="rest", language="zh"), None)
+            NewEscalation(sender_id="after-seed", channel="rest", language="zh"), None
+        )
         assert again["id"] == 1201
     finally:
         await engine.dispose()
-    figures = {"kinds": [{"kind": "queue", "p95_ms": 120.0}, {"kind": "case", "p95_ms": 301.0}],
-               "rss_mib": {"after_warmup": 80.0, "after_requests": 85.0}, "error_count": 0}
+    figures = {
+        "kinds": [{"kind": "queue", "p95_ms": 120.0}, {"kind": "case", "p95_ms": 301.0}],
+        "rss_mib": {"after_warmup": 80.0, "after_requests": 85.0},
+        "error_count": 0,
+    }
     met = {check["target"]: check["met"] for check in targets(figures, {"target_p95_ms": 300, "rss_growth_mib": 20})}
-    assert met == {"queue p95 ≤ 300 ms": True, "case p95 ≤ 300 ms": False, "desk RSS growth ≤ 20 MiB": True,
-                   "no errors": True}
+    assert met == {"queue p95 ≤ 300 ms": True, "case p95 ≤ 300 ms": False, "desk RSS growth ≤ 20 MiB": True, "no errors": True}

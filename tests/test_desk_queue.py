@@ -1,5 +1,6 @@
 """The console's queue and case history with aiohttp's test client: search by each key,
 filters that refuse bad values beside their field, the repeat flag, times as <time>."""
+
 from __future__ import annotations
 
 import html
@@ -39,9 +40,14 @@ async def get(client, query: str):
 async def test_search_finds_by_ticket_merchant_serial_and_phone(client):
     await case(client, "PX-AAA222", merchant_id="898310048160123", terminal_serial="SN7Q2K9", contact="138 1234 5678")
     await case(client, "PX-BBB333", merchant_id="898310048169999", terminal_serial="N86X0042", contact="13900001111")
-    for term, expected in [("PX-AAA222", ["PX-AAA222"]), ("bbb333", ["PX-BBB333"]),
-                           ("898310048169999", ["PX-BBB333"]), ("sn7q2k9", ["PX-AAA222"]),
-                           ("13812345678", ["PX-AAA222"]), ("139-0000-1111", ["PX-BBB333"])]:
+    for term, expected in [
+        ("PX-AAA222", ["PX-AAA222"]),
+        ("bbb333", ["PX-BBB333"]),
+        ("898310048169999", ["PX-BBB333"]),
+        ("sn7q2k9", ["PX-AAA222"]),
+        ("13812345678", ["PX-AAA222"]),
+        ("139-0000-1111", ["PX-BBB333"]),
+    ]:
         status, page = await get(client, f"q={term}")
         assert status == 200 and queue_tickets(page) == expected, term
         assert f'value="{term}"' in page  # the box keeps what was searched
@@ -58,14 +64,17 @@ async def test_search_and_filters_combine(client):
     assert queue_tickets(page) == [] and "没有符合条件的工单" in page
 
 
-@pytest.mark.parametrize("query, field, message", [
-    ("older_than=abc", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
-    ("older_than=-5", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
-    ("older_than=99999999999999", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
-    ("status=deleted", "status", "状态只能是“待处理”“处理中”或“已结案”。"),
-    ("priority=%3Cb%3Ehigh%3C/b%3E", "priority", "优先级只能是“紧急”“高”或“普通”。"),
-    ("q=" + "x" * 65, "q", "搜索内容最多 64 个字符。"),
-])
+@pytest.mark.parametrize(
+    "query, field, message",
+    [
+        ("older_than=abc", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
+        ("older_than=-5", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
+        ("older_than=99999999999999", "older_than", "请填 0 到 525600 之间的整数（分钟）。"),
+        ("status=deleted", "status", "状态只能是“待处理”“处理中”或“已结案”。"),
+        ("priority=%3Cb%3Ehigh%3C/b%3E", "priority", "优先级只能是“紧急”“高”或“普通”。"),
+        ("q=" + "x" * 65, "q", "搜索内容最多 64 个字符。"),
+    ],
+)
 async def test_bad_filter_values_get_a_message_beside_the_field(client, query, field, message):
     await case(client, "PX-AAA222")
     status, page = await get(client, query)
@@ -102,11 +111,9 @@ async def test_age_filter_takes_minutes_also_in_full_width_digits(client):
 
 
 async def test_repeat_marker_history_and_bot_runs(client):
-    await client.post("/api/outcomes", headers=AUTH,
-                      json={"sender_id": "chat-PX-CCC444", "outcome": "resolved", "fixed_step": "network"})
+    await client.post("/api/outcomes", headers=AUTH, json={"sender_id": "chat-PX-CCC444", "outcome": "resolved", "fixed_step": "network"})
     first = await case(client, "PX-AAA222", terminal_serial="SN7Q2K9", merchant_id="898310048160123")
-    await client.post(f"/api/escalations/{first['id']}/resolve", headers=AUTH,
-                      json={"note": "换了网线", "category": "hardware"})
+    await client.post(f"/api/escalations/{first['id']}/resolve", headers=AUTH, json={"note": "换了网线", "category": "hardware"})
     await case(client, "PX-BBB333", terminal_serial="SN7Q2K9")
     third = await case(client, "PX-CCC444", terminal_serial="SN7Q2K9")
     await case(client, "PX-DDD555", terminal_serial="OTHER-SN")
@@ -145,21 +152,41 @@ async def test_times_are_time_elements_with_a_utc_fallback(client):
 
 async def test_incident_end_typed_in_the_agents_zone_is_stored_in_utc(client):
     token = csrf_of(await (await client.get("/console/incidents")).text())
-    await client.post("/console/incidents", data={
-        "csrf": token, "message_zh": "网关维护", "message_en": "Gateway maintenance",
-        "expected_end": "2099-01-01T12:00", "timezone": "Asia/Shanghai"})
+    await client.post(
+        "/console/incidents",
+        data={
+            "csrf": token,
+            "message_zh": "网关维护",
+            "message_en": "Gateway maintenance",
+            "expected_end": "2099-01-01T12:00",
+            "timezone": "Asia/Shanghai",
+        },
+    )
     listed = (await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"]
     assert listed[0]["expected_end"] == "2099-01-01T04:00:00+00:00"
-    bad = await client.post("/console/incidents", headers={"Referer": "/console/incidents"}, data={
-        "csrf": token, "message_zh": "x", "message_en": "y", "expected_end": "2099-01-01T12:00",
-        "timezone": "../../etc/passwd"})
+    bad = await client.post(
+        "/console/incidents",
+        headers={"Referer": "/console/incidents"},
+        data={"csrf": token, "message_zh": "x", "message_en": "y", "expected_end": "2099-01-01T12:00", "timezone": "../../etc/passwd"},
+    )
     assert bad.status == 200 and "unknown time zone" in await bad.text()
     assert len((await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"]) == 1
 
 
 def test_english_ordinals():
     assert [ordinal(n) for n in (1, 2, 3, 4, 11, 12, 13, 21, 22, 103, 111)] == [
-        "1st", "2nd", "3rd", "4th", "11th", "12th", "13th", "21st", "22nd", "103rd", "111th"]
+        "1st",
+        "2nd",
+        "3rd",
+        "4th",
+        "11th",
+        "12th",
+        "13th",
+        "21st",
+        "22nd",
+        "103rd",
+        "111th",
+    ]
 
 
 def page_link(page: str, name: str):

@@ -10,6 +10,7 @@ no 5xx only), so each run sends the same requests.
 (schemathesis 3.14 through its Python API: its pytest plugin's ``from_pytest_fixture`` is
 not needed, and later releases pin pytest<8 or a jsonschema that Rasa 3.6 refuses.)
 """
+
 from __future__ import annotations
 
 import os
@@ -73,8 +74,7 @@ def test_operation_conforms_to_the_openapi_document(desk, name, generation):
     headers = {"Authorization": f"Bearer {desk.token}"}
     method = schemathesis.DataGenerationMethod[generation]
 
-    @settings(max_examples=40, deadline=None, derandomize=True, database=None,
-              suppress_health_check=list(HealthCheck))
+    @settings(max_examples=40, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(data_generation_method=method))
     def check(case):
         response = case.call(base_url=desk.url, headers=headers, timeout=30)

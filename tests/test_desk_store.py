@@ -1,4 +1,5 @@
 """The desk store and its migrations on SQLite and on a real PostgreSQL server."""
+
 from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
@@ -116,8 +117,6 @@ async def test_migrating_again_keeps_the_data(database_url):
         assert (await DeskStore(engine).get_escalation(case["id"]))["ticket"] == "PX-ABC234"
     finally:
         await engine.dispose()
-    revision = sa.create_engine(sync_url(database_url)).connect().execute(
-        sa.text("select version_num from alembic_version")
-    ).scalar()
+    revision = sa.create_engine(sync_url(database_url)).connect().execute(sa.text("select version_num from alembic_version")).scalar()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
     assert revision == head == "0006"

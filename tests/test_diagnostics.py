@@ -1,4 +1,5 @@
 """The diagnostics form's validation action and the questions it asks: exact events and responses."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -53,9 +54,7 @@ def form_tracker(make_tracker, slots: Dict[str, Any], newly_set: Dict[str, Any],
 
 
 async def test_all_steps_are_needed_at_the_start(make_tracker, dispatcher, domain):
-    required = await ValidateDiagnosticsForm().required_slots(
-        FORM_SLOTS, dispatcher, make_tracker(), domain
-    )
+    required = await ValidateDiagnosticsForm().required_slots(FORM_SLOTS, dispatcher, make_tracker(), domain)
     assert required == FORM_SLOTS
 
 
@@ -65,21 +64,17 @@ async def test_all_steps_are_needed_at_the_start(make_tracker, dispatcher, domai
         ({"network_ok": True}, "network_ok"),
         ({"network_ok": False, "terminal_model": "unknown", "restart_ok": True}, "restart_ok"),
         (
-            {"network_ok": False, "restart_ok": False, "server_ok": False,
-             "server_status": "incident"},
+            {"network_ok": False, "restart_ok": False, "server_ok": False, "server_status": "incident"},
             "server_ok",
         ),
         (
-            {"network_ok": False, "restart_ok": False, "server_ok": False,
-             "server_status": "ok", "software_status": "latest"},
+            {"network_ok": False, "restart_ok": False, "server_ok": False, "server_status": "ok", "software_status": "latest"},
             "software_version",
         ),
     ],
 )
 async def test_the_checks_stop_where_they_can(make_tracker, dispatcher, domain, slots, last_needed):
-    required = await ValidateDiagnosticsForm().required_slots(
-        FORM_SLOTS, dispatcher, make_tracker(slots=slots), domain
-    )
+    required = await ValidateDiagnosticsForm().required_slots(FORM_SLOTS, dispatcher, make_tracker(slots=slots), domain)
     assert required == FORM_SLOTS[: FORM_SLOTS.index(last_needed) + 1]
 
 
@@ -111,9 +106,7 @@ async def test_a_non_boolean_answer_is_asked_again(make_tracker, dispatcher, dom
 
 
 async def test_the_restart_question_uses_the_model_just_validated(make_tracker, dispatcher, domain):
-    tracker = form_tracker(
-        make_tracker, {"network_ok": False}, {"terminal_model": "A920"}, requested="terminal_model"
-    )
+    tracker = form_tracker(make_tracker, {"network_ok": False}, {"terminal_model": "A920"}, requested="terminal_model")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [SlotSet("terminal_model", "pax_a920"), SlotSet("requested_slot", "restart_ok")]
     [message] = dispatcher.messages
@@ -121,11 +114,11 @@ async def test_the_restart_question_uses_the_model_just_validated(make_tracker, 
     assert message["model_name"] == " (PAX A920)"
 
 
-async def test_still_broken_after_restart_leaves_the_status_check_to_its_action(
-    make_tracker, dispatcher
-):
+async def test_still_broken_after_restart_leaves_the_status_check_to_its_action(make_tracker, dispatcher):
     tracker = form_tracker(
-        make_tracker, {"network_ok": False, "terminal_model": "unknown"}, {"restart_ok": False},
+        make_tracker,
+        {"network_ok": False, "terminal_model": "unknown"},
+        {"restart_ok": False},
         requested="restart_ok",
     )
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
@@ -139,8 +132,7 @@ async def test_an_answer_to_something_else_sets_no_slot(make_tracker, dispatcher
     # action answer only if the validator sets no slot besides requested_slot.
     before = {slot: False for slot in FORM_SLOTS[: FORM_SLOTS.index(requested)]}
     before.update({"terminal_model": "pax_a920"} if "terminal_model" in before else {})
-    before.update({"software_version": "2.1", "software_status": "outdated"}
-                  if "software_version" in before else {})
+    before.update({"software_version": "2.1", "software_status": "outdated"} if "software_version" in before else {})
     before.update({"server_status": "ok"} if "server_ok" in before else {})
     tracker = form_tracker(make_tracker, before, {}, requested=requested, text="手续费怎么收")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
@@ -150,8 +142,7 @@ async def test_an_answer_to_something_else_sets_no_slot(make_tracker, dispatcher
 def test_questions_the_validator_asks_have_no_ask_of_their_own(domain):
     # Rasa would ask these slots a second time if the domain had an ask for them.
     asks = {f"{prefix}{slot}" for slot in QUESTIONS for prefix in ("action_ask_", "utter_ask_")}
-    asks |= {f"{prefix}diagnostics_form_{slot}" for slot in QUESTIONS
-             for prefix in ("action_ask_", "utter_ask_")}
+    asks |= {f"{prefix}diagnostics_form_{slot}" for slot in QUESTIONS for prefix in ("action_ask_", "utter_ask_")}
     # An action with settings is listed as {name: settings}.
     actions = {next(iter(a)) if isinstance(a, dict) else a for a in domain["actions"]}
     assert asks.isdisjoint(actions) and asks.isdisjoint(domain["responses"])
@@ -175,12 +166,8 @@ def test_questions_the_validator_asks_have_no_ask_of_their_own(domain):
         (42, "unknown"),
     ],
 )
-async def test_terminal_model_is_mapped_to_a_knowledge_key(
-    make_tracker, dispatcher, domain, mention, key
-):
-    tracker = form_tracker(
-        make_tracker, {"network_ok": False}, {"terminal_model": mention}, requested="terminal_model"
-    )
+async def test_terminal_model_is_mapped_to_a_knowledge_key(make_tracker, dispatcher, domain, mention, key):
+    tracker = form_tracker(make_tracker, {"network_ok": False}, {"terminal_model": mention}, requested="terminal_model")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [SlotSet("terminal_model", key), SlotSet("requested_slot", "restart_ok")]
 
@@ -195,9 +182,7 @@ BEFORE_SOFTWARE = {
 
 
 async def test_outdated_version_asks_to_update(make_tracker, dispatcher, domain):
-    tracker = form_tracker(
-        make_tracker, BEFORE_SOFTWARE, {"software_version": "V2.1"}, requested="software_version"
-    )
+    tracker = form_tracker(make_tracker, BEFORE_SOFTWARE, {"software_version": "V2.1"}, requested="software_version")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "2.1"),
@@ -210,9 +195,7 @@ async def test_outdated_version_asks_to_update(make_tracker, dispatcher, domain)
 
 
 async def test_latest_version_ends_the_checks_unresolved(make_tracker, dispatcher, domain):
-    tracker = form_tracker(
-        make_tracker, BEFORE_SOFTWARE, {"software_version": "2.8.0"}, requested="software_version"
-    )
+    tracker = form_tracker(make_tracker, BEFORE_SOFTWARE, {"software_version": "2.8.0"}, requested="software_version")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "2.8.0"),
@@ -224,18 +207,14 @@ async def test_latest_version_ends_the_checks_unresolved(make_tracker, dispatche
 
 
 async def test_unreadable_version_is_asked_again(make_tracker, dispatcher, domain):
-    tracker = form_tracker(
-        make_tracker, BEFORE_SOFTWARE, {"software_version": "abc"}, requested="software_version"
-    )
+    tracker = form_tracker(make_tracker, BEFORE_SOFTWARE, {"software_version": "abc"}, requested="software_version")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [SlotSet("software_version", None), SlotSet("requested_slot", "software_version")]
     assert responses(dispatcher) == ["utter_version_unreadable", "utter_question_software_version"]
 
 
 async def test_unknown_version_still_offers_the_update(make_tracker, dispatcher, domain):
-    tracker = form_tracker(
-        make_tracker, BEFORE_SOFTWARE, {"software_version": "unknown"}, requested="software_version"
-    )
+    tracker = form_tracker(make_tracker, BEFORE_SOFTWARE, {"software_version": "unknown"}, requested="software_version")
     events = await ValidateDiagnosticsForm().run(dispatcher, tracker, NO_DOMAIN)
     assert events == [
         SlotSet("software_version", "unknown"),
@@ -277,9 +256,7 @@ async def test_model_question_in_english(make_tracker, dispatcher, domain):
         ("en", None, "", "Hold the power key for about 3 seconds"),
     ],
 )
-async def test_restart_steps_follow_the_model_and_language(
-    make_tracker, dispatcher, domain, language, model, name, fragment
-):
+async def test_restart_steps_follow_the_model_and_language(make_tracker, dispatcher, domain, language, model, name, fragment):
     tracker = make_tracker(slots={"language": language, "terminal_model": model})
     ask_restart_ok(dispatcher, tracker)
     [message] = dispatcher.messages
@@ -297,8 +274,7 @@ async def test_version_question_says_where_to_look(make_tracker, dispatcher, dom
 
 async def test_update_question_for_an_outdated_version(make_tracker, dispatcher, domain):
     tracker = make_tracker(
-        slots={"language": "en", "terminal_model": "newland_n910",
-               "software_version": "2.1", "software_status": "outdated"}
+        slots={"language": "en", "terminal_model": "newland_n910", "software_version": "2.1", "software_status": "outdated"}
     )
     ask_software_ok(dispatcher, tracker)
     [message] = dispatcher.messages
@@ -401,9 +377,7 @@ async def test_resolved_incidents_do_not_count(make_tracker, dispatcher, domain,
 
 
 async def test_statuspage_indicator_reports_an_outage(make_tracker, dispatcher, domain, use_sources):
-    page = await start_json_server(
-        {"status": {"indicator": "major", "description": "Partial System Outage"}}
-    )
+    page = await start_json_server({"status": {"indicator": "major", "description": "Partial System Outage"}})
     try:
         use_sources(upstream=str(page.make_url("/api/v2/status.json")))
         events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
@@ -416,9 +390,7 @@ async def test_statuspage_indicator_reports_an_outage(make_tracker, dispatcher, 
     assert responses(dispatcher) == ["utter_question_server_ok_incident_open"]
 
 
-async def test_one_answering_source_is_enough_to_say_clear(
-    make_tracker, dispatcher, domain, use_sources, unused_tcp_port
-):
+async def test_one_answering_source_is_enough_to_say_clear(make_tracker, dispatcher, domain, use_sources, unused_tcp_port):
     page = await start_json_server({"status": {"indicator": "none", "description": "All good"}})
     try:
         use_sources(
@@ -440,9 +412,7 @@ async def test_one_answering_source_is_enough_to_say_clear(
         ({"incidents": []}, 401),
     ],
 )
-async def test_a_source_that_does_not_answer_properly_is_not_trusted(
-    make_tracker, dispatcher, domain, use_sources, payload, status
-):
+async def test_a_source_that_does_not_answer_properly_is_not_trusted(make_tracker, dispatcher, domain, use_sources, payload, status):
     board = await start_json_server(payload, status=status)
     try:
         use_sources(board=str(board.make_url("/api/incidents")))
@@ -453,9 +423,7 @@ async def test_a_source_that_does_not_answer_properly_is_not_trusted(
     assert responses(dispatcher) == ["utter_question_server_ok_unchecked"]
 
 
-async def test_no_source_reachable_never_says_all_is_fine(
-    make_tracker, dispatcher, domain, use_sources, unused_tcp_port
-):
+async def test_no_source_reachable_never_says_all_is_fine(make_tracker, dispatcher, domain, use_sources, unused_tcp_port):
     use_sources(board=f"http://127.0.0.1:{unused_tcp_port}/api/incidents")
     events = await ActionAskServerOk().run(dispatcher, make_tracker(), domain)
     assert events == [SlotSet("server_status", "unchecked")]
@@ -485,14 +453,11 @@ async def test_fixed_gives_tips_and_asks_for_a_rating(make_tracker, dispatcher, 
         "utter_ask_rating",
     ]
     assert dispatcher.messages[0]["step"] == "重启POS机"
-    assert [b["payload"] for b in dispatcher.messages[2]["buttons"]] == [
-        f'/rate{{"rating": "{n}"}}' for n in (5, 4, 3, 2, 1)
-    ]
+    assert [b["payload"] for b in dispatcher.messages[2]["buttons"]] == [f'/rate{{"rating": "{n}"}}' for n in (5, 4, 3, 2, 1)]
 
 
 async def test_fixed_step_named_in_english(make_tracker, dispatcher, domain):
-    tracker = make_tracker(slots={"language": "en", "network_ok": False, "restart_ok": False,
-                                  "server_ok": False, "software_ok": True})
+    tracker = make_tracker(slots={"language": "en", "network_ok": False, "restart_ok": False, "server_ok": False, "software_ok": True})
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
     assert events[1] == SlotSet("fixed_step", "software")
     assert dispatcher.messages[0]["step"] == "software update"
@@ -500,8 +465,13 @@ async def test_fixed_step_named_in_english(make_tracker, dispatcher, domain):
 
 async def test_known_outage_asks_to_wait(make_tracker, dispatcher, domain):
     tracker = make_tracker(
-        slots={"network_ok": False, "restart_ok": False, "server_ok": False,
-               "server_status": "incident", "incident_message": "支付网关维护中。"}
+        slots={
+            "network_ok": False,
+            "restart_ok": False,
+            "server_ok": False,
+            "server_status": "incident",
+            "incident_message": "支付网关维护中。",
+        }
     )
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
     assert events == [SlotSet("diagnostics_outcome", "known_incident"), SlotSet("needs_person", False)]
@@ -511,8 +481,7 @@ async def test_known_outage_asks_to_wait(make_tracker, dispatcher, domain):
 
 async def test_nothing_helped_hands_over_to_a_person(make_tracker, dispatcher, domain):
     tracker = make_tracker(
-        slots={"network_ok": False, "restart_ok": False, "server_ok": False,
-               "server_status": "ok", "software_status": "latest"}
+        slots={"network_ok": False, "restart_ok": False, "server_ok": False, "server_status": "ok", "software_status": "latest"}
     )
     events = await ActionFinishDiagnostics().run(dispatcher, tracker, domain)
     assert events == [SlotSet("diagnostics_outcome", "unresolved"), SlotSet("needs_person", True)]

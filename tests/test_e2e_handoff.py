@@ -5,6 +5,7 @@ agent replies through the desk API; the reply is in the merchant's Rasa tracker;
 agent resolves and the bot answers the merchant again. Then the desk is stopped, a
 second merchant escalates, the desk comes back and the escalation arrives exactly once.
 """
+
 from __future__ import annotations
 
 import re
@@ -34,14 +35,16 @@ def test_merchant_and_agent_hold_the_whole_conversation(stack):
     assert [m["text"] for m in detail["transcript"] if m["kind"] == "merchant"] == ["还要等多久"]
 
     http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/claim", {"agent": "li"}, auth)
-    reply = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply",
-                 {"text": "您好，我是客服小李，正在查后台。", "agent": "li"}, auth)
+    reply = http(
+        "POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李，正在查后台。", "agent": "li"}, auth
+    )
     assert reply["delivered"] is True
     bot_texts = [e.get("text") for e in stack.tracker(merchant)["events"] if e["event"] == "bot"]
     assert bot_texts[-1] == "您好，我是客服小李，正在查后台。"
 
-    resolved = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/resolve",
-                    {"note": "后台通道已恢复", "category": "server"}, auth)
+    resolved = http(
+        "POST", f"{stack.desk.url}/api/escalations/{case['id']}/resolve", {"note": "后台通道已恢复", "category": "server"}, auth
+    )
     assert resolved["status"] == "resolved" and resolved["bot_resumed"] is True
     tracker = stack.tracker(merchant)
     assert tracker["paused"] is False
@@ -60,13 +63,17 @@ def test_desk_down_escalation_arrives_once_when_it_is_back(stack):
     assert "工单已保存" in escalated
     ticket = re.search(r"PX-[0-9A-Z]{6}", escalated).group(0)
     stack.desk.start()  # the same port and database
-    wait_until(lambda: http("GET", f"{stack.desk.url}/api/escalations?ticket={ticket}", headers=auth)["escalations"],
-               30, "the escalation to arrive")
+    wait_until(
+        lambda: http("GET", f"{stack.desk.url}/api/escalations?ticket={ticket}", headers=auth)["escalations"],
+        30,
+        "the escalation to arrive",
+    )
 
     # The outbox is empty once the action server has the desk's confirmation: still exactly one.
     def outbox_empty() -> bool:
         with sqlite3.connect(stack.directory / "outbox.sqlite") as outbox:
             return outbox.execute("SELECT COUNT(*) FROM outbox").fetchone()[0] == 0
+
     wait_until(outbox_empty, 30, "an empty outbox")
     found = http("GET", f"{stack.desk.url}/api/escalations?sender_id=e2e-shop-2", headers=auth)["escalations"]
     assert [c["ticket"] for c in found] == [ticket]
@@ -128,8 +135,9 @@ def test_wecom_merchant_gets_answers_and_the_agents_reply(stack, platform):
 
     # An agent's reply through the desk reaches the merchant in WeCom.
     auth = {"Authorization": f"Bearer {stack.desk.token}"}
-    case = http("POST", f"{stack.desk.url}/api/escalations",
-                {"sender_id": user, "channel": "wecom", "language": "zh", "summary": "via wecom"}, auth)
+    case = http(
+        "POST", f"{stack.desk.url}/api/escalations", {"sender_id": user, "channel": "wecom", "language": "zh", "summary": "via wecom"}, auth
+    )
     reply = http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李"}, auth)
     assert reply["delivered"] is True
     wait_until(lambda: "您好，我是客服小李" in platform.texts(user))
@@ -159,14 +167,12 @@ async def test_website_widget_merchant_is_handed_to_an_agent(stack):
             count = await bot.count()
             await page.fill(".rw-new-message", text)
             await page.press(".rw-new-message", "Enter")
-            await page.wait_for_function(
-                "n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
+            await page.wait_for_function("n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
 
         async def click(title: str) -> None:
             count = await bot.count()
             await page.locator(".rw-reply", has_text=title).last.click()
-            await page.wait_for_function(
-                "n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
+            await page.wait_for_function("n => document.querySelectorAll('.rw-response').length > n", arg=count, timeout=30_000)
 
         await say("pos机报1000怎么办")
         await click("好，带我排查")
@@ -182,19 +188,26 @@ async def test_website_widget_merchant_is_handed_to_an_agent(stack):
         await say("13812345678")
         await say("从早上开始刷卡都报1000")
         await page.wait_for_function(
-            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('您的工单号是'))",
-            timeout=30_000)
+            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('您的工单号是'))", timeout=30_000
+        )
         await page.screenshot(path=str(SHOTS / "widget-escalated.png"))
 
-        [case] = [c for c in http("GET", f"{stack.desk.url}/api/escalations?status=open", headers=auth)["escalations"]
-                  if c["channel"] == "socketio"]
+        [case] = [
+            c
+            for c in http("GET", f"{stack.desk.url}/api/escalations?status=open", headers=auth)["escalations"]
+            if c["channel"] == "socketio"
+        ]
         http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/claim", {"agent": "小李"}, auth)
-        http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply",
-             {"text": "您好，我是客服小李，正在查后台。", "agent": "小李"}, auth)
+        http(
+            "POST",
+            f"{stack.desk.url}/api/escalations/{case['id']}/reply",
+            {"text": "您好，我是客服小李，正在查后台。", "agent": "小李"},
+            auth,
+        )
         for expected in ("人工客服 小李 已加入对话。", "您好，我是客服小李，正在查后台。"):
             await page.wait_for_function(
-                "t => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes(t))",
-                arg=expected, timeout=30_000)
+                "t => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes(t))", arg=expected, timeout=30_000
+            )
         await page.screenshot(path=str(SHOTS / "widget-agent-reply.png"))
 
         # A reload keeps the conversation (session kept in local storage).
@@ -203,8 +216,8 @@ async def test_website_widget_merchant_is_handed_to_an_agent(stack):
         if not await page.locator(".rw-conversation-container").count():
             await page.click(".rw-launcher")  # the widget may come back closed
         await page.wait_for_function(
-            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('客服小李'))",
-            timeout=30_000)
+            "() => [...document.querySelectorAll('.rw-response')].some(e => e.innerText.includes('客服小李'))", timeout=30_000
+        )
         await browser.close()
 
 

@@ -2,6 +2,7 @@
 handoff reaches the desk's case by push, without anyone opening the case; the case
 reads in words (button titles, the bot's ticket message). A WeCom session that ended
 (the channel's report) gives the conversation back to the bot with a bare resume."""
+
 from __future__ import annotations
 
 import re
@@ -19,7 +20,9 @@ def stored_messages(stack, ticket: str):  # noqa: F811
     with sqlite3.connect(stack.directory / "desk.db") as db:
         return db.execute(
             "SELECT m.role, m.kind, m.text FROM messages m JOIN escalations e ON e.id = m.escalation_id "
-            "WHERE e.ticket = ? ORDER BY m.at, m.id", (ticket,)).fetchall()
+            "WHERE e.ticket = ? ORDER BY m.at, m.id",
+            (ticket,),
+        ).fetchall()
 
 
 def test_the_case_learns_by_push_and_reads_in_words(stack):  # noqa: F811
@@ -53,11 +56,17 @@ def test_a_wecom_session_that_ended_resumes_the_bot_without_a_word(stack):  # no
     before = len(stack.tracker(merchant)["events"])
 
     def session(state: int, report_id: str) -> dict:
-        return {"kind": "session", "report_id": report_id, "sender_id": merchant, "channel": "wecom_kf",
-                "at": time.time(), "state": state, "servicer_userid": "zhangsan"}
+        return {
+            "kind": "session",
+            "report_id": report_id,
+            "sender_id": merchant,
+            "channel": "wecom_kf",
+            "at": time.time(),
+            "state": state,
+            "servicer_userid": "zhangsan",
+        }
 
-    taken = http("POST", f"{stack.desk.url}/api/channel/reports",
-                 {"reports": [session(3, "e2e:s3"), session(4, "e2e:s4")]}, headers=auth)
+    taken = http("POST", f"{stack.desk.url}/api/channel/reports", {"reports": [session(3, "e2e:s3"), session(4, "e2e:s4")]}, headers=auth)
     assert taken == {"accepted": 2, "rejected": [], "taken": 2, "ignored": 0}
     tracker = stack.tracker(merchant)
     added = tracker["events"][before:]
@@ -65,7 +74,6 @@ def test_a_wecom_session_that_ended_resumes_the_bot_without_a_word(stack):  # no
     assert [e["event"] for e in added] == ["resume", "action"] and added[1]["name"] == "action_listen"
     assert tracker["paused"] is False
     ended = http("GET", f"{stack.desk.url}/api/escalations/{case['id']}", headers=auth)
-    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == (
-        "resolved", "wecom:zhangsan", "ended in WeCom")
+    assert (ended["status"], ended["resolved_by"], ended["resolution_note"]) == ("resolved", "wecom:zhangsan", "ended in WeCom")
     # The bot has the conversation again.
     assert stack.say(merchant, "pos机报1000咋整")

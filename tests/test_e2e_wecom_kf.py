@@ -16,6 +16,7 @@ are refused and nothing crashes. The Official Account channel runs in the same p
 against a fake that enforces its 48-hour window: an agent's late reply is held, reported,
 and sent when the merchant writes again.
 """
+
 from __future__ import annotations
 
 import time
@@ -49,7 +50,9 @@ def kf(tmp_path_factory) -> Iterator[Kf]:
     postgres = PostgresServer().start()
     redis, redis_url = redis_server(run_dir)
     credentials = run_dir / "credentials.yml"
-    credentials.write_text((ROOT / "credentials.yml").read_text(encoding="utf-8") + f"""
+    credentials.write_text(
+        (ROOT / "credentials.yml").read_text(encoding="utf-8")
+        + f"""
 channels.wecom_kf.WeComKfInput:
   corp_id: {DOC_CORP_ID}
   secret: {SECRET}
@@ -64,10 +67,19 @@ channels.wecom.WeChatInput:
   secret: secret
   api_base: {account.url}
   redis_url: {redis_url}/2
-""", encoding="utf-8")
-    stack = RasaStack(run_dir, MODEL, postgres.create_database("tracker"), lock_store_url=redis_url,
-                      rasa_processes=2, desk_url=desk.url, desk_token=desk.token,
-                      credentials_file=str(credentials))
+""",
+        encoding="utf-8",
+    )
+    stack = RasaStack(
+        run_dir,
+        MODEL,
+        postgres.create_database("tracker"),
+        lock_store_url=redis_url,
+        rasa_processes=2,
+        desk_url=desk.url,
+        desk_token=desk.token,
+        credentials_file=str(credentials),
+    )
     try:
         yield Kf(platform, desk, stack.start(), account)
     finally:
@@ -124,8 +136,7 @@ def test_a_merchant_runs_the_checks_by_menu_across_processes_and_gets_the_desks_
     # The merchant writes again: the held reply goes out, and the desk hears it was sent.
     kf.say(0, user, "还在吗")
     assert kf.platform.texts_to(user)[-1] == "第6条"
-    wait_until(lambda: [r["state"] for r in kf.desk.of("delivery") if r.get("desk_message_id") == 605]
-               == ["held", "sent"])
+    wait_until(lambda: [r["state"] for r in kf.desk.of("delivery") if r.get("desk_message_id") == 605] == ["held", "sent"])
     assert not kf.desk.refusals
 
 
@@ -143,13 +154,16 @@ def test_an_expired_token_is_fetched_again_once_for_both_processes(kf):
     assert kf.platform.token_requests == requests + 1
 
 
-@pytest.mark.parametrize("tamper, status", [
-    (lambda q, b: ({**q, "msg_signature": "0" * 40}, b), 403),
-    (lambda q, b: ({**q, "timestamp": str(int(q["timestamp"]) - 3600)}, b), 403),
-    (lambda q, b: (q, b"<xml><Encrypt><![CDATA[oops"), 400),
-    (lambda q, b: (q, b'{"Encrypt": "not xml"}'), 400),
-    (lambda q, b: (q, b"<xml>" + b"x" * 1024 * 1024 + b"</xml>"), 413),
-])
+@pytest.mark.parametrize(
+    "tamper, status",
+    [
+        (lambda q, b: ({**q, "msg_signature": "0" * 40}, b), 403),
+        (lambda q, b: ({**q, "timestamp": str(int(q["timestamp"]) - 3600)}, b), 403),
+        (lambda q, b: (q, b"<xml><Encrypt><![CDATA[oops"), 400),
+        (lambda q, b: (q, b'{"Encrypt": "not xml"}'), 400),
+        (lambda q, b: (q, b"<xml>" + b"x" * 1024 * 1024 + b"</xml>"), 413),
+    ],
+)
 def test_bad_callbacks_are_refused_and_nothing_crashes(kf, tamper, status):
     plain = kf_signal(KFID, kf.platform.issue_callback_token())
     query, body = tamper(*callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, plain, str(int(time.time()))))
@@ -189,5 +203,4 @@ def test_an_official_account_reply_after_48_hours_waits_for_the_merchant(kf):
     assert "您好，工程师已经处理好了" not in kf.account.texts_to(openid)
     writes(1, "还在吗", "8002")
     wait_until(lambda: "您好，工程师已经处理好了" in kf.account.texts_to(openid))
-    wait_until(lambda: [r["state"] for r in kf.desk.of("delivery", openid) if r.get("desk_message_id") == 901]
-               == ["held", "sent"])
+    wait_until(lambda: [r["state"] for r in kf.desk.of("delivery", openid) if r.get("desk_message_id") == 901] == ["held", "sent"])

@@ -6,6 +6,7 @@ moves to the WeCom 接待人员 (``service_state/trans`` to 3). The agent's mess
 WeCom client are copied to the desk (``agent_message``), never to Rasa; the session's end
 is reported (state 4). The desk's report endpoint is the strict recording stand-in.
 """
+
 from __future__ import annotations
 
 import time
@@ -29,7 +30,9 @@ def kf(tmp_path_factory) -> Iterator[Kf]:
     platform = FakeKf(DOC_CORP_ID, SECRET, KFID).start_in_thread()
     desk = RecordingDesk().start_in_thread()
     credentials = run_dir / "credentials.yml"
-    credentials.write_text((ROOT / "credentials.yml").read_text(encoding="utf-8") + f"""
+    credentials.write_text(
+        (ROOT / "credentials.yml").read_text(encoding="utf-8")
+        + f"""
 channels.wecom_kf.WeComKfInput:
   corp_id: {DOC_CORP_ID}
   secret: {SECRET}
@@ -39,9 +42,12 @@ channels.wecom_kf.WeComKfInput:
   state_file: {run_dir / "wecom_kf_state.sqlite"}
   handoff: wecom
   servicer_userid: lisi
-""", encoding="utf-8")
-    stack = RasaStack(run_dir, MODEL, f"sqlite:///{run_dir / 'tracker.db'}", desk_url=desk.url,
-                      desk_token=desk.token, credentials_file=str(credentials))
+""",
+        encoding="utf-8",
+    )
+    stack = RasaStack(
+        run_dir, MODEL, f"sqlite:///{run_dir / 'tracker.db'}", desk_url=desk.url, desk_token=desk.token, credentials_file=str(credentials)
+    )
     try:
         yield Kf(platform, desk, stack.start(), account=None)
     finally:
@@ -62,8 +68,7 @@ def test_the_session_goes_to_the_wecom_agent_and_the_agents_words_to_the_desk(kf
     assert tracker["paused"] is True
     assert "PX-" in kf.platform.texts_to(user)[-1]  # the ticket went out while the bot had the session
     # The contact link's merchant number spared the question (the form asked two things only).
-    assert [e["text"] for e in tracker["events"] if e.get("event") == "user"][1:] == [
-        "13812345678", "从早上开始刷卡都报1000"]
+    assert [e["text"] for e in tracker["events"] if e.get("event") == "user"][1:] == ["13812345678", "从早上开始刷卡都报1000"]
     assert (kf.platform.session(user)["state"], kf.platform.session(user)["servicer"]) == (3, "lisi")
     wait_until(lambda: kf.desk.of("session", sender))
     assert [(r["state"], r["servicer_userid"]) for r in kf.desk.of("session", sender)] == [(3, "lisi")]

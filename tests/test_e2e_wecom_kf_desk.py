@@ -16,6 +16,7 @@ it; the agent's words in the WeCom client are in the desk transcript, never in R
 session's end resolves the case and the bot answers again. On the Official Account: a desk
 reply after 48 hours shows held with the reason, and delivered once the merchant writes.
 """
+
 from __future__ import annotations
 
 import re
@@ -160,8 +161,9 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     [image] = [m for m in run.case(case["id"])["transcript"] if m["attachment_id"]]
     assert (image["role"], image["kind"], image["text"]) == ("user", "merchant", "[image]")
     with sqlite3.connect(run.stack.directory / "desk.db") as db:  # the bytes the desk stored
-        stored = db.execute("SELECT escalation_id, channel, content_type, data FROM attachments WHERE id = ?",
-                            (image["attachment_id"],)).fetchone()
+        stored = db.execute(
+            "SELECT escalation_id, channel, content_type, data FROM attachments WHERE id = ?", (image["attachment_id"],)
+        ).fetchone()
     assert stored == (case["id"], "wecom_kf", "image/png", png)
 
     # The merchant writes while paused: kept for the agent, the bot stays quiet.
@@ -179,8 +181,7 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
 
     # Six replies after the merchant's message: the sixth is past the platform's quota.
     run.kf.say(0, user, "好的我试试")
-    replies = [run.api("POST", f"/api/escalations/{case['id']}/reply", {"text": f"第{n}条", "agent": "li"})
-               for n in range(1, 7)]
+    replies = [run.api("POST", f"/api/escalations/{case['id']}/reply", {"text": f"第{n}条", "agent": "li"}) for n in range(1, 7)]
     wait_until(lambda: run.message(case["id"], replies[-1]["id"])["delivery"] == "held")
     held = run.message(case["id"], replies[-1]["id"])
     assert held["delivery_reason"] == QUOTA_REASON
@@ -196,14 +197,13 @@ def test_desk_mode_from_the_first_question_to_the_closed_case(running):
     resolved = run.api("POST", f"/api/escalations/{case['id']}/resolve", {"note": "重启后恢复", "category": "terminal"})
     assert resolved["status"] == "resolved"
     wait_until(lambda: len(run.platform.texts_to(user)) >= before + 2)
-    closing, question = run.platform.texts_to(user)[before:before + 2]
+    closing, question = run.platform.texts_to(user)[before : before + 2]
     assert closing.startswith(f"客服已处理完您的问题（工单 {ticket}）")
     assert question.startswith("这次人工客服的帮助您满意吗")
     assert run.cases(sender)[0]["status"] == "resolved"
     assert run.kf.tracker(user)["paused"] is False
     # The rating question is a menu: the merchant's tap is the case's satisfaction.
-    assert [item["click"]["content"] for item in run.platform.menus_to(user)[-1]["list"]] == [
-        f"{n} ⭐" for n in (5, 4, 3, 2, 1)]
+    assert [item["click"]["content"] for item in run.platform.menus_to(user)[-1]["list"]] == [f"{n} ⭐" for n in (5, 4, 3, 2, 1)]
     run.kf.click(0, user, "5 ⭐")
     wait_until(lambda: run.cases(sender)[0]["satisfaction"] == 5)
     # The bot answers the merchant's next message again.
@@ -223,8 +223,9 @@ def test_an_official_account_reply_after_48_hours_is_held_then_delivered(running
 
     writes("pos机报1000咋整", "8101")
     wait_until(lambda: run.account.texts_to(openid))
-    case = run.api("POST", "/api/escalations", {"sender_id": openid, "channel": "wechat", "language": "zh",
-                                                  "summary": "公众号：刷卡报1000"})
+    case = run.api(
+        "POST", "/api/escalations", {"sender_id": openid, "channel": "wechat", "language": "zh", "summary": "公众号：刷卡报1000"}
+    )
     run.account.offset += 49 * 3600  # two days later the agent answers
     reply = run.api("POST", f"/api/escalations/{case['id']}/reply", {"text": "您好，工程师已经处理好了", "agent": "li"})
     wait_until(lambda: run.message(case["id"], reply["id"])["delivery"] == "held")

@@ -22,6 +22,7 @@ test_desk_down_escalation_arrives_once_when_it_is_back``.)
 ``FAULTS_MODEL`` may point at another model file while developing; by default the
 project's model is used.
 """
+
 from __future__ import annotations
 
 import os
@@ -54,8 +55,7 @@ def postgres() -> Iterator[PostgresServer]:
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory, postgres) -> Iterator[Stack]:
-    running = Stack(tmp_path_factory.mktemp("faults"), database_url=postgres.create_database("faults_desk"),
-                    model=MODEL_FILE)
+    running = Stack(tmp_path_factory.mktemp("faults"), database_url=postgres.create_database("faults_desk"), model=MODEL_FILE)
     yield running
     running.stop()
 
@@ -69,8 +69,7 @@ def to_model_question(stack: Stack, sender: str) -> None:
 
 def at_step(stack: Stack, sender: str, slot: str) -> bool:
     tracker = stack.tracker(sender)
-    return (tracker["active_loop"].get("name") == "diagnostics_form"
-            and tracker["slots"]["requested_slot"] == slot)
+    return tracker["active_loop"].get("name") == "diagnostics_form" and tracker["slots"]["requested_slot"] == slot
 
 
 def test_action_server_killed_mid_diagnostics_then_back(stack):
@@ -87,7 +86,10 @@ def test_action_server_killed_mid_diagnostics_then_back(stack):
     last_user = max(i for i, e in enumerate(events) if e["event"] == "user")
     # One failed run of the form, one answer, then Rasa listens: no re-run loop.
     assert [e["name"] for e in events[last_user:] if e["event"] == "action"] == [
-        "diagnostics_form", "utter_cannot_check_now", "action_listen"]
+        "diagnostics_form",
+        "utter_cannot_check_now",
+        "action_listen",
+    ]
     # Writing again while it is still down gets the same honest answer, not silence.
     assert stack.say(merchant, '/inform{"terminal_model": "pax_a920"}')[0].startswith(CANNOT_CHECK)
 
@@ -144,8 +146,7 @@ def test_rasa_restart_keeps_every_conversation_where_it_was(stack):
     assert stack.answers(paused, "重启之后还在吗") == []
     transcript = stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"]
     assert [m["text"] for m in transcript if m["kind"] == "merchant"] == ["重启之后还在吗"]
-    status, reply = stack.desk_api("POST", f"/api/escalations/{case['id']}/reply",
-                                   {"text": "您好，我是客服小李。", "agent": "li"})
+    status, reply = stack.desk_api("POST", f"/api/escalations/{case['id']}/reply", {"text": "您好，我是客服小李。", "agent": "li"})
     assert status == 201 and reply["delivered"] is True
     assert bot_texts(stack, paused)[-1] == "您好，我是客服小李。"
     status, resolved = stack.desk_api("POST", f"/api/escalations/{case['id']}/resolve", {"note": "ok"})
@@ -157,14 +158,19 @@ async def console_case_page(stack: Stack, case_id: int) -> str:
     """The case page as an agent sees it (a fresh account, a real login with CSRF)."""
     import aiohttp
 
-    created = subprocess.run([sys.executable, "-m", "support_desk.accounts", "create", "faults-agent"],
-                             cwd=ROOT, env=stack.desk.env, capture_output=True, text=True, check=True)
+    created = subprocess.run(
+        [sys.executable, "-m", "support_desk.accounts", "create", "faults-agent"],
+        cwd=ROOT,
+        env=stack.desk.env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     password = created.stdout.strip().split()[-1]
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         form = await (await session.get(f"{stack.desk_url}/console/login")).text()
         csrf = re.search(r'name="csrf" value="([^"]+)"', form).group(1)
-        await session.post(f"{stack.desk_url}/console/login",
-                           data={"csrf": csrf, "username": "faults-agent", "password": password})
+        await session.post(f"{stack.desk_url}/console/login", data={"csrf": csrf, "username": "faults-agent", "password": password})
         async with session.get(f"{stack.desk_url}/console/cases/{case_id}") as page:
             assert page.status == 200 and str(page.url).endswith(f"/console/cases/{case_id}")
             return await page.text()
@@ -175,11 +181,11 @@ async def test_agent_reply_while_rasa_is_down_is_kept_and_delivered_once(stack):
     case = escalate(stack, merchant)
     stack.stop_rasa()
     try:
-        status, reply = stack.desk_api("POST", f"/api/escalations/{case['id']}/reply",
-                                       {"text": "您好，Rasa不在时写的回复。", "agent": "li"})
+        status, reply = stack.desk_api(
+            "POST", f"/api/escalations/{case['id']}/reply", {"text": "您好，Rasa不在时写的回复。", "agent": "li"}
+        )
         assert status == 202 and reply["delivered"] is False
-        [kept] = [m for m in stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"]
-                  if m["role"] == "agent"]
+        [kept] = [m for m in stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"] if m["role"] == "agent"]
         assert kept["text"] == "您好，Rasa不在时写的回复。" and kept["delivered"] is False
         page = await console_case_page(stack, case["id"])
         assert "您好，Rasa不在时写的回复。" in page and "未送达，自动重试中" in page
@@ -187,22 +193,19 @@ async def test_agent_reply_while_rasa_is_down_is_kept_and_delivered_once(stack):
         stack.start_rasa()
     # The desk's retry loop (every 10 s) delivers it; once, in order.
     wait_until(lambda: "您好，Rasa不在时写的回复。" in bot_texts(stack, merchant), 60, "the kept reply")
-    [kept] = [m for m in stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"]
-              if m["role"] == "agent"]
+    [kept] = [m for m in stack.desk_api("GET", f"/api/escalations/{case['id']}")[1]["transcript"] if m["role"] == "agent"]
     assert kept["delivered"] is True
     assert bot_texts(stack, merchant).count("您好，Rasa不在时写的回复。") == 1
 
 
 def test_desk_database_down_503_and_nothing_accepted_is_lost(stack, postgres):
     before = stack.desk_api("GET", "/api/escalations")[1]["escalations"]
-    status, accepted = stack.desk_api("POST", "/api/escalations",
-                                      {"sender_id": "faults-direct", "channel": "rest", "summary": "before"})
+    status, accepted = stack.desk_api("POST", "/api/escalations", {"sender_id": "faults-direct", "channel": "rest", "summary": "before"})
     assert status == 201
 
     postgres.halt()
     try:
-        status, body = stack.desk_api("POST", "/api/escalations",
-                                      {"sender_id": "faults-direct-2", "channel": "rest", "summary": "during"})
+        status, body = stack.desk_api("POST", "/api/escalations", {"sender_id": "faults-direct-2", "channel": "rest", "summary": "during"})
         assert status == 503 and body == {"error": "database unavailable, try again"}
         status, body = stack.desk_api("GET", "/api/escalations")
         assert status == 503 and set(body) == {"error"}
@@ -215,8 +218,7 @@ def test_desk_database_down_503_and_nothing_accepted_is_lost(stack, postgres):
     finally:
         postgres.resume()
 
-    wait_until(lambda: stack.desk_api("GET", f"/api/escalations?ticket={ticket}")[1].get("escalations"),
-               60, "the queued escalation")
+    wait_until(lambda: stack.desk_api("GET", f"/api/escalations?ticket={ticket}")[1].get("escalations"), 60, "the queued escalation")
     # Confirmed cases leave the outbox: later retry rounds cannot add a second one.
     import sqlite3
 

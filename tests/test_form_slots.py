@@ -1,4 +1,5 @@
 """The form validators read their forms' slots from domain/, as Rasa sends no domain."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -19,10 +20,8 @@ def test_the_forms_are_read_as_rasa_reads_them(domain):
 
 async def test_a_validator_works_on_a_call_without_the_domain(make_tracker, dispatcher):
     tracker = make_tracker(
-        slots={"terminal_serial": "0820ABC12345", "contact": "13812345678",
-               "requested_slot": "contact"},
-        events=[{"event": "user", "text": "13812345678"},
-                {"event": "slot", "name": "contact", "value": "13812345678"}],
+        slots={"terminal_serial": "0820ABC12345", "contact": "13812345678", "requested_slot": "contact"},
+        events=[{"event": "user", "text": "13812345678"}, {"event": "slot", "name": "contact", "value": "13812345678"}],
         active_loop="handoff_form",
     )
     events = await ValidateHandoffForm().run(dispatcher, tracker, {})

@@ -5,6 +5,7 @@ inputs, a node an input replaces, unresolved names, errors), then on the trained
 every held-out message's parse and the policies' prediction at every turn of the test
 stories, through both runners sharing the same loaded components.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -40,8 +41,9 @@ class Recorder(GraphComponent):
 
 
 def node(name: str, needs: Dict[str, str], target: bool = False, **config: Any) -> SchemaNode:
-    return SchemaNode(needs=needs, uses=Recorder, constructor_name="create", fn="run",
-                      config={"name": name, **config}, eager=True, is_target=target)
+    return SchemaNode(
+        needs=needs, uses=Recorder, constructor_name="create", fn="run", config={"name": name, **config}, eager=True, is_target=target
+    )
 
 
 # a -> b, a -> c, (b, c) -> d ; e stands apart; d and e are targets.
@@ -58,8 +60,7 @@ def runners(tmp_path: Path, nodes: Dict[str, SchemaNode]):
     schema = GraphSchema(nodes)
     storage = LocalModelStorage(tmp_path)
     context = ExecutionContext(schema, "test-model")
-    return (DaskGraphRunner.create(schema, storage, context),
-            SequentialGraphRunner.create(schema, storage, context))
+    return (DaskGraphRunner.create(schema, storage, context), SequentialGraphRunner.create(schema, storage, context))
 
 
 def outcome(runner, **kwargs) -> Any:
@@ -136,8 +137,7 @@ def test_the_plan_is_computed_once_per_targets_and_inputs(tmp_path, monkeypatch)
     _, sequential = runners(tmp_path, DIAMOND)
     calls = []
     original = GraphSchema.minimal_graph_schema
-    monkeypatch.setattr(GraphSchema, "minimal_graph_schema",
-                        lambda self, targets=None: calls.append(targets) or original(self, targets))
+    monkeypatch.setattr(GraphSchema, "minimal_graph_schema", lambda self, targets=None: calls.append(targets) or original(self, targets))
     for _ in range(3):
         sequential.run(inputs={"__message__": "hi", "__extra__": 1}, targets=["d"])
     sequential.run(inputs={"__message__": "hi", "__extra__": 1}, targets=["e"])
@@ -155,6 +155,7 @@ def test_install_makes_the_processor_load_the_sequential_runner(monkeypatch):
 
 
 # --- the trained model -------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def model_runners(trained_agent):
@@ -180,10 +181,12 @@ def test_every_held_out_parse_is_the_same(model_runners):
     tracker = DialogueStateTracker("parse", agent.domain.slots)
     for text in texts:
         parses = [
-            [message.as_dict(only_output_properties=True) for message in runner.run(
-                inputs={PLACEHOLDER_MESSAGE: [UserMessage(text, message_id="held-out")],
-                        PLACEHOLDER_TRACKER: tracker},
-                targets=[target])[target]]
+            [
+                message.as_dict(only_output_properties=True)
+                for message in runner.run(
+                    inputs={PLACEHOLDER_MESSAGE: [UserMessage(text, message_id="held-out")], PLACEHOLDER_TRACKER: tracker}, targets=[target]
+                )[target]
+            ]
             for runner in (dask, sequential)
         ]
         assert parses[0] == parses[1], text
@@ -198,6 +201,5 @@ def test_every_policy_prediction_of_the_test_stories_is_the_same(model_runners):
     turns = story_turns(agent)
     assert len(turns) > 150
     for tracker in turns:
-        predictions = [runner.run(inputs={PLACEHOLDER_TRACKER: tracker},
-                                  targets=[target])[target] for runner in (dask, sequential)]
+        predictions = [runner.run(inputs={PLACEHOLDER_TRACKER: tracker}, targets=[target])[target] for runner in (dask, sequential)]
         assert predictions[0] == predictions[1], (tracker.sender_id, len(tracker.events))

@@ -1,4 +1,5 @@
 """Handoff form, escalation through the outbox, ticket status — against the real desk."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -78,8 +79,14 @@ def use_desk(monkeypatch, tmp_path):
 
 def handoff_tracker(make_tracker, **slots):
     return make_tracker(
-        slots={"network_ok": False, "restart_ok": False, "contact": "13812345678",
-               "problem_summary": "刷卡都报1000", "merchant_id": "898310048160123", **slots},
+        slots={
+            "network_ok": False,
+            "restart_ok": False,
+            "contact": "13812345678",
+            "problem_summary": "刷卡都报1000",
+            "merchant_id": "898310048160123",
+            **slots,
+        },
         events=EVENTS,
     )
 
@@ -149,8 +156,7 @@ def test_transcript_and_diagnostics_from_the_tracker(make_tracker):
         {"step": "network", "outcome": "not_fixed"},
         {"step": "restart", "outcome": "fixed"},
     ]
-    current = make_tracker(slots={"network_ok": False, "restart_ok": False, "server_ok": False,
-                                  "software_status": "latest"})
+    current = make_tracker(slots={"network_ok": False, "restart_ok": False, "server_ok": False, "software_status": "latest"})
     assert diagnostics_results(current)[-1] == {"step": "software", "outcome": "already_latest"}
     lines = transcript(tracker)
     assert [(line["role"], line["text"]) for line in lines] == [
@@ -160,9 +166,7 @@ def test_transcript_and_diagnostics_from_the_tracker(make_tracker):
     assert lines[0]["source_ts"] == 1764036000.0 and "source_ts" not in lines[1]
 
 
-async def test_escalation_reaches_the_desk_and_pauses_the_bot(
-    make_tracker, dispatcher, domain, use_desk, tmp_path
-):
+async def test_escalation_reaches_the_desk_and_pauses_the_bot(make_tracker, dispatcher, domain, use_desk, tmp_path):
     async with Desk(tmp_path) as desk:
         use_desk(desk.url)
         events = await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker), domain)
@@ -186,9 +190,7 @@ async def test_escalation_reaches_the_desk_and_pauses_the_bot(
     assert Outbox(tmp_path / "outbox.sqlite").pending() == []
 
 
-async def test_desk_down_keeps_the_escalation_and_delivers_it_once(
-    make_tracker, dispatcher, domain, use_desk, tmp_path, unused_tcp_port
-):
+async def test_desk_down_keeps_the_escalation_and_delivers_it_once(make_tracker, dispatcher, domain, use_desk, tmp_path, unused_tcp_port):
     settings = use_desk(f"http://127.0.0.1:{unused_tcp_port}")
     events = await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker), domain)
     ticket = events[0]["value"]
@@ -219,9 +221,7 @@ async def test_escalation_the_desk_refuses_is_kept_for_an_operator(use_desk, tmp
     assert kept["ticket"] == "PX-BAD234" and "400" in kept["error"]
 
 
-async def test_ticket_status_by_number_and_by_conversation(
-    make_tracker, dispatcher, domain, use_desk, tmp_path
-):
+async def test_ticket_status_by_number_and_by_conversation(make_tracker, dispatcher, domain, use_desk, tmp_path):
     async with Desk(tmp_path) as desk:
         use_desk(desk.url)
         events = await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker), domain)
@@ -242,9 +242,7 @@ async def test_ticket_status_by_number_and_by_conversation(
     assert dispatcher.messages[0]["ticket"] == ticket
 
 
-async def test_ticket_status_when_the_desk_is_away(
-    make_tracker, dispatcher, domain, use_desk, unused_tcp_port
-):
+async def test_ticket_status_when_the_desk_is_away(make_tracker, dispatcher, domain, use_desk, unused_tcp_port):
     use_desk(f"http://127.0.0.1:{unused_tcp_port}")
     await ActionTicketStatus().run(dispatcher, make_tracker(), domain)
     assert responses(dispatcher) == ["utter_ticket_unchecked"]
@@ -257,9 +255,7 @@ async def test_ticket_status_when_the_desk_is_away(
 
 
 @pytest.mark.parametrize("channel, cue", [("wecom_kf", [{"wecom_kf": "handoff"}]), ("rest", []), ("wechat", [])])
-async def test_only_a_wecom_kf_conversation_gets_the_handoff_cue(
-    make_tracker, domain, use_desk, unused_tcp_port, channel, cue
-):
+async def test_only_a_wecom_kf_conversation_gets_the_handoff_cue(make_tracker, domain, use_desk, unused_tcp_port, channel, cue):
     from rasa_sdk.executor import CollectingDispatcher
 
     use_desk(f"http://127.0.0.1:{unused_tcp_port}")  # the desk being down changes nothing here
@@ -273,8 +269,10 @@ async def test_only_a_wecom_kf_conversation_gets_the_handoff_cue(
 async def test_the_contact_links_merchant_number_is_known_without_asking(make_tracker, dispatcher, domain):
     from actions.handoff import scene_merchant_id
 
-    came = [{"event": "user", "text": "你好", "metadata": {"scene_param": "898310048160123"}},
-            {"event": "user", "text": "报1000", "metadata": {}}]
+    came = [
+        {"event": "user", "text": "你好", "metadata": {"scene_param": "898310048160123"}},
+        {"event": "user", "text": "报1000", "metadata": {}},
+    ]
     tracker = make_tracker(events=came)
     assert scene_merchant_id(tracker) == "898310048160123"
     assert await ValidateHandoffForm().required_slots(HANDOFF_SLOTS, dispatcher, tracker, domain) == HANDOFF_SLOTS[1:]

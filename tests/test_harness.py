@@ -1,5 +1,6 @@
 """The harness starts what production runs, and the ``process`` marker keeps the unit run
 free of servers (tests/harness/)."""
+
 from __future__ import annotations
 
 import re
@@ -22,8 +23,9 @@ def cmdline(pid: int) -> List[str]:
 
 def test_the_stack_runs_the_procfiles_production_commands(stack):
     rasa, actions, desk = cmdline(stack.rasa.pid), cmdline(stack.actions.pid), cmdline(stack.desk.process.pid)
-    assert rasa == command("rasa", model=str(stack.model), credentials=str(stack.credentials),
-                           auth_token=RASA_TOKEN, port=str(stack.rasa_port))
+    assert rasa == command(
+        "rasa", model=str(stack.model), credentials=str(stack.credentials), auth_token=RASA_TOKEN, port=str(stack.rasa_port)
+    )
     assert rasa[:4] == [sys.executable, "-m", "rasa_server", "run"]  # the runtime fixes, not stock rasa
     assert actions == command("actions", port=str(stack.actions_port))
     assert desk == command("desk")
@@ -37,18 +39,21 @@ def test_the_stack_runs_the_procfiles_production_commands(stack):
     assert rasa[rasa.index("--endpoints") + 1] == "endpoints.yml"
 
 
-@pytest.mark.parametrize("args, server", [
-    ([sys.executable, "-m", "rasa_server", "run", "--model", "m.tar.gz"], True),
-    ([sys.executable, "-m", "actions.server", "--port", "5055"], True),
-    ([sys.executable, "-m", "support_desk"], True),
-    (["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/postgres", "-D", "data"], True),
-    (["/usr/bin/redis-server", "--port", "0"], True),
-    (["/usr/sbin/nginx", "-c", "nginx.conf"], True),
-    ([sys.executable, "-m", "rasa_server", "--version"], False),
-    (["/usr/sbin/nginx", "-t", "-c", "nginx.conf"], False),
-    (["git", "rev-parse", "HEAD"], False),
-    ([sys.executable, "-c", "print(1)"], False),
-])
+@pytest.mark.parametrize(
+    "args, server",
+    [
+        ([sys.executable, "-m", "rasa_server", "run", "--model", "m.tar.gz"], True),
+        ([sys.executable, "-m", "actions.server", "--port", "5055"], True),
+        ([sys.executable, "-m", "support_desk"], True),
+        (["runuser", "-u", "postgres", "--", "/usr/lib/postgresql/15/bin/postgres", "-D", "data"], True),
+        (["/usr/bin/redis-server", "--port", "0"], True),
+        (["/usr/sbin/nginx", "-c", "nginx.conf"], True),
+        ([sys.executable, "-m", "rasa_server", "--version"], False),
+        (["/usr/sbin/nginx", "-t", "-c", "nginx.conf"], False),
+        (["git", "rev-parse", "HEAD"], False),
+        ([sys.executable, "-c", "print(1)"], False),
+    ],
+)
 def test_a_server_start_is_told_apart_from_a_command_line_run(args, server):
     assert starts_a_server(args) is server
 
@@ -69,13 +74,14 @@ def test_tests_on_a_process_fixture_are_marked_and_the_others_are_not():
     on_stack, on_model, unit = Item("stack", "tmp_path"), Item("trained_agent"), Item("dispatcher", "domain")
     on_postgres, on_sqlite = Item("database_url", database_url="postgresql"), Item("database_url", database_url="sqlite")
     pytest_collection_modifyitems([on_stack, on_model, unit, on_postgres, on_sqlite])
-    assert [item.markers for item in (on_stack, on_model, unit, on_postgres, on_sqlite)] == [
-        ["process"], ["process"], [], ["process"], []]
+    assert [item.markers for item in (on_stack, on_model, unit, on_postgres, on_sqlite)] == [["process"], ["process"], [], ["process"], []]
 
 
 def test_no_test_module_imports_another_test_module():
     """Shared helpers live in tests/harness/ (or next to the tests as platform fakes)."""
     borrowed = re.compile(r"^\s*(from|import)\s+tests\.(test_\w+|slow\.test_\w+|conftest)\b", re.MULTILINE)
-    found = {str(path.relative_to(ROOT)): [m.group(0).strip() for m in borrowed.finditer(path.read_text(encoding="utf-8"))]
-             for path in (ROOT / "tests").rglob("*.py")}
+    found = {
+        str(path.relative_to(ROOT)): [m.group(0).strip() for m in borrowed.finditer(path.read_text(encoding="utf-8"))]
+        for path in (ROOT / "tests").rglob("*.py")
+    }
     assert {path: lines for path, lines in found.items() if lines} == {}

@@ -1,6 +1,7 @@
 """The bot side of an incident against a desk double that enforces the contract
 (tests/incident_desk.py): told before any check, the region question, subscribing,
 linking instead of escalating, the evidence reports, the server-status step."""
+
 from __future__ import annotations
 
 from dataclasses import replace
@@ -29,9 +30,15 @@ async def desk(monkeypatch, tmp_path):
     double = IncidentDesk()
     url = await double.start()
     settings = replace(
-        load_settings(environ={}), desk_url=url, incident_board_url=f"{url}/api/incidents",
-        upstream_status_url=None, desk_api_token=TOKEN, outbox_file=tmp_path / "outbox.sqlite",
-        desk_timeout_seconds=10.0, status_timeout_seconds=10.0, outbox_retry_seconds=3600,
+        load_settings(environ={}),
+        desk_url=url,
+        incident_board_url=f"{url}/api/incidents",
+        upstream_status_url=None,
+        desk_api_token=TOKEN,
+        outbox_file=tmp_path / "outbox.sqlite",
+        desk_timeout_seconds=10.0,
+        status_timeout_seconds=10.0,
+        outbox_retry_seconds=3600,
     )
     for module in (diagnostics, handoff, incidents, incident_links, incident_reports):
         monkeypatch.setattr(module, "current_settings", lambda: settings)
@@ -65,8 +72,10 @@ async def test_an_incident_for_everyone_is_told_first_with_what_to_do(desk, chat
     desk.incidents = [incident()]
     events = await ActionCheckIncident().run(dispatcher, chat(), domain)
     assert events == [
-        SlotSet("incident_id", 7), SlotSet("incident_ticket", "INC-0007"),
-        SlotSet("incident_told", 7), SlotSet("incident_match", "told"),
+        SlotSet("incident_id", 7),
+        SlotSet("incident_ticket", "INC-0007"),
+        SlotSet("incident_told", 7),
+        SlotSet("incident_match", "told"),
     ]
     [message] = dispatcher.messages
     assert message["response"] == "utter_incident_active"
@@ -74,13 +83,11 @@ async def test_an_incident_for_everyone_is_told_first_with_what_to_do(desk, chat
     assert message["expected_end"] == "11-25 12:00"
     # The four choices are the domain response's buttons.
     buttons = domain["responses"]["utter_incident_active"][1]["buttons"]
-    assert [b["payload"] for b in buttons] == [
-        "/subscribe_incident", "/start_diagnostics", "/request_human", "/not_the_incident"]
+    assert [b["payload"] for b in buttons] == ["/subscribe_incident", "/start_diagnostics", "/request_human", "/not_the_incident"]
     for variation in domain["responses"]["utter_incident_active"]:
         assert "{incident}" in variation["text"] and "{expected_end}" in variation["text"]
     [report] = await reported(desk)
-    assert report == {"sender_id": "merchant-1", "channel": "socketio", "language": "zh",
-                      "kind": "reported", "answer": "pos机报1000"}
+    assert report == {"sender_id": "merchant-1", "channel": "socketio", "language": "zh", "kind": "reported", "answer": "pos机报1000"}
 
 
 async def test_english_and_no_end_time(desk, chat, dispatcher, domain):
@@ -93,8 +100,7 @@ async def test_english_and_no_end_time(desk, chat, dispatcher, domain):
 
 async def test_no_incident_lets_the_checks_start_and_still_reports(desk, chat, dispatcher, domain):
     events = await ActionCheckIncident().run(dispatcher, chat(slots={"merchant_id": SHENZHEN_NUMBER}), domain)
-    assert events == [SlotSet("incident_id", None), SlotSet("incident_ticket", None),
-                      SlotSet("incident_match", "clear")]
+    assert events == [SlotSet("incident_id", None), SlotSet("incident_ticket", None), SlotSet("incident_match", "clear")]
     assert dispatcher.messages == []
     [report] = await reported(desk)
     assert report["kind"] == "reported" and report["region"] == "4403"
@@ -103,21 +109,24 @@ async def test_no_incident_lets_the_checks_start_and_still_reports(desk, chat, d
 
 async def test_a_desk_that_is_down_means_the_usual_checks(monkeypatch, chat, dispatcher, domain, unused_tcp_port):
     url = f"http://127.0.0.1:{unused_tcp_port}"
-    settings = replace(load_settings(environ={}), desk_url=url, incident_board_url=f"{url}/api/incidents",
-                       upstream_status_url=None, status_timeout_seconds=0.5)
+    settings = replace(
+        load_settings(environ={}),
+        desk_url=url,
+        incident_board_url=f"{url}/api/incidents",
+        upstream_status_url=None,
+        status_timeout_seconds=0.5,
+    )
     for module in (incidents, incident_reports):
         monkeypatch.setattr(module, "current_settings", lambda: settings)
     events = await ActionCheckIncident().run(dispatcher, chat(), domain)
     await reports_in_flight()
-    assert events == [SlotSet("incident_id", None), SlotSet("incident_ticket", None),
-                      SlotSet("incident_match", "clear")]
+    assert events == [SlotSet("incident_id", None), SlotSet("incident_ticket", None), SlotSet("incident_match", "clear")]
 
 
 async def test_told_once_going_on_with_the_checks_does_not_repeat_it(desk, chat, dispatcher, domain):
     desk.incidents = [incident()]
     events = await ActionCheckIncident().run(dispatcher, chat(slots={"incident_told": 7}), domain)
-    assert events == [SlotSet("incident_id", 7), SlotSet("incident_ticket", "INC-0007"),
-                      SlotSet("incident_match", "clear")]
+    assert events == [SlotSet("incident_id", 7), SlotSet("incident_ticket", "INC-0007"), SlotSet("incident_match", "clear")]
     assert dispatcher.messages == []
     assert await reported(desk) == []
 
@@ -202,17 +211,22 @@ def test_a_place_not_in_the_table_is_asked_again(make_tracker, dispatcher, domai
 
 async def test_subscribing_links_the_merchant_once(desk, chat, dispatcher, domain):
     desk.incidents = [incident()]
-    tracker = chat(slots={"merchant_id": SHENZHEN_NUMBER, "language": "en"}, channel="wecom_kf",
-                   text="/subscribe_incident")
+    tracker = chat(slots={"merchant_id": SHENZHEN_NUMBER, "language": "en"}, channel="wecom_kf", text="/subscribe_incident")
     events = await ActionSubscribeIncident().run(dispatcher, tracker, domain)
     assert events == [SlotSet("incident_id", 7), SlotSet("incident_ticket", "INC-0007")]
     [message] = dispatcher.messages
     assert message["response"] == "utter_incident_subscribed" and message["ticket"] == "INC-0007"
     [(incident_id, body, status)] = desk.link_calls
     assert (incident_id, status) == (7, 201)
-    assert body == {"sender_id": "merchant-1", "channel": "wecom_kf", "language": "en",
-                    "merchant_id": SHENZHEN_NUMBER, "region": "4403",
-                    "wants_person": False, "subscribed": True}
+    assert body == {
+        "sender_id": "merchant-1",
+        "channel": "wecom_kf",
+        "language": "en",
+        "merchant_id": SHENZHEN_NUMBER,
+        "region": "4403",
+        "wants_person": False,
+        "subscribed": True,
+    }
     await ActionSubscribeIncident().run(dispatcher, tracker, domain)
     assert desk.link_calls[-1][2] == 200  # the same merchant again: updated, not added
 
@@ -236,15 +250,20 @@ async def test_no_incident_to_subscribe_to(desk, chat, dispatcher, domain):
 
 
 def person_tracker(chat, **slots):
-    return chat(slots={"incident_id": 7, "incident_ticket": "INC-0007", "contact": "13812345678",
-                       "merchant_id": SHENZHEN_NUMBER, **slots}, text="转人工")
+    return chat(
+        slots={"incident_id": 7, "incident_ticket": "INC-0007", "contact": "13812345678", "merchant_id": SHENZHEN_NUMBER, **slots},
+        text="转人工",
+    )
 
 
 async def test_a_person_during_the_incident_joins_its_case_without_an_escalation(desk, chat, dispatcher, domain):
     desk.incidents = [incident(scope={"regions": ["44"]})]
     events = await ActionEscalate().run(dispatcher, person_tracker(chat), domain)
-    assert events == [SlotSet("incident_ticket", "INC-0007"),
-                      SlotSet("diagnostics_outcome", "incident_linked"), SlotSet("needs_person", False)]
+    assert events == [
+        SlotSet("incident_ticket", "INC-0007"),
+        SlotSet("diagnostics_outcome", "incident_linked"),
+        SlotSet("needs_person", False),
+    ]
     assert ConversationPaused() not in events
     [message] = dispatcher.messages
     assert message["response"] == "utter_incident_linked" and message["ticket"] == "INC-0007"
@@ -301,13 +320,10 @@ async def test_the_description_is_not_asked_while_the_incident_explains_it(make_
 # --- the server-status step with the new incident JSON ------------------------------
 
 
-async def test_the_server_step_names_the_affected_areas_to_a_merchant_of_unknown_region(
-    desk, chat, dispatcher, domain
-):
+async def test_the_server_step_names_the_affected_areas_to_a_merchant_of_unknown_region(desk, chat, dispatcher, domain):
     desk.incidents = [incident(scope={"regions": ["4403"]})]
     events = await ActionAskServerOk().run(dispatcher, chat(), domain)
-    assert events == [SlotSet("server_status", "incident"),
-                      SlotSet("incident_message", "【深圳市】银联网关故障，刷卡暂时失败。")]
+    assert events == [SlotSet("server_status", "incident"), SlotSet("incident_message", "【深圳市】银联网关故障，刷卡暂时失败。")]
 
 
 async def test_the_server_step_ignores_an_incident_elsewhere(desk, chat, dispatcher, domain):

@@ -1,4 +1,5 @@
 """Incident scope matching (common/incident_scope.py) and the region table (actions/regions.py)."""
+
 from __future__ import annotations
 
 import pytest
@@ -16,11 +17,11 @@ SHENZHEN_KF = {"region": "4403", "channel": "wecom_kf", "gateway": None, "termin
         (None, True),
         ({"regions": [], "channels": [], "gateways": [], "terminal_models": []}, True),
         ({"regions": ["4403"]}, True),
-        ({"regions": ["44"]}, True),            # the province covers its cities
-        ({"regions": ["4401"]}, False),         # another city of the same province
+        ({"regions": ["44"]}, True),  # the province covers its cities
+        ({"regions": ["4401"]}, False),  # another city of the same province
         ({"regions": ["31", "4403"]}, True),
         ({"channels": ["socketio"]}, False),
-        ({"channels": ["WeCom_KF"]}, True),     # case does not matter
+        ({"channels": ["WeCom_KF"]}, True),  # case does not matter
         ({"terminal_models": ["pax_a920", "newland_n910"]}, True),
         ({"regions": ["44"], "terminal_models": ["newland_n910"]}, False),
         ({"gateways": ["unionpay-south"]}, None),  # the bot never knows the gateway
@@ -52,11 +53,11 @@ def test_a_merchant_known_by_province_only_is_undecided_for_a_city_scope():
 @pytest.mark.parametrize(
     "number, region",
     [
-        ("898440312345678", "4403"),   # Shenzhen, a city prefix
-        ("898440512345678", "44"),     # a Guangdong city not listed: the province prefix
-        ("898310048160123", "31"),     # Shanghai
-        ("123456789012345", None),     # an acquirer code the table does not know
-        ("89844031234567", None),      # 14 digits is no merchant number
+        ("898440312345678", "4403"),  # Shenzhen, a city prefix
+        ("898440512345678", "44"),  # a Guangdong city not listed: the province prefix
+        ("898310048160123", "31"),  # Shanghai
+        ("123456789012345", None),  # an acquirer code the table does not know
+        ("89844031234567", None),  # 14 digits is no merchant number
         (None, None),
     ],
 )
@@ -68,7 +69,7 @@ def test_merchant_number_prefixes(number, region):
     "typed, region",
     [
         ("深圳", "4403"),
-        ("我店在深圳市南山区", "4403"),       # the longest name wins over 广东
+        ("我店在深圳市南山区", "4403"),  # the longest name wins over 广东
         ("广东", "44"),
         ("we're in shenzhen", "4403"),
         ("商户号 898330112345678", "3301"),

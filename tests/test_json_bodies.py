@@ -1,4 +1,5 @@
 """Rasa's endpoint requests carry ujson-encoded bodies that read back as the same values."""
+
 from __future__ import annotations
 
 import json
@@ -14,10 +15,8 @@ from rasa_server import json_bodies
 from tests.local_http import serve_locally
 
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-2**70, 2**70)
-    | st.floats(allow_nan=False) | st.text(),
-    lambda children: st.lists(children, max_size=5)
-    | st.dictionaries(st.text(max_size=8), children, max_size=5),
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(),
+    lambda children: st.lists(children, max_size=5) | st.dictionaries(st.text(max_size=8), children, max_size=5),
     max_leaves=40,
 )
 
@@ -48,13 +47,22 @@ async def test_an_endpoint_request_sends_the_ujson_body(monkeypatch):
         monkeypatch.setattr(EndpointConfig, "session", json_bodies._UPSTREAM)
         json_bodies.install()
         assert EndpointConfig.session is json_bodies.session
-        payload = {"next_action": "validate_diagnostics_form", "sender_id": "商户/1",
-                   "tracker": {"events": [{"event": "user", "text": "pos机报1000咋整",
-                                           "timestamp": 1795612010.030123,
-                                           "parse_data": {"intent": {"confidence": 0.9994}}}]},
-                   "version": "3.6.21"}
-        answer = await EndpointConfig(f"{url}/webhook").request(
-            method="post", json=payload)
+        payload = {
+            "next_action": "validate_diagnostics_form",
+            "sender_id": "商户/1",
+            "tracker": {
+                "events": [
+                    {
+                        "event": "user",
+                        "text": "pos机报1000咋整",
+                        "timestamp": 1795612010.030123,
+                        "parse_data": {"intent": {"confidence": 0.9994}},
+                    }
+                ]
+            },
+            "version": "3.6.21",
+        }
+        answer = await EndpointConfig(f"{url}/webhook").request(method="post", json=payload)
     finally:
         await runner.cleanup()
     assert answer == {"events": [], "responses": []}

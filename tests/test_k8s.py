@@ -3,6 +3,7 @@
 the autoscaler finds Rasa, the Ingress publishes what deploy/nginx.conf publishes), keep
 every secret in a Secret, and run the same processes with the same commands and settings
 as deploy/docker-compose.yml, the topology `make bench` measures."""
+
 from __future__ import annotations
 
 import re
@@ -16,8 +17,7 @@ import yaml
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 K8S_VERSION = "1.28.0"
-SECRET_NAMES = {"RASA_AUTH_TOKEN", "DESK_API_TOKEN", "DESK_SECRET_KEY", "POSTGRES_PASSWORD",
-                "TRACKER_STORE_URL", "DESK_DATABASE_URL"}
+SECRET_NAMES = {"RASA_AUTH_TOKEN", "DESK_API_TOKEN", "DESK_SECRET_KEY", "POSTGRES_PASSWORD", "TRACKER_STORE_URL", "DESK_DATABASE_URL"}
 WORKLOADS = ("Deployment", "StatefulSet")
 
 
@@ -66,8 +66,11 @@ def test_every_container_has_readiness_and_liveness_probes():
 
 
 def test_services_select_pods_and_name_their_ports():
-    pods = [(doc["spec"]["template"]["metadata"]["labels"], doc["spec"]["template"]["spec"]["containers"])
-            for doc in manifests() if doc["kind"] in WORKLOADS]
+    pods = [
+        (doc["spec"]["template"]["metadata"]["labels"], doc["spec"]["template"]["spec"]["containers"])
+        for doc in manifests()
+        if doc["kind"] in WORKLOADS
+    ]
     for name, service in of_kind("Service").items():
         selector = service["spec"]["selector"]
         matching = [cs for labels, cs in pods if selector.items() <= labels.items()]
@@ -91,12 +94,12 @@ def test_rasa_scales_on_cpu_and_its_action_server_stays_on_the_pod():
 
 def test_the_ingress_publishes_what_nginx_publishes():
     [ingress] = of_kind("Ingress").values()
-    published = {path["path"].rstrip("/"): path["backend"]["service"]["name"]
-                 for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]}
+    published = {
+        path["path"].rstrip("/"): path["backend"]["service"]["name"] for rule in ingress["spec"]["rules"] for path in rule["http"]["paths"]
+    }
     nginx = (DEPLOY / "nginx.conf").read_text(encoding="utf-8")
     public = nginx.split("listen 80;")[1].split("server {")[0]
-    locations = {m.group(1).rstrip("/"): m.group(2)
-                 for m in re.finditer(r"location (/[\w.]+/?)\s*\{\s*proxy_pass http://(\w+)", public)}
+    locations = {m.group(1).rstrip("/"): m.group(2) for m in re.finditer(r"location (/[\w.]+/?)\s*\{\s*proxy_pass http://(\w+)", public)}
     assert locations, "no location read from deploy/nginx.conf"
     upstream_to_service = {"rasa": "rasa", "rasa_socketio": "rasa", "desk": "desk"}
     assert published == {path: upstream_to_service[upstream] for path, upstream in locations.items()}

@@ -1,4 +1,5 @@
 """Knowledge data, entity patterns and settings: the YAML the operators edit."""
+
 from __future__ import annotations
 
 import re
@@ -112,8 +113,7 @@ def test_settings_come_from_yaml_and_environment(tmp_path):
     )
     settings = load_settings(
         settings_file,
-        environ={"UPSTREAM_STATUS_URL": "http://127.0.0.1:9/s.json", "INCIDENT_BOARD_URL": "",
-                 "DESK_API_TOKEN": "t"},
+        environ={"UPSTREAM_STATUS_URL": "http://127.0.0.1:9/s.json", "INCIDENT_BOARD_URL": "", "DESK_API_TOKEN": "t"},
     )
     assert settings.incident_board_url is None
     assert settings.desk_url == "http://127.0.0.1:8080"
@@ -141,7 +141,7 @@ def test_first_run_generates_secrets_and_never_overwrites(tmp_path):
 def test_validation_sees_the_responses_actions_send(tmp_path):
     code = tmp_path / "a.py"
     code.write_text(
-        'd.utter_message(response="utter_a")\nd.utter_message(response = \'utter_faq/b\')\n'
+        "d.utter_message(response=\"utter_a\")\nd.utter_message(response = 'utter_faq/b')\n"
         'TABLE = {"open": "utter_c"}\n# utter_not_quoted\n'
     )
     assert responses_named_in_code([code]) == {"utter_a", "utter_faq/b", "utter_c"}
@@ -156,8 +156,6 @@ def test_the_incident_board_is_the_desks_unless_given(tmp_path):
         "desk_url: http://127.0.0.1:8080\nincident_board_url: null\noutbox_file: var/outbox.sqlite\n"
         "knowledge_file: data/knowledge/terminals.yml\nlabels_file: data/knowledge/labels.yml\n"
     )
-    assert load_settings(settings_file, environ={"DESK_URL": "http://desk:8080/"}).incident_board_url \
-        == "http://desk:8080/api/incidents"
-    assert load_settings(settings_file, environ={"INCIDENT_BOARD_URL": "http://board/x"}).incident_board_url \
-        == "http://board/x"
+    assert load_settings(settings_file, environ={"DESK_URL": "http://desk:8080/"}).incident_board_url == "http://desk:8080/api/incidents"
+    assert load_settings(settings_file, environ={"INCIDENT_BOARD_URL": "http://board/x"}).incident_board_url == "http://board/x"
     assert load_settings(settings_file, environ={"INCIDENT_BOARD_URL": ""}).incident_board_url is None

@@ -1,5 +1,6 @@
 """One way to start each process: the Procfile's lines (scripts/launch.py), used by
 `make run` and by the real-process tests, which change only ports, files and tokens."""
+
 from __future__ import annotations
 
 import sys

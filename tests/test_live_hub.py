@@ -1,4 +1,5 @@
 """The desk announces each committed change of a case to every open console."""
+
 from __future__ import annotations
 
 import asyncio
@@ -18,9 +19,7 @@ async def test_each_write_is_announced_once_after_it_committed(tmp_path):
             NewEscalation(sender_id="m-1", channel="socketio", language="zh", ticket="PX-AAAAAA"), None
         )
         # The same ticket again creates nothing and announces nothing.
-        await store.create_escalation(
-            NewEscalation(sender_id="m-1", channel="socketio", language="zh", ticket="PX-AAAAAA"), None
-        )
+        await store.create_escalation(NewEscalation(sender_id="m-1", channel="socketio", language="zh", ticket="PX-AAAAAA"), None)
         await store.claim(case["id"], "li")
         reply = await store.add_agent_reply(case["id"], "您好", "li")
         await store.mark_delivery(reply["id"], None)

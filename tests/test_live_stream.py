@@ -1,4 +1,5 @@
 """The console's live stream (GET /console/events) and the case page's live read."""
+
 from __future__ import annotations
 
 import asyncio
@@ -42,8 +43,11 @@ async def test_each_change_of_a_case_arrives_as_an_event_and_idle_streams_get_he
         block = await next_block(stream)
         assert block.startswith("event: case\ndata: ")
         assert json.loads(block.split("data: ", 1)[1]) == {"type": "case", "id": case_id, "change": "created"}
-        await client.post("/api/rasa/events", headers=AUTH, json={"events": [
-            {"sender_id": "m-1", "event": "user", "text": "还要等多久", "timestamp": time.time() + 1}]})
+        await client.post(
+            "/api/rasa/events",
+            headers=AUTH,
+            json={"events": [{"sender_id": "m-1", "event": "user", "text": "还要等多久", "timestamp": time.time() + 1}]},
+        )
         block = await next_block(stream)
         assert json.loads(block.split("data: ", 1)[1])["change"] == "message"
         live = await (await client.get(f"/console/live/cases/{case_id}")).json()

@@ -5,6 +5,7 @@ handing back, pruning and time passing; readable and continuable by a stock
 ``RedisLockStore``; one conversation served by one holder at a time, first come first
 served, across two store instances (two processes); two round trips per message.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -24,8 +25,7 @@ from rasa.utils.endpoints import EndpointConfig
 from bench.servers import free_port, redis_server
 from rasa_server.lock_store import AtomicRedisLockStore
 
-pytestmark = pytest.mark.skipif(not shutil.which("redis-server"),
-                                reason="scripts/system_packages.sh installs redis-server")
+pytestmark = pytest.mark.skipif(not shutil.which("redis-server"), reason="scripts/system_packages.sh installs redis-server")
 
 
 @pytest.fixture(scope="module")
@@ -113,8 +113,7 @@ def test_a_stock_redis_lock_store_reads_and_continues_the_locks(redis_port):
 
 
 async def test_one_holder_at_a_time_first_come_first_served_across_processes(redis_port):
-    stores = [AtomicRedisLockStore(host="127.0.0.1", port=redis_port, key_prefix="fifo")
-              for _ in range(2)]
+    stores = [AtomicRedisLockStore(host="127.0.0.1", port=redis_port, key_prefix="fifo") for _ in range(2)]
     inside: List[str] = []
     entered: List[int] = []
     tickets: Dict[int, int] = {}
@@ -146,8 +145,7 @@ async def test_an_uncontended_message_costs_two_round_trips(redis_port, monkeypa
         pass
     sent: List[str] = []
     execute = store.red.execute_command
-    monkeypatch.setattr(store.red, "execute_command",
-                        lambda *args, **options: sent.append(args[0]) or execute(*args, **options))
+    monkeypatch.setattr(store.red, "execute_command", lambda *args, **options: sent.append(args[0]) or execute(*args, **options))
     async with store.lock("counted") as lock:
         assert lock.now_serving == 0
     assert sent == ["EVALSHA", "EVALSHA"]
@@ -163,8 +161,7 @@ async def test_a_holder_that_never_returns_its_ticket_expires(redis_port):
 
 
 def test_created_from_endpoints_like_rasas_redis_lock_store(redis_port):
-    config = EndpointConfig(url="127.0.0.1", type="rasa_server.lock_store.AtomicRedisLockStore",
-                            port=redis_port, key_prefix="pos1000")
+    config = EndpointConfig(url="127.0.0.1", type="rasa_server.lock_store.AtomicRedisLockStore", port=redis_port, key_prefix="pos1000")
     store = LockStore.create(config)
     assert isinstance(store, AtomicRedisLockStore)
     assert store.key_prefix == "pos1000:lock:"

@@ -8,6 +8,7 @@ what must go upstream: a model not traced yet, several batches, an array the sig
 not take. The trained model's components build these models; a changed upstream method
 refuses to build them; ``config.yml`` names them.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -53,9 +54,11 @@ def upstream_calls(monkeypatch) -> List[int]:
 
 def components(agent) -> Dict[str, Any]:
     """The loaded DIET and ResponseSelector components, by class name."""
-    found = {type(node._component).__name__: node._component
-             for node in agent.processor.graph_runner._instantiated_nodes.values()
-             if hasattr(node._component, "model")}
+    found = {
+        type(node._component).__name__: node._component
+        for node in agent.processor.graph_runner._instantiated_nodes.values()
+        if hasattr(node._component, "model")
+    }
     assert {"OneBatchDIETClassifier", "IntentGatedResponseSelector"} <= set(found)
     return found
 
@@ -68,9 +71,12 @@ def parse(agent, text: str) -> Dict[str, Any]:
 
     target = agent.processor.model_metadata.nlu_target
     (message,) = agent.processor.graph_runner.run(
-        inputs={PLACEHOLDER_MESSAGE: [UserMessage(text, message_id="held-out")],
-                PLACEHOLDER_TRACKER: DialogueStateTracker("parse", agent.domain.slots)},
-        targets=[target])[target]
+        inputs={
+            PLACEHOLDER_MESSAGE: [UserMessage(text, message_id="held-out")],
+            PLACEHOLDER_TRACKER: DialogueStateTracker("parse", agent.domain.slots),
+        },
+        targets=[target],
+    )[target]
     return message.as_dict(only_output_properties=True)
 
 
@@ -119,11 +125,9 @@ def test_every_held_out_parse_is_the_same(agent, monkeypatch, upstream_calls):
     assert len(texts) > 600
     faq = 0
     for text in texts:
-        expected = with_inference(monkeypatch, upstream,
-                                  lambda text=text: parse(agent, text))
+        expected = with_inference(monkeypatch, upstream, lambda text=text: parse(agent, text))
         before = len(upstream_calls)
-        actual = with_inference(monkeypatch, ours,
-                                lambda text=text: parse(agent, text))
+        actual = with_inference(monkeypatch, ours, lambda text=text: parse(agent, text))
         assert actual == expected, text
         # Upstream traced both functions above; ours never needs it for one message.
         assert len(upstream_calls) == before, text
@@ -132,11 +136,14 @@ def test_every_held_out_parse_is_the_same(agent, monkeypatch, upstream_calls):
 
 
 @pytest.mark.parametrize("name", ["OneBatchDIETClassifier", "IntentGatedResponseSelector"])
-@pytest.mark.parametrize("texts, batch_size", [
-    (["what does error 1000 mean"], 1),
-    (["pos机报1000是什么意思", "how do I prevent it", "A920"], 3),
-    (["是不是机器坏了", "what are the fees"], 64),
-])
+@pytest.mark.parametrize(
+    "texts, batch_size",
+    [
+        (["what does error 1000 mean"], 1),
+        (["pos机报1000是什么意思", "how do I prevent it", "A920"], 3),
+        (["是不是机器坏了", "what are the fees"], 64),
+    ],
+)
 def test_raw_outputs_are_upstreams(agent, monkeypatch, upstream_calls, name, texts, batch_size):
     component = components(agent)[name]
     model_data = model_data_for(component, texts, agent)
@@ -146,8 +153,7 @@ def test_raw_outputs_are_upstreams(agent, monkeypatch, upstream_calls, name, tex
     assert_same_outputs(expected, actual)
     assert "diagnostic_data" in actual and len(upstream_calls) == before
     # Keys filtered as upstream filters them.
-    kept = component.model.run_inference(model_data, batch_size,
-                                         output_keys_expected=[next(iter(expected))])
+    kept = component.model.run_inference(model_data, batch_size, output_keys_expected=[next(iter(expected))])
     assert list(kept) == [next(iter(expected))]
 
 
@@ -155,8 +161,7 @@ def test_several_batches_go_upstream(agent, upstream_calls):
     component = components(agent)["OneBatchDIETClassifier"]
     model_data = model_data_for(component, ["hi", "thanks", "商米P2"], agent)
     # (Only the scores: upstream cannot merge attention weights of different lengths.)
-    actual = component.model.run_inference(model_data, 2,
-                                           output_keys_expected=["i_scores"])
+    actual = component.model.run_inference(model_data, 2, output_keys_expected=["i_scores"])
     assert upstream_calls == [2]
     assert list(actual) == ["i_scores"] and actual["i_scores"].shape[0] == 3
 
@@ -186,8 +191,7 @@ def batches_changed(monkeypatch, change: Callable[[List[np.ndarray]], None]) -> 
     monkeypatch.setattr(RasaDataGenerator, "prepare_batch", staticmethod(changed))
 
 
-def test_arrays_of_another_dtype_go_upstream_which_casts_them(agent, monkeypatch,
-                                                               upstream_calls):
+def test_arrays_of_another_dtype_go_upstream_which_casts_them(agent, monkeypatch, upstream_calls):
     component = components(agent)["OneBatchDIETClassifier"]
     model_data = model_data_for(component, ["is it a hardware fault"], agent)
 
@@ -201,8 +205,7 @@ def test_arrays_of_another_dtype_go_upstream_which_casts_them(agent, monkeypatch
     assert_same_outputs(expected, actual)
 
 
-def test_an_array_the_signature_does_not_take_gets_upstreams_error(agent, monkeypatch,
-                                                                    upstream_calls):
+def test_an_array_the_signature_does_not_take_gets_upstreams_error(agent, monkeypatch, upstream_calls):
     component = components(agent)["OneBatchDIETClassifier"]
     model_data = model_data_for(component, ["hello"], agent)
     (specs,) = component.model._tf_predict_step.input_signature
@@ -231,10 +234,10 @@ def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path, compo
     (checked,) = model_inference.UPSTREAM
     monkeypatch.setattr(model_inference, "UPSTREAM", (Upstream(checked.path, "0" * 64),))
     with pytest.raises(ReplacementCheckError) as error:
-        component.create(component.get_default_config(), LocalModelStorage(tmp_path),
-                         Resource("model"), ExecutionContext(GraphSchema({}), "model"))
-    assert (f"{checked.path} (re-implemented by nlu_components/model_inference.py)"
-            in str(error.value))
+        component.create(
+            component.get_default_config(), LocalModelStorage(tmp_path), Resource("model"), ExecutionContext(GraphSchema({}), "model")
+        )
+    assert f"{checked.path} (re-implemented by nlu_components/model_inference.py)" in str(error.value)
 
 
 def test_config_names_the_components():

@@ -1,4 +1,5 @@
 """A new run of the checks: which slots are cleared, which are kept, and the form after it."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -13,10 +14,18 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # What a merchant who fixed the terminal at the network step and rated 5 leaves behind.
 FINISHED_RUN = {
-    "network_ok": True, "diagnostics_outcome": "resolved", "fixed_step": "network",
-    "needs_person": False, "rating": 5.0, "ticket": "PX-ABC234", "problem_summary": "刷卡报1000",
-    "merchant_id": "898310048160123", "terminal_serial": "SN12345678", "contact": "13812345678",
-    "terminal_model": "pax_a920", "language": "en",
+    "network_ok": True,
+    "diagnostics_outcome": "resolved",
+    "fixed_step": "network",
+    "needs_person": False,
+    "rating": 5.0,
+    "ticket": "PX-ABC234",
+    "problem_summary": "刷卡报1000",
+    "merchant_id": "898310048160123",
+    "terminal_serial": "SN12345678",
+    "contact": "13812345678",
+    "terminal_model": "pax_a920",
+    "language": "en",
 }
 
 
@@ -50,9 +59,7 @@ async def test_reset_on_a_first_run_still_leaves_events(make_tracker, dispatcher
     assert await ActionResetChecks().run(dispatcher, make_tracker(), domain)
 
 
-async def test_after_the_reset_the_form_asks_the_first_step_and_skips_the_model(
-    make_tracker, dispatcher, domain
-):
+async def test_after_the_reset_the_form_asks_the_first_step_and_skips_the_model(make_tracker, dispatcher, domain):
     slots = dict(FINISHED_RUN)
     for event in await ActionResetChecks().run(dispatcher, make_tracker(slots=slots), domain):
         slots[event["name"]] = event["value"]

@@ -1,4 +1,5 @@
 """The mixed Chinese/English tokenizer, the language detector and the gated selector."""
+
 from __future__ import annotations
 
 import pytest
@@ -21,9 +22,7 @@ from nlu_components.tokenizer import MixedJiebaTokenizer, is_word
 def tokenizer(tmp_path_factory):
     storage = LocalModelStorage(tmp_path_factory.mktemp("model"))
     config = {**MixedJiebaTokenizer.get_default_config(), "dictionary_path": "data/jieba"}
-    return MixedJiebaTokenizer.create(
-        config, storage, Resource("tokenizer"), ExecutionContext(graph_schema=None)
-    )
+    return MixedJiebaTokenizer.create(config, storage, Resource("tokenizer"), ExecutionContext(graph_schema=None))
 
 
 def tokens(tokenizer, text):
@@ -127,9 +126,7 @@ def tiny_pipeline(tokenizer, tmp_path_factory):
     context = ExecutionContext(graph_schema=None)
     data = RasaYAMLReader().reads(TINY_DATA)
     tokenizer.process_training_data(data)
-    featurizer = CountVectorsFeaturizer.create(
-        CountVectorsFeaturizer.get_default_config(), storage, Resource("cvf"), context
-    )
+    featurizer = CountVectorsFeaturizer.create(CountVectorsFeaturizer.get_default_config(), storage, Resource("cvf"), context)
     featurizer.train(data)
     featurizer.process_training_data(data)
     config = {
@@ -169,9 +166,7 @@ def model_calls(tiny_pipeline, monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize(
-    "text, key", [("手续费多少", "faq/fees"), ("how do I apply for a terminal", "faq/apply")]
-)
+@pytest.mark.parametrize("text, key", [("手续费多少", "faq/fees"), ("how do I apply for a terminal", "faq/apply")])
 def test_selector_predicts_for_the_retrieval_intent(tiny_pipeline, model_calls, text, key):
     message = featurized(tiny_pipeline, text, "faq")
     tiny_pipeline[2].process([message])
@@ -188,9 +183,7 @@ def test_selector_predicts_for_the_retrieval_intent(tiny_pipeline, model_calls, 
 
 
 @pytest.mark.parametrize("intent", ["start_diagnostics", "nlu_fallback", None])
-def test_other_intents_get_no_prediction_without_a_model_call(
-    tiny_pipeline, model_calls, intent
-):
+def test_other_intents_get_no_prediction_without_a_model_call(tiny_pipeline, model_calls, intent):
     message = featurized(tiny_pipeline, "手续费多少", intent)
     tiny_pipeline[2].process([message])
     assert message.get("response_selector") == NO_PREDICTION
@@ -198,9 +191,7 @@ def test_other_intents_get_no_prediction_without_a_model_call(
     assert model_calls == []
 
 
-def test_no_prediction_is_what_rasas_selector_writes_without_a_model_answer(
-    tiny_pipeline, tmp_path
-):
+def test_no_prediction_is_what_rasas_selector_writes_without_a_model_answer(tiny_pipeline, tmp_path):
     gated = tiny_pipeline[2]
     # Rasa's own selector with no trained model takes its "no output" path.
     stock = ResponseSelector.create(

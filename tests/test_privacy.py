@@ -1,4 +1,5 @@
 """Card and phone masking, and the channel layer that applies it to every message."""
+
 from __future__ import annotations
 
 import pytest

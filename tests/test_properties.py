@@ -3,6 +3,7 @@
 Examples are derandomized and bounded (tests/conftest.py profile ``repo``), so every run
 checks the same inputs; ``HYPOTHESIS_PROFILE=explore`` searches wider.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -37,6 +38,7 @@ FULL_WIDTH = str.maketrans("0123456789", "０１２３４５６７８９")
 
 
 # --- card numbers -----------------------------------------------------------------------
+
 
 def luhn_complete(body: str) -> str:
     """``body`` plus the check digit that makes it Luhn-valid."""
@@ -99,8 +101,7 @@ def non_card_numbers(draw) -> str:
     return body
 
 
-words = st.text(st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters=" -\u3000\uff0d"),
-                min_size=1, max_size=10)
+words = st.text(st.characters(blacklist_categories=("Nd", "Cs"), blacklist_characters=" -\u3000\uff0d"), min_size=1, max_size=10)
 
 
 @given(parts=st.lists(st.one_of(words, non_card_numbers()), max_size=8))
@@ -175,8 +176,11 @@ def signed(encrypted: str, timestamp: str = str(NOW), nonce: str = "7788"):
     return query, body
 
 
-queries = st.dictionaries(st.sampled_from(["msg_signature", "timestamp", "nonce", "echostr", "x"]),
-                          st.text(max_size=20) | st.sampled_from([str(NOW), "²", "9" * 5000]), max_size=4)
+queries = st.dictionaries(
+    st.sampled_from(["msg_signature", "timestamp", "nonce", "echostr", "x"]),
+    st.text(max_size=20) | st.sampled_from([str(NOW), "²", "9" * 5000]),
+    max_size=4,
+)
 
 
 @given(query=queries, body=st.binary(max_size=300))
@@ -220,9 +224,9 @@ def test_a_message_for_another_receiver_is_refused(message, receiver):
     assert refused.value.status in (400, 403)
 
 
-xml_text = st.text(
-    st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"), min_size=1, max_size=200
-).filter(lambda t: "]]>" not in t)
+xml_text = st.text(st.characters(blacklist_categories=("Cs", "Cc"), blacklist_characters="\ufffe\uffff"), min_size=1, max_size=200).filter(
+    lambda t: "]]>" not in t
+)
 
 
 @given(user=xml_text, content=xml_text, msg_id=st.integers(0, 2**63).map(str))
@@ -232,7 +236,7 @@ def test_encrypt_then_parse_gives_the_message_back(user, content, msg_id):
     assert (incoming.user, incoming.text, incoming.msg_id) == (user, content, msg_id)
 
 
-@given(skew=st.integers(-10**6, 10**6))
+@given(skew=st.integers(-(10**6), 10**6))
 def test_old_or_future_timestamps_are_replays(skew):
     query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, text_message("u", "hi", "1"), str(NOW + skew))
     if abs(skew) <= 300:
@@ -280,6 +284,7 @@ def test_seen_messages_stay_bounded_and_first_time_is_once(ids):
 
 
 # --- the channels' door (channels/masked.py) ------------------------------------------------
+
 
 @given(text=st.text(max_size=300))
 def test_clean_text_drops_controls_and_surrogates(text):

@@ -1,5 +1,6 @@
 """The desk's Rasa client keeps one connection pool for its life (made on the first call,
 closed with the app), instead of a new session and TCP connection per call."""
+
 from __future__ import annotations
 
 from aiohttp.test_utils import TestClient, TestServer

@@ -13,6 +13,7 @@ Rasa with the trained model, the WeCom / WeChat channels against a local platfor
   with a wrong one (401); the action server listens on loopback only; no process log
   holds a secret.
 """
+
 from __future__ import annotations
 
 import ast
@@ -56,6 +57,7 @@ def bot_texts(answer: Any) -> List[str]:
 
 
 # --- REST channel ----------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     "body, error",
@@ -133,6 +135,7 @@ def test_rest_sender_with_odd_characters_keeps_its_own_conversation(stack):
 
 # --- socket.io (the website widget) ------------------------------------------------------
 
+
 class Widget:
     """A socket.io client as rasa-webchat speaks it (session_request, user_uttered)."""
 
@@ -162,8 +165,7 @@ class Widget:
 
 @pytest.mark.parametrize(
     "text, answer",
-    [("", EMPTY_ANSWER), (" \x00 ", EMPTY_ANSWER), ("报" * 100_000, TOO_LONG_ANSWER["zh"]),
-     ("x" * 100_000, TOO_LONG_ANSWER["en"])],
+    [("", EMPTY_ANSWER), (" \x00 ", EMPTY_ANSWER), ("报" * 100_000, TOO_LONG_ANSWER["zh"]), ("x" * 100_000, TOO_LONG_ANSWER["en"])],
 )
 async def test_socketio_empty_and_oversized_messages_get_a_polite_answer(stack, text, answer):
     async with Widget(stack.rasa_url) as widget:
@@ -175,11 +177,17 @@ async def test_socketio_empty_and_oversized_messages_get_a_polite_answer(stack, 
 
 async def test_socketio_events_of_the_wrong_shape_are_dropped_and_the_widget_keeps_working(stack):
     async with Widget(stack.rasa_url) as widget:
-        for data in (["hi"], "hi", 1000, None, {"message": 1000, "session_id": widget.session},
-                     {"message": ["hi"], "session_id": widget.session},
-                     {"message": "hi", "session_id": {"id": 1}},
-                     {"message": "hi", "session_id": widget.session, "metadata": "not json"},
-                     {"message": "hi", "session_id": "x" * 1000}):
+        for data in (
+            ["hi"],
+            "hi",
+            1000,
+            None,
+            {"message": 1000, "session_id": widget.session},
+            {"message": ["hi"], "session_id": widget.session},
+            {"message": "hi", "session_id": {"id": 1}},
+            {"message": "hi", "session_id": widget.session, "metadata": "not json"},
+            {"message": "hi", "session_id": "x" * 1000},
+        ):
             await widget.say(data)
         await widget.client.emit("session_request", "not an object")
         await widget.say({"message": f"卡号{CARD}\x00 pos机报1000😀", "session_id": widget.session})
@@ -188,6 +196,7 @@ async def test_socketio_events_of_the_wrong_shape_are_dropped_and_the_widget_kee
 
 
 # --- WeCom / WeChat callbacks --------------------------------------------------------------
+
 
 def wecom(stack: Stack, query: Dict[str, str], body: bytes, name: str = "wecom", method: str = "POST"):
     url = f"{stack.rasa_url}/webhooks/{name}/webhook?{urllib.parse.urlencode(query)}"
@@ -231,8 +240,7 @@ def test_wecom_callbacks_that_are_malformed_or_forged_get_a_4xx(stack, platform,
 
 def test_wecom_replayed_callbacks_are_refused_or_answered_once(stack, platform):
     user = f"u-{uuid.uuid4().hex[:6]}"
-    old = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, text_message(user, "pos机报1000咋整", "8001"),
-                   str(int(time.time()) - 3600))
+    old = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, text_message(user, "pos机报1000咋整", "8001"), str(int(time.time()) - 3600))
     assert wecom(stack, *old) == (403, "stale or missing timestamp")
     query, body = fresh_callback(user, "pos机报1000咋整", f"r-{uuid.uuid4().hex[:8]}")
     assert [wecom(stack, query, body) for _ in range(3)] == [(200, "")] * 3  # the platform's retries
@@ -274,14 +282,15 @@ def test_wecom_oversized_text_gets_a_polite_answer(stack, platform):
 
 @pytest.mark.parametrize("name", ["wecom", "wechat"])
 @pytest.mark.parametrize(
-    "query", [{}, {"echostr": "x"}, {"msg_signature": "签名", "signature": "签名", "timestamp": "1", "nonce": "1",
-                                      "echostr": "x"}],
+    "query",
+    [{}, {"echostr": "x"}, {"msg_signature": "签名", "signature": "签名", "timestamp": "1", "nonce": "1", "echostr": "x"}],
 )
 def test_url_verification_without_a_valid_signature_is_a_403(stack, name, query):
     assert wecom(stack, query, b"", name=name, method="GET") == (403, "bad signature")
 
 
 # --- credentials -------------------------------------------------------------------------
+
 
 def rasa_protected_routes() -> List[Tuple[str, str]]:
     """Every route of Rasa's HTTP API that is wrapped in ``requires_auth`` (read from rasa/server.py)."""
@@ -292,8 +301,7 @@ def rasa_protected_routes() -> List[Tuple[str, str]]:
     for node in ast.walk(tree):
         if isinstance(node, ast.AsyncFunctionDef):
             names = [ast.unparse(d) for d in node.decorator_list]
-            route = next((d for d in node.decorator_list if isinstance(d, ast.Call)
-                          and ast.unparse(d.func).startswith("app.")), None)
+            route = next((d for d in node.decorator_list if isinstance(d, ast.Call) and ast.unparse(d.func).startswith("app.")), None)
             if route is not None and any(n.startswith("requires_auth") for n in names):
                 path = route.args[0].value.replace("<conversation_id:path>", "door-x")
                 found.append((route.func.attr.upper(), path))

@@ -1,4 +1,5 @@
 """The desk files what Rasa's event broker pushes: POST /api/rasa/events."""
+
 from __future__ import annotations
 
 import time
@@ -21,9 +22,16 @@ async def client(tmp_path, rasa):
 
 
 async def handoff(client, sender: str = "m-1") -> dict:
-    response = await client.post("/api/escalations", headers=AUTH, json={
-        "sender_id": sender, "ticket": "PX-7K2Q9M", "language": "zh",
-        "transcript": [{"role": "user", "text": "转人工", "source_ts": 1.0}]})
+    response = await client.post(
+        "/api/escalations",
+        headers=AUTH,
+        json={
+            "sender_id": sender,
+            "ticket": "PX-7K2Q9M",
+            "language": "zh",
+            "transcript": [{"role": "user", "text": "转人工", "source_ts": 1.0}],
+        },
+    )
     assert response.status == 201
     return await response.json()
 
@@ -47,16 +55,19 @@ async def test_what_is_said_during_the_handoff_reaches_the_case_once(client):
     case = await handoff(client)
     now = time.time()
     async with client.app[STORE].hub.subscribe() as queue:
-        answer = await push(client, [
-            event("user", "早些时候说的", now - 3600),   # before the case: in its transcript already
-            event("bot", "您的工单号是 PX-7K2Q9M，人工客服会在 12-02 09:30 前在这里回复您。", now + 1),
-            {"sender_id": "m-1", "event": "slot", "name": "ticket", "value": "PX-7K2Q9M", "timestamp": now + 1},
-            {"sender_id": "m-1", "event": "pause", "timestamp": now + 1},
-            event("user", "卡号 4111 1111 1111 1111 刷不了", now + 2),
-            event("user", "/inform_not_fixed", now + 3),
-            event("bot", "您好，我是客服", now + 4, metadata={"desk_message_id": 3}),
-            event("user", "别的会话", now + 5, sender="someone-else"),
-        ])
+        answer = await push(
+            client,
+            [
+                event("user", "早些时候说的", now - 3600),  # before the case: in its transcript already
+                event("bot", "您的工单号是 PX-7K2Q9M，人工客服会在 12-02 09:30 前在这里回复您。", now + 1),
+                {"sender_id": "m-1", "event": "slot", "name": "ticket", "value": "PX-7K2Q9M", "timestamp": now + 1},
+                {"sender_id": "m-1", "event": "pause", "timestamp": now + 1},
+                event("user", "卡号 4111 1111 1111 1111 刷不了", now + 2),
+                event("user", "/inform_not_fixed", now + 3),
+                event("bot", "您好，我是客服", now + 4, metadata={"desk_message_id": 3}),
+                event("user", "别的会话", now + 5, sender="someone-else"),
+            ],
+        )
         assert answer == {"received": 8, "ignored": 0, "filed": 3}
         assert (await push(client, [event("user", "卡号 4111 1111 1111 1111 刷不了", now + 2)]))["filed"] == 0
         assert queue.get_nowait() == {"type": "case", "id": case["id"], "change": "message"}
@@ -76,12 +87,15 @@ async def test_after_the_resolve_the_conversation_is_the_bots_again(client):
     assert ("user", "谢谢") not in await stored(client, case["id"])
 
 
-@pytest.mark.parametrize("body, message", [
-    ([], "request body must be a JSON object"),
-    ({}, "events must be a list of at most 1000 event objects"),
-    ({"events": "x"}, "events must be a list of at most 1000 event objects"),
-    ({"events": [{}] * 1001}, "events must be a list of at most 1000 event objects"),
-])
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ([], "request body must be a JSON object"),
+        ({}, "events must be a list of at most 1000 event objects"),
+        ({"events": "x"}, "events must be a list of at most 1000 event objects"),
+        ({"events": [{}] * 1001}, "events must be a list of at most 1000 event objects"),
+    ],
+)
 async def test_bad_batches_get_a_json_error(client, body, message):
     response = await client.post(URL, headers=AUTH, json=body)
     assert response.status == 400 and await response.json() == {"error": message}
@@ -90,10 +104,18 @@ async def test_bad_batches_get_a_json_error(client, body, message):
 async def test_entries_that_are_not_events_are_counted_and_left(client):
     await handoff(client)
     now = time.time()
-    answer = await push(client, [
-        "x", {"event": "user"}, event("user", "", now), event("user", "ok", float("inf")),
-        event("user", 5, now), event("user", "好", now + 1, sender=""), event("chat", "x", now),
-    ])
+    answer = await push(
+        client,
+        [
+            "x",
+            {"event": "user"},
+            event("user", "", now),
+            event("user", "ok", float("inf")),
+            event("user", 5, now),
+            event("user", "好", now + 1, sender=""),
+            event("chat", "x", now),
+        ],
+    )
     assert answer == {"received": 7, "ignored": 7, "filed": 0}
 
 

@@ -1,4 +1,5 @@
 """The Rasa runtime fixes keep Rasa's behaviour exactly (rasa_server/)."""
+
 from __future__ import annotations
 
 import subprocess
@@ -22,20 +23,18 @@ from rasa_server import action_validation
 
 VALID = [
     {"events": [], "responses": []},
-    {"events": [{"event": "slot", "name": "network_ok", "value": False}],
-     "responses": [{"response": "utter_question_terminal_model"}]},
-    {"events": [{"event": "active_loop", "name": None},
-                {"event": "pause"}, {"event": "bot", "text": "工单 PX-ABC234"}]},
+    {"events": [{"event": "slot", "name": "network_ok", "value": False}], "responses": [{"response": "utter_question_terminal_model"}]},
+    {"events": [{"event": "active_loop", "name": None}, {"event": "pause"}, {"event": "bot", "text": "工单 PX-ABC234"}]},
     {},
 ]
 INVALID = [
-    {"events": [{"event": "slot"}]},             # a slot event without a name
+    {"events": [{"event": "slot"}]},  # a slot event without a name
     {"events": "not a list"},
     {"events": [{"event": "no_such_event"}]},
     {"responses": ["a string, not an object"]},
     [],
     {"events": [{"event": 3}]},
-    {"events": [{"event": ["slot"]}]},              # unhashable name
+    {"events": [{"event": ["slot"]}]},  # unhashable name
     {"events": [{"name": "network_ok", "value": 1}]},  # no "event" at all
 ]
 
@@ -82,8 +81,7 @@ def test_install_replaces_the_method_in_this_process():
 
 
 def test_the_launcher_is_rasas_cli():
-    done = subprocess.run([sys.executable, "-m", "rasa_server", "--version"],
-                          capture_output=True, text=True, timeout=120)
+    done = subprocess.run([sys.executable, "-m", "rasa_server", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "Rasa Version      :         3.6.21" in done.stdout
 
@@ -93,46 +91,56 @@ def test_the_launcher_is_rasas_cli():
 PARSE_DATA = {
     "text": "我的终端显示1000",
     "intent": {"name": "report_error", "confidence": 0.97},
-    "entities": [{"entity": "error_code", "value": "1000", "start": 6, "end": 10,
-                  "confidence": 0.9, "extractor": "RegexEntityExtractor",
-                  "role": None, "group": None}],
-    "intent_ranking": [{"name": "report_error", "confidence": 0.97},
-                       {"name": "greet", "confidence": 0.01}],
+    "entities": [
+        {
+            "entity": "error_code",
+            "value": "1000",
+            "start": 6,
+            "end": 10,
+            "confidence": 0.9,
+            "extractor": "RegexEntityExtractor",
+            "role": None,
+            "group": None,
+        }
+    ],
+    "intent_ranking": [{"name": "report_error", "confidence": 0.97}, {"name": "greet", "confidence": 0.01}],
     "response_selector": {
         "all_retrieval_intents": ["faq"],
-        "default": {"response": {"responses": [{"text": "见说明"}], "confidence": 0.8,
-                                 "intent_response_key": "faq/terminal",
-                                 "utter_action": "utter_faq/terminal"},
-                    "ranking": [{"id": 1, "confidence": 0.8,
-                                 "intent_response_key": "faq/terminal"}]},
+        "default": {
+            "response": {
+                "responses": [{"text": "见说明"}],
+                "confidence": 0.8,
+                "intent_response_key": "faq/terminal",
+                "utter_action": "utter_faq/terminal",
+            },
+            "ranking": [{"id": 1, "confidence": 0.8, "intent_response_key": "faq/terminal"}],
+        },
     },
 }
 
 # Every event Rasa serialises, as its own as_dict() writes it.
 RASA_EVENTS = [
-    rasa_events.UserUttered("我的终端显示1000", parse_data=PARSE_DATA, input_channel="socketio",
-                            message_id="m-1", metadata={"x": 1}),
+    rasa_events.UserUttered("我的终端显示1000", parse_data=PARSE_DATA, input_channel="socketio", message_id="m-1", metadata={"x": 1}),
     rasa_events.UserUttered(None),
     rasa_events.DefinePrevUserUtteredFeaturization(True),
     rasa_events.EntitiesAdded([{"entity": "terminal_model", "value": "S90"}]),
-    rasa_events.BotUttered("工单 PX-ABC234", {"buttons": [{"title": "是", "payload": "/affirm"}]},
-                           metadata={"utter_action": "utter_ticket"}),
+    rasa_events.BotUttered(
+        "工单 PX-ABC234", {"buttons": [{"title": "是", "payload": "/affirm"}]}, metadata={"utter_action": "utter_ticket"}
+    ),
     rasa_events.SlotSet("network_ok", False),
     rasa_events.SlotSet("terminal_model", None),
     rasa_events.SlotSet("contacts", [{"phone": "138"}, 2.5]),
     rasa_events.Restarted(),
     rasa_events.UserUtteranceReverted(),
     rasa_events.AllSlotsReset(),
-    rasa_events.ReminderScheduled("EXTERNAL_remind", datetime(2026, 1, 2, 3, 4, 5),
-                                  entities=[{"entity": "x", "value": 1}], name="r1"),
+    rasa_events.ReminderScheduled("EXTERNAL_remind", datetime(2026, 1, 2, 3, 4, 5), entities=[{"entity": "x", "value": 1}], name="r1"),
     rasa_events.ReminderCancelled(name="r1", intent="EXTERNAL_remind"),
     rasa_events.ActionReverted(),
     rasa_events.StoryExported("/tmp/story.yml"),
     rasa_events.FollowupAction("action_submit_ticket"),
     rasa_events.ConversationPaused(),
     rasa_events.ConversationResumed(),
-    rasa_events.ActionExecuted("action_listen", policy="RulePolicy", confidence=1.0,
-                               hide_rule_turn=True),
+    rasa_events.ActionExecuted("action_listen", policy="RulePolicy", confidence=1.0, hide_rule_turn=True),
     rasa_events.ActionExecuted(action_text="好的"),
     rasa_events.AgentUttered("hi", {"x": 1}),
     rasa_events.ActiveLoop("ticket_form"),
@@ -148,16 +156,25 @@ EVENT_DICTS: List[Dict[str, Any]] = [event.as_dict() for event in RASA_EVENTS] +
     {"event": "form_validation", "validate": False},
 ]
 # Events Rasa has but the schema does not list: both sides must reject them.
-OFF_SCHEMA = [WronglyPredictedAction("action_a", "", "action_b").as_dict(),
-              WronglyClassifiedUserUtterance(
-                  rasa_events.UserUttered("x", {"name": "a"}),
-                  EvaluationStore(intent_predictions=["b"], intent_targets=["a"]),
-              ).as_dict()]
+OFF_SCHEMA = [
+    WronglyPredictedAction("action_a", "", "action_b").as_dict(),
+    WronglyClassifiedUserUtterance(
+        rasa_events.UserUttered("x", {"name": "a"}),
+        EvaluationStore(intent_predictions=["b"], intent_targets=["a"]),
+    ).as_dict(),
+]
 
 MORE_INVALID = [
-    None, "events", 3,
-    {"events": None}, {"events": {}}, {"events": [[]]}, {"events": ["slot"]},
-    {"events": [{}]}, {"events": [{"event": None}]}, {"events": [{"event": True}]},
+    None,
+    "events",
+    3,
+    {"events": None},
+    {"events": {}},
+    {"events": [[]]},
+    {"events": ["slot"]},
+    {"events": [{}]},
+    {"events": [{"event": None}]},
+    {"events": [{"event": True}]},
     {"events": [{"event": "Slot", "name": "a", "value": 1}]},
     {"events": [{"event": "slot ", "name": "a", "value": 1}]},
     {"events": [{"event": "slot", "name": None, "value": 1}]},
@@ -172,7 +189,9 @@ MORE_INVALID = [
     {"events": [{"event": "user", "text": 5}]},
     {"events": [{"event": "user", "parse_data": {"entities": [{"entity": 1, "value": 1}]}}]},
     {"events": [{"event": "user", "parse_data": {"intent": {"confidence": "1"}}}]},
-    {"responses": {}}, {"responses": [None]}, {"responses": "utter_x"},
+    {"responses": {}},
+    {"responses": [None]},
+    {"responses": "utter_x"},
     {"events": [{"event": "pause"}] * 300 + [{"event": "nope"}]},
 ]
 BIG_VALID = [
@@ -181,8 +200,7 @@ BIG_VALID = [
     {"events": [{"event": "slot", "name": "", "value": {"": [{}] * 100}}]},
     {"events": [{"event": "pause", "unknown_key": object.__name__}], "extra_top_level": 1},
     # not what Rasa means, but the schema's patternProperties branch takes it: so do we
-    {"events": [{"event": "user", "parse_data": {"response_selector": {
-        "all_retrieval_intents": {}}}}]},
+    {"events": [{"event": "user", "parse_data": {"response_selector": {"all_retrieval_intents": {}}}}]},
 ]
 
 
@@ -235,25 +253,41 @@ def test_more_invalid_answers_fail_like_upstream(result):
 
 def test_an_unknown_event_name_is_named_in_the_error():
     with pytest.raises(ValidationError, match="has the unknown event name 'wrong_action'"):
-        action_validation.validate_action_result(RemoteAction("action_x", None),
-                                                 {"events": [OFF_SCHEMA[0]]})
+        action_validation.validate_action_result(RemoteAction("action_x", None), {"events": [OFF_SCHEMA[0]]})
 
 
 _json = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=4),
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner,
-                                                                max_size=3),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3),
     max_leaves=6,
 )
-_KEYS = ["event", "name", "value", "timestamp", "metadata", "text", "parse_data", "entities",
-         "policy", "confidence", "hide_rule_turn", "action_text", "input_channel", "data"]
+_KEYS = [
+    "event",
+    "name",
+    "value",
+    "timestamp",
+    "metadata",
+    "text",
+    "parse_data",
+    "entities",
+    "policy",
+    "confidence",
+    "hide_rule_turn",
+    "action_text",
+    "input_channel",
+    "data",
+]
 _names = st.sampled_from(sorted({event["event"] for event in EVENT_DICTS + OFF_SCHEMA}) + ["x"])
-_parse_data = st.sampled_from([PARSE_DATA, {**PARSE_DATA, "entities": [{"entity": "e"}]},
-                               {**PARSE_DATA, "intent": []},
-                               {"response_selector": {"all_retrieval_intents": {}}},
-                               {"response_selector": {"a": {"ranking": [{"id": "1"}]}}}])
-_mutation = st.tuples(st.sampled_from(_KEYS) | st.text(max_size=3),
-                      st.none() | _json | _names | _parse_data | st.just("<delete>"))
+_parse_data = st.sampled_from(
+    [
+        PARSE_DATA,
+        {**PARSE_DATA, "entities": [{"entity": "e"}]},
+        {**PARSE_DATA, "intent": []},
+        {"response_selector": {"all_retrieval_intents": {}}},
+        {"response_selector": {"a": {"ranking": [{"id": "1"}]}}},
+    ]
+)
+_mutation = st.tuples(st.sampled_from(_KEYS) | st.text(max_size=3), st.none() | _json | _names | _parse_data | st.just("<delete>"))
 
 
 @st.composite
@@ -269,14 +303,16 @@ def _events(draw: Any) -> Any:
     return event
 
 
-_answers = st.fixed_dictionaries(
-    {},
-    optional={
-        "events": st.lists(_events(), max_size=6) | _json,
-        "responses": st.lists(st.dictionaries(st.text(max_size=3), _json, max_size=2)
-                              | _json, max_size=3) | _json,
-    },
-) | _json
+_answers = (
+    st.fixed_dictionaries(
+        {},
+        optional={
+            "events": st.lists(_events(), max_size=6) | _json,
+            "responses": st.lists(st.dictionaries(st.text(max_size=3), _json, max_size=2) | _json, max_size=3) | _json,
+        },
+    )
+    | _json
+)
 
 
 @given(_answers)
@@ -288,32 +324,33 @@ def test_mutated_answers_are_decided_like_upstream(result):
 
 
 _PINLESS = {"properties": {"event": {"type": "string"}, "free": {"type": "integer"}}}
-_SECOND_SLOT = {"properties": {"event": {"enum": ["slot", "pause"]},
-                               "value": {"type": "string"}}}
+_SECOND_SLOT = {"properties": {"event": {"enum": ["slot", "pause"]}, "value": {"type": "string"}}}
 
 
 @pytest.mark.parametrize("extra_branch, dispatches", [(_PINLESS, False), (_SECOND_SLOT, True)])
-def test_a_schema_without_the_precondition_falls_back_to_the_full_validator(
-    monkeypatch, extra_branch, dispatches
-):
+def test_a_schema_without_the_precondition_falls_back_to_the_full_validator(monkeypatch, extra_branch, dispatches):
     """A branch that pins no name disables the dispatch; a name two branches claim is
     checked against the whole event schema (exact oneOf)."""
     real = RemoteAction.action_response_format_spec()
     items = real["properties"]["events"]["items"]
-    schema = {**real, "properties": {**real["properties"], "events": {
-        "type": "array", "items": {**items, "oneOf": items["oneOf"] + [extra_branch]}}}}
+    schema = {
+        **real,
+        "properties": {**real["properties"], "events": {"type": "array", "items": {**items, "oneOf": items["oneOf"] + [extra_branch]}}},
+    }
     monkeypatch.setattr(RemoteAction, "action_response_format_spec", staticmethod(lambda: schema))
     action_validation.action_result_validator.cache_clear()
     action_validation._dispatch.cache_clear()
     try:
         assert (action_validation._dispatch() is not None) is dispatches
         full = action_validation.action_result_validator()
-        for result in [{"events": [{"event": "slot", "name": "a", "value": "s"}]},  # 2 match
-                       {"events": [{"event": "slot", "name": "a", "value": 1}]},
-                       {"events": [{"event": "pause"}]},
-                       {"events": [{"event": "pause", "value": 1}]},
-                       {"events": [{"event": "x", "free": 1}]},
-                       {"events": [{"event": "x", "free": "1"}]}]:
+        for result in [
+            {"events": [{"event": "slot", "name": "a", "value": "s"}]},  # 2 match
+            {"events": [{"event": "slot", "name": "a", "value": 1}]},
+            {"events": [{"event": "pause"}]},
+            {"events": [{"event": "pause", "value": 1}]},
+            {"events": [{"event": "x", "free": 1}]},
+            {"events": [{"event": "x", "free": "1"}]},
+        ]:
             assert action_validation.accepts(result) is full.is_valid(result), result
     finally:
         action_validation.action_result_validator.cache_clear()

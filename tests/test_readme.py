@@ -71,27 +71,21 @@ def _relative_links(path: Path) -> Iterator[tuple[int, str]]:
     for number, line in _prose_lines(path):
         # A link written inside `code` is shown as typed, not followed.
         for target in LINK.findall(re.sub(r"`[^`]*`", "", line)):
-            if re.match(
-                r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE
-            ):  # http:, https:, mailto:
+            if re.match(r"^[a-z][a-z0-9+.-]*:", target, re.IGNORECASE):  # http:, https:, mailto:
                 continue
             yield number, target
 
 
 def test_readme_is_short() -> None:
     lines = (ROOT / "README.md").read_text(encoding="utf-8").splitlines()
-    assert len(lines) <= MAX_README_LINES, (
-        f"README.md has {len(lines)} lines, at most {MAX_README_LINES}"
-    )
+    assert len(lines) <= MAX_README_LINES, f"README.md has {len(lines)} lines, at most {MAX_README_LINES}"
 
 
 def test_nothing_names_the_shared_folder_outside_the_repository() -> None:
     found = []
     for name in NO_OUTSIDE_PATHS:
         base = ROOT / name
-        files = (
-            [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
-        )
+        files = [base] if base.is_file() else [p for p in base.rglob("*") if p.is_file()]
         for path in files:
             if path.suffix in {".png", ".jpg", ".pyc", ".sqlite", ".db"}:
                 continue
@@ -124,8 +118,5 @@ def test_the_checks_see_the_links() -> None:
     targets = {target for _, target in _relative_links(ROOT / "README.md")}
     assert "docs/screenshots/widget-phone.png" in targets
     assert "docs/performance.md" in targets
-    assert (
-        _slug("Why the scale-out ratio sits at 1.7 on two cores")
-        == "why-the-scale-out-ratio-sits-at-17-on-two-cores"
-    )
+    assert _slug("Why the scale-out ratio sits at 1.7 on two cores") == "why-the-scale-out-ratio-sits-at-17-on-two-cores"
     assert _slug("Production layout (`deploy/`)") == "production-layout-deploy"

@@ -1,4 +1,5 @@
 """Which merchant messages belong to a case: those written while it paused the bot."""
+
 from __future__ import annotations
 
 from support_desk.relay import paused_messages, rasa_events
@@ -71,8 +72,15 @@ class FakeRasa:
         self.appended.append(events)
 
 
-REPLY = {"id": 7, "escalation_id": 1, "sender_id": "shop-1", "text": "您好", "author": "li",
-         "kind": "reply", "delivery_error": "Rasa not reachable: TimeoutError"}
+REPLY = {
+    "id": 7,
+    "escalation_id": 1,
+    "sender_id": "shop-1",
+    "text": "您好",
+    "author": "li",
+    "kind": "reply",
+    "delivery_error": "Rasa not reachable: TimeoutError",
+}
 
 
 async def test_a_retry_finds_the_reply_that_arrived_and_does_not_send_it_again():
@@ -91,8 +99,16 @@ async def test_a_retry_sends_the_reply_that_did_not_arrive_once_with_its_id():
 
 
 def _message(message_id: int, kind: str, **fields) -> dict:
-    return {"id": message_id, "escalation_id": 1, "sender_id": "shop-1", "text": f"{kind} text", "author": "li",
-            "kind": kind, "buttons": None, **fields}
+    return {
+        "id": message_id,
+        "escalation_id": 1,
+        "sender_id": "shop-1",
+        "text": f"{kind} text",
+        "author": "li",
+        "kind": kind,
+        "buttons": None,
+        **fields,
+    }
 
 
 def test_every_bot_event_the_desk_appends_carries_its_desk_message_id():

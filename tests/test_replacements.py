@@ -2,6 +2,7 @@
 a Rasa whose version or replaced source differs from what was checked
 (rasa_server/replacements.py); what the registered components and policies re-implement is
 checked against the installed Rasa too, and is no row of the table."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -23,19 +24,22 @@ from rasa_server.replacements import REPLACEMENTS, ReplacementCheckError, Upstre
 
 ROOT = Path(__file__).resolve().parent.parent
 CHECKED: List[Tuple[replacements.Replacement, Upstream]] = [
-    (row, upstream) for row in REPLACEMENTS for upstream, _ in replacements.checked(row)]
+    (row, upstream) for row in REPLACEMENTS for upstream, _ in replacements.checked(row)
+]
 # The modules of the registered components and policies that re-implement upstream methods.
-COMPONENTS = ("nlu_components.count_vectors", "nlu_components.model_inference",
-              "policies.rule_policy")
+COMPONENTS = ("nlu_components.count_vectors", "nlu_components.model_inference", "policies.rule_policy")
 COMPONENT_CHECKED: List[Tuple[str, Upstream]] = [
-    (name, upstream) for name in COMPONENTS
-    for upstream in importlib.import_module(name).UPSTREAM]
+    (name, upstream) for name in COMPONENTS for upstream in importlib.import_module(name).UPSTREAM
+]
 
 
 def _package_modules() -> Dict[str, Any]:
     """Every module of rasa_server but the launcher (which runs Rasa's CLI when executed)."""
-    return {info.name: importlib.import_module(f"rasa_server.{info.name}")
-            for info in pkgutil.iter_modules(rasa_server.__path__) if info.name != "__main__"}
+    return {
+        info.name: importlib.import_module(f"rasa_server.{info.name}")
+        for info in pkgutil.iter_modules(rasa_server.__path__)
+        if info.name != "__main__"
+    }
 
 
 def _objects_at_replaced_paths() -> Dict[str, Any]:
@@ -44,22 +48,22 @@ def _objects_at_replaced_paths() -> Dict[str, Any]:
 
 def _python(code: str) -> subprocess.CompletedProcess:
     """Run code in a fresh interpreter from the repository root (nothing installed yet)."""
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True,
-                          timeout=300)
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=300)
 
 
 # --- the table lists every replacement ----------------------------------------------------
 
+
 def test_every_upstream_name_of_the_package_is_a_row_of_the_table():
-    kept = {(name, attribute) for name, module in _package_modules().items()
-            for attribute in vars(module) if attribute.startswith("_UPSTREAM")}
+    kept = {
+        (name, attribute) for name, module in _package_modules().items() for attribute in vars(module) if attribute.startswith("_UPSTREAM")
+    }
     listed = {(row.module, upstream.kept_as) for row, upstream in CHECKED if upstream.kept_as}
     assert kept == listed
 
 
 def test_every_module_with_an_install_is_in_the_table_and_nothing_else():
-    installing = {name for name, module in _package_modules().items()
-                  if callable(getattr(module, "install", None))}
+    installing = {name for name, module in _package_modules().items() if callable(getattr(module, "install", None))}
     assert installing == {row.module for row in REPLACEMENTS}
 
 
@@ -105,14 +109,14 @@ print(json.dumps({"changed": changed, "kept_is_upstream": kept_is_upstream}))
 
 # --- the check --------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("row, upstream", CHECKED, ids=[upstream.path for _, upstream in CHECKED])
 def test_the_checked_hash_is_the_installed_rasas_source(row, upstream):
     found = replacements.source_sha256(replacements.upstream_object(row, upstream))
     assert found == upstream.sha256, f"{upstream.path}: re-check {row.file}"
 
 
-@pytest.mark.parametrize("module, upstream", COMPONENT_CHECKED,
-                         ids=[upstream.path for _, upstream in COMPONENT_CHECKED])
+@pytest.mark.parametrize("module, upstream", COMPONENT_CHECKED, ids=[upstream.path for _, upstream in COMPONENT_CHECKED])
 def test_a_components_checked_hash_is_the_installed_rasas_source(module, upstream):
     found = replacements.source_sha256(replacements.resolve(upstream.path))
     assert found == upstream.sha256, f"{upstream.path}: re-check {module}"
@@ -136,16 +140,16 @@ def test_install_all_passes_on_the_installed_rasa():
 def test_a_wrong_hash_in_the_table_refuses_and_installs_nothing(monkeypatch):
     row = next(row for row in REPLACEMENTS if row.module == "tracker_copy")
     wrong = dataclasses.replace(row, replaces=dataclasses.replace(row.replaces, sha256="0" * 64))
-    monkeypatch.setattr(replacements, "REPLACEMENTS",
-                        tuple(wrong if r is row else r for r in REPLACEMENTS))
+    monkeypatch.setattr(replacements, "REPLACEMENTS", tuple(wrong if r is row else r for r in REPLACEMENTS))
     before = _objects_at_replaced_paths()
     with pytest.raises(ReplacementCheckError) as error:
         install_all()
     message = str(error.value)
     assert "rasa.shared.core.trackers.DialogueStateTracker.copy (replaced by rasa_server/tracker_copy.py)" in message
     assert f"its source's SHA-256 is {row.replaces.sha256}, expected {'0' * 64}" in message
-    assert ("Re-check rasa_server/tracker_copy.py against the new upstream source, "
-            "then update the hash in rasa_server/replacements.py") in message
+    assert (
+        "Re-check rasa_server/tracker_copy.py against the new upstream source, then update the hash in rasa_server/replacements.py"
+    ) in message
     assert message.count("\n- ") == 1  # only the changed one is named
     after = _objects_at_replaced_paths()
     assert all(after[path] is before[path] for path in before)
@@ -159,8 +163,7 @@ def _changed_source(*args: Any, **kwargs: Any) -> Any:
 @pytest.mark.parametrize("row, upstream", CHECKED, ids=[upstream.path for _, upstream in CHECKED])
 def test_a_changed_upstream_source_refuses_naming_it(monkeypatch, row, upstream):
     if upstream.kept_as:
-        monkeypatch.setattr(importlib.import_module(f"rasa_server.{row.module}"), upstream.kept_as,
-                            _changed_source)
+        monkeypatch.setattr(importlib.import_module(f"rasa_server.{row.module}"), upstream.kept_as, _changed_source)
     else:
         owner, name = upstream.path.rsplit(".", 1)
         monkeypatch.setattr(replacements.resolve(owner), name, _changed_source)
@@ -198,9 +201,9 @@ def test_a_rasa_dependency_without_one_exact_pin_is_an_error(monkeypatch, requir
 
 # --- the launcher ---------------------------------------------------------------------------
 
+
 def test_the_launcher_starts_rasas_cli():
-    done = subprocess.run([sys.executable, "-m", "rasa_server", "--help"], cwd=ROOT,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run([sys.executable, "-m", "rasa_server", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: rasa")
 
@@ -223,4 +226,3 @@ runpy.run_module("rasa_server", run_name="__main__", alter_sys=True)
     assert f"{first.replaces.path} (replaced by {first.file})" in done.stderr
     assert f"expected {'0' * 64}" in done.stderr
     assert f"Re-check {first.file} against the new upstream source" in done.stderr
-

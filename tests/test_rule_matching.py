@@ -8,6 +8,7 @@ match and fail at every turn. Then the trained model's own rules on every turn o
 stories, and the cases that must go upstream or rebuild the index. A changed upstream
 method refuses to build the policy; ``config.yml`` names it.
 """
+
 from __future__ import annotations
 
 import json
@@ -21,8 +22,7 @@ from rasa.core.policies.rule_policy import RULES, RULES_FOR_LOOP_UNHAPPY_PATH, R
 from rasa.engine.graph import ExecutionContext, GraphSchema
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
-from rasa.shared.core.constants import (ACTIVE_LOOP, LOOP_NAME, PREVIOUS_ACTION,
-                                        SHOULD_NOT_BE_SET, SLOTS, USER)
+from rasa.shared.core.constants import ACTIVE_LOOP, LOOP_NAME, PREVIOUS_ACTION, SHOULD_NOT_BE_SET, SLOTS, USER
 from rasa.shared.nlu.constants import ACTION_NAME, ACTION_TEXT, ENTITIES, INTENT
 
 from policies import rule_policy
@@ -34,35 +34,41 @@ upstream = RulePolicy._get_possible_keys
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def get_possible_keys(policy: IndexedRulePolicy, lookup: Dict[str, str],
-                      states: List[Dict[str, Any]]) -> Set[str]:
+def get_possible_keys(policy: IndexedRulePolicy, lookup: Dict[str, str], states: List[Dict[str, Any]]) -> Set[str]:
     """The policy's own matching (``IndexedRulePolicy._get_possible_keys``)."""
     return policy._get_possible_keys(lookup, states)
 
 
 def build(tmp_path: Path) -> IndexedRulePolicy:
     return IndexedRulePolicy.create(
-        IndexedRulePolicy.get_default_config(), LocalModelStorage(tmp_path),
-        Resource("rule_policy"), ExecutionContext(GraphSchema({}), "test"))
+        IndexedRulePolicy.get_default_config(),
+        LocalModelStorage(tmp_path),
+        Resource("rule_policy"),
+        ExecutionContext(GraphSchema({}), "test"),
+    )
+
 
 ACTIONS = ["action_listen", "utter_greet", "diagnostics_form", SHOULD_NOT_BE_SET, ""]
 previous_action = st.one_of(
     st.fixed_dictionaries({ACTION_NAME: st.sampled_from(ACTIONS)}),
     st.fixed_dictionaries({ACTION_TEXT: st.sampled_from(["hi", "bye"])}),
 )
-user = st.fixed_dictionaries({}, optional={
-    INTENT: st.sampled_from(["greet", "deny", "faq"]),
-    ENTITIES: st.lists(st.sampled_from(["model", "version"]), unique=True, max_size=2)
-    .map(tuple),
-})
-state = st.fixed_dictionaries({}, optional={
-    PREVIOUS_ACTION: previous_action,
-    USER: user,
-    SLOTS: st.fixed_dictionaries({}, optional={
-        "terminal_model": st.sampled_from([(1.0,), (0.0,), SHOULD_NOT_BE_SET])}),
-    ACTIVE_LOOP: st.fixed_dictionaries({LOOP_NAME: st.sampled_from(
-        ["diagnostics_form", SHOULD_NOT_BE_SET])}),
-})
+user = st.fixed_dictionaries(
+    {},
+    optional={
+        INTENT: st.sampled_from(["greet", "deny", "faq"]),
+        ENTITIES: st.lists(st.sampled_from(["model", "version"]), unique=True, max_size=2).map(tuple),
+    },
+)
+state = st.fixed_dictionaries(
+    {},
+    optional={
+        PREVIOUS_ACTION: previous_action,
+        USER: user,
+        SLOTS: st.fixed_dictionaries({}, optional={"terminal_model": st.sampled_from([(1.0,), (0.0,), SHOULD_NOT_BE_SET])}),
+        ACTIVE_LOOP: st.fixed_dictionaries({LOOP_NAME: st.sampled_from(["diagnostics_form", SHOULD_NOT_BE_SET])}),
+    },
+)
 conversation = st.lists(state, min_size=1, max_size=8)
 
 
@@ -77,16 +83,14 @@ def policy(tmp_path_factory) -> IndexedRulePolicy:
 
 
 @settings(max_examples=400, deadline=None)
-@given(rules=st.lists(st.lists(state, max_size=4), max_size=30),
-       conversations=st.lists(conversation, min_size=1, max_size=5))
+@given(rules=st.lists(st.lists(state, max_size=4), max_size=30), conversations=st.lists(conversation, min_size=1, max_size=5))
 def test_same_keys_as_upstream(policy, rules, conversations):
     lookup = {key_for(rule): f"action_{number}" for number, rule in enumerate(rules)}
     for states in conversations:
         assert get_possible_keys(policy, lookup, states) == upstream(policy, lookup, states)
 
 
-@given(rules=st.lists(st.lists(state, min_size=1, max_size=3), min_size=1, max_size=10),
-       states=conversation)
+@given(rules=st.lists(st.lists(state, min_size=1, max_size=3), min_size=1, max_size=10), states=conversation)
 def test_a_rule_copied_from_the_conversation_applies(policy, rules, states):
     # A rule made of the conversation's own newest states must be found (and upstream
     # finds it too): the index cannot have put it in the wrong bucket.
@@ -124,8 +128,7 @@ def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
     lookup = {key_for([{PREVIOUS_ACTION: {ACTION_NAME: "utter_greet"}}]): "action_listen"}
     states = [{PREVIOUS_ACTION: {ACTION_NAME: "action_listen"}}]
     calls = []
-    monkeypatch.setattr(RulePolicy, "_get_possible_keys",
-                        lambda *args: calls.append(args) or upstream(*args))
+    monkeypatch.setattr(RulePolicy, "_get_possible_keys", lambda *args: calls.append(args) or upstream(*args))
     assert get_possible_keys(lenient, lookup, states) == set(lookup)
     assert len(calls) == 1
 
@@ -133,9 +136,11 @@ def test_a_policy_with_its_own_matching_goes_upstream(policy, monkeypatch):
 def test_every_turn_of_the_test_stories(trained_agent, monkeypatch):
     """The trained model's rules: same keys at every turn, and the same predictions."""
     domain = trained_agent.domain
-    (trained,) = [node._component for node in
-                  trained_agent.processor.graph_runner._instantiated_nodes.values()
-                  if isinstance(node._component, RulePolicy)]
+    (trained,) = [
+        node._component
+        for node in trained_agent.processor.graph_runner._instantiated_nodes.values()
+        if isinstance(node._component, RulePolicy)
+    ]
     assert type(trained) is IndexedRulePolicy
     assert len(trained.lookup[RULES]) > 100 and trained.lookup[RULES_FOR_LOOP_UNHAPPY_PATH]
     turns = story_turns(trained_agent)
@@ -145,21 +150,22 @@ def test_every_turn_of_the_test_stories(trained_agent, monkeypatch):
             states = trained._prediction_states(tracker, domain, use_text)
             for table in (RULES, RULES_FOR_LOOP_UNHAPPY_PATH):
                 lookup = trained.lookup[table]
-                assert (get_possible_keys(trained, lookup, states)
-                        == upstream(trained, lookup, states)), tracker.sender_id
+                assert get_possible_keys(trained, lookup, states) == upstream(trained, lookup, states), tracker.sender_id
         actual = trained.predict_action_probabilities(tracker, domain)
         monkeypatch.setattr(IndexedRulePolicy, "_get_possible_keys", upstream)
         expected = trained.predict_action_probabilities(tracker, domain)
         monkeypatch.undo()
         assert (actual.probabilities, actual.events, actual.hide_rule_turn) == (
-            expected.probabilities, expected.events, expected.hide_rule_turn)
+            expected.probabilities,
+            expected.events,
+            expected.hide_rule_turn,
+        )
 
 
 @pytest.mark.parametrize("number", range(len(rule_policy.UPSTREAM)))
 def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path, number):
     checked = rule_policy.UPSTREAM[number]
-    changed = tuple(Upstream(entry.path, "0" * 64) if entry is checked else entry
-                    for entry in rule_policy.UPSTREAM)
+    changed = tuple(Upstream(entry.path, "0" * 64) if entry is checked else entry for entry in rule_policy.UPSTREAM)
     monkeypatch.setattr(rule_policy, "UPSTREAM", changed)
     with pytest.raises(ReplacementCheckError) as error:
         build(tmp_path)
@@ -170,5 +176,4 @@ def test_a_changed_upstream_method_refuses_to_build(monkeypatch, tmp_path, numbe
 
 def test_config_names_the_policy():
     policies = yaml.safe_load((ROOT / "config.yml").read_text(encoding="utf-8"))["policies"]
-    assert [entry["name"] for entry in policies if "Rule" in entry["name"]] == [
-        "policies.rule_policy.IndexedRulePolicy"]
+    assert [entry["name"] for entry in policies if "Rule" in entry["name"]] == ["policies.rule_policy.IndexedRulePolicy"]

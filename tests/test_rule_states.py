@@ -7,6 +7,7 @@ at most one build per prediction — one fewer than upstream right after a user 
 and copies that do not share their parts. Outside a prediction, states are built as
 upstream builds them. The trained policy's featurizer is the one that keeps them.
 """
+
 from __future__ import annotations
 
 from typing import List
@@ -40,9 +41,11 @@ def builds(monkeypatch) -> List[int]:
 
 @pytest.fixture
 def policy(trained_agent) -> IndexedRulePolicy:
-    (found,) = [node._component for node in
-                trained_agent.processor.graph_runner._instantiated_nodes.values()
-                if isinstance(node._component, RulePolicy)]
+    (found,) = [
+        node._component
+        for node in trained_agent.processor.graph_runner._instantiated_nodes.values()
+        if isinstance(node._component, RulePolicy)
+    ]
     return found
 
 
@@ -66,7 +69,11 @@ def test_every_turn_of_the_test_stories(trained_agent, policy, builds):
 
         (ours, source), (theirs, their_source) = actual, expected
         assert (ours.probabilities, ours.events, ours.hide_rule_turn, source) == (
-            theirs.probabilities, theirs.events, theirs.hide_rule_turn, their_source)
+            theirs.probabilities,
+            theirs.events,
+            theirs.hide_rule_turn,
+            their_source,
+        )
         assert ours_builds == min(upstream_builds, 1), tracker.sender_id
         saved += upstream_builds - ours_builds
         if upstream_builds == 2:  # text first, then intent: right after a user message
@@ -80,8 +87,7 @@ def built_twice_by_upstream(agent, policy) -> List[DialogueStateTracker]:
     for turn in story_turns(agent):
         calls = []
         original = policy._prediction_states
-        policy._prediction_states = lambda *args, calls=calls, original=original, **named: (
-            calls.append(1) or original(*args, **named))
+        policy._prediction_states = lambda *args, calls=calls, original=original, **named: calls.append(1) or original(*args, **named)
         try:
             upstream_predict(policy, turn, agent.domain)
         finally:
@@ -107,8 +113,9 @@ def test_each_request_gets_its_own_copy(trained_agent, policy, builds, monkeypat
     monkeypatch.setattr(RulePolicy, "_prediction_states", look)
     policy._predict(tracker, trained_agent.domain)
     assert len(seen) == 4 and len(builds) == 1
-    assert all(a is not b and all(a[part] is not b[part] for part in a)
-               for first, second in zip(seen, seen[1:]) for a, b in zip(first, second))
+    assert all(
+        a is not b and all(a[part] is not b[part] for part in a) for first, second in zip(seen, seen[1:]) for a, b in zip(first, second)
+    )
     fresh = TrackerFeaturizer._create_states(tracker, trained_agent.domain)
     assert [set(state) for state in fresh] == [set(state) for state in seen[0]]
 

@@ -6,6 +6,7 @@ order (shared tracker store, Redis lock store), and an agent's reply posted to o
 reaches a widget user connected to the other (socket.io through python-socketio's Redis
 manager, deploy/credentials.yml).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,9 +24,12 @@ from support_desk.rasa_client import RasaClient
 from tests.pg_server import PostgresServer
 from tests.harness.processes import MODEL
 
-pytestmark = [pytest.mark.process,
-              pytest.mark.skipif(not shutil.which("redis-server") or not shutil.which("nginx"),
-                                 reason="scripts/system_packages.sh installs redis-server and nginx")]
+pytestmark = [
+    pytest.mark.process,
+    pytest.mark.skipif(
+        not shutil.which("redis-server") or not shutil.which("nginx"), reason="scripts/system_packages.sh installs redis-server and nginx"
+    ),
+]
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +37,16 @@ def two_processes(tmp_path_factory) -> Iterator[RasaStack]:
     run_dir = tmp_path_factory.mktemp("scale-out")
     postgres = PostgresServer().start()
     redis, redis_url = redis_server(run_dir)
-    stack = RasaStack(run_dir, MODEL, postgres.create_database("tracker"),
-                      lock_store_url=redis_url, rasa_processes=2,
-                      endpoints_file="deploy/endpoints.yml", credentials_file="deploy/credentials.yml",
-                      extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"})
+    stack = RasaStack(
+        run_dir,
+        MODEL,
+        postgres.create_database("tracker"),
+        lock_store_url=redis_url,
+        rasa_processes=2,
+        endpoints_file="deploy/endpoints.yml",
+        credentials_file="deploy/credentials.yml",
+        extra_env={"SOCKETIO_REDIS_URL": redis_url + "/1"},
+    )
     try:
         yield stack.start()
     finally:
@@ -46,9 +56,12 @@ def two_processes(tmp_path_factory) -> Iterator[RasaStack]:
 
 
 def rest(url: str, sender: str, message: str) -> list:
-    request = urllib.request.Request(f"{url}/webhooks/rest/webhook", method="POST",
-                                     data=json.dumps({"sender": sender, "message": message}).encode(),
-                                     headers={"Content-Type": "application/json"})
+    request = urllib.request.Request(
+        f"{url}/webhooks/rest/webhook",
+        method="POST",
+        data=json.dumps({"sender": sender, "message": message}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
     with urllib.request.urlopen(request, timeout=60) as response:
         return json.loads(response.read())
 
@@ -56,16 +69,14 @@ def rest(url: str, sender: str, message: str) -> list:
 def test_a_conversation_split_across_processes_keeps_every_turn(two_processes):
     first, second = two_processes.process_urls
     messages = ["walk me through the checks", "still 1000", "it's an A920", "works now"]
-    answers = [rest((first, second)[number % 2], "split-conversation", text)
-               for number, text in enumerate(messages)]
+    answers = [rest((first, second)[number % 2], "split-conversation", text) for number, text in enumerate(messages)]
     assert all(answers), answers
     # The restart step (asked after the model) names the A920's own steps, so the second
     # process continued the form the first one started.
     assert "A920" in " ".join(item.get("text", "") for item in answers[2])
     events = two_processes.tracker("split-conversation")["events"]
     assert [e["text"] for e in events if e["event"] == "user"] == messages
-    assert any(e["event"] == "slot" and e["name"] == "fixed_step" and e["value"] == "restart"
-               for e in events)
+    assert any(e["event"] == "slot" and e["name"] == "fixed_step" and e["value"] == "restart" for e in events)
 
 
 def test_agent_reply_through_one_process_reaches_a_widget_user_on_the_other(two_processes):
@@ -87,8 +98,7 @@ def test_agent_reply_through_one_process_reaches_a_widget_user_on_the_other(two_
             # The desk's own client posts the agent's reply to the *other* process.
             rasa = RasaClient(second, two_processes.token)
             try:
-                await rasa.append_events(
-                    "widget-user-1", [{"event": "bot", "text": "客服小王：您好，我来帮您看看"}])
+                await rasa.append_events("widget-user-1", [{"event": "bot", "text": "客服小王：您好，我来帮您看看"}])
             finally:
                 await rasa.close()
             reply = await asyncio.wait_for(received.get(), 30)

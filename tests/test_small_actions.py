@@ -1,4 +1,5 @@
 """Clarifying fallback and rating: exact events and responses."""
+
 from __future__ import annotations
 
 import pytest

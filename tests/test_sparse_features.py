@@ -1,4 +1,5 @@
 """The COO join gives exactly what ``scipy.sparse.hstack`` gives, inside Rasa's Features."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -22,14 +23,15 @@ def coo_pairs(draw):
     def matrix(columns: int) -> scipy.sparse.coo_matrix:
         count = draw(st.integers(0, 12))
         dtype = draw(st.sampled_from([np.float64, np.float32, np.int64]))
-        entries = st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1),
-                            st.integers(-3, 3))
+        entries = st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1), st.integers(-3, 3))
         cells = draw(st.lists(entries, min_size=count, max_size=count))
         return scipy.sparse.coo_matrix(
-            (np.array([v for _, _, v in cells], dtype=dtype),
-             (np.array([r for r, _, _ in cells], dtype=np.int32),
-              np.array([c for _, c, _ in cells], dtype=np.int32))),
-            shape=(rows, columns))
+            (
+                np.array([v for _, _, v in cells], dtype=dtype),
+                (np.array([r for r, _, _ in cells], dtype=np.int32), np.array([c for _, c, _ in cells], dtype=np.int32)),
+            ),
+            shape=(rows, columns),
+        )
 
     return matrix(draw(st.integers(1, 9000))), matrix(draw(st.integers(1, 9000)))
 
@@ -71,19 +73,19 @@ def test_other_formats_and_mismatched_rows_go_to_upstream():
     assert csr.features.shape == (2, 4)
     assert np.array_equal(csr.features.toarray(), np.hstack([np.eye(2), np.eye(2)]))
     with pytest.raises(ValueError, match="sequence dimensions do not match: 2 != 3"):
-        combine_sparse_features(features(scipy.sparse.coo_matrix(np.eye(2)), "a"),
-                                features(scipy.sparse.coo_matrix(np.eye(3)), "b"))
+        combine_sparse_features(features(scipy.sparse.coo_matrix(np.eye(2)), "a"), features(scipy.sparse.coo_matrix(np.eye(3)), "b"))
 
 
 def test_installed_a_message_combines_its_featurizers_with_the_coo_join(monkeypatch):
     monkeypatch.setattr(Features, "_combine_sparse_features", sparse_features._UPSTREAM)
-    parts = [scipy.sparse.coo_matrix(np.array([[1.0, 0], [0, 2.0]])),
-             scipy.sparse.coo_matrix(np.array([[0, 0, 5.0], [7.0, 0, 0]])),
-             scipy.sparse.coo_matrix(np.array([[0.5], [0]]))]
+    parts = [
+        scipy.sparse.coo_matrix(np.array([[1.0, 0], [0, 2.0]])),
+        scipy.sparse.coo_matrix(np.array([[0, 0, 5.0], [7.0, 0, 0]])),
+        scipy.sparse.coo_matrix(np.array([[0.5], [0]])),
+    ]
 
     def combined():
-        message = Message(data={"text": "pos 1000"},
-                          features=[features(part, f"f{i}") for i, part in enumerate(parts)])
+        message = Message(data={"text": "pos 1000"}, features=[features(part, f"f{i}") for i, part in enumerate(parts)])
         sequence, _ = message.get_sparse_features("text")
         return sequence.features
 

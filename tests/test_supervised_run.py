@@ -4,6 +4,7 @@ and one Ctrl-C (SIGINT to the process group) stops everything.
 The stack is `make run` itself (scripts/supervise.py, supervisord, the Procfile) on free
 ports with its databases in a temporary folder.
 """
+
 from __future__ import annotations
 
 import json
@@ -37,17 +38,21 @@ class SupervisedRun:
         self.env = {
             **os.environ,
             "RUN_DIR": str(folder / "run"),
-            "RASA_PORT": str(self.ports["rasa"]), "ACTIONS_PORT": str(self.ports["actions"]),
+            "RASA_PORT": str(self.ports["rasa"]),
+            "ACTIONS_PORT": str(self.ports["actions"]),
             "DESK_PORT": str(self.ports["desk"]),
-            "RASA_URL": self.rasa, "DESK_URL": self.desk, "INCIDENT_BOARD_URL": f"{self.desk}/api/incidents",
+            "RASA_URL": self.rasa,
+            "DESK_URL": self.desk,
+            "INCIDENT_BOARD_URL": f"{self.desk}/api/incidents",
             "DESK_DATABASE_URL": f"sqlite:///{folder / 'desk.db'}",
             "TRACKER_STORE_URL": f"sqlite:///{folder / 'tracker.db'}",
             "OUTBOX_FILE": str(folder / "outbox.sqlite"),
         }
         self.env.pop("ACTION_ENDPOINT_URL", None)  # the Makefile derives it from ACTIONS_PORT
         self.log = (folder / "run.log").open("wb")
-        self.make = subprocess.Popen(["make", "-s", "run"], cwd=ROOT, env=self.env, stdout=self.log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+        self.make = subprocess.Popen(
+            ["make", "-s", "run"], cwd=ROOT, env=self.env, stdout=self.log, stderr=subprocess.STDOUT, start_new_session=True
+        )
         self.wait_up()
 
     @property
@@ -73,8 +78,13 @@ class SupervisedRun:
 
     def status(self) -> Dict[str, str]:
         """``name -> "RUNNING pid 123"`` from supervisorctl."""
-        done = subprocess.run([str(ROOT / ".venv" / "bin" / "python"), "scripts/supervise.py", "status"],
-                              cwd=ROOT, env=self.env, capture_output=True, text=True)
+        done = subprocess.run(
+            [str(ROOT / ".venv" / "bin" / "python"), "scripts/supervise.py", "status"],
+            cwd=ROOT,
+            env=self.env,
+            capture_output=True,
+            text=True,
+        )
         return {line.split()[0]: " ".join(line.split()[1:4]).rstrip(",") for line in done.stdout.splitlines() if line.strip()}
 
     def pid(self, name: str) -> int:
@@ -89,8 +99,10 @@ class SupervisedRun:
 
     def desk_api(self, path: str, body: Dict = None) -> Dict:
         request = urllib.request.Request(
-            f"{self.desk}{path}", json.dumps(body).encode() if body is not None else None,
-            {"Authorization": f"Bearer {self.secrets['DESK_API_TOKEN']}", "Content-Type": "application/json"})
+            f"{self.desk}{path}",
+            json.dumps(body).encode() if body is not None else None,
+            {"Authorization": f"Bearer {self.secrets['DESK_API_TOKEN']}", "Content-Type": "application/json"},
+        )
         with urllib.request.urlopen(request, timeout=10) as response:
             return json.loads(response.read())
 
@@ -150,8 +162,7 @@ def test_a_killed_action_server_comes_back_and_the_merchant_always_gets_an_answe
 
 
 def test_a_killed_desk_comes_back_with_its_cases(run):
-    case = run.desk_api("/api/escalations", {"sender_id": "sup-2", "channel": "rest", "language": "zh",
-                                             "summary": "刷卡报1000"})
+    case = run.desk_api("/api/escalations", {"sender_id": "sup-2", "channel": "rest", "language": "zh", "summary": "刷卡报1000"})
     old = run.pid("desk")
     os.kill(old, signal.SIGKILL)
     run.restarted("desk", old)

@@ -5,6 +5,7 @@ loops interrupted and rejected, restarts, sessions, reverts, pauses, follow-ups,
 added to the latest message): the copy has the state of upstream's copy, later events
 change both copies alike, and the original never changes.
 """
+
 from __future__ import annotations
 
 from typing import Any, Dict
@@ -14,10 +15,23 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from rasa.shared.core.domain import Domain
 from rasa.shared.core.events import (
-    ActionExecuted, ActionExecutionRejected, ActionReverted, ActiveLoop, AllSlotsReset,
-    BotUttered, ConversationPaused, ConversationResumed, DefinePrevUserUtteredFeaturization,
-    EntitiesAdded, FollowupAction, LoopInterrupted, Restarted, SessionStarted, SlotSet,
-    UserUttered, UserUtteranceReverted,
+    ActionExecuted,
+    ActionExecutionRejected,
+    ActionReverted,
+    ActiveLoop,
+    AllSlotsReset,
+    BotUttered,
+    ConversationPaused,
+    ConversationResumed,
+    DefinePrevUserUtteredFeaturization,
+    EntitiesAdded,
+    FollowupAction,
+    LoopInterrupted,
+    Restarted,
+    SessionStarted,
+    SlotSet,
+    UserUttered,
+    UserUtteranceReverted,
 )
 from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 
@@ -30,17 +44,30 @@ FORM = DOMAIN.form_names[0]
 ACTIONS = ["action_listen", FORM, "utter_greet", "action_diagnose", "action_default_fallback"]
 INTENTS = ["greet", "ask_what_is_1000", "affirm", "deny"]
 
-slot_values = st.one_of(st.none(), st.booleans(), st.integers(-5, 5), st.text(max_size=5),
-                        st.lists(st.text(max_size=3), max_size=2),
-                        st.sampled_from(["zh", "en", "v5.2"]))
-entities = st.lists(st.fixed_dictionaries({"entity": st.sampled_from(["terminal_model", "language"]),
-                                           "value": st.text(max_size=4)}), max_size=2)
+slot_values = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(-5, 5),
+    st.text(max_size=5),
+    st.lists(st.text(max_size=3), max_size=2),
+    st.sampled_from(["zh", "en", "v5.2"]),
+)
+entities = st.lists(
+    st.fixed_dictionaries({"entity": st.sampled_from(["terminal_model", "language"]), "value": st.text(max_size=4)}), max_size=2
+)
 
 events = st.one_of(
-    st.builds(lambda text, intent, found: UserUttered(
-        text, intent={"name": intent, "confidence": 1.0}, entities=found,
-        parse_data={"intent": {"name": intent, "confidence": 1.0}, "entities": found}),
-        st.text(max_size=8), st.sampled_from(INTENTS), entities),
+    st.builds(
+        lambda text, intent, found: UserUttered(
+            text,
+            intent={"name": intent, "confidence": 1.0},
+            entities=found,
+            parse_data={"intent": {"name": intent, "confidence": 1.0}, "entities": found},
+        ),
+        st.text(max_size=8),
+        st.sampled_from(INTENTS),
+        entities,
+    ),
     st.builds(EntitiesAdded, entities),
     st.builds(DefinePrevUserUtteredFeaturization, st.booleans()),
     st.builds(ActionExecuted, st.sampled_from(ACTIONS)),
@@ -50,14 +77,16 @@ events = st.one_of(
     st.builds(LoopInterrupted, st.booleans()),
     st.builds(ActionExecutionRejected, st.sampled_from(ACTIONS)),
     st.builds(FollowupAction, st.sampled_from(ACTIONS)),
-    st.sampled_from([ConversationPaused, ConversationResumed, Restarted, SessionStarted,
-                     AllSlotsReset, UserUtteranceReverted, ActionReverted]).map(lambda kind: kind()),
+    st.sampled_from(
+        [ConversationPaused, ConversationResumed, Restarted, SessionStarted, AllSlotsReset, UserUtteranceReverted, ActionReverted]
+    ).map(lambda kind: kind()),
 )
 
 
 def state(tracker: DialogueStateTracker) -> Dict[str, Any]:
     """Everything a tracker holds; the same event objects, latest messages that are
     events by identity (upstream's reset makes fresh empty ones)."""
+
     def message(latest: Any) -> Any:
         if any(latest is event for event in tracker.events):
             return ("event", id(latest))
@@ -65,18 +94,22 @@ def state(tracker: DialogueStateTracker) -> Dict[str, Any]:
 
     return {
         "events": [id(event) for event in tracker.events],
-        "slots": {name: (type(slot), slot.value, slot.has_been_set)
-                  for name, slot in tracker.slots.items()},
+        "slots": {name: (type(slot), slot.value, slot.has_been_set) for name, slot in tracker.slots.items()},
         "paused": tracker.is_paused(),
         "followup": tracker.followup_action,
         "latest_action": tracker.latest_action,
         "latest_message": message(tracker.latest_message),
         "latest_bot": message(tracker.latest_bot_utterance),
         "active_loop": tracker.active_loop,
-        "ids": (tracker.sender_id, tracker.sender_source, tracker.model_id,
-                tracker.assistant_id, tracker.is_rule_tracker, tracker._max_event_history),
-        "current": {key: value for key, value in
-                    tracker.current_state(EventVerbosity.ALL).items() if key != "events"},
+        "ids": (
+            tracker.sender_id,
+            tracker.sender_source,
+            tracker.model_id,
+            tracker.assistant_id,
+            tracker.is_rule_tracker,
+            tracker._max_event_history,
+        ),
+        "current": {key: value for key, value in tracker.current_state(EventVerbosity.ALL).items() if key != "events"},
     }
 
 
@@ -98,17 +131,27 @@ def test_the_copy_is_upstreams_copy(history, later, rule_tracker):
     assert state(original) == before
 
 
-@pytest.mark.parametrize("tracker", [
-    DialogueStateTracker("capped", DOMAIN.slots, max_event_history=3),
-    DialogueStateTracker("any slots", None),
-], ids=["capped history", "slots on demand"])
+@pytest.mark.parametrize(
+    "tracker",
+    [
+        DialogueStateTracker("capped", DOMAIN.slots, max_event_history=3),
+        DialogueStateTracker("any slots", None),
+    ],
+    ids=["capped history", "slots on demand"],
+)
 def test_capped_or_open_trackers_get_upstreams_copy(tracker, monkeypatch):
-    for event in [ActionExecuted("action_listen"), UserUttered("hi"), SlotSet("language", "zh"),
-                  ActionExecuted("utter_greet"), BotUttered("hello")]:
+    for event in [
+        ActionExecuted("action_listen"),
+        UserUttered("hi"),
+        SlotSet("language", "zh"),
+        ActionExecuted("utter_greet"),
+        BotUttered("hello"),
+    ]:
         tracker.update(event)
     calls = []
-    monkeypatch.setattr(tracker_copy, "_UPSTREAM_COPY",
-                        lambda t: calls.append(t) or DialogueStateTracker.travel_back_in_time(t, float("inf")))
+    monkeypatch.setattr(
+        tracker_copy, "_UPSTREAM_COPY", lambda t: calls.append(t) or DialogueStateTracker.travel_back_in_time(t, float("inf"))
+    )
     copied = copy_tracker(tracker)
     assert calls == [tracker]
     assert [id(e) for e in copied.events] == [id(e) for e in tracker.events]

@@ -1,5 +1,6 @@
 """The tuned tracker store keeps conversations exactly like Rasa's own SQL store, on SQLite
 (WAL) and on PostgreSQL, with several processes writing to one conversation in turn."""
+
 from __future__ import annotations
 
 import itertools
@@ -10,19 +11,19 @@ import pytest
 from rasa.core.brokers.broker import EventBroker
 from rasa.core.tracker_store import SQLTrackerStore
 from rasa.shared.core.domain import Domain
-from rasa.shared.core.events import (ActionExecuted, ActiveLoop, BotUttered, Event,
-                                     SessionStarted, SlotSet, UserUttered)
+from rasa.shared.core.events import ActionExecuted, ActiveLoop, BotUttered, Event, SessionStarted, SlotSet, UserUttered
 from rasa.shared.core.trackers import DialogueStateTracker
 
 from rasa_server.tracker_store import TunedSQLTrackerStore
 
-DOMAIN = Domain.from_dict({
-    "intents": ["greet", "inform_not_fixed", "inform_fixed"],
-    "slots": {"network_ok": {"type": "bool", "mappings": []},
-              "terminal_model": {"type": "text", "mappings": []}},
-    "responses": {"utter_greet": [{"text": "你好"}]},
-    "forms": {"diagnostics_form": {"required_slots": ["network_ok"]}},
-})
+DOMAIN = Domain.from_dict(
+    {
+        "intents": ["greet", "inform_not_fixed", "inform_fixed"],
+        "slots": {"network_ok": {"type": "bool", "mappings": []}, "terminal_model": {"type": "text", "mappings": []}},
+        "responses": {"utter_greet": [{"text": "你好"}]},
+        "forms": {"diagnostics_form": {"required_slots": ["network_ok"]}},
+    }
+)
 _names = itertools.count()
 _clock = itertools.count(1_700_000_000)
 
@@ -36,8 +37,7 @@ def database_url(request, tmp_path):
 
 def turn(text: str, intent: str, *after: Event) -> List[Event]:
     """One merchant turn as the processor logs it, with increasing timestamps."""
-    events = [UserUttered(text, {"name": intent, "confidence": 0.9}), *after,
-              BotUttered("好的"), ActionExecuted("action_listen")]
+    events = [UserUttered(text, {"name": intent, "confidence": 0.9}), *after, BotUttered("好的"), ActionExecuted("action_listen")]
     for event in events:
         event.timestamp = float(next(_clock))
     return events
@@ -76,9 +76,10 @@ async def test_two_workers_and_plain_rasa_writing_in_turn_keep_rasa_semantics(da
     plain = SQLTrackerStore(DOMAIN, host=database_url)
     sender = "merchant-898310048160123"
     script = [
-        (worker_a, session_start() + turn("pos机报1000", "inform_not_fixed",
-                                          ActionExecuted("diagnostics_form"),
-                                          ActiveLoop("diagnostics_form"))),
+        (
+            worker_a,
+            session_start() + turn("pos机报1000", "inform_not_fixed", ActionExecuted("diagnostics_form"), ActiveLoop("diagnostics_form")),
+        ),
         (worker_a, turn("还是不行", "inform_not_fixed", SlotSet("network_ok", False))),
         (worker_b, turn("A920", "inform_not_fixed", SlotSet("terminal_model", "A920"))),
         (plain, turn("还是不行", "inform_not_fixed")),
@@ -99,8 +100,7 @@ async def test_two_workers_and_plain_rasa_writing_in_turn_keep_rasa_semantics(da
 async def test_rows_are_the_rows_rasa_writes(database_url, tmp_path):
     tuned = TunedSQLTrackerStore(DOMAIN, host=database_url)
     plain = SQLTrackerStore(DOMAIN, host=f"sqlite:///{tmp_path / 'plain.db'}")
-    script = [session_start() + turn("hi", "greet"),
-              turn("still broken", "inform_not_fixed", SlotSet("network_ok", False))]
+    script = [session_start() + turn("hi", "greet"), turn("still broken", "inform_not_fixed", SlotSet("network_ok", False))]
     for events in script:
         for store in (tuned, plain):
             await handle(store, "m1", [Event.from_parameters(e.as_dict()) for e in events])
@@ -108,10 +108,16 @@ async def test_rows_are_the_rows_rasa_writes(database_url, tmp_path):
     def rows(store: SQLTrackerStore) -> list:
         table = store.SQLEvent.__table__
         with store.engine.connect() as connection:
-            return [tuple(row) for row in connection.execute(
-                table.select().with_only_columns(table.c.sender_id, table.c.type_name, table.c.timestamp,
-                                                 table.c.intent_name, table.c.action_name, table.c.data)
-                .order_by(table.c.id))]
+            return [
+                tuple(row)
+                for row in connection.execute(
+                    table.select()
+                    .with_only_columns(
+                        table.c.sender_id, table.c.type_name, table.c.timestamp, table.c.intent_name, table.c.action_name, table.c.data
+                    )
+                    .order_by(table.c.id)
+                )
+            ]
 
     assert rows(tuned) == rows(plain)
     assert len(rows(tuned)) == 10
@@ -177,8 +183,16 @@ async def test_the_event_broker_gets_each_new_event_once(tmp_path):
     await handle(store, "m1", session_start() + turn("hi", "greet"))
     await handle(store, "m1", turn("还是不行", "inform_not_fixed"))
     assert [e["event"] for e in broker.published] == [
-        "action", "session_started", "action", "user", "bot", "action",
-        "user", "bot", "action"]
+        "action",
+        "session_started",
+        "action",
+        "user",
+        "bot",
+        "action",
+        "user",
+        "bot",
+        "action",
+    ]
     assert {e["sender_id"] for e in broker.published} == {"m1"}
 
 
@@ -202,8 +216,7 @@ async def test_a_message_costs_three_statements_and_no_transaction_on_postgresql
     # (A session start is read back once before the tracker is kept.)
     await handle(store, "m-count", turn("报1000", "greet"))
     statements: List[str] = []
-    sa.event.listen(store.engine, "before_cursor_execute",
-                    lambda conn, cursor, statement, *rest: statements.append(statement.split()[0]))
+    sa.event.listen(store.engine, "before_cursor_execute", lambda conn, cursor, statement, *rest: statements.append(statement.split()[0]))
     await handle(store, "m-count", turn("还是不行", "inform_not_fixed", SlotSet("network_ok", False)))
     # Catch-up read; newest-id check; the turn's four events in one INSERT … RETURNING.
     assert statements == ["SELECT", "SELECT", "INSERT"]

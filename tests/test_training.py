@@ -1,6 +1,7 @@
 """Training fixes: a forced training caches nothing yet trains the same model, an unforced
 one keeps Rasa's cache; feature fingerprints' text and training batches' sparse arrays are
 exactly upstream's."""
+
 from __future__ import annotations
 
 import sqlite3
@@ -80,8 +81,7 @@ def project(tmp_path, monkeypatch) -> Path:
     monkeypatch.chdir(tmp_path)
     # Whatever a test installs is undone afterwards.
     monkeypatch.setattr(graph_trainer.GraphTrainer, "train", graph_trainer.GraphTrainer.train)
-    monkeypatch.setattr(RasaDataGenerator, "_scipy_matrix_to_values",
-                        RasaDataGenerator._scipy_matrix_to_values)
+    monkeypatch.setattr(RasaDataGenerator, "_scipy_matrix_to_values", RasaDataGenerator._scipy_matrix_to_values)
     monkeypatch.setattr(util, "sparse_matrix_to_string", util.sparse_matrix_to_string)
     return tmp_path
 
@@ -89,8 +89,7 @@ def project(tmp_path, monkeypatch) -> Path:
 def train_into(project: Path, name: str, force: bool, monkeypatch) -> Path:
     """Train the small bot with its own cache folder; return the model's path."""
     monkeypatch.setenv("RASA_CACHE_DIRECTORY", str(project / f"cache-{name}"))
-    result = train("domain.yml", "config.yml", ["data"], output=str(project / "models"),
-                   force_training=force, fixed_model_name=name)
+    result = train("domain.yml", "config.yml", ["data"], output=str(project / "models"), force_training=force, fixed_model_name=name)
     assert result.code == 0
     return Path(result.model)
 
@@ -141,13 +140,14 @@ def sparse_batches(draw):
     batch = []
     for _ in range(draw(st.integers(1, 6))):
         rows = draw(st.integers(1, 7))
-        cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, width - 1),
-                                        st.floats(-3, 3, width=32)), max_size=15))
+        cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, width - 1), st.floats(-3, 3, width=32)), max_size=15))
         matrix = scipy.sparse.coo_matrix(
-            (np.array([v for _, _, v in cells], dtype=np.float64),
-             (np.array([r for r, _, _ in cells], dtype=np.int32),
-              np.array([c for _, c, _ in cells], dtype=np.int32))),
-            shape=(rows, width))
+            (
+                np.array([v for _, _, v in cells], dtype=np.float64),
+                (np.array([r for r, _, _ in cells], dtype=np.int32), np.array([c for _, c, _ in cells], dtype=np.int32)),
+            ),
+            shape=(rows, width),
+        )
         batch.append(matrix)
     if draw(st.booleans()):  # upstream converts the whole batch when the first is not COO
         batch = [matrix.tocsr() for matrix in batch]
@@ -168,10 +168,10 @@ def test_batch_values_are_upstreams(batch):
 
 
 def test_installed_a_training_batch_is_built_with_batch_values(project):
-    matrices = [scipy.sparse.coo_matrix(np.array([[0, 1.5, 0], [2.0, 0, 0]])),
-                scipy.sparse.coo_matrix(np.array([[0, 0, 4.0]]))]
-    data = RasaModelData(data={"text": {"sequence": [
-        FeatureArray(np.array(matrices + [None], dtype=object)[:-1], number_of_dimensions=3)]}})
+    matrices = [scipy.sparse.coo_matrix(np.array([[0, 1.5, 0], [2.0, 0, 0]])), scipy.sparse.coo_matrix(np.array([[0, 0, 4.0]]))]
+    data = RasaModelData(
+        data={"text": {"sequence": [FeatureArray(np.array(matrices + [None], dtype=object)[:-1], number_of_dimensions=3)]}}
+    )
     upstream = RasaDataGenerator.prepare_batch(data.data, 0, 2)
     training.install()
     ours = RasaDataGenerator.prepare_batch(data.data, 0, 2)
@@ -184,16 +184,16 @@ def sparse_matrices(draw):
     """A sparse matrix of any value type Rasa's featurizers produce (and float32), with
     random entries: duplicates, explicit zeros, NaN, infinities, extremes."""
     dtype = draw(st.sampled_from([np.float64, np.float32, np.int64, np.int32]))
-    values = (st.floats(width=32 if dtype == np.float32 else 64) if dtype in (np.float64, np.float32)
-              else st.integers(-2**31, 2**31 - 1))
+    values = st.floats(width=32 if dtype == np.float32 else 64) if dtype in (np.float64, np.float32) else st.integers(-(2**31), 2**31 - 1)
     rows, columns = draw(st.integers(1, 8)), draw(st.integers(1, 9000))
-    cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1), values),
-                          max_size=20))
+    cells = draw(st.lists(st.tuples(st.integers(0, rows - 1), st.integers(0, columns - 1), values), max_size=20))
     matrix = scipy.sparse.coo_matrix(
-        (np.array([v for _, _, v in cells], dtype=dtype),
-         (np.array([r for r, _, _ in cells], dtype=np.int32),
-          np.array([c for _, c, _ in cells], dtype=np.int32))),
-        shape=(rows, columns))
+        (
+            np.array([v for _, _, v in cells], dtype=dtype),
+            (np.array([r for r, _, _ in cells], dtype=np.int32), np.array([c for _, c, _ in cells], dtype=np.int32)),
+        ),
+        shape=(rows, columns),
+    )
     return draw(st.sampled_from([matrix, matrix.tocsr()]))
 
 

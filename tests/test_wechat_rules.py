@@ -4,6 +4,7 @@
 What cannot go out is held, reported to the desk (a strict recording stand-in for the
 desk's report endpoint) and sent when the merchant writes again.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -45,16 +46,22 @@ async def close_channels():
 
 def wechat(account: OfficialAccount, desk: RecordingDesk, tmp_path, **options) -> WeChatInput:
     """An Official Account channel on the fake, reporting to the recording desk."""
-    channel = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=account.url,
-                          state_file=str(tmp_path / options.pop("name", "wechat.sqlite")),
-                          reports=DeskReports(desk.url, desk.token, "wechat", retry_max_seconds=0.2), **options)
+    channel = WeChatInput(
+        "tok",
+        DOC_AES_KEY,
+        "wxappid",
+        "secret",
+        api_base=account.url,
+        state_file=str(tmp_path / options.pop("name", "wechat.sqlite")),
+        reports=DeskReports(desk.url, desk.token, "wechat", retry_max_seconds=0.2),
+        **options,
+    )
     channel.state.clock = account.now  # the channel's clock moves with the platform's
     OPEN.append(channel)
     return channel
 
 
-async def merchant_writes(channel: WeChatInput, account: OfficialAccount, openid: str, text: str,
-                          msg_id: str) -> List[str]:
+async def merchant_writes(channel: WeChatInput, account: OfficialAccount, openid: str, text: str, msg_id: str) -> List[str]:
     """A text callback, as the webhook hands it on: what Rasa would be given."""
     account.follower_writes(openid)
     given: List[str] = []
@@ -102,8 +109,12 @@ async def test_the_sixth_message_and_every_refusal_are_held_with_the_reason(acco
     account.unauthorized = True  # the account lost the 客服接口 permission
     await output.send_text_message("oMERCHANT", "#6", desk_message_id=6)
     await until(lambda: len(desk.reports) == 8)
-    assert states(desk)[4:] == [("sent", None, 4), ("held", "5 messages sent since the merchant last wrote", 5),
-                                ("sent", None, 5), ("held", "errcode 48001", 6)]
+    assert states(desk)[4:] == [
+        ("sent", None, 4),
+        ("held", "5 messages sent since the merchant last wrote", 5),
+        ("sent", None, 5),
+        ("held", "errcode 48001", 6),
+    ]
     account.unauthorized = False
     await merchant_writes(channel, account, "oMERCHANT", "？", "3")
     assert account.texts_to("oMERCHANT")[-2:] == ["#5", "#6"]
@@ -134,8 +145,11 @@ async def test_two_processes_share_the_token_the_choices_and_the_seen_messages(a
     try:
         first, second = (wechat(account, desk, tmp_path, redis_url=url, name=f"{n}.sqlite") for n in (1, 2))
         await merchant_writes(first, account, "oMERCHANT", "报1000", "1")
-        await first.get_output_channel().send_text_with_buttons("oMERCHANT", "能用了吗？", [
-            {"title": "好了", "payload": "/inform_fixed"}, {"title": "还是报1000", "payload": "/inform_not_fixed"}])
+        await first.get_output_channel().send_text_with_buttons(
+            "oMERCHANT",
+            "能用了吗？",
+            [{"title": "好了", "payload": "/inform_fixed"}, {"title": "还是报1000", "payload": "/inform_not_fixed"}],
+        )
         assert await merchant_writes(second, account, "oMERCHANT", "2", "2") == ["/inform_not_fixed"]
         await second.get_output_channel().send_text_message("oMERCHANT", "好的")
         # One token for the account: a second fetch would have invalidated the first.
@@ -156,8 +170,7 @@ async def test_a_failing_store_never_raises_into_rasa_and_the_message_is_held(ac
     with monkeypatch.context() as outage:  # the choices and the send ledger cannot be written
         outage.setattr(channel.state, "put", redis_down)
         outage.setattr(channel.state, "reserve_send", redis_down)
-        await output.send_text_with_buttons("oMERCHANT", "能用了吗？", [{"title": "好了", "payload": "/inform_fixed"}],
-                                            desk_message_id=3)
+        await output.send_text_with_buttons("oMERCHANT", "能用了吗？", [{"title": "好了", "payload": "/inform_fixed"}], desk_message_id=3)
     assert account.texts_to("oMERCHANT") == []
     await until(lambda: len(desk.reports) == 1)
     assert states(desk) == [("held", "channel error: ConnectionError", 3)]

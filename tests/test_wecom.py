@@ -1,4 +1,5 @@
 """WeCom / WeChat callbacks: signatures and ciphertexts from the published algorithm."""
+
 from __future__ import annotations
 
 import logging
@@ -65,8 +66,10 @@ def test_text_callback_is_decrypted():
 
 
 def test_events_are_not_answered():
-    event = (f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName>"
-             "<MsgType>event</MsgType><Event>enter_agent</Event></xml>")
+    event = (
+        f"<xml><ToUserName>{DOC_CORP_ID}</ToUserName><FromUserName>zhangsan</FromUserName>"
+        "<MsgType>event</MsgType><Event>enter_agent</Event></xml>"
+    )
     query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, event, str(NOW))
     assert parse_callback(channel().crypto, query, body, NOW) is None
 
@@ -151,16 +154,18 @@ async def test_replies_go_out_through_the_api_with_a_cached_refreshed_token():
         wecom = channel(str(platform.server.make_url("")))
         output = wecom.get_output_channel()
         await output.send_text_message("zhangsan", "您好")
-        await output.send_text_with_buttons("zhangsan", "能用了吗？", [
-            {"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}])
+        await output.send_text_with_buttons(
+            "zhangsan",
+            "能用了吗？",
+            [{"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}],
+        )
         platform.expire_next = True
         await output.send_text_message("zhangsan", "第三条")
     finally:
         await platform.server.close()
     assert platform.token_requests == [{"corpid": DOC_CORP_ID, "corpsecret": "secret"}] * 2
     assert [m["token"] for m in platform.sent] == ["tok1", "tok1", "tok2"]
-    assert platform.sent[0] == {"token": "tok1", "touser": "zhangsan", "msgtype": "text",
-                                "agentid": "1000002", "text": {"content": "您好"}}
+    assert platform.sent[0] == {"token": "tok1", "touser": "zhangsan", "msgtype": "text", "agentid": "1000002", "text": {"content": "您好"}}
     assert platform.sent[1]["text"]["content"] == "能用了吗？\n\n1. ✅ 好了\n2. ❌ 还是报1000"
     assert await wecom.state.get("choices:zhangsan") == ["/inform_fixed", "/inform_not_fixed"]
 
@@ -169,8 +174,9 @@ async def test_wechat_official_account_variant(tmp_path):
     platform = FakePlatform("/cgi-bin/token", "/cgi-bin/message/custom/send")
     await platform.server.start_server()
     try:
-        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")),
-                             state_file=str(tmp_path / "wechat.sqlite"))
+        wechat = WeChatInput(
+            "tok", DOC_AES_KEY, "wxappid", "secret", api_base=str(platform.server.make_url("")), state_file=str(tmp_path / "wechat.sqlite")
+        )
         query = {"signature": sign("tok", "1409659589", "42"), "timestamp": "1409659589", "nonce": "42", "echostr": "hello"}
         assert wechat.verify_url(query) == "hello"
         with pytest.raises(CallbackError):
@@ -183,6 +189,7 @@ async def test_wechat_official_account_variant(tmp_path):
 
 
 # --- what else a merchant sends: voice, pictures, files, locations ---------------------------
+
 
 def parsed(plain: str):
     query, body = callback(DOC_TOKEN, DOC_AES_KEY, DOC_CORP_ID, plain, str(NOW))
@@ -215,8 +222,10 @@ def test_messages_the_bot_cannot_read_are_marked_for_a_polite_answer(msg_type, f
 
 
 def test_a_media_message_without_sender_or_msgid_is_a_400():
-    for plain, missing in ((media_message("u", "image", "1").replace("<MsgId>1</MsgId>", ""), "MsgId missing"),
-                           ("<xml><MsgType>image</MsgType><MsgId>1</MsgId></xml>", "FromUserName missing")):
+    for plain, missing in (
+        (media_message("u", "image", "1").replace("<MsgId>1</MsgId>", ""), "MsgId missing"),
+        ("<xml><MsgType>image</MsgType><MsgId>1</MsgId></xml>", "FromUserName missing"),
+    ):
         with pytest.raises(CallbackError) as refused:
             parsed(plain)
         assert (refused.value.status, str(refused.value)) == (400, missing)
@@ -271,6 +280,7 @@ def desk_env(monkeypatch):
     def point(url: str, token: str = "desk-token") -> None:
         monkeypatch.setenv("DESK_URL", url)
         monkeypatch.setenv("DESK_API_TOKEN", token)
+
     return point
 
 
@@ -285,7 +295,11 @@ async def test_a_picture_is_fetched_and_attached_to_the_open_case(tmp_path, desk
         assert await world.offer("MEDIA_OK", sender="openid-2", msgid="502") is False  # no open case: ignored
     [taken] = world.desk.taken
     assert {k: taken[k] for k in ("sender_id", "channel", "msgid", "content_type")} == {
-        "sender_id": "openid-1", "channel": "wechat", "msgid": "501", "content_type": "image/png"}
+        "sender_id": "openid-1",
+        "channel": "wechat",
+        "msgid": "501",
+        "content_type": "image/png",
+    }
     assert taken["data"] == png and world.desk.refused == []
     assert world.platform.media_requests[0] == {"access_token": "oa-token-1", "media_id": "MEDIA_OK"}
 
@@ -353,8 +367,11 @@ async def test_the_answer_says_the_agent_has_the_picture_only_when_the_desk_took
     await answer_media(output, "u", "en", taken)
     await answer_media(output, "u", "zh", ignored)
     await answer_media(output, "u", "zh")
-    assert output.sent == [("u", answer_text("image_to_agent", "en")), ("u", answer_text("media_answer", "zh")),
-                           ("u", answer_text("media_answer", "zh"))]
+    assert output.sent == [
+        ("u", answer_text("image_to_agent", "en")),
+        ("u", answer_text("media_answer", "zh")),
+        ("u", answer_text("media_answer", "zh")),
+    ]
 
 
 def test_voice_is_marked_in_what_the_desk_reads():
@@ -371,9 +388,15 @@ async def test_the_channel_offers_a_picture_to_the_desk_and_answers_through_its_
         desk_env(world.url)
         world.platform.media["MEDIA_1"] = (picture("GIF"), "image/gif")
         world.desk.open_cases.add("openid-9")
-        wechat = WeChatInput("tok", DOC_AES_KEY, "wxappid", "secret", api_base=world.url,
-                             state_file=str(tmp_path / "wechat_state.sqlite"),
-                             reports=DeskReports(None, None, "wechat"))  # delivery reports: not this test's
+        wechat = WeChatInput(
+            "tok",
+            DOC_AES_KEY,
+            "wxappid",
+            "secret",
+            api_base=world.url,
+            state_file=str(tmp_path / "wechat_state.sqlite"),
+            reports=DeskReports(None, None, "wechat"),
+        )  # delivery reports: not this test's
         plain = media_message("openid-9", "image", "7001", to="gh_x", MediaId="MEDIA_1")
         query, body = callback("tok", DOC_AES_KEY, "wxappid", plain, str(NOW))
         incoming = parse_callback(wechat.crypto, query, body, NOW)
@@ -384,8 +407,7 @@ async def test_the_channel_offers_a_picture_to_the_desk_and_answers_through_its_
         # No Rasa agent here (a door-level test): the answer is in Chinese.
         await wechat.handle(incoming, to_rasa, agent=None)
     [taken] = world.desk.taken
-    assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["content_type"]) == (
-        "openid-9", "wechat", "7001", "image/gif")
+    assert (taken["sender_id"], taken["channel"], taken["msgid"], taken["content_type"]) == ("openid-9", "wechat", "7001", "image/gif")
     assert world.platform.texts("openid-9") == [answer_text("image_to_agent", "zh")]
 
 

@@ -3,6 +3,7 @@
 checks the contract strictly (tests/recording_desk.py). Callbacks are signed and encrypted
 by the test from the published algorithm (tests/wecom_protocol.py).
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -83,9 +84,17 @@ async def close_channels():
 def make_channel(platform: FakeKf, desk: RecordingDesk, tmp_path, **options) -> WeComKfInput:
     """A channel on the fake platform, reporting to the recording desk, on the platform's clock."""
     reports = DeskReports(desk.url, desk.token, "wecom_kf", retry_max_seconds=0.2)
-    channel = WeComKfInput(DOC_CORP_ID, SECRET, DOC_TOKEN, DOC_AES_KEY, api_base=platform.url,
-                           state_file=str(tmp_path / options.pop("state_name", "kf.sqlite")),
-                           reports=reports, clock=Clock(platform), **options)
+    channel = WeComKfInput(
+        DOC_CORP_ID,
+        SECRET,
+        DOC_TOKEN,
+        DOC_AES_KEY,
+        api_base=platform.url,
+        state_file=str(tmp_path / options.pop("state_name", "kf.sqlite")),
+        reports=reports,
+        clock=Clock(platform),
+        **options,
+    )
     OPEN.append(channel)
     return channel
 
@@ -111,6 +120,7 @@ SENDER = f"{KFID}:wmMERCHANT1"
 
 # --- the callback ----------------------------------------------------------------------
 
+
 def test_text_is_split_between_characters_under_2048_bytes():
     parts = split_text("错" * 1000 + "😀" * 10)
     assert "".join(parts) == "错" * 1000 + "😀" * 10
@@ -135,13 +145,16 @@ def test_a_callback_is_a_signal_with_the_token_and_the_account(platform, desk, t
     assert channel.signal(open_callback(channel.crypto, query, body, now)) is None
 
 
-@pytest.mark.parametrize("tamper, status", [
-    (lambda q, b: ({**q, "msg_signature": "0" * 40}, b), 403),  # forged signature
-    (lambda q, b: ({**q, "timestamp": str(int(q["timestamp"]) - 3600)}, b), 403),  # replayed an hour later
-    (lambda q, b: (q, b"<xml><Encrypt>"), 400),  # malformed XML
-    (lambda q, b: (q, b"{\"Encrypt\": \"x\"}"), 400),  # JSON, not XML
-    (lambda q, b: (q, b"<xml>" + b"x" * 1024 * 1024 + b"</xml>"), 413),  # 1 MB body
-])
+@pytest.mark.parametrize(
+    "tamper, status",
+    [
+        (lambda q, b: ({**q, "msg_signature": "0" * 40}, b), 403),  # forged signature
+        (lambda q, b: ({**q, "timestamp": str(int(q["timestamp"]) - 3600)}, b), 403),  # replayed an hour later
+        (lambda q, b: (q, b"<xml><Encrypt>"), 400),  # malformed XML
+        (lambda q, b: (q, b'{"Encrypt": "x"}'), 400),  # JSON, not XML
+        (lambda q, b: (q, b"<xml>" + b"x" * 1024 * 1024 + b"</xml>"), 413),  # 1 MB body
+    ],
+)
 def test_bad_callbacks_are_refused(platform, desk, tmp_path, tamper, status):
     channel = make_channel(platform, desk, tmp_path)
     now = int(time.time())
@@ -168,9 +181,17 @@ def test_a_signal_without_its_fields_is_a_clear_400(platform, desk, tmp_path):
 
 
 def test_the_credentials_block_makes_the_channel(tmp_path):
-    channel = WeComKfInput.from_credentials({
-        "corp_id": DOC_CORP_ID, "secret": SECRET, "token": DOC_TOKEN, "encoding_aes_key": DOC_AES_KEY,
-        "state_file": str(tmp_path / "kf.sqlite"), "handoff": "wecom", "servicer_userid": "zhangsan"})
+    channel = WeComKfInput.from_credentials(
+        {
+            "corp_id": DOC_CORP_ID,
+            "secret": SECRET,
+            "token": DOC_TOKEN,
+            "encoding_aes_key": DOC_AES_KEY,
+            "state_file": str(tmp_path / "kf.sqlite"),
+            "handoff": "wecom",
+            "servicer_userid": "zhangsan",
+        }
+    )
     assert isinstance(channel, WeComKfInput) and channel.api_base == "https://qyapi.weixin.qq.com"
     assert (channel.handoff, channel.servicer_userid) == ("wecom", "zhangsan")
     with pytest.raises(RasaException, match="wecom_kf input channel"):
@@ -178,6 +199,7 @@ def test_the_credentials_block_makes_the_channel(tmp_path):
 
 
 # --- pulling ---------------------------------------------------------------------------
+
 
 async def test_first_start_reads_past_the_backlog_and_a_retried_callback_is_answered_once(platform, desk, tmp_path):
     for number in range(5):  # yesterday's conversations: the platform keeps 3 days
@@ -210,8 +232,16 @@ async def test_a_failed_first_sync_still_reads_past_the_backlog_next_time(platfo
         platform.customer_says("wmOLD", f"旧消息{number}", send_time=time.time() - 20 * HOUR)
     reports = DeskReports(desk.url, desk.token, "wecom_kf", retry_max_seconds=0.2)
     # First deployment with a secret the platform refuses (40001): nothing can be pulled.
-    refused = WeComKfInput(DOC_CORP_ID, "not-the-secret", DOC_TOKEN, DOC_AES_KEY, api_base=platform.url,
-                           state_file=str(tmp_path / "kf.sqlite"), reports=reports, clock=Clock(platform))
+    refused = WeComKfInput(
+        DOC_CORP_ID,
+        "not-the-secret",
+        DOC_TOKEN,
+        DOC_AES_KEY,
+        api_base=platform.url,
+        state_file=str(tmp_path / "kf.sqlite"),
+        reports=reports,
+        clock=Clock(platform),
+    )
     OPEN.append(refused)
     rasa = Rasa()
     await pull(refused, platform, rasa)
@@ -227,15 +257,17 @@ async def test_malformed_news_is_skipped_and_the_rest_handled(platform, desk, tm
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
     await pull(channel, platform, rasa)  # the first sync: nothing there yet
-    platform.log[KFID].extend([
-        "not an object", {"origin": 3, "text": {"content": "no msgid"}},
-        {"msgid": "X1", "origin": 3, "msgtype": "text", "text": {"content": "no user"}},
-        {"msgid": "X2", "origin": 3, "open_kfid": KFID, "external_userid": "wmM", "msgtype": "text", "text": "?"},
-        {"msgid": "X3", "origin": 4, "msgtype": "event", "event": "not an object"},
-        {"msgid": "X4", "origin": 4, "msgtype": "event", "event": {"event_type": "session_status_change",
-                                                                  "change_type": 99}},
-        {"msgid": "X5", "origin": 9},
-    ])
+    platform.log[KFID].extend(
+        [
+            "not an object",
+            {"origin": 3, "text": {"content": "no msgid"}},
+            {"msgid": "X1", "origin": 3, "msgtype": "text", "text": {"content": "no user"}},
+            {"msgid": "X2", "origin": 3, "open_kfid": KFID, "external_userid": "wmM", "msgtype": "text", "text": "?"},
+            {"msgid": "X3", "origin": 4, "msgtype": "event", "event": "not an object"},
+            {"msgid": "X4", "origin": 4, "msgtype": "event", "event": {"event_type": "session_status_change", "change_type": 99}},
+            {"msgid": "X5", "origin": 9},
+        ]
+    )
     platform.customer_says("wmMERCHANT1", "报1000")
     await pull(channel, platform, rasa)
     assert rasa.texts() == ["报1000"]
@@ -264,8 +296,7 @@ def attachment_desk(monkeypatch) -> AttachmentDesk:
     return stand_in
 
 
-async def test_a_picture_is_fetched_with_media_get_and_attached_to_the_open_case(platform, desk, tmp_path,
-                                                                               attachment_desk):
+async def test_a_picture_is_fetched_with_media_get_and_attached_to_the_open_case(platform, desk, tmp_path, attachment_desk):
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
     png = picture("PNG")
@@ -296,8 +327,9 @@ async def test_menu_click_comes_back_as_the_button_payload(platform, desk, tmp_p
     rasa = Rasa()
     platform.customer_says("wmMERCHANT1", "pos机报1000")
     await pull(channel, platform, rasa)
-    await channel.get_output_channel().send_text_with_buttons(SENDER, "能用了吗？", [
-        {"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}])
+    await channel.get_output_channel().send_text_with_buttons(
+        SENDER, "能用了吗？", [{"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}]
+    )
     [menu] = platform.menus_to("wmMERCHANT1")
     assert menu["head_content"] == "能用了吗？" and [i["click"]["content"] for i in menu["list"]] == ["✅ 好了", "❌ 还是报1000"]
     platform.customer_says("wmMERCHANT1", "❌ 还是报1000", menu_id=menu["list"][1]["click"]["id"])
@@ -321,6 +353,7 @@ async def test_scene_param_of_the_contact_link_is_in_the_next_message_metadata(p
 
 
 # --- sending under the rules -----------------------------------------------------------
+
 
 async def test_sixth_message_is_held_and_sent_when_the_merchant_writes_again(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path)
@@ -428,6 +461,7 @@ async def test_expired_access_token_is_fetched_again(platform, desk, tmp_path):
 
 # --- handoff in WeCom mode -------------------------------------------------------------
 
+
 async def test_wecom_mode_hands_over_to_the_agent_or_the_pool_and_copies_agent_messages(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path, handoff="wecom", servicer_userid="zhangsan")
     rasa = Rasa()
@@ -468,6 +502,7 @@ async def test_desk_mode_keeps_the_session_with_the_bot(platform, desk, tmp_path
 
 # --- several processes sharing Redis ---------------------------------------------------
 
+
 @pytest.fixture
 def redis_url(tmp_path):
     """A real redis-server (scripts/system_packages.sh installs it), as the other Redis tests use."""
@@ -478,17 +513,16 @@ def redis_url(tmp_path):
 
 async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(desk, tmp_path, redis_url):
     platform = FakeKf(DOC_CORP_ID, SECRET, KFID, page_size=1, sync_delay=0.05).start_in_thread()
-    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite")
-                     for n in (1, 2))
+    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite") for n in (1, 2))
     rasa = Rasa()
     platform.customer_says("wmMERCHANT1", "报1000")
     token = platform.issue_callback_token()
     # The same callback delivered to both processes at once (and retried).
-    await asyncio.gather(pull(first, platform, rasa, token), pull(second, platform, rasa, token),
-                         pull(first, platform, rasa, token))
+    await asyncio.gather(pull(first, platform, rasa, token), pull(second, platform, rasa, token), pull(first, platform, rasa, token))
     assert rasa.texts() == ["报1000"] and platform.most_syncs_at_once == 1
-    await first.get_output_channel().send_text_with_buttons(SENDER, "能用了吗？", [
-        {"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}])
+    await first.get_output_channel().send_text_with_buttons(
+        SENDER, "能用了吗？", [{"title": "✅ 好了", "payload": "/inform_fixed"}, {"title": "❌ 还是报1000", "payload": "/inform_not_fixed"}]
+    )
     [menu] = platform.menus_to("wmMERCHANT1")
     platform.customer_says("wmMERCHANT1", "✅ 好了", menu_id=menu["list"][0]["click"]["id"])
     await pull(second, platform, rasa)
@@ -496,8 +530,7 @@ async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(d
     # One access token for both; the quota is counted across both.
     assert platform.token_requests == 1
     for number in range(6):
-        await (first, second)[number % 2].get_output_channel().send_text_message(SENDER, f"#{number}",
-                                                                                 desk_message_id=number)
+        await (first, second)[number % 2].get_output_channel().send_text_message(SENDER, f"#{number}", desk_message_id=number)
     assert platform.texts_to("wmMERCHANT1")[1:] == [f"#{n}" for n in range(5)] and not platform.refused
     # Held in Redis by one process, sent by the other when the merchant writes.
     platform.customer_says("wmMERCHANT1", "？")
@@ -508,15 +541,17 @@ async def test_two_channels_sharing_redis_sync_one_at_a_time_and_share_choices(d
 
 # --- failures on our side: nothing raised into Rasa, nothing lost ----------------------
 
+
 def broken(error: Exception):
     """An async stand-in for a store or API call that fails like a Redis or network outage."""
+
     async def fail(*_args, **_kwargs):
         raise error
+
     return fail
 
 
-async def test_a_failing_store_or_trans_never_raises_into_rasa_and_the_message_is_held(platform, desk, tmp_path,
-                                                                                     monkeypatch):
+async def test_a_failing_store_or_trans_never_raises_into_rasa_and_the_message_is_held(platform, desk, tmp_path, monkeypatch):
     channel = make_channel(platform, desk, tmp_path, handoff="wecom")
     rasa = Rasa()
     platform.customer_says("wmMERCHANT1", "报1000")
@@ -565,8 +600,7 @@ class FailingOnce(Rasa):
 
 
 @pytest.mark.parametrize("where", ["rasa", "session"])
-async def test_a_message_whose_handling_failed_is_handled_at_the_next_sync(platform, desk, tmp_path, monkeypatch,
-                                                                         where):
+async def test_a_message_whose_handling_failed_is_handled_at_the_next_sync(platform, desk, tmp_path, monkeypatch, where):
     channel = make_channel(platform, desk, tmp_path)
     rasa: Rasa = FailingOnce() if where == "rasa" else Rasa()
     platform.customer_says("wmMERCHANT1", "报1000")
@@ -632,8 +666,7 @@ def slow_handling(channel: WeComKfInput) -> "tuple[asyncio.Event, asyncio.Event]
 
 async def test_two_processes_hand_one_merchants_messages_to_rasa_in_order(desk, tmp_path, redis_url):
     platform = FakeKf(DOC_CORP_ID, SECRET, KFID).start_in_thread()
-    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite")
-                     for n in (1, 2))
+    first, second = (make_channel(platform, desk, tmp_path, redis_url=redis_url, state_name=f"{n}.sqlite") for n in (1, 2))
     rasa = Rasa()
     await pull(first, platform, rasa)  # the log's start is known
     entered, go_on = slow_handling(first)
@@ -665,6 +698,7 @@ async def test_what_came_in_during_a_sync_is_pulled_before_its_lock_goes(platfor
 
 
 # --- the platform's small print --------------------------------------------------------
+
 
 async def test_system_busy_is_tried_again_a_bounded_number_of_times(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path)
@@ -712,9 +746,15 @@ async def test_an_event_of_nobody_is_ignored(platform, desk, tmp_path):
     channel = make_channel(platform, desk, tmp_path)
     rasa = Rasa()
     await pull(channel, platform, rasa)
-    platform.log[KFID].append({"msgid": "E1", "origin": 4, "msgtype": "event", "open_kfid": KFID,
-                               "event": {"event_type": "session_status_change", "change_type": 3,
-                                         "open_kfid": KFID}})
+    platform.log[KFID].append(
+        {
+            "msgid": "E1",
+            "origin": 4,
+            "msgtype": "event",
+            "open_kfid": KFID,
+            "event": {"event_type": "session_status_change", "change_type": 3, "open_kfid": KFID},
+        }
+    )
     platform.customer_says("wmMERCHANT1", "报1000")
     await pull(channel, platform, rasa)
     assert rasa.texts() == ["报1000"]

@@ -8,6 +8,7 @@ Every "still once" check first waits for a barrier: an answer to a message sent 
 the widget reconnected. The catch-up runs in Rasa's conversation lock before that
 message is handled, so anything it would send has arrived by then.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -61,8 +62,8 @@ async def bot_texts(page: Any) -> List[str]:
 
 async def wait_for_text(page: Any, text: str, timeout: int = 30_000) -> None:
     await page.wait_for_function(
-        "t => [...document.querySelectorAll('.rw-response .rw-markdown')].some(e => e.innerText.includes(t))",
-        arg=text, timeout=timeout)
+        "t => [...document.querySelectorAll('.rw-response .rw-markdown')].some(e => e.innerText.includes(t))", arg=text, timeout=timeout
+    )
 
 
 async def say(page: Any, text: str) -> None:
@@ -70,8 +71,7 @@ async def say(page: Any, text: str) -> None:
     count = await page.locator(".rw-response .rw-markdown").count()
     await page.fill(".rw-new-message", text)
     await page.press(".rw-new-message", "Enter")
-    await page.wait_for_function(
-        "n => document.querySelectorAll('.rw-response .rw-markdown').length > n", arg=count, timeout=30_000)
+    await page.wait_for_function("n => document.querySelectorAll('.rw-response .rw-markdown').length > n", arg=count, timeout=30_000)
 
 
 async def session_of(page: Any) -> str:
@@ -81,8 +81,11 @@ async def session_of(page: Any) -> str:
 def agent_says(stack: Stack, session: str, text: str) -> None:
     """A desk message into the conversation the way the desk sends it (Rasa's HTTP API)."""
     query = urllib.parse.urlencode({"output_channel": "latest", "execute_side_effects": "true", "token": RASA_TOKEN})
-    http("POST", f"{stack.rasa_url}/conversations/{session}/tracker/events?{query}",
-         [{"event": "bot", "text": text, "metadata": {"desk_message_id": next(_desk_ids)}}])
+    http(
+        "POST",
+        f"{stack.rasa_url}/conversations/{session}/tracker/events?{query}",
+        [{"event": "bot", "text": text, "metadata": {"desk_message_id": next(_desk_ids)}}],
+    )
 
 
 def once_in_order(seen: List[str], expected: List[str]) -> None:
@@ -108,14 +111,14 @@ async def test_closed_tab_sees_the_agents_reply_and_the_closing_message_once(sta
     await page.close()  # the merchant leaves
 
     auth = {"Authorization": f"Bearer {stack.desk.token}"}
-    [case] = http("GET", f"{stack.desk.url}/api/escalations?sender_id={urllib.parse.quote(session)}",
-                  headers=auth)["escalations"]
+    [case] = http("GET", f"{stack.desk.url}/api/escalations?sender_id={urllib.parse.quote(session)}", headers=auth)["escalations"]
     reply = "您好，我是客服小李：\n1. 先重启POS机\n2. *再试* 一笔 <b>小额</b> [交易](javascript:alert(1))"
     http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/claim", {"agent": "小李"}, auth)
     http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/reply", {"text": reply, "agent": "小李"}, auth)
     http("POST", f"{stack.desk.url}/api/escalations/{case['id']}/resolve", {"note": "已恢复", "category": "server"}, auth)
-    said_while_away = [e["text"] for e in stack.tracker(session)["events"]
-                       if e["event"] == "bot" and e.get("metadata", {}).get("desk_message_id")]
+    said_while_away = [
+        e["text"] for e in stack.tracker(session)["events"] if e["event"] == "bot" and e.get("metadata", {}).get("desk_message_id")
+    ]
     # joined, the reply, the closing message, the rating question
     assert len(said_while_away) == 4 and said_while_away[1] == reply
 
@@ -255,8 +258,7 @@ async def test_multi_line_answers_keep_their_lines_on_a_phone(stack, browser):
     await say(page, "pos机报1000怎么办")
     count = await page.locator(".rw-response .rw-markdown").count()
     await page.locator(".rw-reply", has_text="好，带我排查").last.click()
-    await page.wait_for_function(
-        "n => document.querySelectorAll('.rw-response .rw-markdown').length > n", arg=count, timeout=30_000)
+    await page.wait_for_function("n => document.querySelectorAll('.rw-response .rw-markdown').length > n", arg=count, timeout=30_000)
     await wait_for_text(page, "第1步（共4步）")
     step = page.locator(".rw-response .rw-markdown", has_text="第1步（共4步）").last
     lines = (await step.inner_text()).split("\n")

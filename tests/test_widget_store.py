@@ -1,5 +1,6 @@
 """The widget's delivery marks: one per session, only ever moving forward, kept across
 restarts (SQLite file) and shared by Rasa processes (Redis, Debian's redis-server)."""
+
 from __future__ import annotations
 
 import asyncio

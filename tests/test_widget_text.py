@@ -1,5 +1,6 @@
 """The widget's text: what react-markdown 4 (the stock rasa-webchat's renderer, run in
 node from web/node_modules) makes of ``widget_markdown`` is the plain text as written."""
+
 from __future__ import annotations
 
 import html
@@ -26,8 +27,14 @@ pytestmark = pytest.mark.skipif(
 
 def render(sources: List[str]) -> List[str]:
     """The HTML react-markdown 4 makes of each source, as the widget configures it."""
-    done = subprocess.run(["node", str(RENDERER)], input="".join(json.dumps(s) + "\n" for s in sources),
-                          capture_output=True, text=True, timeout=120, check=True)
+    done = subprocess.run(
+        ["node", str(RENDERER)],
+        input="".join(json.dumps(s) + "\n" for s in sources),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
     return [json.loads(line) for line in done.stdout.splitlines()]
 
 
@@ -71,7 +78,8 @@ def test_each_line_is_a_line_break():
 # tabs and single line breaks (blank lines split a text into parts, below).
 part_text = st.text(
     alphabet=st.one_of(st.characters(min_codepoint=0x20, max_codepoint=0x7E), st.sampled_from("\n\t 。，：•报错😀")),
-    min_size=1, max_size=80,
+    min_size=1,
+    max_size=80,
 ).filter(lambda t: t.strip() and not re.search(r"\n[ \t]*\n", t.strip("\n")))
 
 

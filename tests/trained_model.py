@@ -1,5 +1,6 @@
 """The trained model (``make train``) and the held-out NLU messages, for tests that compare
 our runtime fixes with upstream on the real thing."""
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -12,8 +13,7 @@ def held_out_texts() -> List[str]:
     """Every held-out example's text, Chinese then English."""
     from rasa.shared.nlu.training_data.loading import load_data
 
-    return [message.get("text") for language in ("zh", "en")
-            for message in load_data(str(HELDOUT / f"{language}.yml")).intent_examples]
+    return [message.get("text") for language in ("zh", "en") for message in load_data(str(HELDOUT / f"{language}.yml")).intent_examples]
 
 
 def story_turns(agent: Any) -> List[Any]:
@@ -28,8 +28,9 @@ def story_turns(agent: Any) -> List[Any]:
     turns = []
     for story in stories:
         events = list(story.events)
-        turns += [DialogueStateTracker.from_events(story.sender_id, events[:index],
-                                                   agent.domain.slots)
-                  for index, event in enumerate(events)
-                  if isinstance(event, ActionExecuted) and index > 0]
+        turns += [
+            DialogueStateTracker.from_events(story.sender_id, events[:index], agent.domain.slots)
+            for index, event in enumerate(events)
+            if isinstance(event, ActionExecuted) and index > 0
+        ]
     return turns

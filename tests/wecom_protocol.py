@@ -3,6 +3,7 @@
 Tests build signatures and ciphertexts with these functions, straight from the
 platforms' published algorithm, and check the channel against them.
 """
+
 from __future__ import annotations
 
 import base64

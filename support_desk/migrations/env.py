@@ -1,4 +1,5 @@
 """Alembic environment: migrates the database named by the desk's configuration."""
+
 from alembic import context
 from sqlalchemy import engine_from_config, pool
 

@@ -1,4 +1,5 @@
 """The real support desk (the Procfile's ``desk`` line) on a loopback port."""
+
 from __future__ import annotations
 
 import os
@@ -21,15 +22,26 @@ class DeskProcess:
     agent's password there.
     """
 
-    def __init__(self, directory: Path, database_url: Optional[str] = None, port: Optional[int] = None,
-                 rasa_url: Optional[str] = None, rasa_token: Optional[str] = None,
-                 redis_url: Optional[str] = None, token: str = DESK_TOKEN) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        database_url: Optional[str] = None,
+        port: Optional[int] = None,
+        rasa_url: Optional[str] = None,
+        rasa_token: Optional[str] = None,
+        redis_url: Optional[str] = None,
+        token: str = DESK_TOKEN,
+    ) -> None:
         self.port = port or free_port()
         self.token = token
         self.log = directory / f"desk-{self.port}.log"
-        self.env = {**os.environ, "DESK_PORT": str(self.port), "DESK_API_TOKEN": token,
-                    "DESK_SECRET_KEY": SECRET_KEY,
-                    "DESK_DATABASE_URL": database_url or f"sqlite:///{directory / 'desk.db'}"}
+        self.env = {
+            **os.environ,
+            "DESK_PORT": str(self.port),
+            "DESK_API_TOKEN": token,
+            "DESK_SECRET_KEY": SECRET_KEY,
+            "DESK_DATABASE_URL": database_url or f"sqlite:///{directory / 'desk.db'}",
+        }
         rasa_url = rasa_url or os.environ.get("RASA_URL") or f"http://127.0.0.1:{free_port()}"
         self.env["RASA_URL"] = self.env["RASA_PUBLIC_URL"] = rasa_url
         if rasa_token is not None:
@@ -56,10 +68,12 @@ class DeskProcess:
     @property
     def password(self) -> str:
         """The first agent's password, printed once by the desk that created it."""
+
         def printed() -> Optional[str]:
             lines = self.log.read_text(encoding="utf-8", errors="replace").splitlines()
             found = [line for line in lines if "password (shown once):" in line]
             return found[0].rsplit(":", 1)[1].strip() if found else None
+
         return wait_until(printed, 10, "the first agent's password in the desk's log")
 
     def call(self, method: str, path: str, body: Any = None) -> Any:

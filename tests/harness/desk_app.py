@@ -1,6 +1,7 @@
 """The desk app in-process for its tests: settings on a temporary database, aiohttp's test
 client with an agent account, the console's login and CSRF, a case to work on, a Rasa HTTP
 API double, and a new escalation for the store."""
+
 from __future__ import annotations
 
 import re
@@ -37,8 +38,7 @@ def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> De
 
 
 @asynccontextmanager
-async def console_client(database: Path, rasa_url: str, agent: str = "li",
-                         role: str = "operator") -> AsyncIterator[TestClient]:
+async def console_client(database: Path, rasa_url: str, agent: str = "li", role: str = "operator") -> AsyncIterator[TestClient]:
     """The desk app (SQLite file ``database``) under aiohttp's test client, with an agent
     account (an operator unless ``role`` says otherwise) whose password is ``client.password``."""
     app = create_app(desk_settings(f"sqlite:///{database}", rasa_url))
@@ -103,10 +103,16 @@ async def login(client: TestClient, password: str = "") -> Any:
 
 async def case(client: TestClient, **changes: Any) -> Dict[str, Any]:
     """A new escalation through the API, with a card number and a script in its texts."""
-    body = {"sender_id": "shop-17", "ticket": "PX-ABC234", "language": "zh",
-            "summary": SCRIPT, "contact": "13812345678",
-            "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
-            "transcript": [{"role": "user", "text": f"卡号4111111111111111 {SCRIPT}"}], **changes}
+    body = {
+        "sender_id": "shop-17",
+        "ticket": "PX-ABC234",
+        "language": "zh",
+        "summary": SCRIPT,
+        "contact": "13812345678",
+        "diagnostics": [{"step": "network", "outcome": "not_fixed"}],
+        "transcript": [{"role": "user", "text": f"卡号4111111111111111 {SCRIPT}"}],
+        **changes,
+    }
     response = await client.post("/api/escalations", json=body, headers=AUTH)
     return await response.json()
 

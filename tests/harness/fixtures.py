@@ -7,6 +7,7 @@ start processes sets ``pytestmark = pytest.mark.process``. ``make test-fast`` ru
 (``-m "not slow and not process"``); there, a test that starts one of the stack's servers
 anyway fails and says to mark it (:func:`refuse_servers`).
 """
+
 from __future__ import annotations
 
 import itertools
@@ -52,7 +53,7 @@ def starts_a_server(args: Sequence[str]) -> bool:
     if not words:
         return False
     if "runuser" in os.path.basename(words[0]) and "--" in words:
-        words = words[words.index("--") + 1:]
+        words = words[words.index("--") + 1 :]
     program = os.path.basename(words[0])
     if program in SERVER_BINARIES or (program == "nginx" and "-t" not in words):
         return True
@@ -69,8 +70,9 @@ def refuse_servers(config: pytest.Config) -> None:
 
     def guarded(self: subprocess.Popen, args: Any, *rest: Any, **options: Any) -> None:
         if starts_a_server([args] if isinstance(args, (str, Path)) else list(args)):
-            raise AssertionError(f"a unit test started {args!r}: mark its module with "
-                                 "pytestmark = pytest.mark.process (tests/harness/fixtures.py)")
+            raise AssertionError(
+                f"a unit test started {args!r}: mark its module with pytestmark = pytest.mark.process (tests/harness/fixtures.py)"
+            )
         popen_init(self, args, *rest, **options)
 
     subprocess.Popen.__init__ = guarded  # type: ignore[method-assign]
@@ -78,8 +80,7 @@ def refuse_servers(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; guard the unit run."""
-    config.addinivalue_line("markers", "process: starts a server process or needs the trained model "
-                                       "(make test-fast leaves these out)")
+    config.addinivalue_line("markers", "process: starts a server process or needs the trained model (make test-fast leaves these out)")
     refuse_servers(config)
 
 

@@ -1,4 +1,5 @@
 """HTTP calls from a test to the processes it started: raw, (status, JSON), or JSON."""
+
 from __future__ import annotations
 
 import io
@@ -9,11 +10,11 @@ from email.message import Message
 from typing import Any, Dict, Optional, Tuple
 
 
-def raw(method: str, url: str, data: Optional[bytes] = None,
-        headers: Optional[Dict[str, str]] = None, timeout: float = 60) -> Tuple[int, bytes]:
+def raw(
+    method: str, url: str, data: Optional[bytes] = None, headers: Optional[Dict[str, str]] = None, timeout: float = 60
+) -> Tuple[int, bytes]:
     """Status and body, whatever the status."""
-    request = urllib.request.Request(url, method=method, data=data,
-                                     headers={"Content-Type": "application/json", **(headers or {})})
+    request = urllib.request.Request(url, method=method, data=data, headers={"Content-Type": "application/json", **(headers or {})})
     try:
         with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, response.read()

@@ -5,6 +5,7 @@ Every process a test starts runs the Procfile's production command line
 credentials, token) differ, the rest of its settings come in through the environment, as
 under ``make run``.
 """
+
 from __future__ import annotations
 
 import subprocess
@@ -35,8 +36,7 @@ def spawn(name: str, env: Dict[str, str], log: Optional[Path] = None, **flags: s
     in the repository, its output appended to ``log`` (or dropped)."""
     output: Any = log.open("ab") if log else subprocess.DEVNULL
     try:
-        return subprocess.Popen(command(name, **flags), cwd=ROOT, env=env,
-                                stdout=output, stderr=subprocess.STDOUT)
+        return subprocess.Popen(command(name, **flags), cwd=ROOT, env=env, stdout=output, stderr=subprocess.STDOUT)
     finally:
         if log:
             output.close()  # the child holds its own descriptor

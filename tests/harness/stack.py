@@ -5,6 +5,7 @@ fixes, ``python -m actions.server``, ``python -m support_desk``); a test moves o
 files and tokens. Each process can be killed, stopped and started again (the fault tests).
 Also here: a WeCom / Official Account platform double and a merchant's walk to a handoff.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -33,14 +34,14 @@ class Stack:
     Rasa with ``credentials`` (else the repository's credentials.yml) and the SQL tracker store
     on a file. Logs are kept in ``directory`` (a test checks no card number reaches them)."""
 
-    def __init__(self, directory: Path, credentials: Optional[Path] = None, database_url: Optional[str] = None,
-                 model: Path = MODEL) -> None:
+    def __init__(
+        self, directory: Path, credentials: Optional[Path] = None, database_url: Optional[str] = None, model: Path = MODEL
+    ) -> None:
         self.directory = directory
         self.model = need_model(model)
         self.credentials = credentials or ROOT / "credentials.yml"
         self.rasa_port, self.actions_port = free_port(), free_port()
-        self.desk = DeskProcess(directory, database_url, rasa_url=self.rasa_url, rasa_token=RASA_TOKEN,
-                                token=DESK_TOKEN)
+        self.desk = DeskProcess(directory, database_url, rasa_url=self.rasa_url, rasa_token=RASA_TOKEN, token=DESK_TOKEN)
         self.env = {
             **os.environ,
             "DESK_URL": self.desk.url,
@@ -77,14 +78,22 @@ class Stack:
         wait_for(f"http://127.0.0.1:{self.actions_port}/health", self.actions, "action server")
 
     def _spawn_rasa(self) -> subprocess.Popen:
-        return spawn("rasa", self.env, self.logs[1], model=str(self.model), credentials=str(self.credentials),
-                     auth_token=RASA_TOKEN, port=str(self.rasa_port))
+        return spawn(
+            "rasa",
+            self.env,
+            self.logs[1],
+            model=str(self.model),
+            credentials=str(self.credentials),
+            auth_token=RASA_TOKEN,
+            port=str(self.rasa_port),
+        )
 
     def _wait_rasa(self) -> None:
         wait_for(f"{self.rasa_url}/", self.rasa, "Rasa")
         # The model loads after the port opens.
-        wait_until(lambda: request("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}")[1].get("model_file"),
-                   START_SECONDS, "the model to load")
+        wait_until(
+            lambda: request("GET", f"{self.rasa_url}/status?token={RASA_TOKEN}")[1].get("model_file"), START_SECONDS, "the model to load"
+        )
 
     def start_actions(self) -> None:
         """Start the action server again (same port, outbox and log)."""
@@ -112,8 +121,7 @@ class Stack:
 
     def answers(self, sender: str, text: str) -> List[Dict[str, Any]]:
         """The merchant writes over the REST channel; Rasa's answers (text, buttons)."""
-        status, answers = request("POST", f"{self.rasa_url}/webhooks/rest/webhook",
-                                  {"sender": sender, "message": text})
+        status, answers = request("POST", f"{self.rasa_url}/webhooks/rest/webhook", {"sender": sender, "message": text})
         assert status == 200, (status, answers)
         return answers or []
 
@@ -188,7 +196,9 @@ def credentials_with(directory: Path, channels: str) -> Path:
 
 def wecom_credentials(directory: Path, platform: PlatformThread) -> Path:
     """The repository's channels plus WeCom and the Official Account, their APIs on ``platform``."""
-    return credentials_with(directory, f"""
+    return credentials_with(
+        directory,
+        f"""
 channels.wecom.WeComInput:
   token: {DOC_TOKEN}
   encoding_aes_key: {DOC_AES_KEY}
@@ -203,14 +213,14 @@ channels.wecom.WeChatInput:
   secret: test-secret
   api_base: http://127.0.0.1:{platform.port}
   state_file: {directory / "wechat_state.sqlite"}
-""")
+""",
+    )
 
 
 def post_callback(stack: Stack, query: Dict[str, str], body: bytes, channel: str = "wecom") -> int:
     """POST a signed platform callback to Rasa's ``channel`` webhook; its status. A 200 must have
     an empty body: the channel answers at once and replies through the platform's API."""
-    url = f"{stack.rasa_url}/webhooks/{channel}/webhook?" + "&".join(
-        f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
+    url = f"{stack.rasa_url}/webhooks/{channel}/webhook?" + "&".join(f"{k}={urllib.parse.quote(v)}" for k, v in query.items())
     status, answer = raw("POST", url, body, {"Content-Type": "text/xml"}, timeout=10)
     if status == 200:
         assert answer == b""
@@ -221,7 +231,15 @@ def walk_to_handoff(say: Callable[[str, str], List[str]], sender: str) -> List[s
     """Ask about error 1000, run the diagnostics to the end without a fix, give the handoff
     details; the texts of the answer to the last message (the ticket)."""
     say(sender, "pos机报1000咋整")
-    for answer in ("/start_diagnostics", "/inform_not_fixed", '/inform{"terminal_model": "pax_a920"}',
-                   "/inform_not_fixed", "/inform_not_fixed", "3.2.1", "商户号898310048160123", "13812345678"):
+    for answer in (
+        "/start_diagnostics",
+        "/inform_not_fixed",
+        '/inform{"terminal_model": "pax_a920"}',
+        "/inform_not_fixed",
+        "/inform_not_fixed",
+        "3.2.1",
+        "商户号898310048160123",
+        "13812345678",
+    ):
         say(sender, answer)
     return say(sender, "从早上开始刷卡都报1000")

@@ -1,5 +1,6 @@
 """A 微信客服 merchant's side: callbacks to the Rasa processes, the fake platform's view of
 what reached the merchant, the desk's relay of an agent's reply."""
+
 from __future__ import annotations
 
 import json
@@ -32,12 +33,12 @@ class RasaProcesses(Protocol):
 class Kf:
     """The running pieces: the platform, the desk (its stand-in, or the real desk), the Rasa processes."""
 
-    def __init__(self, platform: FakeKf, desk: Union[RecordingDesk, DeskProcess], stack: RasaProcesses,
-                 account: Optional[OfficialAccount]) -> None:
+    def __init__(
+        self, platform: FakeKf, desk: Union[RecordingDesk, DeskProcess], stack: RasaProcesses, account: Optional[OfficialAccount]
+    ) -> None:
         self.platform, self.desk, self.stack, self.account = platform, desk, stack, account
 
-    def post_callback(self, process: int, query: Dict[str, str], body: bytes,
-                      channel: str = "wecom_kf") -> Tuple[int, str]:
+    def post_callback(self, process: int, query: Dict[str, str], body: bytes, channel: str = "wecom_kf") -> Tuple[int, str]:
         """POST a callback to one Rasa process; (status, body)."""
         url = f"{self.stack.process_urls[process]}/webhooks/{channel}/webhook?{urllib.parse.urlencode(query)}"
         request = urllib.request.Request(url, data=body, method="POST", headers={"Content-Type": "text/xml"})
@@ -64,7 +65,8 @@ class Kf:
             return False
         # A paused conversation (with the desk) keeps the message and predicts nothing.
         return self.tracker(user).get("paused") or any(
-            e.get("event") == "action" and e.get("name") == "action_listen" for e in events[mine[-1] + 1:])
+            e.get("event") == "action" and e.get("name") == "action_listen" for e in events[mine[-1] + 1 :]
+        )
 
     def say(self, process: int, user: str, text: str, menu_id: Optional[str] = None) -> List[str]:
         """The merchant writes; returns what reached the merchant in answer."""
@@ -85,11 +87,12 @@ class Kf:
     def desk_reply(self, process: int, user: str, text: str, desk_message_id: int, sender: str = "") -> None:
         """What the desk's relay does with an agent's reply (to a 微信客服 user, or ``sender``)."""
         path = sender or sender_path(user)
-        url = (f"{self.stack.process_urls[process]}/conversations/{path}/tracker/events"
-               f"?output_channel=latest&execute_side_effects=true&token={self.stack.token}")
+        url = (
+            f"{self.stack.process_urls[process]}/conversations/{path}/tracker/events"
+            f"?output_channel=latest&execute_side_effects=true&token={self.stack.token}"
+        )
         body = json.dumps({"event": "bot", "text": text, "metadata": {"desk_message_id": desk_message_id}})
-        request = urllib.request.Request(url, data=body.encode(), method="POST",
-                                         headers={"Content-Type": "application/json"})
+        request = urllib.request.Request(url, data=body.encode(), method="POST", headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(request, timeout=30) as reply:
             assert reply.status == 200
 

@@ -24,6 +24,7 @@ under this load would exhaust the machine within hours; normal allocator noise a
 growth of per-conversation locks and caches stay well below it. A subtler leak needs a
 longer soak: ``SOAK_SECONDS`` and ``SOAK_MERCHANTS`` override the figures.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -52,8 +53,14 @@ GROWTH_BOUND = 1.25
 RESULTS = ROOT / "results" / "soak_rss.json"
 REPLY = "您好，我是客服，正在处理。"
 
-QUESTIONS = ["pos机报1000咋整", "1000是什么意思", "顾客的钱扣了吗", "对了 手续费怎么收",
-             "what does error 1000 mean", "was the customer charged"]
+QUESTIONS = [
+    "pos机报1000咋整",
+    "1000是什么意思",
+    "顾客的钱扣了吗",
+    "对了 手续费怎么收",
+    "what does error 1000 mean",
+    "was the customer charged",
+]
 
 
 def rss_mb(pid: int) -> float:
@@ -111,8 +118,7 @@ class Merchant:
 
     async def say(self, sender: str, text: str, expect_answer: bool = True) -> List[str]:
         self.tally.messages += 1
-        answers = await self.call("POST", f"{self.stack.rasa_url}/webhooks/rest/webhook",
-                                  {"sender": sender, "message": text})
+        answers = await self.call("POST", f"{self.stack.rasa_url}/webhooks/rest/webhook", {"sender": sender, "message": text})
         texts = [a.get("text") or "" for a in answers or []]
         if expect_answer and not texts:
             self.tally.unanswered.append(f"{sender}: {text}")
@@ -127,8 +133,13 @@ class Merchant:
             await self.say(sender, text)
 
     async def checks(self, sender: str) -> None:
-        for text in ("/start_diagnostics", "/inform_not_fixed", '/inform{"terminal_model": "pax_a920"}',
-                     "/inform_fixed", '/rate{"rating": "5"}'):
+        for text in (
+            "/start_diagnostics",
+            "/inform_not_fixed",
+            '/inform{"terminal_model": "pax_a920"}',
+            "/inform_fixed",
+            '/rate{"rating": "5"}',
+        ):
             await self.say(sender, text)
 
     async def handoff(self, sender: str) -> None:
@@ -171,12 +182,14 @@ class Merchant:
 
 async def sample_memory(stack: Stack, started: float, samples: List[Dict[str, float]], stop: asyncio.Event) -> None:
     while not stop.is_set():
-        samples.append({
-            "t": round(time.monotonic() - started, 1),
-            "rasa": rss_mb(stack.rasa.pid),
-            "actions": rss_mb(stack.actions.pid),
-            "desk": rss_mb(stack.desk.process.pid),
-        })
+        samples.append(
+            {
+                "t": round(time.monotonic() - started, 1),
+                "rasa": rss_mb(stack.rasa.pid),
+                "actions": rss_mb(stack.actions.pid),
+                "desk": rss_mb(stack.desk.process.pid),
+            }
+        )
         try:
             await asyncio.wait_for(stop.wait(), SAMPLE_SECONDS)
         except asyncio.TimeoutError:
@@ -237,10 +250,12 @@ async def test_fifty_merchants_for_two_minutes(stack):
             await asyncio.sleep(2)
         tally.failures += [f"agent messages of case {c} never delivered" for c in await undelivered()]
         for _case_id, sender in tally.handoffs:
-            tracker = await checker.call(
-                "GET", f"{stack.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}") or {}
-            ids = [(e.get("metadata") or {}).get("desk_message_id") for e in tracker.get("events", [])
-                   if e["event"] == "bot" and (e.get("metadata") or {}).get("desk_message_id")]
+            tracker = await checker.call("GET", f"{stack.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}") or {}
+            ids = [
+                (e.get("metadata") or {}).get("desk_message_id")
+                for e in tracker.get("events", [])
+                if e["event"] == "bot" and (e.get("metadata") or {}).get("desk_message_id")
+            ]
             texts = [e.get("text") for e in tracker.get("events", []) if e["event"] == "bot"]
             if texts.count(REPLY) != 1 or len(ids) != len(set(ids)):
                 tally.failures.append(f"{sender}: agent reply {texts.count(REPLY)}×, desk ids {ids}")
@@ -255,24 +270,36 @@ async def test_fifty_merchants_for_two_minutes(stack):
     for process in ("rasa", "actions", "desk"):
         first = statistics.mean(s[process] for s in curve[:quarter])
         last = statistics.mean(s[process] for s in curve[-quarter:])
-        summary[process] = {"first_quarter_mean_mb": round(first, 1), "last_quarter_mean_mb": round(last, 1),
-                            "growth": round(last / first, 3), "max_mb": max(s[process] for s in samples)}
+        summary[process] = {
+            "first_quarter_mean_mb": round(first, 1),
+            "last_quarter_mean_mb": round(last, 1),
+            "growth": round(last / first, 3),
+            "max_mb": max(s[process] for s in samples),
+        }
     report = {
-        "merchants": MERCHANTS, "seconds": round(elapsed, 1), "messages": tally.messages,
+        "merchants": MERCHANTS,
+        "seconds": round(elapsed, 1),
+        "messages": tally.messages,
         "messages_per_second": round(tally.messages / elapsed, 2),
-        "conversations": tally.conversations, "escalations": len(tally.tickets),
-        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())}, **report_delivery,
-        "latency_s": {"median": round(statistics.median(tally.latencies), 2),
-                      "p95": round(sorted(tally.latencies)[int(0.95 * len(tally.latencies))], 2),
-                      "max": round(max(tally.latencies), 2)},
-        "sample_seconds": SAMPLE_SECONDS, "warmup_seconds": WARMUP_SECONDS, "growth_bound": GROWTH_BOUND,
-        "rss_summary": summary, "rss_mb": samples,
+        "conversations": tally.conversations,
+        "escalations": len(tally.tickets),
+        "statuses": {str(k): v for k, v in sorted(tally.statuses.items())},
+        **report_delivery,
+        "latency_s": {
+            "median": round(statistics.median(tally.latencies), 2),
+            "p95": round(sorted(tally.latencies)[int(0.95 * len(tally.latencies))], 2),
+            "max": round(max(tally.latencies), 2),
+        },
+        "sample_seconds": SAMPLE_SECONDS,
+        "warmup_seconds": WARMUP_SECONDS,
+        "growth_bound": GROWTH_BOUND,
+        "rss_summary": summary,
+        "rss_mb": samples,
     }
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(report, indent=1, ensure_ascii=False), encoding="utf-8")
     print("\nsoak:", json.dumps({k: v for k, v in report.items() if k != "rss_mb"}, ensure_ascii=False))
-    print("RSS MB (t, rasa, actions, desk):",
-          " ".join(f"{s['t']:.0f}:{s['rasa']:.0f}/{s['actions']:.0f}/{s['desk']:.0f}" for s in samples))
+    print("RSS MB (t, rasa, actions, desk):", " ".join(f"{s['t']:.0f}:{s['rasa']:.0f}/{s['actions']:.0f}/{s['desk']:.0f}" for s in samples))
 
     assert not [s for s in tally.statuses if s >= 500], report["statuses"]
     assert tally.failures == [], tally.failures[:20]

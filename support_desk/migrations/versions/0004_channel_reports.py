@@ -5,6 +5,7 @@ Revision ID: 0004
 Revises: 0003
 Create Date: 2026-12-02
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -59,8 +60,7 @@ def upgrade() -> None:
         table.add_column(sa.Column("channel_reason", sa.Text(), nullable=True))
         table.add_column(sa.Column("channel_at", sa.Float(), nullable=True))
         table.add_column(sa.Column("attachment_id", sa.Integer(), nullable=True))
-        table.create_foreign_key("fk_messages_attachment_id", "attachments", ["attachment_id"], ["id"],
-                                 ondelete="SET NULL")
+        table.create_foreign_key("fk_messages_attachment_id", "attachments", ["attachment_id"], ["id"], ondelete="SET NULL")
         table.create_index("uq_messages_escalation_source_ts", ["escalation_id", "source_ts"], unique=True)
 
 

@@ -5,6 +5,7 @@ Revision ID: 0006
 Revises: 0005
 Create Date: 2026-12-02
 """
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -23,12 +24,17 @@ def upgrade() -> None:
         table.add_column(sa.Column("escalation_id", sa.Integer(), nullable=True))
         table.add_column(sa.Column("proposal_key", sa.String(length=128), nullable=True))
         table.add_column(sa.Column("report_count", sa.Integer(), nullable=True))
-        table.create_foreign_key("fk_incidents_escalation_id", "escalations", ["escalation_id"], ["id"],
-                                 ondelete="SET NULL")
+        table.create_foreign_key("fk_incidents_escalation_id", "escalations", ["escalation_id"], ["id"], ondelete="SET NULL")
     # Incidents posted before scopes existed were posted when they were created.
     op.execute("UPDATE incidents SET posted_at = created_at WHERE posted_at IS NULL")
-    op.create_index("uq_incidents_open_proposal", "incidents", ["proposal_key"], unique=True,
-                    sqlite_where=sa.text("status = 'proposed'"), postgresql_where=sa.text("status = 'proposed'"))
+    op.create_index(
+        "uq_incidents_open_proposal",
+        "incidents",
+        ["proposal_key"],
+        unique=True,
+        sqlite_where=sa.text("status = 'proposed'"),
+        postgresql_where=sa.text("status = 'proposed'"),
+    )
     op.create_table(
         "incident_merchants",
         sa.Column("id", sa.Integer(), nullable=False),
@@ -98,6 +104,16 @@ def downgrade() -> None:
     op.drop_index("uq_incidents_open_proposal", table_name="incidents")
     with op.batch_alter_table("incidents") as table:
         table.drop_constraint("fk_incidents_escalation_id", type_="foreignkey")
-        for name in ("report_count", "proposal_key", "escalation_id", "close_note", "last_report_at",
-                     "first_report_at", "all_told_at", "posted_at", "ended_at", "scope"):
+        for name in (
+            "report_count",
+            "proposal_key",
+            "escalation_id",
+            "close_note",
+            "last_report_at",
+            "first_report_at",
+            "all_told_at",
+            "posted_at",
+            "ended_at",
+            "scope",
+        ):
             table.drop_column(name)
