@@ -143,7 +143,10 @@ def agent_only(handler: Handler) -> Handler:
             await check_csrf(request)
         try:
             return await handler(request)
-        except (Invalid, Conflict) as problem:
+        except Invalid as problem:
+            await flash(request, await invalid_text(request, problem), error=True)
+            raise web.HTTPFound(back(request)) from None
+        except Conflict as problem:
             await flash(request, str(problem), error=True)
             raise web.HTTPFound(back(request)) from None
         except NotFound:
@@ -165,6 +168,18 @@ async def check_csrf(request: web.Request) -> None:
 async def flash(request: web.Request, message: str, error: bool = False) -> None:
     """A one-time message for the next page."""
     (await get_session(request))["flash"] = (message, error)
+
+
+async def invalid_text(request: web.Request, problem: Invalid) -> str:
+    """A form error in the agent's language (its English message when the console has no words for it)."""
+    words = texts()[(await get_session(request)).get("lang", "zh")]
+    template = words.get(f"invalid_{problem.key}") if problem.key else None
+    if template is None:
+        return str(problem)
+    params = dict(problem.params)
+    if "field" in params:
+        params["field"] = words.get(str(params["field"]), params["field"])
+    return template.format(**params)
 
 
 async def word(request: web.Request, key: str) -> str:

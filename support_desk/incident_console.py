@@ -133,7 +133,9 @@ def incident_from_form(form: MultiDictProxy, default_start: Optional[datetime] =
     starts_at = parse_time(fields, "starts_at", zone) or default_start
     expected_end = parse_time(fields, "expected_end", zone)
     if expected_end is not None and expected_end <= (starts_at or utcnow()):
-        raise Invalid("expected_end must be after starts_at" if starts_at else "expected_end must be in the future")
+        if starts_at:
+            raise Invalid("expected_end must be after starts_at", "end_before_start")
+        raise Invalid("expected_end must be in the future", "end_in_past")
     values = dict(form)
     return IncidentText(scope, plain_text(values, "message_zh"), plain_text(values, "message_en"), starts_at, expected_end)
 

@@ -56,14 +56,14 @@ def plain_text(body: Dict[str, Any], key: str, max_length: int = MAX_TEXT) -> st
     """A required text without markup (it goes into merchants' chats as it is)."""
     value = required_text(body, key, max_length)
     if _MARKUP.search(value):
-        raise Invalid(f"{key} must be plain text, without HTML tags or entities")
+        raise Invalid(f"{key} must be plain text, without HTML tags or entities", "markup", field=key)
     return value
 
 
 def times(starts_at: Optional[datetime], expected_end: Optional[datetime]) -> None:
     """An expected end must come after the start."""
     if starts_at is not None and expected_end is not None and expected_end <= starts_at:
-        raise Invalid("expected_end must be after starts_at")
+        raise Invalid("expected_end must be after starts_at", "end_before_start")
 
 
 def incident_from_json(body: Dict[str, Any]) -> IncidentText:
@@ -112,7 +112,7 @@ def region_code(value: str) -> str:
     for code, names in table.items():
         if any(_name_key(str(names.get(lang) or "")) == wanted for lang in ("zh", "en")):
             return code
-    raise Invalid(f"unknown region {value[:40]!r}: use a code or a name of data/knowledge/regions.yml")
+    raise Invalid(f"unknown region {value[:40]!r}: use a code or a name of data/knowledge/regions.yml", "unknown_region", value=value[:40])
 
 
 def terminal_model(value: str) -> str:
@@ -121,18 +121,28 @@ def terminal_model(value: str) -> str:
     for key, names in terminal_models().items():
         if wanted in names:
             return key
-    raise Invalid(f"unknown terminal model {value[:40]!r}: use one of {', '.join(terminal_models())}")
+    raise Invalid(
+        f"unknown terminal model {value[:40]!r}: use one of {', '.join(terminal_models())}",
+        "unknown_terminal_model",
+        value=value[:40],
+        choices=", ".join(terminal_models()),
+    )
 
 
 def _channel(value: str) -> str:
     if value not in CHANNELS:
-        raise Invalid(f"unknown channel {value[:40]!r}: use one of {', '.join(CHANNELS)}")
+        raise Invalid(
+            f"unknown channel {value[:40]!r}: use one of {', '.join(CHANNELS)}",
+            "unknown_channel",
+            value=value[:40],
+            choices=", ".join(CHANNELS),
+        )
     return value
 
 
 def _gateway(value: str) -> str:
     if not _GATEWAY.fullmatch(value):
-        raise Invalid(f"gateway {value[:40]!r} must be a short name of letters, digits, '_', '.', '-'")
+        raise Invalid(f"gateway {value[:40]!r} must be a short name of letters, digits, '_', '.', '-'", "bad_gateway", value=value[:40])
     return value
 
 

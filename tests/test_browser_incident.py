@@ -74,7 +74,7 @@ async def test_an_outage_is_proposed_confirmed_and_everyone_told_once(console_de
         await page.fill("#confirm-form textarea[name=message_zh]", "深圳地区支付网关故障 " + PAYLOAD)
         await page.fill("#confirm-form textarea[name=message_en]", "Payment gateway outage in Shenzhen")
         await page.click("#confirm-incident")
-        await page.wait_for_selector("text=without HTML tags")
+        await page.wait_for_selector("text=不能包含 HTML 标签或实体")  # in the console's language
         assert await page.locator("script:has-text('pwned'), img[src=x]").count() == 0
         await page.fill("#confirm-form textarea[name=message_zh]", "深圳地区支付网关故障，正在抢修")
         await page.fill("#confirm-form textarea[name=message_en]", "Payment gateway outage in Shenzhen")

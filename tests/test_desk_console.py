@@ -132,7 +132,15 @@ async def test_incidents_page_posts_and_ends_an_outage(client):
         data={"csrf": token, "message_zh": "x", "message_en": "y", "expected_end": "2001-01-01T00:00"},
         headers={"Referer": "/console/incidents"},
     )
-    assert "expected_end must be in the future" in await bad.text()
+    assert "预计结束时间必须在将来。" in await bad.text()
+    await client.get("/console/lang/en")
+    bad = await client.post(
+        "/console/incidents",
+        data={"csrf": token, "message_zh": "x", "message_en": "y", "expected_end": "2001-01-01T00:00", "channels": "fax"},
+        headers={"Referer": "/console/incidents"},
+    )
+    english = await bad.text()
+    assert "Unknown channel" in english and "fax" in english and "choose one of: socketio" in english
 
 
 async def test_stats_page_in_english(client):

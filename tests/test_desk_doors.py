@@ -267,10 +267,12 @@ async def test_console_shows_markup_as_text(client, rasa):
 
 async def test_console_incident_form_bad_input(client):
     await login(client)
+    # The console's session language is Chinese: the form errors are in its words.
     for fields, message in (
-        ({"message_zh": "", "message_en": ""}, "message_zh must not be empty"),
-        ({"message_zh": "维护", "message_en": "x" * 5000}, "message_en is longer than 1000 characters"),
-        ({"message_zh": "维护", "message_en": "m", "expected_end": "not a time"}, "expected_end is not an ISO 8601 time"),
+        ({"message_zh": "", "message_en": ""}, "请填写「中文说明」。"),
+        ({"message_zh": "维护", "message_en": "x" * 5000}, "「英文说明」超过 1000 个字符。"),
+        ({"message_zh": "维护", "message_en": "m", "expected_end": "not a time"}, "「预计恢复」不是有效的时间。"),
+        ({"message_zh": "维护", "message_en": "m", "region": "Atlantis"}, "未知地区「Atlantis」"),
     ):
         html = await form_page(client, "/console/incidents")
         response = await client.post("/console/incidents", data={"csrf": csrf_of(html), **fields}, allow_redirects=False)
@@ -280,7 +282,7 @@ async def test_console_incident_form_bad_input(client):
     html = await form_page(client, "/console/incidents")
     await client.post("/console/incidents", data={"csrf": csrf_of(html), "message_zh": MARKUP, "message_en": SQL}, allow_redirects=False)
     page = await form_page(client, "/console/incidents")
-    assert MARKUP not in page and "message_zh must be plain text" in page
+    assert MARKUP not in page and "「中文说明」只能是纯文本" in page
     assert (await (await client.get("/api/incidents", headers=AUTH)).json())["incidents"] == []
     await client.post("/console/incidents", data={"csrf": csrf_of(page), "message_zh": "维护", "message_en": SQL})
     incidents = await (await client.get("/api/incidents", headers=AUTH)).json()

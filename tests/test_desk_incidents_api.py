@@ -261,11 +261,12 @@ async def test_console_form_errors_are_shown_as_text(client):
         response = await client.post("/console/incidents", data=form, headers={"Referer": "/console/incidents"})
         return await response.text()
 
+    # In the console's language (Chinese here); the API says the same in English.
     reversed_times = await post(starts_at="2099-01-01T10:00", expected_end="2099-01-01T09:00")
-    assert "expected_end must be after starts_at" in reversed_times
-    assert "must be plain text" in await post(message_en='<script>alert("x")</script>')
-    assert "unknown channel" in await post(channels="fax")
-    assert "longer than 1000 characters" in await post(message_zh="x" * 100_000)
+    assert "预计结束时间必须晚于开始时间。" in reversed_times
+    assert "只能是纯文本" in await post(message_en='<script>alert("x")</script>')
+    assert "未知渠道「fax」" in await post(channels="fax")
+    assert "「中文说明」超过 1000 个字符。" in await post(message_zh="x" * 100_000)
     assert (await call(client, "GET", "/api/incidents?all=1"))["incidents"] == []
     done = await post(channels="wecom_kf", terminal_models="sunmi_p2", expected_end="2099-01-01T12:00", timezone="Asia/Shanghai")
     assert "INC-" in done and "wecom_kf" in done
