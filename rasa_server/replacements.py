@@ -19,6 +19,9 @@ module                 replaces (Rasa 3.6.21)                                   
                                                                                     the sub-schema its name selects: a form
                                                                                     answer 3.6 → 0.3 ms (was 30 ms per call
                                                                                     before the cached validator)
+``event_bodies``       ``rasa.server.validate_events_in_request_body`` (the HTTP    an appended bot event (agent reply,
+                       API's event bodies)                                          incident notice): the meta-schema check,
+                                                                                    83 % of the append's CPU, done once
 ``graph_runner``       ``rasa.core.processor.DaskGraphRunner`` (the class Rasa      NLU parse 9.1 → 7.6 ms CPU (dask's
                        loads the predict graph into)                                per-call scheduling, ~10 % of a message)
 ``json_bodies``        ``EndpointConfig.session``                                   a 109-event handoff tracker encoded in
@@ -110,6 +113,15 @@ REPLACEMENTS: Tuple[Replacement, ...] = (
                 "091b74aa3738d1262cf3c028386aaf9dd4f0d5c1374b62392411d70a79104a46",
             ),
         ),
+    ),
+    Replacement(
+        "event_bodies",
+        Upstream(
+            "rasa.server.validate_events_in_request_body",
+            "8e1d7dc6a84151120ac363842060f751dd63e6d31be011d970d2b90873b795c3",
+            "_UPSTREAM",
+        ),
+        "jsonschema.validate re-checked the events schema against its meta-schema on every appended event",
     ),
     Replacement(
         "graph_runner",

@@ -19,7 +19,9 @@ from rasa.core.test import (
 )
 from rasa.shared.core import events as rasa_events
 
-from rasa_server import action_validation
+from rasa.server import ErrorResponse
+
+from rasa_server import action_validation, event_bodies
 
 VALID = [
     {"events": [], "responses": []},
@@ -78,6 +80,45 @@ def test_install_replaces_the_method_in_this_process():
         assert RemoteAction._validate_action_result is action_validation.validate_action_result
     finally:
         RemoteAction._validate_action_result = original
+
+
+class _Body:
+    """What rasa.server's validation reads of a Sanic request: its parsed JSON."""
+
+    def __init__(self, json: Any) -> None:
+        self.json = json
+
+
+EVENT_BODIES = [
+    [{"event": "bot", "text": "支付服务已恢复", "metadata": {"desk_message_id": 7, "incident_id": 1}}],
+    {"event": "pause"},  # one event, not a list
+    [{"event": "slot", "name": "network_ok", "value": False}, {"event": "resume"}],
+    [],
+]
+BAD_EVENT_BODIES = [
+    [{"event": "slot"}],
+    [{"event": "no_such_event"}],
+    [{"text": "no event name"}],
+    "a string",
+    [5],  # not an event object
+]
+
+
+@pytest.mark.parametrize("body", EVENT_BODIES)
+def test_event_bodies_pass_like_upstream(body):
+    assert event_bodies.upstream()(_Body(body)) is None
+    assert event_bodies.validate_events_in_request_body(_Body(body)) is None
+
+
+@pytest.mark.parametrize("body", BAD_EVENT_BODIES)
+def test_bad_event_bodies_fail_with_upstreams_error(body):
+    with pytest.raises(ErrorResponse) as upstream_error:
+        event_bodies.upstream()(_Body(body))
+    with pytest.raises(ErrorResponse) as our_error:
+        event_bodies.validate_events_in_request_body(_Body(body))
+    assert our_error.value.status == upstream_error.value.status == 400
+    assert our_error.value.error_info == upstream_error.value.error_info
+    assert "Failed to validate the events format" in our_error.value.error_info["message"]
 
 
 def test_the_launcher_is_rasas_cli():
