@@ -178,7 +178,8 @@ async def invalid_text(request: web.Request, problem: Invalid) -> str:
         return str(problem)
     params = dict(problem.params)
     if "field" in params:
-        params["field"] = words.get(str(params["field"]), params["field"])
+        field = str(params["field"])
+        params["field"] = words.get(f"field_{field}") or words.get(field) or field
     return template.format(**params)
 
 

@@ -110,7 +110,9 @@ async def confirm(request: web.Request) -> web.Response:
     """A proposed incident becomes active with its texts (the merchants reporting in its
     scope are linked)."""
     text = incident_from_json(await read_json(request))
-    return web.json_response(await request.app[BOARD].confirm(escalation_id(request), text, API_ACTOR))
+    return web.json_response(
+        await request.app[BOARD].confirm(escalation_id(request), text, API_ACTOR, request.app[SETTINGS].incident_threshold)
+    )
 
 
 @routes.post("/api/incidents/{id}/dismiss")

@@ -91,7 +91,7 @@ async def confirm_incident(request: web.Request) -> web.StreamResponse:
     """A proposal becomes an incident with the operator's texts; the merchants who
     reported it are linked."""
     text = incident_from_form(await request.post(), default_start=None)
-    incident = await request.app[BOARD].confirm(_id(request), text, await actor(request))
+    incident = await request.app[BOARD].confirm(_id(request), text, await actor(request), request.app[SETTINGS].incident_threshold)
     await flash(request, (await word(request, "incident_confirmed")).format(n=incident["merchants"]))
     raise web.HTTPFound(f"/console/incidents/{incident['id']}")
 

@@ -256,7 +256,13 @@ class IncidentBoard:
                         sa.func.count(sa.distinct(incident_reports.c.sender_id)),
                         sa.func.min(incident_reports.c.at),
                         sa.func.max(incident_reports.c.at),
-                    ).where(incident_reports.c[column] == value, incident_reports.c.at >= since, incident_reports.c.kind.in_(REPORT_KINDS))
+                    ).where(
+                        incident_reports.c[column] == value,
+                        incident_reports.c.at >= since,
+                        incident_reports.c.kind.in_(REPORT_KINDS),
+                        # Merchants an active incident already holds are no evidence of another.
+                        incident_reports.c.sender_id.not_in(_held_by_active()),
+                    )
                 )
             ).one()
             if count <= threshold:
@@ -326,9 +332,11 @@ class IncidentBoard:
 
     # --- an operator decides on a proposal ----------------------------------------------
 
-    async def confirm(self, incident_id: int, text: IncidentText, actor: str) -> Dict[str, Any]:
+    async def confirm(self, incident_id: int, text: IncidentText, actor: str, threshold: int) -> Dict[str, Any]:
         """A proposal becomes an active incident with the operator's texts (and scope,
-        when given); the merchants already reporting in its scope are linked; audited."""
+        when given); the merchants already reporting in its scope are linked; audited.
+        Other proposals that the linked merchants made are withdrawn when what is left of
+        their evidence no longer crosses ``threshold`` (``_withdraw_covered``)."""
         now = utcnow()
         async with self.engine.begin() as conn:
             current = await self._read(conn, incident_id)
@@ -355,9 +363,44 @@ class IncidentBoard:
             case_id = await self._open_case(conn, incident_id, text, now)
             linked = await self._link_reporting(conn, incident_id, scope, first, now)
             await audit(conn, actor, "incident.confirm", incident_id, {"scope": scope, "linked": linked})
+            await self._withdraw_covered(conn, incident_id, threshold, actor, now)
             incident = await self._read(conn, incident_id)
         self.store.changed(case_id, "created")
         return incident
+
+    async def _withdraw_covered(self, conn, incident_id: int, threshold: int, actor: str, now: datetime) -> None:  # noqa: ANN001
+        """Withdraw each other open proposal whose reporters, less those an active incident
+        (``incident_id`` now among them) holds, are no more than ``threshold``: the widget's 22 reports were the
+        city's 21 and one shop elsewhere, and once the city's incident is confirmed the one
+        shop is no outage of the widget. ``withdrawn`` (not ``dismissed``) so that new
+        reports may propose it again."""
+        columns = {dimension: column for column, dimension in PROPOSAL_DIMENSIONS}
+        proposals = await conn.execute(
+            sa.select(incidents.c.id, incidents.c.proposal_key, incidents.c.first_report_at).where(
+                incidents.c.status == "proposed", incidents.c.id != incident_id
+            )
+        )
+        for proposal_id, key, first in proposals.all():
+            dimension, _, value = str(key).partition(":")
+            if dimension not in columns:
+                continue
+            left = (
+                await conn.execute(
+                    sa.select(sa.func.count(sa.distinct(incident_reports.c.sender_id))).where(
+                        incident_reports.c[columns[dimension]] == value,
+                        incident_reports.c.at >= first,
+                        incident_reports.c.kind.in_(REPORT_KINDS),
+                        incident_reports.c.sender_id.not_in(_held_by_active()),
+                    )
+                )
+            ).scalar_one()
+            if left <= threshold:
+                await conn.execute(
+                    incidents.update()
+                    .where(incidents.c.id == proposal_id, incidents.c.status == "proposed")
+                    .values(status="withdrawn", ended_at=now)
+                )
+                await audit(conn, actor, "incident.withdraw", proposal_id, {"covered_by": incident_id, "reporters_left": left})
 
     async def dismiss(self, incident_id: int, actor: str) -> Dict[str, Any]:
         """A proposal is not an incident (it is not proposed again within the window)."""
@@ -622,6 +665,15 @@ class IncidentBoard:
             "minutes_to_post": _average([m for m in (i["minutes_to_post"] for i in closed) if m is not None]),
             "seconds_to_all_told": _average([s for s in (i["seconds_to_all_told"] for i in closed) if s is not None]),
         }
+
+
+def _held_by_active() -> sa.Select:
+    """The sender ids linked to an active incident."""
+    return (
+        sa.select(incident_merchants.c.sender_id)
+        .join(incidents, incidents.c.id == incident_merchants.c.incident_id)
+        .where(incidents.c.status == "active")
+    )
 
 
 async def notice_report(

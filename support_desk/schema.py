@@ -88,7 +88,8 @@ messages = sa.Table(
 )
 
 # Known outages (issue 17): posted by an operator (``active``) or proposed by the desk
-# from the merchants' reports (``proposed``, then confirmed or ``dismissed``), ``resolved``
+# from the merchants' reports (``proposed``, then confirmed, ``dismissed``, or ``withdrawn``
+# when a confirmed incident linked its reporters), ``resolved``
 # when closed. ``scope`` is {"regions", "channels", "gateways", "terminal_models"}: an
 # empty list matches anyone; ``region`` is the legacy single label the bot still reads.
 incidents = sa.Table(

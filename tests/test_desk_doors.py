@@ -237,9 +237,9 @@ async def test_console_reply_and_resolve_with_empty_or_huge_text_are_refused_wit
     created = await case(client)
     page_path = f"/console/cases/{created['id']}"
     for path, fields, message in (
-        ("/reply", {"text": "  "}, "text must not be empty"),
-        ("/reply", {"text": "x" * 100_000}, "text is longer than 4000 characters"),
-        ("/resolve", {"note": ""}, "note must not be empty"),
+        ("/reply", {"text": "  "}, "请填写「内容」。"),
+        ("/reply", {"text": "x" * 100_000}, "「内容」超过 4000 个字符。"),
+        ("/resolve", {"note": ""}, "请填写「处理说明」。"),
     ):
         html = await form_page(client, page_path)
         response = await client.post(

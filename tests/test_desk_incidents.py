@@ -80,13 +80,34 @@ async def test_reports_past_the_threshold_make_one_proposal_with_its_evidence(bo
 async def test_confirming_links_those_reporting_and_stops_proposing(board):
     for sender in ("a", "b", "c"):
         [proposal_id] = (await board.report(report(sender, model="pax_a920", region=None), 2, 10)) or [None]
-    confirmed = await board.confirm(proposal_id, text(), "zhao")
+    confirmed = await board.confirm(proposal_id, text(), "zhao", 2)
     assert confirmed["status"] == "active" and confirmed["merchants"] == 3
     assert confirmed["scope"]["terminal_models"] == ["pax_a920"] and confirmed["ticket"].startswith("INC-")
     assert confirmed["minutes_to_post"] is not None
     assert await board.report(report("d", model="pax_a920", region=None), 2, 10) == []  # covered
     with pytest.raises(Conflict):
-        await board.confirm(proposal_id, text(), "zhao")
+        await board.confirm(proposal_id, text(), "zhao", 2)
+
+
+async def test_confirming_one_proposal_withdraws_another_its_merchants_made(board):
+    # Four widget shops of Shenzhen and one of Beijing: a city proposal and a widget one.
+    for sender in ("a", "b", "c", "d"):
+        await board.report(report(sender, channel="socketio"), 3, 10)
+    await board.report(report("beijing-1", region="11", channel="socketio"), 3, 10)
+    keys = {p["evidence"]["key"]: p["id"] for p in await board.proposals()}
+    assert set(keys) == {"regions:4403", "channels:socketio"}
+    confirmed = await board.confirm(keys["regions:4403"], text(), "zhao", 3)
+    assert confirmed["merchants"] == 4
+    # The widget's evidence less the linked four is one shop: no outage of the widget.
+    assert await board.proposals() == []
+    assert (await board.get(keys["channels:socketio"]))["status"] == "withdrawn"
+    # Reported again, not blocked as a dismissed one is, but the linked shops no longer count.
+    assert await board.report(report("beijing-2", region="11", channel="socketio"), 3, 10) == []
+    assert await board.report(report("a", channel="socketio"), 3, 10) == []
+    for sender in ("beijing-3", "beijing-4"):
+        await board.report(report(sender, region="11", channel="socketio"), 3, 10)
+    # Four shops outside the incident now: the widget is proposed anew (and Beijing).
+    assert sorted(p["evidence"]["key"] for p in await board.proposals()) == ["channels:socketio", "regions:11"]
 
 
 async def test_a_dismissed_proposal_is_not_raised_again_within_the_window(board):
