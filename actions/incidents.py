@@ -1,17 +1,21 @@
 """Known incidents, told before any check: which ones cover this merchant, and the telling.
 
-``action_check_incident`` runs when a merchant reports error 1000 (right after
-``action_reset_checks``, data/rules/incidents.yml). It asks the desk's incident board for
-the active incidents and matches each one's scope against what the bot knows of the
-merchant (``actions/merchant.py``; common/incident_scope.py decides). Then, in the
-``incident_match`` slot the rules branch on:
+``action_check_incident`` runs at the merchant's first report of error 1000 (``ask_how_to_fix``,
+or "still 1000" outside the checks: data/rules/answers.yml) and again when the checks start
+(right after ``action_reset_checks``, data/rules/diagnostics.yml). It asks the desk's
+incident board for the active incidents and matches each one's scope against what the bot
+knows of the merchant (``actions/merchant.py``; common/incident_scope.py decides). Then, in
+the ``incident_match`` slot the rules branch on:
 
 * ``told`` — an incident covers the merchant: its text, expected end and what to do
   meanwhile, with the buttons subscribe / continue the checks / a person / "my problem is
   different";
 * ``ask_region`` — only the merchant's region could decide: one short question with the
   affected areas as buttons (``region_form`` takes the answer, then this runs again);
-* ``clear`` — none covers the merchant (or it was told already): the checks start.
+* none covers the merchant (or it was told already in this conversation): what the
+  merchant would have got without an incident board — ``clear`` when the checks were
+  asked for or accepted (they start), ``clear_steps`` after a report (the fix steps and
+  the offer of the checks), ``clear_offer`` after "still 1000" (the offer).
 
 A desk that is down or answers wrongly counts as no incident: the checks go on as always.
 """
@@ -46,6 +50,10 @@ EVERYWHERE = ("all", "全国")
 ELSEWHERE_WORDS = ("其他", "其它", "别的", "都不是", "不在", "other", "elsewhere", "none")
 # At most this many area buttons (a chat app shows few buttons well).
 MAX_REGION_BUTTONS = 8
+# The intents that report the error rather than ask about something else (data/INTENTS.md),
+# and what each gets when no incident is to be told: its answer from before the incident
+# board. Any other intent (start_diagnostics, the offer's "yes") starts the checks.
+CLEAR_ANSWERS = {"ask_how_to_fix": "clear_steps", "inform_not_fixed": "clear_offer"}
 
 
 def bot_scope(incident: Incident) -> Optional[Dict[str, Any]]:
@@ -133,6 +141,22 @@ def ask_region(dispatcher: CollectingDispatcher, undecided: List[Incident], lang
     dispatcher.utter_message(response="utter_question_region", buttons=buttons)
 
 
+def answer_when_clear(tracker: Tracker) -> str:
+    """What follows when no incident is told: ``clear``, ``clear_steps`` or ``clear_offer``.
+
+    Right after the region question the merchant's last message is the region, so the
+    answer decided before the question (kept in ``incident_check_for``) stands; right after
+    ``action_reset_checks`` the checks were asked for; otherwise the reported intent decides.
+    """
+    previous = tracker.latest_action_name
+    if previous == "region_form":
+        return tracker.get_slot("incident_check_for") or "clear"
+    if previous == "action_reset_checks":
+        return "clear"
+    intent = (tracker.latest_message.get("intent") or {}).get("name")
+    return CLEAR_ANSWERS.get(str(intent), "clear")
+
+
 class ActionCheckIncident(Action):
     """Before any check: does an active incident cover this merchant? (see the module)"""
 
@@ -144,21 +168,23 @@ class ActionCheckIncident(Action):
         """Tell the incident, ask for the region, or let the checks start."""
         language = language_of(tracker)
         merchant = merchant_scope(tracker)
+        clear = answer_when_clear(tracker)
         incident, undecided = judge(await desk_incidents(), merchant)
         if incident is None and undecided and tracker.get_slot("region") is None:
             ask_region(dispatcher, undecided, language)
-            return [SlotSet("incident_match", "ask_region")]
+            # Kept for the check after the answer: a report still gets its own answer then.
+            return [SlotSet("incident_check_for", clear), SlotSet("incident_match", "ask_region")]
         events: List[EventType] = [
             SlotSet("incident_id", incident.id if incident else None),
             SlotSet("incident_ticket", incident.ticket if incident else None),
         ]
         if incident and tracker.get_slot("incident_told") == incident.id:
-            # Told already, the merchant chose to go on with the checks: no repeat, and
-            # no second report of the same trouble.
-            return events + [SlotSet("incident_match", "clear")]
+            # Told already in this conversation (at the report, or before the checks): no
+            # repeat, and no second report of the same trouble.
+            return events + [SlotSet("incident_match", clear)]
         send_report(tracker, "reported")
         if incident is None:
-            return events + [SlotSet("incident_match", "clear")]
+            return events + [SlotSet("incident_match", clear)]
         # The text, the end, what to do meanwhile, and the four buttons (domain/incidents.yml).
         say_incident(
             dispatcher,

@@ -11,11 +11,11 @@ handoff part. Two phases, bounded in count and time (``surge`` in settings.yml):
    operator then dismisses it.
 2. **Incident active** (scope: everyone). ``merchants`` merchants start within
    ``spread_s``, over the widget's socket.io channel or REST, in Chinese or English
-   (seeded). Each reports 1000, accepts the checks and must hear about the incident
-   first; then ``person_share`` of them ask for a person (and must be linked to the
-   incident's case, not get a ticket of their own), the others ask to be told when it is
-   back. Then the incident is closed through the API, timed until every merchant has the
-   "it is over" message: on its socket, or (REST, which has no push) in its conversation
+   (seeded). Each reports 1000 and must hear about the incident in the first answer to
+   that report, before any check is offered; then ``person_share`` of them ask for a
+   person (and must be linked to the incident's case, not get a ticket of their own),
+   the others ask to be told when it is back. Then the incident is closed through the
+   API, timed until every merchant has the "it is over" message: on its socket, or (REST, which has no push) in its conversation
    through Rasa's HTTP API. Afterwards: the desk holds one case (the incident's) and every
    merchant is linked to it once; the RSS of each process at the start and the end.
 
@@ -44,7 +44,7 @@ from bench.servers import ROOT, rss_kib
 from bench.stack import RasaStack, one_host
 
 FIRST = {"zh": "pos机报1000怎么办", "en": "my pos terminal shows error 1000, what do I do"}
-# The offer's "Yes, guide me" button, as the widget sends it.
+# The offer's "Yes, guide me" button, as the widget sends it (phase 1: no incident to tell).
 ACCEPT = "/start_diagnostics"
 TOLD = {"zh": "已知故障", "en": "known outage"}
 OVER = {"zh": "支付服务已恢复", "en": "Payment service is back"}
@@ -167,8 +167,10 @@ async def surge_one(
     stage = "reporting"
     try:
         await merchant.connect()
-        await ask(merchant, FIRST[language], "", timeout, outcome)
-        await ask(merchant, ACCEPT, TOLD[language], timeout, outcome)
+        # Told in the very first answer to the report: no fix steps, no offer of checks before it.
+        first = await ask(merchant, FIRST[language], "", timeout, outcome)
+        if TOLD[language] not in first:
+            raise RuntimeError(f"the first answer to the report is not the incident: {first[:80]!r}")
         outcome.told_first += 1
         if person:
             stage = "asking for a person"

@@ -119,7 +119,10 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
         variations["utter_how_to_fix"]["zh"],
         variations["utter_offer_diagnostics"]["zh"],
     ]
-    assert await chat.texts("好") == [variations["utter_ask_network_ok"]["zh"]]
+    [network] = await chat.say("好")
+    assert network["text"] == variations["utter_ask_network_ok"]["zh"]
+    # The payload as the widget gets it: single braces, the entity Rasa parses back.
+    assert network["buttons"][2]["payload"] == '/inform_not_fixed{"shop_offline": "true"}'
 
     # An FAQ question in the middle gets its answer and the same step is asked again.
     replies = await chat.texts("对了 手续费怎么收")
@@ -217,6 +220,53 @@ async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, vari
         [wait] = await chat.texts("还是不行")
         assert starts_like(wait, variations["utter_incident_wait"]["zh"])
         assert await chat.slot("diagnostics_outcome") == "known_incident"
+    finally:
+        desk.call("POST", f"/api/incidents/{incident['id']}/close")
+
+
+@pytest.mark.parametrize(
+    "language, report, text",
+    [
+        ("zh", "pos机报1000怎么办", "支付网关维护中。"),
+        ("en", "my terminal shows error 1000", "Payment gateway maintenance."),
+    ],
+)
+async def test_known_outage_is_told_at_the_first_report_and_not_again_with_the_checks(agent, desk, variations, language, report, text):
+    incident = desk.call(
+        "POST",
+        "/api/incidents",
+        {"message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."}, "expected_end": "2099-11-25T14:00:00+08:00"},
+    )
+    chat = Chat(agent, f"{language}-incident-at-report")
+    try:
+        # The first answer is the incident with its choices: no fix steps before it.
+        [told] = await chat.say(report)
+        assert starts_like(told["text"], variations["utter_incident_active"][language])
+        assert text in told["text"] and "11-25 14:00" in told["text"]
+        assert [b["payload"] for b in told["buttons"]][:3] == ["/subscribe_incident", "/start_diagnostics", "/request_human"]
+        assert await chat.slot("incident_told") == incident["id"]
+        # Going on with the checks: the first step, not the incident a second time.
+        assert await chat.texts("/start_diagnostics") == [variations["utter_ask_network_ok"][language]]
+    finally:
+        desk.call("POST", f"/api/incidents/{incident['id']}/close")
+
+
+async def test_a_region_incident_asks_the_region_at_the_report_then_answers_as_usual(agent, desk, variations):
+    incident = desk.call(
+        "POST",
+        "/api/incidents",
+        {"scope": {"regions": ["4403"]}, "message": {"zh": "深圳地区网关故障。", "en": "Shenzhen gateway outage."}},
+    )
+    chat = Chat(agent, "zh-incident-region-at-report")
+    try:
+        [question] = await chat.say("pos机报1000咋整")
+        assert question["text"] == variations["utter_question_region"]["zh"]
+        # Elsewhere: exactly the answer without an incident, the steps and the offer.
+        assert await chat.texts('/inform{"region": "other"}') == [
+            variations["utter_how_to_fix"]["zh"],
+            variations["utter_offer_diagnostics"]["zh"],
+        ]
+        assert await chat.texts("好") == [variations["utter_ask_network_ok"]["zh"]]
     finally:
         desk.call("POST", f"/api/incidents/{incident['id']}/close")
 
