@@ -84,3 +84,19 @@ hypothesis_settings.register_profile(
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
 )
 hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))
+
+
+@pytest.fixture(autouse=True, scope="session")
+def quick_password_hashes() -> Any:
+    """The desk's argon2id hashes with small costs in-process: each desk test creates one or
+    two accounts, and the production costs (64 MiB, 3 passes, ~0.3 s a hash) made account
+    set-up most of the unit run. Still argon2id, still verified by argon2; the desk
+    processes the process tests start keep the production costs."""
+    from argon2 import PasswordHasher
+
+    from support_desk import accounts
+
+    production = accounts._HASHER
+    accounts._HASHER = PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1)
+    yield
+    accounts._HASHER = production
