@@ -222,7 +222,10 @@ def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_
     monkeypatch.setattr(run, "train_ours", lambda run_dir, model: (Path("model.tar.gz"), {"model_mb": 36.0}))
     monkeypatch.setattr(run, "our_stack", lambda *args, **kwargs: (None, []))
     monkeypatch.setattr(run, "side_by_side", side_by_side)
-    assert run.main(["--skip-baseline", "--skip-scale-out", "--skip-handoff", "--skip-desk-scale", "--skip-surge", "--out", str(tmp_path)]) == 0
+    assert (
+        run.main(["--skip-baseline", "--skip-scale-out", "--skip-handoff", "--skip-desk-scale", "--skip-surge", "--out", str(tmp_path)])
+        == 0
+    )
     assert (tmp_path / "bench.json").exists() and (tmp_path / "bench.png").exists()
     assert "[met] p50 ≤ 30 ms at 1 merchant: 10.0" in capsys.readouterr().out
 
