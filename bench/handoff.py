@@ -303,7 +303,7 @@ def handoff_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[s
     part = settings["handoff"]
     folder = run_dir / "handoff"
     folder.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_hex(16)
     database = f"sqlite:///{folder / 'desk.db'}"
     password = create_agent(database, folder)
     with one_host(folder, model, database, token, "rasa-handoff") as (stack, _, desk_url):

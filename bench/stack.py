@@ -102,7 +102,7 @@ class RasaStack:
         self.credentials_file = credentials_file
         self.extra_env = extra_env or {}
         self.process_urls: List[str] = []
-        self.token = secrets.token_urlsafe(16)
+        self.token = secrets.token_hex(16)  # a leading "-" would read as an option of rasa run
         self.services: List[Service] = []
         self.url = ""
         self.cold_start_s = 0.0

@@ -349,7 +349,7 @@ def surge_part(run_dir: Path, settings: Dict[str, Any], model: Path) -> Dict[str
     part = settings["surge"]
     folder = run_dir / "surge"
     folder.mkdir(parents=True, exist_ok=True)
-    token = secrets.token_urlsafe(16)
+    token = secrets.token_hex(16)
     database = f"sqlite:///{folder / 'desk.db'}"
     with one_host(folder, model, database, token, "rasa-surge") as (stack, desk, desk_url):
 

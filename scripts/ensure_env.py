@@ -23,7 +23,7 @@ def ensure_env(path: Path) -> list:
             if existing and not existing.endswith("\n"):
                 handle.write("\n")
             for name in missing:
-                handle.write(f"{name}={secrets.token_urlsafe(32)}\n")
+                handle.write(f"{name}={secrets.token_hex(32)}\n")  # hex: never a leading "-" that rasa run would read as an option
         path.chmod(0o600)
     return missing
 
