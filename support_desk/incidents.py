@@ -3,7 +3,8 @@ reports that make proposals, and the audit of what operators did.
 
 * An incident is ``active`` (posted, or a proposal an operator confirmed), ``proposed``
   (the desk saw more than the threshold of merchants report error 1000 with one region,
-  terminal model or channel within the window), ``dismissed`` or ``resolved``.
+  terminal model or channel within the window, or fail the server-status step with
+  similar answers, ``support_desk.answer_keys``), ``dismissed`` or ``resolved``.
 * Every active incident has one incident case (an escalation with ticket ``INC-…``):
   merchants who still want a person are linked to it instead of one escalation each.
 * Closing plans one "it is over" message per linked merchant in the same transaction
@@ -13,7 +14,7 @@ reports that make proposals, and the audit of what operators did.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -22,6 +23,7 @@ import sqlalchemy as sa
 from common import incident_scope
 from common.privacy import mask_card_numbers
 from common.tickets import new_ticket
+from support_desk.answer_keys import answer_key
 from support_desk.incident_input import DIMENSIONS, IncidentText
 from support_desk.schema import audit_log, escalations, incident_merchants, incident_reports, incidents, messages
 from support_desk.store import Conflict, DeskStore, NotFound, aware, iso, to_utc, utcnow
@@ -30,8 +32,17 @@ REPORT_KINDS = ("reported", "server_status_failed")
 # The kind of a notice's row in messages: not among the store's SENT_KINDS, so the
 # relay (which sends a case's messages to the case's own conversation) never takes it.
 NOTICE_KIND = "incident_notice"
-# Where the reports' values are compared for proposals: report column → scope dimension.
-PROPOSAL_DIMENSIONS = (("region", "regions"), ("terminal_model", "terminal_models"), ("channel", "channels"))
+# Where the reports' values are compared for proposals: the report's column, the prefix
+# of the proposal's key, the scope dimension the proposal restricts. Similar answers come
+# from anywhere: their proposal's scope is everyone until the operator narrows it.
+PROPOSAL_GROUPS: Tuple[Tuple[str, str, Optional[str]], ...] = (
+    ("region", "regions", "regions"),
+    ("terminal_model", "terminal_models", "terminal_models"),
+    ("channel", "channels", "channels"),
+    ("answer_key", "answers", None),
+)
+# How many of the merchants' own words a proposal shows as evidence.
+EVIDENCE_ANSWERS = 5
 # Notice states that are still on their way.
 UNFINISHED = ("pending", "sending")
 
@@ -154,6 +165,8 @@ class IncidentBoard:
                 )
             ).mappings()
             linked = [_merchant_dict(row) for row in rows]
+            if incident["evidence"] is not None:
+                incident["evidence"]["answers"] = await _evidence_answers(conn, incident["evidence"])
         return {**incident, "linked": linked, "notices": notice_counts(linked)}
 
     # --- merchants and reports from the bot --------------------------------------------
@@ -218,6 +231,7 @@ class IncidentBoard:
     async def report(self, report: Report, threshold: int, window_minutes: int) -> List[int]:
         """Keep a report; the ids of the proposals it raised or added evidence to."""
         now = utcnow()
+        values = {**asdict(report), "answer_key": answer_key(report.answer) if report.kind == "server_status_failed" else None}
         async with self.engine.begin() as conn:
             await conn.execute(
                 incident_reports.insert().values(
@@ -229,16 +243,18 @@ class IncidentBoard:
                     terminal_model=report.terminal_model,
                     merchant_id=report.merchant_id,
                     answer=mask_card_numbers(report.answer) if report.answer else None,
+                    answer_key=values["answer_key"],
                     at=now,
                 )
             )
         touched = []
-        for column, dimension in PROPOSAL_DIMENSIONS:
-            value = getattr(report, column)
+        for column, prefix, dimension in PROPOSAL_GROUPS:
+            value = values[column]
             if value:
+                proposal = None
                 for _ in range(2):  # another desk process may open the same proposal at once
                     try:
-                        proposal = await self._propose(column, dimension, value, threshold, window_minutes, now)
+                        proposal = await self._propose(column, prefix, dimension, value, threshold, window_minutes, now)
                         break
                     except sa.exc.IntegrityError:
                         continue
@@ -246,9 +262,11 @@ class IncidentBoard:
                     touched.append(proposal)
         return touched
 
-    async def _propose(self, column: str, dimension: str, value: str, threshold: int, window_minutes: int, now: datetime) -> Optional[int]:
+    async def _propose(
+        self, column: str, prefix: str, dimension: Optional[str], value: str, threshold: int, window_minutes: int, now: datetime
+    ) -> Optional[int]:
         since = now - timedelta(minutes=window_minutes)
-        key = f"{dimension}:{value}"
+        key = f"{prefix}:{value}"
         async with self.engine.begin() as conn:
             count, first, last = (
                 await conn.execute(
@@ -298,7 +316,7 @@ class IncidentBoard:
         self,
         conn,
         key: str,
-        dimension: str,
+        dimension: Optional[str],
         value: str,  # noqa: ANN001
         since: datetime,
         now: datetime,
@@ -325,10 +343,10 @@ class IncidentBoard:
                 )
             )
         ).scalars()
-        # Only this dimension is known for the group; the other dimensions of an active
-        # scope must be open for it to cover the whole group.
-        field = incident_scope.DIMENSIONS[dimension]
-        return any(covers(scope, {field: value}) for scope in active)
+        # Only this dimension is known for the group (none for similar answers); the other
+        # dimensions of an active scope must be open for it to cover the whole group.
+        known: Dict[str, Optional[str]] = {incident_scope.DIMENSIONS[dimension]: value} if dimension else {}
+        return any(covers(scope, known) for scope in active)
 
     # --- an operator decides on a proposal ----------------------------------------------
 
@@ -374,20 +392,20 @@ class IncidentBoard:
         city's 21 and one shop elsewhere, and once the city's incident is confirmed the one
         shop is no outage of the widget. ``withdrawn`` (not ``dismissed``) so that new
         reports may propose it again."""
-        columns = {dimension: column for column, dimension in PROPOSAL_DIMENSIONS}
+        columns = {prefix: column for column, prefix, _ in PROPOSAL_GROUPS}
         proposals = await conn.execute(
             sa.select(incidents.c.id, incidents.c.proposal_key, incidents.c.first_report_at).where(
                 incidents.c.status == "proposed", incidents.c.id != incident_id
             )
         )
         for proposal_id, key, first in proposals.all():
-            dimension, _, value = str(key).partition(":")
-            if dimension not in columns:
+            prefix, _, value = str(key).partition(":")
+            if prefix not in columns:
                 continue
             left = (
                 await conn.execute(
                     sa.select(sa.func.count(sa.distinct(incident_reports.c.sender_id))).where(
-                        incident_reports.c[columns[dimension]] == value,
+                        incident_reports.c[columns[prefix]] == value,
                         incident_reports.c.at >= first,
                         incident_reports.c.kind.in_(REPORT_KINDS),
                         incident_reports.c.sender_id.not_in(_held_by_active()),
@@ -665,6 +683,25 @@ class IncidentBoard:
             "minutes_to_post": _average([m for m in (i["minutes_to_post"] for i in closed) if m is not None]),
             "seconds_to_all_told": _average([s for s in (i["seconds_to_all_told"] for i in closed) if s is not None]),
         }
+
+
+async def _evidence_answers(conn, evidence: Dict[str, Any]) -> List[str]:  # noqa: ANN001
+    """The latest distinct answers (masked) of a proposal's reports: what merchants said."""
+    prefix, _, value = str(evidence["key"]).partition(":")
+    column = {p: c for c, p, _ in PROPOSAL_GROUPS}.get(prefix)
+    if column is None:
+        return []
+    rows = await conn.execute(
+        sa.select(incident_reports.c.answer)
+        .where(
+            incident_reports.c[column] == value,
+            incident_reports.c.answer.is_not(None),
+            incident_reports.c.at >= aware(datetime.fromisoformat(evidence["first_report_at"])),
+        )
+        .order_by(incident_reports.c.at.desc(), incident_reports.c.id.desc())
+        .limit(EVIDENCE_ANSWERS * 10)
+    )
+    return list(dict.fromkeys(row[0] for row in rows))[:EVIDENCE_ANSWERS]
 
 
 def _held_by_active() -> sa.Select:

@@ -113,7 +113,8 @@ incidents = sa.Table(
     sa.Column("close_note", sa.Text),
     # The incident case (ticket INC-…) that stands for every linked merchant.
     sa.Column("escalation_id", sa.Integer, sa.ForeignKey("escalations.id", ondelete="SET NULL")),
-    # A proposal's evidence: which scope value ("region:4403"), how many merchants, when.
+    # A proposal's evidence: which scope value ("regions:4403") or answer key
+    # ("answers:连接主机超时"), how many merchants, when.
     sa.Column("proposal_key", sa.String(128)),
     sa.Column("report_count", sa.Integer),
     sa.Column("first_report_at", sa.DateTime(timezone=True)),
@@ -174,6 +175,10 @@ incident_reports = sa.Table(
     sa.Column("merchant_id", sa.String(32)),
     sa.Column("answer", sa.Text),
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    # The server-status answer's key (support_desk/answer_keys.py): similar answers
+    # propose an incident whatever the region, model or channel.
+    sa.Column("answer_key", sa.String(64)),
+    sa.Index("ix_incident_reports_answer_key_at", "answer_key", "at"),
 )
 
 # Who did what among the operators' actions (post, confirm, dismiss, close an incident).

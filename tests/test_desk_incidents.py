@@ -77,6 +77,31 @@ async def test_reports_past_the_threshold_make_one_proposal_with_its_evidence(bo
     assert await board.list() == []  # proposals are not told to merchants
 
 
+async def test_similar_server_status_answers_from_anywhere_make_one_proposal(board):
+    # Four shops in four regions, on their own channels: no region, model or channel
+    # crosses the threshold, but they all saw the same message after the server step.
+    said = ["还是不行，屏幕显示连接主机超时 10:05", "显示：连接主机超时", "连接主机超时！！", "我的pos机还是显示 连接主机超时了"]
+    for n, (region, answer) in enumerate(zip(["31", "11", "33"], said[:3])):
+        failed = Report(sender_id=f"s{n}", channel=f"rest-{n}", language="zh", kind="server_status_failed", region=region, answer=answer)
+        assert await board.report(failed, 3, 10) == []
+    # Filler alone, or the same words in a plain report, are no evidence of the message.
+    assert (
+        await board.report(Report(sender_id="f", channel="rest-f", language="zh", kind="server_status_failed", answer="还是不行"), 3, 10)
+        == []
+    )
+    assert await board.report(Report(sender_id="r", channel="rest-r", language="zh", kind="reported", answer=said[0]), 3, 10) == []
+    fourth = Report(sender_id="s3", channel="rest-3", language="en", kind="server_status_failed", region="44", answer=said[3])
+    [proposal_id] = await board.report(fourth, 3, 10)
+    proposal = await board.get(proposal_id)
+    assert proposal["evidence"]["key"] == "answers:连接主机超时" and proposal["evidence"]["count"] == 4
+    assert proposal["scope"] == {d: [] for d in proposal["scope"]}  # everyone, until the operator says where
+    assert proposal["evidence"]["answers"] == list(reversed(said))  # newest first, as they said it
+    # Confirmed for two regions: the reporters there are linked, and no other proposal is left.
+    confirmed = await board.confirm(proposal_id, text(scope={"regions": ["31", "44"]}), "zhao", 3)
+    assert confirmed["status"] == "active" and confirmed["merchants"] == 2
+    assert await board.proposals() == []
+
+
 async def test_confirming_links_those_reporting_and_stops_proposing(board):
     for sender in ("a", "b", "c"):
         [proposal_id] = (await board.report(report(sender, model="pax_a920", region=None), 2, 10)) or [None]

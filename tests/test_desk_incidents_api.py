@@ -234,6 +234,52 @@ async def test_reports_raise_a_proposal_shown_on_the_queue_for_an_operator(clien
     assert "zhao · incident.confirm" in trail
 
 
+async def test_similar_server_status_answers_propose_an_incident_the_operator_scopes(client, rasa):
+    threshold = client.app[SETTINGS].incident_threshold
+    regions = ["11", "31", "4403", "3301", "5101"]
+    for n in range(threshold + 1):
+        said = f"还是不行，屏幕显示 <b>连接主机超时</b> 10:{n:02d} 4111111111111111" if n % 2 else "Still no. Screen says HOST TIMEOUT"
+        answer = await call(
+            client,
+            "POST",
+            "/api/incidents/reports",
+            # One channel each and five regions: only the answers group the reports.
+            {"sender_id": f"shop-{n}", "channel": f"rest-{n}", "kind": "server_status_failed", "region": regions[n % 5], "answer": said},
+            status=202,
+        )
+        assert answer["proposals"] == []  # "连接主机超时" and "host timeout" are two messages
+    # The Chinese message is short of the threshold until more merchants see it.
+    for n in range(threshold + 1, 2 * threshold - 8):
+        body = {"sender_id": f"shop-{n}", "channel": f"rest-{n}", "kind": "server_status_failed", "answer": "显示连接主机超时"}
+        answer = await call(client, "POST", "/api/incidents/reports", body, status=202)
+    [proposal_id] = answer["proposals"]
+    shown = await call(client, "GET", f"/api/incidents/{proposal_id}")
+    assert shown["evidence"]["key"] == "answers:连接主机超时"
+    assert shown["evidence"]["answers"][0] == "显示连接主机超时" and len(shown["evidence"]["answers"]) == 5
+    assert all("4111111111111111" not in said for said in shown["evidence"]["answers"])
+    await login(client)
+    page = await (await client.get(f"/console/incidents/{proposal_id}")).text()
+    listed = re.search(r'<ul id="evidence-answers">(.*?)</ul>', page, re.S).group(1)
+    assert "&lt;b&gt;" in listed and "<b>" not in listed  # the merchants' words as text
+    # Everyone until the operator says where: the confirm form asks for the region.
+    form = re.search(r'<form[^>]*id="confirm-form">(.*?)</form>', page, re.S).group(1)
+    assert 'name="region" value="all"' in form and 'type="hidden" name="region"' not in form
+    confirm = await client.post(
+        f"/console/incidents/{proposal_id}/confirm",
+        data={
+            "csrf": csrf_of(page),
+            "region": "4403",
+            "message_zh": "深圳网关故障",
+            "message_en": "Shenzhen gateway down",
+            "timezone": "UTC",
+        },
+    )
+    assert confirm.status == 200
+    shown = await call(client, "GET", f"/api/incidents/{proposal_id}")
+    assert shown["status"] == "active" and shown["scope"]["regions"] == ["4403"]
+    assert shown["merchants"] == sum(1 for n in range(threshold + 1) if n % 5 == 2)
+
+
 async def test_only_operators_post_confirm_and_close(tmp_path, rasa):
     async with console_client(tmp_path / "desk.db", rasa.url, agent="li", role="agent") as client:
         incident = await call(client, "POST", "/api/incidents", INCIDENT, status=201)
