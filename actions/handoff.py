@@ -29,7 +29,7 @@ from actions.patterns import find
 from actions.settings import current_settings
 from common.hours import expected_reply_by
 from common.privacy import mask_card_numbers
-from common.tickets import new_ticket
+from common.tickets import INCIDENT_TICKET_PREFIX, new_ticket
 from common.transcript_text import readable_messages
 
 UNKNOWN = "unknown"
@@ -214,7 +214,11 @@ def incident_linked(dispatcher: CollectingDispatcher, tracker: Tracker, linked: 
 
 
 class ActionTicketStatus(Action):
-    """Answers from the desk, by ticket number or for this conversation."""
+    """Answers from the desk, by ticket number or for this conversation.
+
+    A merchant linked to an outage holds its shared case (``INC-…``, the ``incident_ticket``
+    slot): while it is open they hear that the outage is not over and that they will be told
+    here, not that an agent is about to answer them."""
 
     def name(self) -> Text:
         """Name of the action in the domain."""
@@ -223,7 +227,7 @@ class ActionTicketStatus(Action):
     async def run(self, dispatcher: CollectingDispatcher, tracker: Tracker, domain: DomainDict) -> List[EventType]:
         """Look the ticket up and say where it stands."""
         settings = current_settings()
-        ticket = next(tracker.get_latest_entity_values("ticket"), None) or tracker.get_slot("ticket")
+        ticket = next(tracker.get_latest_entity_values("ticket"), None) or tracker.get_slot("ticket") or tracker.get_slot("incident_ticket")
         queued = [
             p
             for p in shared_outbox(settings.outbox_file).pending()
@@ -250,6 +254,9 @@ class ActionTicketStatus(Action):
             dispatcher.utter_message(response="utter_ticket_not_found")
             return []
         case = found[0]
+        if case["ticket"].startswith(INCIDENT_TICKET_PREFIX) and case["status"] != "resolved":
+            dispatcher.utter_message(response="utter_ticket_status_incident", ticket=case["ticket"])
+            return [SlotSet("incident_ticket", case["ticket"])]
         dispatcher.utter_message(
             response=STATUS_RESPONSES[case["status"]],
             ticket=case["ticket"],

@@ -9,6 +9,20 @@ import secrets
 _TICKET_ALPHABET = "23456789ABCDEFGHJKMNPQRSTVWXYZ"
 
 
+TICKET_PREFIX = "PX-"
+# An outage's shared case: every merchant linked to the incident holds this one.
+INCIDENT_TICKET_PREFIX = "INC-"
+
+
+def _code() -> str:
+    return "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(6))
+
+
 def new_ticket() -> str:
     """A human-readable ticket number such as ``PX-7K2Q9M``."""
-    return "PX-" + "".join(secrets.choice(_TICKET_ALPHABET) for _ in range(6))
+    return TICKET_PREFIX + _code()
+
+
+def new_incident_ticket() -> str:
+    """The ticket of an incident's case, such as ``INC-7K2Q9M``."""
+    return INCIDENT_TICKET_PREFIX + _code()

@@ -38,7 +38,7 @@ from support_desk.history import case_history, ordinal, repeat_counts
 from common.hours import BusinessHours, business_minutes_between
 from common.privacy import mask_phone
 from support_desk.queue_filters import parse_queue_filters
-from support_desk.store import Conflict, NotFound, utcnow, wecom_agent
+from support_desk.store import Conflict, NotFound, incident_id_of, utcnow, wecom_agent
 from support_desk.validation import Invalid, optional_text, required_text
 
 HERE = Path(__file__).parent
@@ -354,7 +354,11 @@ def with_delivery_text(case: Dict[str, Any], t: Dict[str, str]) -> List[Dict[str
 
 def platform_text(case: Dict[str, Any], t: Dict[str, str]) -> Dict[str, str]:
     """What the case page says about the WeCom session: the pool, or the WeCom agent who
-    answers in the WeCom client (then ``reply_blocked`` replaces the reply box)."""
+    answers in the WeCom client (then ``reply_blocked`` replaces the reply box); for an
+    outage's shared case, that its merchants are told from the incident's page."""
+    incident = incident_id_of(case)
+    if incident is not None:
+        return {"session": "", "reply_blocked": t["reply_incident"].format(ticket=case["ticket"]), "incident": str(incident)}
     in_wecom = wecom_agent(case)
     if in_wecom is not None:
         return {"session": t["wecom_agent"].format(agent=in_wecom), "reply_blocked": t["reply_in_wecom"].format(agent=in_wecom)}

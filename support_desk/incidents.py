@@ -22,11 +22,11 @@ import sqlalchemy as sa
 
 from common import incident_scope
 from common.privacy import mask_card_numbers
-from common.tickets import new_ticket
+from common.tickets import new_incident_ticket
 from support_desk.answer_keys import answer_key
 from support_desk.incident_input import DIMENSIONS, IncidentText
 from support_desk.schema import audit_log, escalations, incident_merchants, incident_reports, incidents, messages
-from support_desk.store import Conflict, DeskStore, NotFound, aware, iso, to_utc, utcnow
+from support_desk.store import INCIDENT_CHANNEL, Conflict, DeskStore, NotFound, aware, iso, to_utc, utcnow
 
 REPORT_KINDS = ("reported", "server_status_failed")
 # The kind of a notice's row in messages: not among the store's SENT_KINDS, so the
@@ -598,9 +598,9 @@ class IncidentBoard:
         case_id = (
             await conn.execute(
                 escalations.insert().values(
-                    ticket="INC-" + new_ticket().split("-", 1)[1],
-                    sender_id=f"incident:{incident_id}",
-                    channel="incident",
+                    ticket=new_incident_ticket(),
+                    sender_id=f"{INCIDENT_CHANNEL}:{incident_id}",
+                    channel=INCIDENT_CHANNEL,
                     language="zh",
                     status="open",
                     priority="high",

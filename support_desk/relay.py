@@ -20,7 +20,7 @@ from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 from support_desk.rasa_client import RasaClient, RasaUnavailable
-from support_desk.store import DeskStore, aware
+from support_desk.store import DeskStore, aware, incident_id_of
 from common.transcript_text import readable_messages
 
 logger = logging.getLogger(__name__)
@@ -106,6 +106,8 @@ class RasaRelay:
         be read again after it is resolved, and a message written just before the
         resolution is still copied in.
         """
+        if incident_id_of(escalation) is not None:
+            return 0  # an outage's shared case: no conversation behind it
         try:
             events = await self.rasa.tracker_events(escalation["sender_id"])
         except RasaUnavailable as error:

@@ -39,6 +39,10 @@ REPORTING_CHANNELS = ("wecom_kf", "wechat")
 WECOM_AGENT_PREFIX = "wecom:"
 # The category of a case handed back to the bot without an agent's answer.
 RETURNED_TO_BOT = "returned_to_bot"
+# The channel of an outage's shared case (ticket INC-…, sender "incident:<id>"): no
+# merchant's conversation is behind it, so nothing is sent on it; its merchants are told
+# when the incident closes (support_desk.incidents).
+INCIDENT_CHANNEL = "incident"
 
 
 def utcnow() -> datetime:
@@ -257,7 +261,7 @@ class DeskStore:
                     status="claimed", claimed_by=agent, updated_at=now, **({} if current["claimed_by"] == agent else {"claimed_at": now})
                 )
             )
-            if joined_text and current["claimed_by"] != agent:
+            if joined_text and current["claimed_by"] != agent and current["channel"] != INCIDENT_CHANNEL:
                 await conn.execute(
                     messages.insert().values(escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now)
                 )
@@ -275,6 +279,7 @@ class DeskStore:
             in_wecom = wecom_agent(current)
             if in_wecom is not None:
                 raise Conflict(f"the case is handled in the WeCom client by {in_wecom}: the agent answers there")
+            _not_an_incident_case(current, "replies reach its merchants")
             message_id = (
                 await conn.execute(
                     messages.insert().values(
@@ -318,6 +323,7 @@ class DeskStore:
             current = await self.read_case(conn, escalation_id)
             if current["status"] == "resolved":
                 raise Conflict("escalation is already resolved")
+            _not_an_incident_case(current, "it resolves")
             await conn.execute(
                 escalations.update()
                 .where(escalations.c.id == escalation_id)
@@ -398,7 +404,7 @@ class DeskStore:
             await conn.execute(
                 escalations.update().where(escalations.c.id == escalation_id).values(claimed_by=to_agent, claimed_at=now, updated_at=now)
             )
-            if joined_text:
+            if joined_text and current["channel"] != INCIDENT_CHANNEL:
                 await conn.execute(
                     messages.insert().values(escalation_id=escalation_id, role="bot", kind="notice", text=joined_text, at=now)
                 )
@@ -786,6 +792,21 @@ def _holds(case: Dict[str, Any], agent: Optional[str]) -> None:
         raise Conflict(f"escalation is {case['status']}, not claimed")
     if agent is not None and case["claimed_by"] != agent:
         raise Conflict(f"escalation is claimed by {case['claimed_by']}")
+
+
+def incident_id_of(case: Dict[str, Any]) -> Optional[int]:
+    """The incident whose shared case this is, else None."""
+    if case.get("channel") != INCIDENT_CHANNEL:
+        return None
+    return int(str(case["sender_id"]).partition(":")[2])
+
+
+def _not_an_incident_case(case: Dict[str, Any], what: str) -> None:
+    incident = incident_id_of(case)
+    if incident is not None:
+        raise Conflict(
+            f"{case['ticket']} is the shared case of incident {incident}: {what} when the incident closes (/console/incidents/{incident})"
+        )
 
 
 def wecom_agent(case: Dict[str, Any]) -> Optional[str]:

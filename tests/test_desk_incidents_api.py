@@ -155,6 +155,26 @@ async def test_closing_tells_each_merchant_once_in_their_language(client, rasa):
     assert case["status"] == "resolved" and case["resolution_note"] == "gateway back"
 
 
+async def test_the_shared_case_sends_nothing_and_points_to_the_incident(client, rasa):
+    incident = await call(client, "POST", "/api/incidents", INCIDENT, status=201)
+    case_url = f"/api/escalations/{incident['escalation_id']}"
+    # No merchant's conversation is behind it: a reply or a resolve would tell nobody.
+    refused = await call(client, "POST", f"{case_url}/reply", {"text": "on it", "agent": "zhao"}, status=409)
+    assert incident["ticket"] in refused["error"] and f"/console/incidents/{incident['id']}" in refused["error"]
+    await call(client, "POST", f"{case_url}/resolve", {"note": "done", "category": "server"}, status=409)
+    await call(client, "POST", f"{case_url}/handback", {"note": "bot"}, status=409)
+    claimed = await call(client, "POST", f"{case_url}/claim", {"agent": "zhao"})
+    assert claimed["status"] == "claimed" and claimed["transcript"] == []  # no "agent joined" to nobody
+    assert rasa.events == {}  # nothing appended to any conversation
+    await login(client)
+    page = await (await client.get(f"/console/cases/{incident['escalation_id']}")).text()
+    assert 'id="reply-form"' not in page and 'id="resolve"' not in page and 'id="handback"' not in page
+    assert f'href="/console/incidents/{incident["id"]}"' in page and "统一处理单" in page
+    closed = await call(client, "POST", f"/api/incidents/{incident['id']}/close", {"note": "back"})
+    assert closed["status"] == "resolved"
+    assert (await call(client, "GET", case_url))["status"] == "resolved"
+
+
 class LosingRasa(RasaDouble):
     """Rasa that stores the events but whose answer never arrives (503 after storing)."""
 

@@ -242,6 +242,29 @@ async def test_ticket_status_by_number_and_by_conversation(make_tracker, dispatc
     assert dispatcher.messages[0]["ticket"] == ticket
 
 
+async def test_the_outage_case_ticket_says_the_outage_is_on_until_it_closes(make_tracker, dispatcher, domain, use_desk, tmp_path):
+    from support_desk.incident_api import BOARD
+    from support_desk.incident_input import IncidentText, parse_scope
+
+    async with Desk(tmp_path) as desk:
+        settings = use_desk(desk.url)
+        board = desk.app[BOARD]
+        incident = await board.post(IncidentText(parse_scope(None), "网关故障", "Gateway down", None, None), "ops", 10)
+        linked = await DeskClient(settings).link_incident(
+            incident["id"], {"sender_id": "default", "channel": "rest", "language": "zh", "wants_person": True}
+        )
+        ticket = linked["ticket"]
+        assert ticket.startswith("INC-")
+        # Asked by its number, or as "my ticket" by a merchant holding it: the outage is on.
+        by_number = make_tracker(entities=[{"entity": "ticket", "value": ticket.lower()}])
+        assert await ActionTicketStatus().run(dispatcher, by_number, domain) == [SlotSet("incident_ticket", ticket)]
+        await ActionTicketStatus().run(dispatcher, make_tracker(slots={"incident_ticket": ticket}), domain)
+        await board.close(incident["id"], "网关已恢复", "ops", {"zh": "已恢复", "en": "It is back"})
+        await ActionTicketStatus().run(dispatcher, make_tracker(slots={"incident_ticket": ticket}), domain)
+    assert responses(dispatcher) == ["utter_ticket_status_incident", "utter_ticket_status_incident", "utter_ticket_status_resolved"]
+    assert dispatcher.messages[0]["ticket"] == ticket and dispatcher.messages[2]["note"] == "网关已恢复"
+
+
 async def test_ticket_status_when_the_desk_is_away(make_tracker, dispatcher, domain, use_desk, unused_tcp_port):
     use_desk(f"http://127.0.0.1:{unused_tcp_port}")
     await ActionTicketStatus().run(dispatcher, make_tracker(), domain)
