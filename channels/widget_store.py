@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 import time
 from pathlib import Path
 from typing import Optional, Protocol
@@ -29,22 +30,41 @@ class DeliveryStore(Protocol):
         """Move the session's mark to ``until`` unless it is already later."""
 
 
+OPEN_TIMEOUT_SECONDS = 30.0
+WAL_ATTEMPTS = 20
+
+
 class SQLiteDeliveryStore:
     """The marks in a SQLite file (created with its folder on first use)."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
         self._connection: Optional[sqlite3.Connection] = None
+        # The first confirmations arrive together on the default executor's threads.
+        self._opening = threading.Lock()
 
     def _db(self) -> sqlite3.Connection:
-        if self._connection is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute("CREATE TABLE IF NOT EXISTS widget_delivered (session TEXT PRIMARY KEY, until REAL NOT NULL)")
-            connection.execute("DELETE FROM widget_delivered WHERE until < ?", (time.time() - KEEP_SECONDS,))
-            self._connection = connection
+        with self._opening:
+            if self._connection is None:
+                self._connection = self._open()
         return self._connection
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        connection = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None, timeout=OPEN_TIMEOUT_SECONDS)
+        # Switching to WAL takes the file exclusively and, while another process (the
+        # other Rasa) opens it at the same moment, fails at once instead of waiting.
+        for attempt in range(WAL_ATTEMPTS):
+            try:
+                connection.execute("PRAGMA journal_mode=WAL")
+                break
+            except sqlite3.OperationalError:
+                if attempt == WAL_ATTEMPTS - 1:
+                    raise
+                time.sleep(0.05 * (attempt + 1))
+        connection.execute("CREATE TABLE IF NOT EXISTS widget_delivered (session TEXT PRIMARY KEY, until REAL NOT NULL)")
+        connection.execute("DELETE FROM widget_delivered WHERE until < ?", (time.time() - KEEP_SECONDS,))
+        return connection
 
     def _read(self, session: str) -> Optional[float]:
         row = self._db().execute("SELECT until FROM widget_delivered WHERE session = ?", (session,)).fetchone()
