@@ -41,6 +41,8 @@ PROPOSAL_GROUPS: Tuple[Tuple[str, str, Optional[str]], ...] = (
     ("channel", "channels", "channels"),
     ("answer_key", "answers", None),
 )
+# A proposal key's prefix → the report column its group compares.
+GROUP_COLUMNS = {prefix: column for column, prefix, _ in PROPOSAL_GROUPS}
 # How many of the merchants' own words a proposal shows as evidence.
 EVIDENCE_ANSWERS = 5
 # Notice states that are still on their way.
@@ -392,7 +394,6 @@ class IncidentBoard:
         city's 21 and one shop elsewhere, and once the city's incident is confirmed the one
         shop is no outage of the widget. ``withdrawn`` (not ``dismissed``) so that new
         reports may propose it again."""
-        columns = {prefix: column for column, prefix, _ in PROPOSAL_GROUPS}
         proposals = await conn.execute(
             sa.select(incidents.c.id, incidents.c.proposal_key, incidents.c.first_report_at).where(
                 incidents.c.status == "proposed", incidents.c.id != incident_id
@@ -400,12 +401,12 @@ class IncidentBoard:
         )
         for proposal_id, key, first in proposals.all():
             prefix, _, value = str(key).partition(":")
-            if prefix not in columns:
+            if prefix not in GROUP_COLUMNS:
                 continue
             left = (
                 await conn.execute(
                     sa.select(sa.func.count(sa.distinct(incident_reports.c.sender_id))).where(
-                        incident_reports.c[columns[prefix]] == value,
+                        incident_reports.c[GROUP_COLUMNS[prefix]] == value,
                         incident_reports.c.at >= first,
                         incident_reports.c.kind.in_(REPORT_KINDS),
                         incident_reports.c.sender_id.not_in(_held_by_active()),
@@ -688,7 +689,7 @@ class IncidentBoard:
 async def _evidence_answers(conn, evidence: Dict[str, Any]) -> List[str]:  # noqa: ANN001
     """The latest distinct answers (masked) of a proposal's reports: what merchants said."""
     prefix, _, value = str(evidence["key"]).partition(":")
-    column = {p: c for c, p, _ in PROPOSAL_GROUPS}.get(prefix)
+    column = GROUP_COLUMNS.get(prefix)
     if column is None:
         return []
     rows = await conn.execute(

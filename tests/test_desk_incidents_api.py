@@ -212,6 +212,15 @@ async def test_rasa_down_or_losing_its_answer_still_tells_each_merchant_once(tmp
         await rasa.server.close()
 
 
+async def confirm_on_console(client, proposal_id, page, message_zh, message_en, **scope):
+    """Press the proposal page's confirm button with the operator's texts and scope."""
+    confirm = await client.post(
+        f"/console/incidents/{proposal_id}/confirm",
+        data={"csrf": csrf_of(page), "message_zh": message_zh, "message_en": message_en, "timezone": "Asia/Shanghai", **scope},
+    )
+    assert confirm.status == 200
+
+
 async def test_reports_raise_a_proposal_shown_on_the_queue_for_an_operator(client, rasa):
     threshold = client.app[SETTINGS].incident_threshold
     for n in range(threshold + 1):
@@ -236,17 +245,7 @@ async def test_reports_raise_a_proposal_shown_on_the_queue_for_an_operator(clien
     assert 'id="proposals"' in queue and "terminal_models:newland_n910" in queue
     page = await (await client.get(f"/console/incidents/{proposal_id}")).text()
     assert "21" in re.search(r'id="evidence">([^<]*)', page).group(1)
-    confirm = await client.post(
-        f"/console/incidents/{proposal_id}/confirm",
-        data={
-            "csrf": csrf_of(page),
-            "terminal_models": "newland_n910",
-            "message_zh": "新大陆 N910 批量故障",
-            "message_en": "Newland N910 outage",
-            "timezone": "Asia/Shanghai",
-        },
-    )
-    assert confirm.status == 200
+    await confirm_on_console(client, proposal_id, page, "新大陆 N910 批量故障", "Newland N910 outage", terminal_models="newland_n910")
     shown = await call(client, "GET", f"/api/incidents/{proposal_id}")
     assert shown["status"] == "active" and shown["merchants"] == threshold + 1
     assert 'id="proposals"' not in await (await client.get("/console")).text()
@@ -284,17 +283,7 @@ async def test_similar_server_status_answers_propose_an_incident_the_operator_sc
     # Everyone until the operator says where: the confirm form asks for the region.
     form = re.search(r'<form[^>]*id="confirm-form">(.*?)</form>', page, re.S).group(1)
     assert 'name="region" value="all"' in form and 'type="hidden" name="region"' not in form
-    confirm = await client.post(
-        f"/console/incidents/{proposal_id}/confirm",
-        data={
-            "csrf": csrf_of(page),
-            "region": "4403",
-            "message_zh": "深圳网关故障",
-            "message_en": "Shenzhen gateway down",
-            "timezone": "UTC",
-        },
-    )
-    assert confirm.status == 200
+    await confirm_on_console(client, proposal_id, page, "深圳网关故障", "Shenzhen gateway down", region="4403")
     shown = await call(client, "GET", f"/api/incidents/{proposal_id}")
     assert shown["status"] == "active" and shown["scope"]["regions"] == ["4403"]
     assert shown["merchants"] == sum(1 for n in range(threshold + 1) if n % 5 == 2)
