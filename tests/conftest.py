@@ -4,12 +4,16 @@ The fixtures that start processes, and the ``process`` marker, are in tests/harn
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import pytest
+from hypothesis import HealthCheck, settings as hypothesis_settings
 from rasa_sdk import Tracker
 from rasa_sdk.executor import CollectingDispatcher
+
+from tests.harness.examples import REPO_EXAMPLES
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -65,25 +69,24 @@ def make_tracker():
 
 
 # Property-based tests (hypothesis): the same examples on every run, bounded, no
-# example database in the working tree. HYPOTHESIS_PROFILE=explore searches wider.
-from hypothesis import HealthCheck, settings as hypothesis_settings  # noqa: E402
+# example database in the working tree. make test-fast tries fewer (the "fast" profile);
+# HYPOTHESIS_PROFILE=explore searches wider. Counts a test sets itself scale alike
+# (tests/harness/examples.py).
+_HEALTH = [HealthCheck.function_scoped_fixture, HealthCheck.too_slow]
+hypothesis_settings.register_profile(
+    "repo", derandomize=True, deadline=None, database=None, max_examples=REPO_EXAMPLES, suppress_health_check=_HEALTH
+)
+hypothesis_settings.register_profile(
+    "fast", derandomize=True, deadline=None, database=None, max_examples=REPO_EXAMPLES // 5, suppress_health_check=_HEALTH
+)
+hypothesis_settings.register_profile("explore", deadline=None, database=None, max_examples=2000, suppress_health_check=_HEALTH)
 
-hypothesis_settings.register_profile(
-    "repo",
-    derandomize=True,
-    deadline=None,
-    database=None,
-    max_examples=100,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-hypothesis_settings.register_profile(
-    "explore",
-    deadline=None,
-    database=None,
-    max_examples=2000,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
-hypothesis_settings.load_profile(__import__("os").environ.get("HYPOTHESIS_PROFILE", "repo"))
+
+def pytest_configure(config: pytest.Config) -> None:
+    """The hypothesis profile, before the test modules (and their ``examples()``) are imported:
+    HYPOTHESIS_PROFILE if set, else "fast" for the unit run (``-m "... not process"``), else "repo"."""
+    unit_run = "not process" in (config.getoption("markexpr") or "")
+    hypothesis_settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE") or ("fast" if unit_run else "repo"))
 
 
 @pytest.fixture(autouse=True, scope="session")

@@ -33,6 +33,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from nlu_components import count_vectors
 from nlu_components.count_vectors import DirectCountVectorsFeaturizer
 from rasa_server.replacements import ReplacementCheckError, Upstream
+from tests.harness.examples import examples
 
 upstream = CountVectorsFeaturizer._create_features
 ROOT = Path(__file__).resolve().parent.parent
@@ -98,7 +99,7 @@ def assert_same(expected: List[Any], actual: List[Any]) -> None:
 tokens = st.lists(st.one_of(st.sampled_from(WORDS), st.text(min_size=1, max_size=6)), max_size=8)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(messages=st.lists(tokens, min_size=1, max_size=4), name=st.sampled_from(sorted(CONFIGS)))
 def test_same_features_as_scikit_learn(featurizers, messages, name):
     featurizer = featurizers[name]

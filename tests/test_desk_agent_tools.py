@@ -19,7 +19,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from support_desk.accounts import create_agent
 from support_desk.api import STORE
 from support_desk.app import create_app
-from support_desk.db import create_engine, migrate
+from support_desk.db import create_engine
 from support_desk.store import Conflict, DeskStore, NewEscalation, utcnow
 from tests.harness.desk_app import AUTH, desk_settings
 
@@ -32,12 +32,12 @@ RATING_PAYLOADS = [f'/rate_agent{{"agent_rating": "{n}"}}' for n in (5, 4, 3, 2,
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request, tmp_path):
+async def store(request, tmp_path, desk_migrations):
     if request.param == "sqlite":
         url = f"sqlite:///{tmp_path / 'desk.db'}"
     else:
         url = request.getfixturevalue("postgres").create_database(f"tools_{next(_names)}")
-    migrate(url)
+    desk_migrations.migrate(url)
     engine = create_engine(url)
     yield DeskStore(engine)
     await engine.dispose()

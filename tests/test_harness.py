@@ -4,13 +4,17 @@ free of servers (tests/harness/)."""
 from __future__ import annotations
 
 import re
+import sqlite3
 import sys
 from pathlib import Path
 from typing import List
 
 import pytest
 
+import support_desk.accounts
+import support_desk.app
 from scripts.launch import command, procfile
+from support_desk.db import migrate
 from tests.harness.fixtures import pytest_collection_modifyitems, starts_a_server
 from tests.harness.processes import ROOT
 from tests.harness.stack import RASA_TOKEN
@@ -85,3 +89,22 @@ def test_no_test_module_imports_another_test_module():
         for path in (ROOT / "tests").rglob("*.py")
     }
     assert {path: lines for path, lines in found.items() if lines} == {}
+
+
+def test_a_desk_database_copied_from_the_template_is_what_migrate_writes(tmp_path, desk_migrations):
+    def dump(path: Path) -> List[str]:
+        with sqlite3.connect(path) as connection:
+            return list(connection.iterdump())
+
+    copied, migrated, existing = tmp_path / "copied.db", tmp_path / "migrated.db", tmp_path / "existing.db"
+    desk_migrations.migrate(f"sqlite:///{copied}")
+    migrate(f"sqlite:///{migrated}")
+    assert dump(copied) == dump(migrated)
+    assert any("alembic_version" in line for line in dump(copied))
+    # A file that is there already gets the real migrations (its data kept), not a copy.
+    with sqlite3.connect(existing) as connection:
+        connection.execute("CREATE TABLE kept (x)")
+    desk_migrations.migrate(f"sqlite:///{existing}")
+    assert set(dump(existing)) == set(dump(migrated)) | {"CREATE TABLE kept (x);"}
+    # The desk app and its create-agent command migrate through the template in-process.
+    assert support_desk.app.migrate == support_desk.accounts.migrate == desk_migrations.migrate

@@ -13,6 +13,7 @@ from rasa.utils.endpoints import EndpointConfig
 
 from rasa_server import json_bodies
 from tests.local_http import serve_locally
+from tests.harness.examples import examples
 
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers(-(2**70), 2**70) | st.floats(allow_nan=False) | st.text(),
@@ -21,7 +22,7 @@ json_values = st.recursive(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(json_values)
 def test_ujson_text_reads_back_as_what_json_writes(value):
     assert json.loads(ujson.dumps(value)) == json.loads(json.dumps(value))

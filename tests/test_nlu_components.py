@@ -166,6 +166,7 @@ def model_calls(tiny_pipeline, monkeypatch):
     return calls
 
 
+@pytest.mark.process  # trains the tiny selector (tests/harness/fixtures.py)
 @pytest.mark.parametrize("text, key", [("手续费多少", "faq/fees"), ("how do I apply for a terminal", "faq/apply")])
 def test_selector_predicts_for_the_retrieval_intent(tiny_pipeline, model_calls, text, key):
     message = featurized(tiny_pipeline, text, "faq")
@@ -182,6 +183,7 @@ def test_selector_predicts_for_the_retrieval_intent(tiny_pipeline, model_calls, 
     assert len(model_calls) == 1
 
 
+@pytest.mark.process  # trains the tiny selector (tests/harness/fixtures.py)
 @pytest.mark.parametrize("intent", ["start_diagnostics", "nlu_fallback", None])
 def test_other_intents_get_no_prediction_without_a_model_call(tiny_pipeline, model_calls, intent):
     message = featurized(tiny_pipeline, "手续费多少", intent)
@@ -191,6 +193,7 @@ def test_other_intents_get_no_prediction_without_a_model_call(tiny_pipeline, mod
     assert model_calls == []
 
 
+@pytest.mark.process  # trains the tiny selector (tests/harness/fixtures.py)
 def test_no_prediction_is_what_rasas_selector_writes_without_a_model_answer(tiny_pipeline, tmp_path):
     gated = tiny_pipeline[2]
     # Rasa's own selector with no trained model takes its "no output" path.

@@ -30,6 +30,7 @@ from channels.wecom import CallbackCrypto, CallbackError, WeComInput, parse_call
 from common.privacy import luhn_valid, mask_card_numbers
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 from tests.wecom_protocol import DOC_AES_KEY, DOC_CORP_ID, DOC_TOKEN, callback, encrypt_bytes, sign, text_message
+from tests.harness.examples import examples
 
 NOW = 1764036000
 SEPARATORS = ["", " ", "-", "\u3000", "\uff0d"]  # none, space, dash, full-width space and dash
@@ -312,7 +313,7 @@ texts = st.one_of(
 )
 
 
-@settings(max_examples=60)
+@settings(max_examples=examples(60))
 @given(text=texts)
 def test_every_message_reaches_rasa_clean_masked_and_bounded_or_gets_one_polite_answer(text):
     received, answers = deliver(text)

@@ -121,6 +121,7 @@ def test_bad_event_bodies_fail_with_upstreams_error(body):
     assert "Failed to validate the events format" in our_error.value.error_info["message"]
 
 
+@pytest.mark.process  # a fresh interpreter of the launcher (tests/harness/fixtures.py)
 def test_the_launcher_is_rasas_cli():
     done = subprocess.run([sys.executable, "-m", "rasa_server", "--version"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr

@@ -67,6 +67,7 @@ def test_every_module_with_an_install_is_in_the_table_and_nothing_else():
     assert installing == {row.module for row in REPLACEMENTS}
 
 
+@pytest.mark.process  # a fresh interpreter (tests/harness/fixtures.py)
 def test_install_all_replaces_exactly_the_tables_rasa_attributes_in_a_fresh_process():
     """Every attribute of a Rasa module or class that ``install_all`` changes is a row's
     ``replaces``, every row's is changed, and each module kept upstream's own object."""
@@ -202,12 +203,14 @@ def test_a_rasa_dependency_without_one_exact_pin_is_an_error(monkeypatch, requir
 # --- the launcher ---------------------------------------------------------------------------
 
 
+@pytest.mark.process  # a fresh interpreter of the launcher (tests/harness/fixtures.py)
 def test_the_launcher_starts_rasas_cli():
     done = subprocess.run([sys.executable, "-m", "rasa_server", "--help"], cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert done.stdout.startswith("usage: rasa")
 
 
+@pytest.mark.process  # a fresh interpreter of the launcher (tests/harness/fixtures.py)
 def test_the_launcher_refuses_to_start_on_a_changed_upstream_source():
     done = _python("""
 import dataclasses, runpy, sys

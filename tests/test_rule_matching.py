@@ -29,6 +29,7 @@ from policies import rule_policy
 from policies.rule_policy import IndexedRulePolicy
 from rasa_server.replacements import ReplacementCheckError, Upstream
 from tests.trained_model import story_turns
+from tests.harness.examples import examples
 
 upstream = RulePolicy._get_possible_keys
 ROOT = Path(__file__).resolve().parent.parent
@@ -82,7 +83,7 @@ def policy(tmp_path_factory) -> IndexedRulePolicy:
     return build(tmp_path_factory.mktemp("rule-policy"))
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(400), deadline=None)
 @given(rules=st.lists(st.lists(state, max_size=4), max_size=30), conversations=st.lists(conversation, min_size=1, max_size=5))
 def test_same_keys_as_upstream(policy, rules, conversations):
     lookup = {key_for(rule): f"action_{number}" for number, rule in enumerate(rules)}

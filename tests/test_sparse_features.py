@@ -12,6 +12,7 @@ from rasa.shared.nlu.training_data.message import Message
 
 from rasa_server import sparse_features
 from rasa_server.sparse_features import combine_sparse_features, hstack_coo
+from tests.harness.examples import examples
 
 
 @st.composite
@@ -45,7 +46,7 @@ def same_matrix(ours: scipy.sparse.coo_matrix, theirs: scipy.sparse.spmatrix) ->
         assert np.array_equal(mine, upstream), field
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(coo_pairs())
 def test_hstack_coo_is_scipy_hstack(pair):
     left, right = pair

@@ -37,6 +37,7 @@ from rasa.shared.core.trackers import DialogueStateTracker, EventVerbosity
 
 from rasa_server import tracker_copy
 from rasa_server.tracker_copy import copy_tracker
+from tests.harness.examples import examples
 
 DOMAIN = Domain.load("domain")
 SLOTS = [slot.name for slot in DOMAIN.slots]
@@ -113,7 +114,7 @@ def state(tracker: DialogueStateTracker) -> Dict[str, Any]:
     }
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(st.lists(events, max_size=25), st.lists(events, max_size=6), st.booleans())
 def test_the_copy_is_upstreams_copy(history, later, rule_tracker):
     original = DialogueStateTracker("merchant", DOMAIN.slots, is_rule_tracker=rule_tracker)

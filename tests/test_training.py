@@ -24,6 +24,7 @@ from rasa.utils.tensorflow.data_generator import RasaDataGenerator
 from rasa.utils.tensorflow.model_data import FeatureArray, RasaModelData
 
 from rasa_server import training
+from tests.harness.examples import examples
 
 # A small bot whose training needs no TensorFlow: the trainer and its hooks are under test.
 FILES = {
@@ -108,6 +109,7 @@ async def parses(model: Path) -> List[Dict]:
     return found
 
 
+@pytest.mark.process  # trains a model (tests/harness/fixtures.py)
 async def test_a_forced_training_caches_nothing_and_trains_the_same_model(project, monkeypatch):
     upstream = train_into(project, "upstream", True, monkeypatch)
     assert cached_entries(project, "upstream") > 0  # what the fix leaves out
@@ -118,12 +120,14 @@ async def test_a_forced_training_caches_nothing_and_trains_the_same_model(projec
     assert await parses(ours) == await parses(upstream)
 
 
+@pytest.mark.process  # trains a model (tests/harness/fixtures.py)
 def test_an_unforced_training_keeps_rasas_cache(project, monkeypatch):
     training.install()
     train_into(project, "unforced", False, monkeypatch)
     assert cached_entries(project, "unforced") > 0
 
 
+@pytest.mark.process  # trains a model (tests/harness/fixtures.py)
 def test_the_cache_hook_is_put_back_when_training_fails(project, monkeypatch):
     training.install()
     (project / "config.yml").write_text(FILES["config.yml"].replace("RulePolicy", "NoSuchPolicy"))
@@ -161,7 +165,7 @@ def same_arrays(ours: List[np.ndarray], upstream: List[np.ndarray]) -> None:
         assert np.array_equal(mine, theirs)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(sparse_batches())
 def test_batch_values_are_upstreams(batch):
     same_arrays(training.batch_values(batch), training._UPSTREAM_TO_VALUES(batch))
@@ -197,7 +201,7 @@ def sparse_matrices(draw):
     return draw(st.sampled_from([matrix, matrix.tocsr()]))
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(sparse_matrices())
 def test_sparse_matrix_text_is_upstreams(matrix):
     assert training.sparse_matrix_text(matrix) == training._UPSTREAM_TO_STRING(matrix)

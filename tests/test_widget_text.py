@@ -16,6 +16,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from channels.widget_text import widget_markdown, widget_parts
+from tests.harness.examples import examples
 
 ROOT = Path(__file__).resolve().parent.parent
 RENDERER = ROOT / "tests" / "render_markdown.js"
@@ -83,7 +84,7 @@ part_text = st.text(
 ).filter(lambda t: t.strip() and not re.search(r"\n[ \t]*\n", t.strip("\n")))
 
 
-@settings(max_examples=25, deadline=None)  # 1000 texts, one node run per example
+@settings(max_examples=examples(25), deadline=None)  # 1000 texts, one node run per example
 @given(st.lists(part_text, min_size=40, max_size=40))
 def test_any_text_renders_as_itself(texts):
     for text, markup in zip(texts, render([widget_markdown(t) for t in texts])):

@@ -3,7 +3,9 @@
 
 ``process`` is set on every test that starts a server process or needs the trained model:
 here, from the fixtures it uses (:data:`PROCESS_FIXTURES`); a module whose own fixtures
-start processes sets ``pytestmark = pytest.mark.process``. ``make test-fast`` runs the rest
+start processes sets ``pytestmark = pytest.mark.process``; a test that starts a fresh
+interpreter (``python -m rasa_server``, ``python -c``) or trains a model carries
+``@pytest.mark.process`` itself (seconds each, not a unit's cost). ``make test-fast`` runs the rest
 (``-m "not slow and not process"``); there, a test that starts one of the stack's servers
 anyway fails and says to mark it (:func:`refuse_servers`).
 """
@@ -20,7 +22,7 @@ from typing import Any, AsyncIterator, Iterator, List, Sequence
 import pytest
 from aiohttp.test_utils import TestServer
 
-from tests.harness.desk_app import RasaDouble, desk_settings
+from tests.harness.desk_app import MigrationTemplate, RasaDouble, desk_settings
 from tests.harness.processes import MODEL
 from tests.harness.stack import PlatformThread, Stack, wecom_credentials
 from tests.pg_server import PostgresServer
@@ -80,8 +82,28 @@ def refuse_servers(config: pytest.Config) -> None:
 
 def pytest_configure(config: pytest.Config) -> None:
     """Register the marker; guard the unit run."""
-    config.addinivalue_line("markers", "process: starts a server process or needs the trained model (make test-fast leaves these out)")
+    config.addinivalue_line(
+        "markers",
+        "process: starts a server or a fresh interpreter, trains a model or needs the trained one (make test-fast leaves these out)",
+    )
     refuse_servers(config)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def desk_migrations(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MigrationTemplate]:
+    """A new SQLite desk database is a copy of one migrated once (:class:`MigrationTemplate`),
+    in-process: where the desk app migrates on start-up and its ``create-agent`` command.
+    Hundreds of unit tests start a desk app on a fresh file; the migrations themselves are
+    tested on the real ``support_desk.db.migrate`` (test_desk_store, test_channel_store,
+    test_desk_pagination), and the desk processes the process tests start run them too."""
+    import support_desk.accounts
+    import support_desk.app
+
+    template = MigrationTemplate(tmp_path_factory.mktemp("desk-migrations"))
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(support_desk.app, "migrate", template.migrate)
+        patch.setattr(support_desk.accounts, "migrate", template.migrate)
+        yield template
 
 
 @pytest.fixture(scope="session")
@@ -112,12 +134,12 @@ def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture
-async def store(database_url: str) -> AsyncIterator[Any]:
+async def store(database_url: str, desk_migrations: MigrationTemplate) -> AsyncIterator[Any]:
     """The desk store on the migrated database."""
-    from support_desk.db import create_engine, migrate
+    from support_desk.db import create_engine
     from support_desk.store import DeskStore
 
-    migrate(database_url)
+    desk_migrations.migrate(database_url)
     engine = create_engine(database_url)
     yield DeskStore(engine)
     await engine.dispose()
