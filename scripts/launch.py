@@ -35,7 +35,8 @@ def command(name: str, **flags: str) -> List[str]:
     """The Procfile's ``name`` line as an argument list, with the given flags' values set.
 
     ``command("rasa", port="5123", credentials="/tmp/c.yml")`` sets ``--port`` and
-    ``--credentials`` (underscores become dashes); a flag the line lacks is an error, so a
+    ``--credentials`` (underscores become dashes), in either form the line writes
+    (``--port VALUE`` or ``--auth-token=VALUE``); a flag the line lacks is an error, so a
     test cannot start something production does not. The venv's python is this
     interpreter. A ``$VARIABLE`` left in the result (a value the caller must give) is an error.
     """
@@ -46,9 +47,14 @@ def command(name: str, **flags: str) -> List[str]:
     argv = [sys.executable if word == VENV_PYTHON else word for word in argv]
     for flag, value in flags.items():
         option = "--" + flag.replace("_", "-")
-        if option not in argv:
+        joined = [i for i, word in enumerate(argv) if word.startswith(option + "=")]
+        if joined:
+            # --auth-token=VALUE: a value that starts with "-" is not read as another option
+            argv[joined[0]] = f"{option}={value}"
+        elif option in argv:
+            argv[argv.index(option) + 1] = str(value)
+        else:
             raise ValueError(f"the Procfile's {name} line has no {option}")
-        argv[argv.index(option) + 1] = str(value)
     unexpanded = [word for word in argv if _UNEXPANDED.search(word)]
     if unexpanded:
         raise ValueError(f"give a value for {unexpanded} of the Procfile's {name} line")

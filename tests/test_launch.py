@@ -39,3 +39,15 @@ def test_a_value_left_to_the_environment_must_be_given():
         command("rasa", auth_token="t")
     with pytest.raises(KeyError):
         command("bench")
+
+
+def test_a_token_that_starts_with_a_dash_is_the_tokens_value_not_an_option():
+    """``--auth-token=VALUE`` (Procfile, compose, k8s): a token such as ``-wmx…`` reaches
+    Rasa's own argument parser as the token, where ``--auth-token -wmx…`` failed."""
+    from rasa.__main__ import create_argument_parser
+
+    argv = command("rasa", auth_token="-wmxvBvFMP0rENpHxlgobQ", port="5005")
+    assert "--auth-token=-wmxvBvFMP0rENpHxlgobQ" in argv
+    parsed = create_argument_parser().parse_args(argv[3:])
+    assert parsed.auth_token == "-wmxvBvFMP0rENpHxlgobQ"
+    assert parsed.port == 5005
