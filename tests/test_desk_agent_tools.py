@@ -8,7 +8,6 @@ the Rasa HTTP API double (tests/harness/desk_app.py).
 from __future__ import annotations
 
 import asyncio
-import itertools
 import re
 import time
 from dataclasses import replace
@@ -19,11 +18,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from support_desk.accounts import create_agent
 from support_desk.api import STORE
 from support_desk.app import create_app
-from support_desk.db import create_engine
-from support_desk.store import Conflict, DeskStore, NewEscalation, utcnow
+from support_desk.store import Conflict, NewEscalation, utcnow
 from tests.harness.desk_app import AUTH, desk_settings
 
-_names = itertools.count()
 MARKUP = '<script>alert("x")</script><b>bold</b>'
 RATING_PAYLOADS = [f'/rate_agent{{"agent_rating": "{n}"}}' for n in (5, 4, 3, 2, 1)]
 
@@ -31,16 +28,7 @@ RATING_PAYLOADS = [f'/rate_agent{{"agent_rating": "{n}"}}' for n in (5, 4, 3, 2,
 # --- store ------------------------------------------------------------------------------
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-async def store(request, tmp_path, desk_migrations):
-    if request.param == "sqlite":
-        url = f"sqlite:///{tmp_path / 'desk.db'}"
-    else:
-        url = request.getfixturevalue("postgres").create_database(f"tools_{next(_names)}")
-    desk_migrations.migrate(url)
-    engine = create_engine(url)
-    yield DeskStore(engine)
-    await engine.dispose()
+# ``store``: the desk store on SQLite and on PostgreSQL (tests/harness/fixtures.py).
 
 
 def new_case(**changes) -> NewEscalation:
