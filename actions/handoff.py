@@ -168,7 +168,8 @@ class ActionEscalate(Action):
             "priority": "high" if tracker.get_slot("diagnostics_outcome") == "unresolved" else "normal",
             "merchant_id": merchant_number(tracker),
             "terminal_serial": terminal_reference(tracker),
-            "error_code": "1000",
+            # The code the merchant named last (another code than 1000 is recorded as such).
+            "error_code": tracker.get_slot("error_code") or "1000",
             "contact": tracker.get_slot("contact"),
             "summary": tracker.get_slot("problem_summary"),
             "diagnostics": steps,

@@ -24,6 +24,7 @@ class Settings:
     status_timeout_seconds: float
     knowledge_file: Path
     labels_file: Path
+    error_codes_file: Path
     domain_dir: Path
     outbox_file: Path
     outbox_retry_seconds: float
@@ -59,6 +60,7 @@ def load_settings(path: Path = SETTINGS_FILE, environ: Mapping[str, str] = os.en
         status_timeout_seconds=float(pick("status_timeout_seconds") or 2.0),
         knowledge_file=project_path("knowledge_file"),
         labels_file=project_path("labels_file"),
+        error_codes_file=project_path("error_codes_file", default="data/knowledge/error_codes.yml"),
         domain_dir=project_path("domain_dir", default="domain"),
         outbox_file=project_path("outbox_file"),
         outbox_retry_seconds=float(pick("outbox_retry_seconds") or 10),

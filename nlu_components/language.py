@@ -15,16 +15,10 @@ from rasa.engine.graph import ExecutionContext, GraphComponent
 from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.engine.storage.resource import Resource
 from rasa.engine.storage.storage import ModelStorage
-from rasa.shared.nlu.constants import (
-    ENTITIES,
-    ENTITY_ATTRIBUTE_END,
-    ENTITY_ATTRIBUTE_START,
-    ENTITY_ATTRIBUTE_TYPE,
-    ENTITY_ATTRIBUTE_VALUE,
-    EXTRACTOR,
-    TEXT,
-)
+from rasa.shared.nlu.constants import TEXT
 from rasa.shared.nlu.training_data.message import Message
+
+from nlu_components.entities import add_entity
 
 # CJK Unified Ideographs and extension A; punctuation alone says nothing.
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
@@ -68,12 +62,5 @@ class LanguageDetector(GraphComponent):
             language = detect_language(text)
             if language is None:
                 continue
-            entity = {
-                ENTITY_ATTRIBUTE_TYPE: self.ENTITY,
-                ENTITY_ATTRIBUTE_VALUE: language,
-                ENTITY_ATTRIBUTE_START: 0,
-                ENTITY_ATTRIBUTE_END: len(text),
-                EXTRACTOR: self.__class__.__name__,
-            }
-            message.set(ENTITIES, message.get(ENTITIES, []) + [entity], add_to_output=True)
+            add_entity(message, self.ENTITY, language, 0, len(text), self.__class__.__name__)
         return messages

@@ -8,6 +8,9 @@ validation, then:
 * accepts "not used in any story or rule" for a response only when the action code, a
   policy of ``policies/`` or a form really uses it, and fails for any other unused response;
 * fails when the action code names a response the domain does not have;
+* accepts "not found in the NLU training data" for an intent that a registered NLU
+  component of ``config.yml`` sets by rule (``nlu_components.error_codes``) instead of DIET
+  learning it;
 * accepts the one duplicate-intent warning Rasa 3.6 always emits for a retrieval intent
   listed in the domain (``ResponsesSyncImporter`` merges the intent in a second time);
 * ignores the warnings Rasa itself marks as expected (``rasa.utils.common.EXPECTED_WARNINGS``);
@@ -29,6 +32,7 @@ from typing import Iterable, List, Set
 # variable or table first.
 RESPONSE_IN_CODE = re.compile(r"""["'](utter_[\w/]+)["']""")
 UNUSED = re.compile(r"The utterance '(utter_[\w/]+)' is not used in any story or rule\.")
+NO_EXAMPLES = re.compile(r"The intent '([\w/]+)' is listed in the domain file, but is not found in the NLU training data\.")
 RETRIEVAL_DUPLICATE = re.compile(r"The following duplicated intents have been found across multiple domain files: (.+)")
 
 
@@ -50,6 +54,15 @@ def main() -> int:
     from rasa.cli.utils import validate_files
     from rasa.shared.importers.importer import TrainingDataImporter
     from rasa.utils.common import EXPECTED_WARNINGS
+
+    from rasa.shared.utils.io import read_config_file
+
+    from nlu_components.error_codes import INTENT_NAME, OtherErrorCodeClassifier
+
+    # Intents a component of the pipeline sets by rule (only when the pipeline has it).
+    pipeline = {item.get("name") for item in read_config_file(args.config).get("pipeline") or []}
+    classifier = f"{OtherErrorCodeClassifier.__module__}.{OtherErrorCodeClassifier.__name__}"
+    component_intents = {INTENT_NAME} if classifier in pipeline else set()
 
     importer = TrainingDataImporter.load_from_config(args.config, args.domain, [args.data])
     problems: List[str] = []
@@ -76,6 +89,9 @@ def main() -> int:
             continue
         unused = UNUSED.search(message)
         if unused and unused.group(1) in used_outside_stories:
+            continue
+        no_examples = NO_EXAMPLES.search(message)
+        if no_examples and no_examples.group(1) in component_intents:
             continue
         duplicate = RETRIEVAL_DUPLICATE.search(message)
         if duplicate and {i.strip() for i in duplicate.group(1).split(",")} <= retrieval_intents:

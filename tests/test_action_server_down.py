@@ -34,6 +34,7 @@ from rasa_sdk.executor import CollectingDispatcher
 from actions import (
     agent_rating,
     diagnostics,
+    error_codes,
     fallback,
     feedback,
     handoff,
@@ -184,6 +185,10 @@ SCENARIOS = {
     "action_record_agent_rating": [dict(slots={"agent_rating": 5.0}, intent="rate_agent"), dict(text="", intent="rate_agent")],
     "action_check_incident": [dict(), dict(slots={"merchant_id": "898440312345678", "region": "other"})],
     "action_subscribe_incident": [dict(intent="subscribe_incident")],
+    "action_answer_other_code": [
+        dict(intent="other_error_code", entities=[{"entity": "error_code", "value": "1001"}]),
+        dict(intent="other_error_code"),
+    ],
     "action_finish_diagnostics": [
         dict(slots={"network_ok": True}),
         dict(slots={"server_status": "incident", "server_ok": False}),
@@ -208,6 +213,7 @@ async def test_a_custom_action_that_ran_always_leaves_something(name, case, make
         "action_record_agent_rating": agent_rating.ActionRecordAgentRating,
         "action_check_incident": incidents.ActionCheckIncident,
         "action_subscribe_incident": incident_links.ActionSubscribeIncident,
+        "action_answer_other_code": error_codes.ActionAnswerOtherCode,
     }
     dispatcher = CollectingDispatcher()
     events = await classes[name]().run(dispatcher, make_tracker(**case), domain)

@@ -289,6 +289,46 @@ async def test_low_confidence_offers_topics_then_listens(agent, variations):
     assert await chat.texts("今天天气怎么样") == [variations["utter_out_of_scope"]["zh"]]
 
 
+# --- another error code than 1000 -------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "text, intent, code",
+    [
+        ("pos机报错1001是什么意思", "other_error_code", "1001"),
+        ("报错E05怎么办", "other_error_code", "E05"),
+        ("what does error 1001 mean", "other_error_code", "1001"),
+        ("2023年买的A920今天报1000怎么办", "ask_how_to_fix", "1000"),
+        ("my 2023 PAX A920 shows error 1000, how do I fix it", "ask_how_to_fix", "1000"),
+    ],
+)
+async def test_another_code_is_told_apart_from_1000(agent, text, intent, code):
+    parsed = await agent.parse_message(text)
+    assert parsed["intent"]["name"] == intent
+    assert [e["value"] for e in parsed["entities"] if e["entity"] == "error_code"] == [code]
+
+
+async def test_another_code_is_named_back_then_a_person_records_it(agent, desk, variations):
+    chat = Chat(agent, "zh-other-code")
+    [answer] = await chat.say("pos机报错1001是什么意思")
+    assert starts_like(answer["text"], variations["utter_other_error_code"]["zh"])
+    assert "1001 和 1000 不是同一个错误码" in answer["text"] and "错误码1000一般表示" not in answer["text"]
+    assert [b["payload"] for b in answer["buttons"]] == ["/request_human"]
+    assert await chat.texts("/request_human") == [variations["utter_ask_merchant_ref"]["zh"]]
+    assert await chat.texts("商户号898310048160123") == [variations["utter_ask_contact"]["zh"]]
+    assert await chat.texts("13812345678") == [variations["utter_ask_problem_summary"]["zh"]]
+    await chat.texts("刷卡一直报1001")
+    [case] = desk.call("GET", f"/api/escalations?ticket={await chat.slot('ticket')}")["escalations"]
+    assert case["error_code"] == "1001"
+
+
+async def test_a_listed_code_is_answered_from_the_knowledge_data(agent, variations):
+    chat = Chat(agent, "en-listed-code")
+    [answer] = await chat.texts("my card machine says code 55, is it broken")
+    assert starts_like(answer, variations["utter_other_error_code_listed"]["en"])
+    assert "incorrect PIN" in answer and "Error 1000 usually means" not in answer
+
+
 # --- error 1000 comes back after a finished run ------------------------------------------
 
 

@@ -76,6 +76,16 @@ async def test_merchant_text_is_shown_as_text(client):
     assert "411111******1111" in page and "4111111111111111" not in page
 
 
+async def test_the_case_shows_the_error_code_the_merchant_named(client):
+    await login(client)
+    other = await case(client, error_code="1001")
+    page = await (await client.get(f"/console/cases/{other['id']}")).text()
+    assert '错误码: <span id="error-code">1001</span>' in page
+    unnamed = await case(client, ticket="PX-ABC235")
+    page = await (await client.get(f"/console/cases/{unnamed['id']}")).text()
+    assert '错误码: <span id="error-code">—</span>' in page
+
+
 async def test_claim_reply_resolve_from_the_case_page(client, rasa):
     await login(client)
     created = await case(client, channel="socketio")

@@ -190,6 +190,16 @@ async def test_escalation_reaches_the_desk_and_pauses_the_bot(make_tracker, disp
     assert Outbox(tmp_path / "outbox.sqlite").pending() == []
 
 
+async def test_the_case_records_the_code_the_merchant_named(make_tracker, dispatcher, domain, use_desk, tmp_path):
+    async with Desk(tmp_path) as desk:
+        use_desk(desk.url)
+        await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker, error_code="1001"), domain)
+        await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker), domain)
+        cases = await desk.escalations()
+    # Another code than 1000 is recorded as such; a conversation that named none is about 1000.
+    assert sorted(case["error_code"] for case in cases) == ["1000", "1001"]
+
+
 async def test_desk_down_keeps_the_escalation_and_delivers_it_once(make_tracker, dispatcher, domain, use_desk, tmp_path, unused_tcp_port):
     settings = use_desk(f"http://127.0.0.1:{unused_tcp_port}")
     events = await ActionEscalate().run(dispatcher, handoff_tracker(make_tracker), domain)
