@@ -47,6 +47,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from common.error_codes import canonical
+from nlu_components.chinese import fold
 from nlu_components.entities import add_entity
 
 INTENT_NAME = "other_error_code"
@@ -140,7 +141,8 @@ class OtherErrorCodeClassifier(GraphComponent):
         return messages
 
     def _process_one(self, message: Message) -> None:
-        text = message.get(TEXT) or ""
+        # Folded (報錯 → 报错, １００１ → 1001), same offsets as the merchant's text.
+        text = fold(message.get(TEXT) or "")
         codes = codes_named(text, self.not_codes)
         if not codes:
             return

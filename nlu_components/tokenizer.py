@@ -4,7 +4,9 @@ Rasa 3.6's ``JiebaTokenizer`` returns every whitespace run and punctuation mark 
 token (RasaHQ/rasa#7910): "terminal shows 1000" becomes ``terminal``, `` ``, ``shows``,
 …, so English messages get whitespace features and token offsets the featurizers do not
 expect. This subclass keeps the user-dictionary handling of the original and drops the
-tokens that carry no word.
+tokens that carry no word, and segments the text with traditional characters and
+full-width forms folded (``nlu_components.chinese.fold``): "刷卡機" is the word "刷卡机"
+the training data knows, at the same offsets in the merchant's own text.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from rasa.engine.recipes.default_recipe import DefaultV1Recipe
 from rasa.nlu.tokenizers.jieba_tokenizer import JiebaTokenizer
 from rasa.nlu.tokenizers.tokenizer import Token
 from rasa.shared.nlu.training_data.message import Message
+
+from nlu_components.chinese import fold
 
 
 def is_word(token_text: Text) -> bool:
@@ -35,11 +39,11 @@ class MixedJiebaTokenizer(JiebaTokenizer):
     """
 
     def tokenize(self, message: Message, attribute: Text) -> List[Token]:
-        """Tokenize with jieba and keep only tokens that contain a word character."""
+        """Tokenize the folded text with jieba and keep only tokens that contain a word character."""
         import jieba
 
         text = message.get(attribute)
-        tokens = [Token(word, start) for (word, start, _end) in jieba.tokenize(text) if is_word(word)]
+        tokens = [Token(word, start) for (word, start, _end) in jieba.tokenize(fold(text)) if is_word(word)]
         if not tokens and text:
             # Featurizers need at least one token; a message of pure punctuation or
             # emoji keeps its stripped text as a single token.

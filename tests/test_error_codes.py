@@ -124,6 +124,12 @@ def test_a_message_about_1000_stays_about_1000():
     assert message.get("intent")["name"] == "ask_error_meaning" and entity_values(message) == []
 
 
+def test_traditional_and_full_width_text_names_its_code():
+    message = parsed("POS機報錯１００１是什麼意思")
+    assert message.get("intent")["name"] == INTENT_NAME and entity_values(message) == [("error_code", "1001")]
+    assert parsed("顯示１０００怎麼辦").get("intent")["name"] == "ask_error_meaning"
+
+
 def test_kept_intents_only_carry_the_code():
     message = parsed("转人工，报错1001", intent="request_human")
     assert message.get("intent")["name"] == "request_human"

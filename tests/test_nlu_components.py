@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from hypothesis import given, strategies as st
 from rasa.engine.graph import ExecutionContext
 from rasa.engine.storage.local_model_storage import LocalModelStorage
 from rasa.engine.storage.resource import Resource
@@ -13,6 +14,7 @@ from rasa.nlu.selectors.response_selector import ResponseSelector
 from rasa.shared.nlu.training_data.formats.rasa_yaml import RasaYAMLReader
 from rasa.shared.nlu.training_data.message import Message
 
+from nlu_components.chinese import fold
 from nlu_components.language import LanguageDetector, detect_language
 from nlu_components.response_selector import IntentGatedResponseSelector
 from nlu_components.tokenizer import MixedJiebaTokenizer, is_word
@@ -50,6 +52,26 @@ def test_mixed_text_keeps_offsets_and_user_dictionary_words(tokenizer):
 
 def test_punctuation_only_message_keeps_one_token(tokenizer):
     assert tokens(tokenizer, " ？？ ") == [("？？", 1, 3)]
+
+
+def test_traditional_and_full_width_text_is_segmented_as_simplified_at_its_own_offsets(tokenizer):
+    text = "POS機顯示１０００是什麼意思，刷卡機報錯了"
+    result = tokens(tokenizer, text)
+    assert [word for word, _, _ in result] == [word for word, _, _ in tokens(tokenizer, "POS机显示1000是什么意思，刷卡机报错了")]
+    assert all(end - start == len(word) and fold(text[start:end]) == word for word, start, end in result)
+    assert "刷卡机" in [word for word, _, _ in result]
+
+
+@given(st.text(max_size=40))
+def test_folding_keeps_every_offset(text):
+    folded = fold(text)
+    assert len(folded) == len(text)
+    assert fold(folded) == folded
+
+
+def test_folding_maps_traditional_and_full_width_characters():
+    assert fold("報錯１００１，顧客的錢扣了嗎？") == "报错1001,顾客的钱扣了吗?"
+    assert fold("terminal shows 1000") == "terminal shows 1000"
 
 
 @pytest.mark.parametrize(
