@@ -2,11 +2,15 @@
 
 1. A throwaway PostgreSQL on 127.0.0.1 (tests/pg_server.py), migrated, seeded with COPY:
    ``cases`` historical escalations over ``days`` days (a few open and claimed ones in the
-   last two days, the rest resolved, some rated), their messages and the bot's outcomes.
+   last two days, the rest resolved, some rated), their messages and the bot's outcomes;
+   a year of incidents (``incidents``, each with ``merchants_per_incident`` linked
+   merchants, two of them still active) and ``reports`` of the bot's error-1000 reports.
 2. The desk started as production starts it (the Procfile's ``desk`` line), Rasa away.
 3. A bounded number of requests, one at a time, to each of: the console's queue (first
    pages of several filters and a walk down the older links), a random case page, the
-   stats page, and the list API (first pages and a walk down ``next_cursor``); p50 / p95 /
+   stats page, the list API (first pages and a walk down ``next_cursor``) and the bot's
+   report of a new merchant seeing 1000 (``POST /api/incidents/reports``, which counts the
+   window's reporters per scope without those the active incidents hold); p50 / p95 /
    max per kind, the desk's RSS after the warm-up and at the end.
 4. Prints the table and the targets, writes ``desk_scale.json``.
 """
@@ -35,7 +39,7 @@ from support_desk.db import migrate, sync_url
 from tests.pg_server import PostgresServer
 
 AGENT = "bench"
-KINDS = ("queue", "case", "stats", "list_api")
+KINDS = ("queue", "case", "stats", "list_api", "report")
 STATUS_WEIGHTS = {"resolved": 0.8, "claimed": 0.1, "open": 0.1}  # of the last two days' cases
 CHANNELS = ("socketio", "rest", "wecom_kf", "wechat")
 SUMMARIES = (
@@ -151,6 +155,68 @@ def seed_rows(cases: int, days: int, now: datetime, rng: random.Random) -> Itera
             chunk = {"escalations": [], "messages": [], "outcomes": []}
 
 
+def incident_rows(settings: Dict[str, Any], days: int, now: datetime, rng: random.Random) -> Dict[str, List[str]]:
+    """COPY lines for a year of incidents (the last two active), their linked merchants and
+    the bot's reports; the incidents cover other cities than the timed reports' 4403."""
+    rows: Dict[str, List[str]] = {"incidents": [], "incident_merchants": [], "incident_reports": []}
+    count, per = settings["incidents"], settings["merchants_per_incident"]
+    span = days * 86400.0
+    for incident_id in range(1, count + 1):
+        active = incident_id > count - 2
+        start = now - timedelta(minutes=30) if active else now - timedelta(seconds=span * (1 - incident_id / count))
+        end = None if active else start + timedelta(hours=1)
+        region = rng.choice(("4401", "3101", "1100", "3301"))
+        scope = json.dumps({"regions": [region], "terminal_models": [], "channels": []})
+        rows["incidents"].append(
+            _row(
+                incident_id,
+                region,
+                "网关故障",
+                "gateway outage",
+                _stamp(start),
+                "active" if active else "resolved",
+                _stamp(start),
+                scope,
+                _stamp(end) if end else None,
+                _stamp(start),
+                _stamp(end) if end else None,
+            )
+        )
+        for n in range(per):
+            merchant = (incident_id - 1) * per + n + 1
+            told = _stamp(end) if end else None
+            rows["incident_merchants"].append(
+                _row(
+                    merchant,
+                    incident_id,
+                    f"held-{merchant}",
+                    rng.choice(CHANNELS),
+                    "zh",
+                    region,
+                    False,
+                    True,
+                    _stamp(start + timedelta(minutes=5)),
+                    "sent" if end else None,
+                    told,
+                )
+            )
+    for report_id in range(1, settings["reports"] + 1):
+        at = now - timedelta(seconds=span * (1 - report_id / settings["reports"]) + 120)
+        rows["incident_reports"].append(
+            _row(
+                report_id,
+                f"held-{rng.randrange(1, count * per + 1)}",
+                rng.choice(CHANNELS),
+                "zh",
+                "reported",
+                rng.choice(("4401", "3101", "4403")),
+                "pax_a920",
+                _stamp(at),
+            )
+        )
+    return rows
+
+
 COLUMNS = {
     "escalations": "id, ticket, sender_id, channel, language, status, priority, merchant_id, terminal_serial,"
     " error_code, contact, summary, diagnostics, claimed_by, claimed_at, resolution_note,"
@@ -159,11 +225,16 @@ COLUMNS = {
     "messages": "id, escalation_id, role, text, at, author, kind, buttons, delivered_at, delivery_error,"
     " source_ts, channel_state, channel_reason, channel_at, attachment_id",
     "outcomes": "id, sender_id, outcome, fixed_step, language, at, rating, rated_at",
+    "incidents": "id, region, message_zh, message_en, starts_at, status, created_at, scope, ended_at, posted_at, all_told_at",
+    "incident_merchants": "id, incident_id, sender_id, channel, language, region, wants_person, subscribed, linked_at,"
+    " notice_state, told_at",
+    "incident_reports": "id, sender_id, channel, language, kind, region, terminal_model, at",
 }
 
 
-def seed(url: str, cases: int, days: int, password: str) -> Dict[str, Any]:
-    """Migrate and fill the database with COPY; returns the row counts and the time taken."""
+def seed(url: str, cases: int, days: int, password: str, incidents: Optional[Dict[str, Any]] = None) -> Dict[str, Any]:
+    """Migrate and fill the database with COPY (``incidents``: the settings of
+    ``incident_rows``, none without); returns the row counts and the time taken."""
     started = time.perf_counter()
     migrate(url)
     engine = sa.create_engine(sync_url(url))
@@ -171,15 +242,18 @@ def seed(url: str, cases: int, days: int, password: str) -> Dict[str, Any]:
     raw = engine.raw_connection()
     try:
         cursor = raw.cursor()
-        for chunk in seed_rows(cases, days, now, random.Random(17)):
+        chunks = list(seed_rows(cases, days, now, random.Random(17)))
+        if incidents:
+            chunks.append(incident_rows(incidents, days, now, random.Random(23)))
+        for chunk in chunks:
             for table, lines in chunk.items():
                 cursor.copy_expert(f"COPY {table} ({COLUMNS[table]}) FROM STDIN", io.StringIO("".join(lines)))
         for table in COLUMNS:
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         cursor.execute("INSERT INTO agents (username, password_hash, created_at) VALUES (%s, %s, now())", (AGENT, hash_password(password)))
         raw.commit()
-        cursor.execute("SELECT (SELECT count(*) FROM escalations), (SELECT count(*) FROM messages), (SELECT count(*) FROM outcomes)")
-        counts = dict(zip(COLUMNS, cursor.fetchone()))
+        cursor.execute(" UNION ALL ".join(f"SELECT count(*) FROM {table}" for table in COLUMNS))
+        counts = {table: row[0] for table, row in zip(COLUMNS, cursor.fetchall())}
     finally:
         raw.close()
     with engine.connect() as conn:
@@ -283,7 +357,9 @@ async def measure(base: str, token: str, password: str, cases: int, settings: Di
         "list_api": walkers["list_api"].url,
         "case": lambda: f"/console/cases/{rng.randint(1, cases)}",
         "stats": lambda: "/console/stats",
+        "report": lambda: "/api/incidents/reports",
     }
+    reporters = iter(range(1, 10**9))
     timings: Dict[str, List[float]] = {kind: [] for kind in KINDS}
     errors: List[str] = []
     jar = aiohttp.CookieJar(unsafe=True)  # cookies for 127.0.0.1
@@ -296,10 +372,22 @@ async def measure(base: str, token: str, password: str, cases: int, settings: Di
                 for _ in range(settings["requests"] if timed else settings["warmup"]):
                     url = urls[kind]()
                     started = time.perf_counter()
-                    async with session.get(base + url, headers=headers if kind == "list_api" else None, allow_redirects=False) as response:
+                    if kind == "report":  # a merchant the incidents do not cover sees 1000
+                        report = {
+                            "kind": "reported",
+                            "sender_id": f"bench-report-{next(reporters)}",
+                            "channel": "rest",
+                            "language": "zh",
+                            "region": "4403",
+                            "terminal_model": "pax_a920",
+                        }
+                        request = session.post(base + url, json=report, headers=headers)
+                    else:
+                        request = session.get(base + url, headers=headers if kind == "list_api" else None, allow_redirects=False)
+                    async with request as response:
                         body = await response.text()
                     elapsed = (time.perf_counter() - started) * 1000
-                    if response.status != 200:
+                    if response.status != (202 if kind == "report" else 200):
                         errors.append(f"{kind} {url}: {response.status}")
                     elif kind in walkers:
                         walkers[kind].saw(url, body)
@@ -351,8 +439,8 @@ def desk_scale_part(run_dir: Path, settings: Dict[str, Any]) -> Dict[str, Any]:
     desk: Optional[Service] = None
     try:
         url = postgres.create_database("desk_scale")
-        print(f"  seeding {part['cases']} cases over {part['days']} days (COPY) …", flush=True)
-        seeded = seed(url, part["cases"], part["days"], password)
+        print(f"  seeding {part['cases']} cases and a year of incidents over {part['days']} days (COPY) …", flush=True)
+        seeded = seed(url, part["cases"], part["days"], password, part["incident_history"])
         print(f"  seeded {seeded} ", flush=True)
         desk, base = desk_process(run_dir, url, token)
         figures = asyncio.run(measure(base, token, password, part["cases"], part, desk))

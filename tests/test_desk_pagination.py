@@ -242,8 +242,9 @@ async def test_the_bench_seed_loads_and_every_seeded_case_is_paged_once(postgres
     from bench.desk_scale import seed, targets
 
     url = postgres.create_database(f"seeded_{next(_names)}")
-    counts = seed(url, 1200, 30, "pw")
+    counts = seed(url, 1200, 30, "pw", {"incidents": 6, "merchants_per_incident": 10, "reports": 300})
     assert (counts["escalations"], counts["messages"] >= 2400, counts["outcomes"] >= 1200) == (1200, True, True)
+    assert (counts["incidents"], counts["incident_merchants"], counts["incident_reports"]) == (6, 60, 300)
     engine = create_engine(url)
     try:
         store = DeskStore(engine)
@@ -253,6 +254,13 @@ async def test_the_bench_seed_loads_and_every_seeded_case_is_paged_once(postgres
         assert sorted(seen) == [f"PX-{n:07d}" for n in range(1, 1201)]
         stats = await store.stats(days=30)
         assert stats["escalated"] == 1200 and stats["median_first_reply_minutes"] is not None
+        # The board reads the seeded incidents: two active ones, their merchants held.
+        from support_desk.incidents import IncidentBoard
+
+        board = IncidentBoard(store)
+        assert [i["status"] for i in await board.list(active_only=True)] == ["active", "active"]
+        held = await board.get(6)
+        assert len(held["linked"]) == 10
         again, _ = await store.create_escalation(  # the sequences continue after the seeded ids
             NewEscalation(sender_id="after-seed", channel="rest", language="zh"), None
         )
