@@ -252,8 +252,8 @@ def seed(url: str, cases: int, days: int, password: str, incidents: Optional[Dic
             cursor.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), (SELECT max(id) FROM {table}))")
         cursor.execute("INSERT INTO agents (username, password_hash, created_at) VALUES (%s, %s, now())", (AGENT, hash_password(password)))
         raw.commit()
-        cursor.execute(" UNION ALL ".join(f"SELECT count(*) FROM {table}" for table in COLUMNS))
-        counts = {table: row[0] for table, row in zip(COLUMNS, cursor.fetchall())}
+        cursor.execute("SELECT " + ", ".join(f"(SELECT count(*) FROM {table})" for table in COLUMNS))
+        counts = dict(zip(COLUMNS, cursor.fetchone()))
     finally:
         raw.close()
     with engine.connect() as conn:
