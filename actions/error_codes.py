@@ -10,7 +10,6 @@ the code on the case.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Text
 
@@ -23,6 +22,7 @@ from rasa_sdk.types import DomainDict
 from actions.language import language_of, pick_text
 from actions.settings import current_settings
 from common.error_codes import canonical
+from common.reloading import reread_when_changed
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,9 @@ class ErrorCodeTable:
         return self._codes.get(canonical(code))
 
 
-@lru_cache(maxsize=4)
+@reread_when_changed()
 def load_error_codes(path: Path) -> ErrorCodeTable:
-    """Load and cache the table (the file is read once per process)."""
+    """Load and cache the table (read again when the file changes)."""
     return ErrorCodeTable.from_file(path)
 
 

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, Optional, Tuple
 
 import yaml
 
 from actions.patterns import find
+from common.reloading import reread_when_changed
 
 UNKNOWN = "unknown"
 
@@ -118,7 +118,7 @@ def _normalise(text: str) -> str:
     return re.sub(r"[\s\-_]", "", text).lower()
 
 
-@lru_cache(maxsize=4)
+@reread_when_changed()
 def load_knowledge(path: Path) -> KnowledgeBase:
-    """Load and cache the knowledge base (the file is read once per process)."""
+    """Load and cache the knowledge base (read again when the file changes)."""
     return KnowledgeBase.from_file(path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
@@ -12,6 +11,7 @@ import yaml
 
 from actions.patterns import find
 from actions.settings import PROJECT_ROOT
+from common.reloading import reread_when_changed
 
 REGIONS_FILE = PROJECT_ROOT / "data" / "knowledge" / "regions.yml"
 
@@ -85,7 +85,7 @@ class RegionTable:
         return max(found)[1] if found else None
 
 
-@lru_cache(maxsize=2)
+@reread_when_changed()
 def load_regions(path: Path = REGIONS_FILE) -> RegionTable:
-    """The region table, read once per process."""
+    """The region table (read again when the file changes)."""
     return RegionTable(yaml.safe_load(path.read_text(encoding="utf-8")) or {})

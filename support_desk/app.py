@@ -18,7 +18,10 @@ from support_desk.console import setup_console
 from support_desk.db import create_engine, migrate
 from support_desk.events_in import routes as rasa_event_routes
 from support_desk.incident_api import BOARD, NOTICES, routes as incident_routes
+from support_desk import incident_input
 from support_desk.incident_console import routes as incident_console_routes
+from support_desk.knowledge_console import KNOWLEDGE, routes as knowledge_console_routes
+from support_desk.knowledge_edit import KnowledgeFiles
 from support_desk.incident_notices import IncidentNotices
 from support_desk.incidents import IncidentBoard
 from support_desk.live_bus import RedisBus
@@ -43,6 +46,9 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
     setup_console(app, settings.secret_key)
     app.router.add_routes(incident_console_routes)
+    app.router.add_routes(knowledge_console_routes)
+    # The files the desk's own incident forms read, and the action server too.
+    app[KNOWLEDGE] = KnowledgeFiles(incident_input.TERMINALS_FILE, incident_input.REGIONS_FILE)
     app.router.add_routes(chat_routes)
     app.router.add_routes(rasa_event_routes)
     app.router.add_routes(live_routes)

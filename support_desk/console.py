@@ -109,6 +109,8 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
     reminders = await request.app[STORE].waiting_on(agent, request.app[SETTINGS].idle_reminder_minutes) if agent else []
     # And the incidents the desk proposes from the merchants' reports, for an operator to decide.
     proposals = await request.app[BOARD].proposals() if agent else []
+    # Operators' own pages are in their navigation only.
+    operator_nav = agent is not None and await request.app[STORE].agent_role(str(agent)) == "operator"
     return aiohttp_jinja2.render_template(
         template,
         request,
@@ -121,6 +123,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "flash_error": flash[1] if flash else False,
             "reminders": reminders,
             "proposals": proposals,
+            "operator_nav": operator_nav,
             **context,
         },
     )

@@ -12,13 +12,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
 import yaml
 
 from common import incident_scope
+from common.reloading import reread_when_changed
 
 from support_desk.validation import Invalid, optional_text, parse_time, required_text
 
@@ -146,16 +146,25 @@ def _gateway(value: str) -> str:
     return value
 
 
-@lru_cache(maxsize=1)
 def regions() -> Dict[str, Dict[str, Any]]:
-    """``{code: {"zh", "en", "parent"?}}`` of the region table."""
-    return dict(yaml.safe_load(REGIONS_FILE.read_text(encoding="utf-8")).get("regions") or {})
+    """``{code: {"zh", "en", "parent"?}}`` of the region table (read again when it changes)."""
+    return _regions(REGIONS_FILE)
 
 
-@lru_cache(maxsize=1)
 def terminal_models() -> Dict[str, List[str]]:
-    """``{model key: [its key, name and aliases, folded]}`` of the knowledge data."""
-    models = yaml.safe_load(TERMINALS_FILE.read_text(encoding="utf-8"))["models"]
+    """``{model key: [its key, name and aliases, folded]}`` of the knowledge data (read
+    again when it changes: a model an operator adds is in the next incident form)."""
+    return _terminal_models(TERMINALS_FILE)
+
+
+@reread_when_changed()
+def _regions(path: Path) -> Dict[str, Dict[str, Any]]:
+    return dict(yaml.safe_load(path.read_text(encoding="utf-8")).get("regions") or {})
+
+
+@reread_when_changed()
+def _terminal_models(path: Path) -> Dict[str, List[str]]:
+    models = yaml.safe_load(path.read_text(encoding="utf-8"))["models"]
     fold = lambda text: str(text).casefold().replace(" ", "")  # noqa: E731
     return {key: [fold(key), fold(m.get("name", key)), *(fold(a) for a in m.get("aliases", []))] for key, m in models.items()}
 

@@ -24,6 +24,7 @@ from common import incident_scope
 from common.privacy import mask_card_numbers
 from common.tickets import new_incident_ticket
 from support_desk.answer_keys import answer_key
+from support_desk.audit import audit as audit_row
 from support_desk.incident_input import DIMENSIONS, IncidentText
 from support_desk.schema import audit_log, escalations, incident_merchants, incident_reports, incidents, messages
 from support_desk.store import INCIDENT_CHANNEL, Conflict, DeskStore, NotFound, aware, iso, to_utc, utcnow
@@ -767,8 +768,8 @@ async def _all_told(conn, incident_id: int, now: datetime) -> None:  # noqa: ANN
 
 
 async def audit(conn, actor: str, action: str, target: int, detail: Optional[Dict[str, Any]]) -> None:  # noqa: ANN001
-    """Keep who did an operator action, in the action's own transaction."""
-    await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action, target=f"incident:{target}", detail=detail))
+    """Keep who did an operator action on an incident, in the action's own transaction."""
+    await audit_row(conn, actor, action, f"incident:{target}", detail)
 
 
 async def audit_trail(store: DeskStore, limit: int = 100) -> List[Dict[str, Any]]:

@@ -9,12 +9,14 @@ compared with the domain's variation for the merchant's language.
 from __future__ import annotations
 
 import os
+import shutil
+from pathlib import Path
 from typing import Dict, Iterator, List, Optional
 
 import pytest
 
 from tests.harness.desk import DeskProcess
-from tests.harness.processes import free_port, need_model, spawn, stop, wait_for
+from tests.harness.processes import ROOT, free_port, need_model, spawn, stop, wait_for
 
 pytestmark = pytest.mark.process
 
@@ -27,10 +29,19 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 
 @pytest.fixture(scope="module")
-def action_server(desk, tmp_path_factory) -> Iterator[str]:
+def knowledge_file(tmp_path_factory) -> Path:
+    """A copy of data/knowledge/terminals.yml that the action server reads (an operator edits it)."""
+    copy = tmp_path_factory.mktemp("knowledge") / "terminals.yml"
+    shutil.copy(ROOT / "data" / "knowledge" / "terminals.yml", copy)
+    return copy
+
+
+@pytest.fixture(scope="module")
+def action_server(desk, knowledge_file, tmp_path_factory) -> Iterator[str]:
     """The action server (`python -m actions.server`, loopback only) on a free port; stopped by PID."""
     port = free_port()
     env = {
+        "KNOWLEDGE_FILE": str(knowledge_file),
         **os.environ,
         "DESK_URL": desk.url,
         "DESK_API_TOKEN": desk.token,
@@ -420,3 +431,26 @@ async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, v
     tracker = await agent.tracker_store.retrieve_full_tracker(sender)
     assert [e.type_name for e in tracker.events].count("session_started") == 2
     assert await chat.texts("human please") == [variations["utter_ask_problem_summary"]["en"]]
+
+
+# --- knowledge edited by an operator ----------------------------------------------------
+
+
+async def test_an_operator_edit_is_in_the_next_answer_without_a_restart(agent, knowledge_file, variations):
+    from support_desk.knowledge_edit import KnowledgeFiles, terminal_from_form
+
+    shipped = knowledge_file.read_bytes()
+    files = KnowledgeFiles(knowledge_file, ROOT / "data" / "knowledge" / "regions.yml")
+    [entry] = [m for m in files.terminals()[0] if m.key == "pax_a920"]
+    form = {"key": entry.key, "name": entry.name, "aliases": ", ".join(entry.aliases), "latest_version": "3.3.0"}
+    form.update({f"{step}_{lang}": text for step, texts in entry.steps.items() for lang, text in texts.items()})
+    chat = Chat(agent, "zh-knowledge-edit")
+    await chat.say("开始排查")
+    for answer in ("还是不行", '/inform{"terminal_model": "pax_a920"}', "还是不行", "不行"):
+        await chat.say(answer)
+    try:
+        files.save_terminal(terminal_from_form(form), files.terminals()[1])
+        [outdated] = await chat.texts("版本3.2.1")
+        assert outdated.startswith("您的版本 3.2.1 比最新版 3.3.0 旧")
+    finally:
+        knowledge_file.write_bytes(shipped)

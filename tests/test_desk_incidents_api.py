@@ -31,9 +31,7 @@ def region_table(tmp_path, monkeypatch):
         'regions:\n  "44": {zh: 广东省, en: Guangdong}\n  "4403": {zh: 深圳市, en: Shenzhen, parent: "44"}\n', encoding="utf-8"
     )
     monkeypatch.setattr(incident_input, "REGIONS_FILE", table)
-    incident_input.regions.cache_clear()
     yield
-    incident_input.regions.cache_clear()
 
 
 async def call(client, method, path, body=None, status=200):
