@@ -1,31 +1,25 @@
-"""Whole conversations with the trained model and a real action server on loopback.
-
-The model (models/pos1000.tar.gz, built by `make train`) answers through Rasa's Agent;
-the custom actions run in a real action server process (`python -m actions.server`) that talks to the real support
-desk (`python -m support_desk`: incident board, escalations). Each bot message is
-compared with the domain's variation for the merchant's language.
+"""Whole conversations through the stack ``make run`` starts, on loopback: ``python -m
+rasa_server run`` with the trained model (models/pos1000.tar.gz, built by ``make train``), the
+action server and the support desk, each by the Procfile's command (tests/harness/stack.py).
+The merchant writes over Rasa's REST channel; slots, pauses and events are read and written
+through Rasa's HTTP API, as the desk does. Each bot message is compared with the domain's
+variation for the merchant's language.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
-from typing import Dict, Iterator, List, Optional
+from typing import Any, Dict, Iterator, List, Optional
 
 import pytest
 
 from tests.harness.desk import DeskProcess
-from tests.harness.processes import ROOT, free_port, need_model, spawn, stop, wait_for
+from tests.harness.http import http
+from tests.harness.processes import ROOT
+from tests.harness.stack import RASA_TOKEN, Stack
 
 pytestmark = pytest.mark.process
-
-
-@pytest.fixture(scope="module")
-def desk(tmp_path_factory) -> Iterator[DeskProcess]:
-    process = DeskProcess(tmp_path_factory.mktemp("desk"))
-    yield process
-    process.stop()
 
 
 @pytest.fixture(scope="module")
@@ -37,37 +31,25 @@ def knowledge_file(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="module")
-def action_server(desk, knowledge_file, tmp_path_factory) -> Iterator[str]:
-    """The action server (`python -m actions.server`, loopback only) on a free port; stopped by PID."""
-    port = free_port()
-    env = {
-        "KNOWLEDGE_FILE": str(knowledge_file),
-        **os.environ,
-        "DESK_URL": desk.url,
-        "DESK_API_TOKEN": desk.token,
-        "INCIDENT_BOARD_URL": f"{desk.url}/api/incidents",
-        "UPSTREAM_STATUS_URL": "",
-        "OUTBOX_FILE": str(tmp_path_factory.mktemp("outbox") / "outbox.sqlite"),
-    }
-    process = spawn("actions", env, port=str(port))
-    wait_for(f"http://127.0.0.1:{port}/health", process, "action server")
-    yield f"http://127.0.0.1:{port}/webhook"
-    stop(process, 10)
+def bot(tmp_path_factory, knowledge_file) -> Iterator[Stack]:
+    """This module's own stack: its tests post incidents, which would reach other modules' merchants."""
+    running = Stack(tmp_path_factory.mktemp("conversations"), env={"KNOWLEDGE_FILE": str(knowledge_file)})
+    yield running
+    running.stop()
 
 
 @pytest.fixture(scope="module")
-def agent(action_server):
-    from rasa.core.agent import Agent
-    from rasa.utils.endpoints import EndpointConfig
-
-    return Agent.load(str(need_model()), action_endpoint=EndpointConfig(url=action_server))
+def desk(bot) -> DeskProcess:
+    return bot.desk
 
 
 @pytest.fixture(scope="module")
-def variations(agent):
-    """Response name → {language: text} from the model's domain."""
+def variations():
+    """Response name → {language: text} from the domain the model was trained on."""
+    from rasa.shared.core.domain import Domain
+
     table = {}
-    for name, options in agent.domain.responses.items():
+    for name, options in Domain.load(str(ROOT / "domain")).responses.items():
         texts = {}
         for option in options:
             conditions = option.get("condition") or []
@@ -78,20 +60,32 @@ def variations(agent):
 
 
 class Chat:
-    """One merchant's conversation with the agent."""
+    """One merchant's conversation over the REST channel."""
 
-    def __init__(self, agent, sender: str) -> None:
-        self.agent, self.sender = agent, sender
+    def __init__(self, bot: Stack, sender: str) -> None:
+        self.bot, self.sender = bot, sender
 
     async def say(self, text: str) -> List[Dict]:
-        return await self.agent.handle_text(text, sender_id=self.sender) or []
+        return self.bot.answers(self.sender, text)
 
     async def texts(self, text: str) -> List[str]:
         return [message.get("text", "") for message in await self.say(text)]
 
+    async def tracker(self) -> Dict[str, Any]:
+        return self.bot.tracker(self.sender)
+
     async def slot(self, name: str):
-        tracker = await self.agent.tracker_store.get_or_create_tracker(self.sender)
-        return tracker.get_slot(name)
+        return (await self.tracker())["slots"].get(name)
+
+
+def rasa_api(bot: Stack, method: str, path: str, body: Any = None) -> Any:
+    """Rasa's HTTP API with the stack's token."""
+    return http(method, f"{bot.rasa_url}{path}{'&' if '?' in path else '?'}token={RASA_TOKEN}", body)
+
+
+async def parse(bot: Stack, text: str) -> Dict[str, Any]:
+    """What NLU makes of a message (``POST /model/parse``)."""
+    return rasa_api(bot, "POST", "/model/parse", {"text": text})
 
 
 def starts_like(text: str, template: str) -> bool:
@@ -110,13 +104,13 @@ def starts_like(text: str, template: str) -> bool:
         ("what does error 1000 mean", "ask_error_meaning"),
     ],
 )
-async def test_key_phrases_are_understood(agent, text, intent):
-    parsed = await agent.parse_message(text)
+async def test_key_phrases_are_understood(bot, text, intent):
+    parsed = await parse(bot, text)
     assert parsed["intent"]["name"] == intent
 
 
-async def test_each_answer_is_in_the_merchants_language(agent, variations):
-    zh, en = Chat(agent, "lang-zh"), Chat(agent, "lang-en")
+async def test_each_answer_is_in_the_merchants_language(bot, variations):
+    zh, en = Chat(bot, "lang-zh"), Chat(bot, "lang-en")
     assert await zh.texts("1000是什么意思") == [variations["utter_error_meaning"]["zh"]]
     assert await en.texts("what does error 1000 mean") == [variations["utter_error_meaning"]["en"]]
     # A message with no words keeps the language the merchant already uses.
@@ -124,8 +118,8 @@ async def test_each_answer_is_in_the_merchants_language(agent, variations):
     assert await zh.texts("会扣钱吗") == [variations["utter_affects_transactions"]["zh"]]
 
 
-async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
-    chat = Chat(agent, "zh-unresolved")
+async def test_zh_whole_diagnostics_then_a_person(bot, desk, variations):
+    chat = Chat(bot, "zh-unresolved")
     assert await chat.texts("pos机报1000咋整") == [
         variations["utter_how_to_fix"]["zh"],
         variations["utter_offer_diagnostics"]["zh"],
@@ -174,8 +168,7 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
     [escalated] = await chat.texts("从早上开始刷卡都报1000")
     ticket = await chat.slot("ticket")
     assert escalated.startswith(f"您的工单号是 {ticket}。人工客服会在 ")
-    tracker = await agent.tracker_store.get_or_create_tracker("zh-unresolved")
-    assert tracker.is_paused()
+    assert (await chat.tracker())["paused"] is True
     [case] = desk.call("GET", f"/api/escalations?ticket={ticket}")["escalations"]
     assert case["merchant_id"] == "898310048160123" and case["contact"] == "13812345678"
     assert case["priority"] == "high" and len(case["diagnostics"]) == 4
@@ -183,8 +176,8 @@ async def test_zh_whole_diagnostics_then_a_person(agent, desk, variations):
     assert await chat.texts("还在吗") == []
 
 
-async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
-    chat = Chat(agent, "en-software")
+async def test_en_whole_diagnostics_fixed_by_the_update(bot, variations):
+    chat = Chat(bot, "en-software")
     assert await chat.texts("walk me through the checks") == [variations["utter_ask_network_ok"]["en"]]
     assert await chat.texts("still 1000") == [variations["utter_question_terminal_model"]["en"]]
     [restart] = await chat.texts("its a newland N910")
@@ -206,7 +199,7 @@ async def test_en_whole_diagnostics_fixed_by_the_update(agent, variations):
     assert await chat.slot("rating") == 5.0
 
 
-async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, variations):
+async def test_known_outage_is_told_first_then_ends_the_checks(bot, desk, variations):
     incident = desk.call(
         "POST",
         "/api/incidents",
@@ -216,7 +209,7 @@ async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, vari
             "expected_end": "2099-11-25T14:00:00+08:00",
         },
     )
-    chat = Chat(agent, "zh-incident")
+    chat = Chat(bot, "zh-incident")
     try:
         # Told before any check, with the choices; the merchant goes on with the checks.
         [told] = await chat.say("开始排查")
@@ -242,13 +235,13 @@ async def test_known_outage_is_told_first_then_ends_the_checks(agent, desk, vari
         ("en", "my terminal shows error 1000", "Payment gateway maintenance."),
     ],
 )
-async def test_known_outage_is_told_at_the_first_report_and_not_again_with_the_checks(agent, desk, variations, language, report, text):
+async def test_known_outage_is_told_at_the_first_report_and_not_again_with_the_checks(bot, desk, variations, language, report, text):
     incident = desk.call(
         "POST",
         "/api/incidents",
         {"message": {"zh": "支付网关维护中。", "en": "Payment gateway maintenance."}, "expected_end": "2099-11-25T14:00:00+08:00"},
     )
-    chat = Chat(agent, f"{language}-incident-at-report")
+    chat = Chat(bot, f"{language}-incident-at-report")
     try:
         # The first answer is the incident with its choices: no fix steps before it.
         [told] = await chat.say(report)
@@ -262,13 +255,13 @@ async def test_known_outage_is_told_at_the_first_report_and_not_again_with_the_c
         desk.call("POST", f"/api/incidents/{incident['id']}/close")
 
 
-async def test_a_region_incident_asks_the_region_at_the_report_then_answers_as_usual(agent, desk, variations):
+async def test_a_region_incident_asks_the_region_at_the_report_then_answers_as_usual(bot, desk, variations):
     incident = desk.call(
         "POST",
         "/api/incidents",
         {"scope": {"regions": ["4403"]}, "message": {"zh": "深圳地区网关故障。", "en": "Shenzhen gateway outage."}},
     )
-    chat = Chat(agent, "zh-incident-region-at-report")
+    chat = Chat(bot, "zh-incident-region-at-report")
     try:
         [question] = await chat.say("pos机报1000咋整")
         assert question["text"] == variations["utter_question_region"]["zh"]
@@ -282,21 +275,19 @@ async def test_a_region_incident_asks_the_region_at_the_report_then_answers_as_u
         desk.call("POST", f"/api/incidents/{incident['id']}/close")
 
 
-async def test_human_leaves_the_checks(agent, variations):
-    chat = Chat(agent, "en-human")
+async def test_human_leaves_the_checks(bot, variations):
+    chat = Chat(bot, "en-human")
     await chat.say("check it step by step")
     assert await chat.texts("human please") == [variations["utter_ask_merchant_ref"]["en"]]
-    tracker = await agent.tracker_store.get_or_create_tracker("en-human")
-    assert tracker.active_loop_name == "handoff_form"
+    assert (await chat.tracker())["active_loop"]["name"] == "handoff_form"
     assert await chat.texts("cancel, never mind") == [variations["utter_handoff_cancelled"]["en"]]
 
 
-async def test_low_confidence_offers_topics_then_listens(agent, variations):
-    chat = Chat(agent, "zh-clarify")
+async def test_low_confidence_offers_topics_then_listens(bot, variations):
+    chat = Chat(bot, "zh-clarify")
     # No likely topic behind a bare fallback: action_clarify asks to rephrase.
     assert await chat.texts("/nlu_fallback") == [variations["utter_default"]["zh"]]
-    tracker = await agent.tracker_store.get_or_create_tracker("zh-clarify")
-    assert tracker.latest_action_name == "action_listen"
+    assert (await chat.tracker())["latest_action_name"] == "action_listen"
     assert await chat.texts("今天天气怎么样") == [variations["utter_out_of_scope"]["zh"]]
 
 
@@ -313,14 +304,14 @@ async def test_low_confidence_offers_topics_then_listens(agent, variations):
         ("my 2023 PAX A920 shows error 1000, how do I fix it", "ask_how_to_fix", "1000"),
     ],
 )
-async def test_another_code_is_told_apart_from_1000(agent, text, intent, code):
-    parsed = await agent.parse_message(text)
+async def test_another_code_is_told_apart_from_1000(bot, text, intent, code):
+    parsed = await parse(bot, text)
     assert parsed["intent"]["name"] == intent
     assert [e["value"] for e in parsed["entities"] if e["entity"] == "error_code"] == [code]
 
 
-async def test_another_code_is_named_back_then_a_person_records_it(agent, desk, variations):
-    chat = Chat(agent, "zh-other-code")
+async def test_another_code_is_named_back_then_a_person_records_it(bot, desk, variations):
+    chat = Chat(bot, "zh-other-code")
     [answer] = await chat.say("pos机报错1001是什么意思")
     assert starts_like(answer["text"], variations["utter_other_error_code"]["zh"])
     assert "1001 和 1000 不是同一个错误码" in answer["text"] and "错误码1000一般表示" not in answer["text"]
@@ -333,8 +324,8 @@ async def test_another_code_is_named_back_then_a_person_records_it(agent, desk, 
     assert case["error_code"] == "1001"
 
 
-async def test_a_listed_code_is_answered_from_the_knowledge_data(agent, variations):
-    chat = Chat(agent, "en-listed-code")
+async def test_a_listed_code_is_answered_from_the_knowledge_data(bot, variations):
+    chat = Chat(bot, "en-listed-code")
     [answer] = await chat.texts("my card machine says code 55, is it broken")
     assert starts_like(answer, variations["utter_other_error_code_listed"]["en"])
     assert "incorrect PIN" in answer and "Error 1000 usually means" not in answer
@@ -343,27 +334,22 @@ async def test_a_listed_code_is_answered_from_the_knowledge_data(agent, variatio
 # --- error 1000 comes back after a finished run ------------------------------------------
 
 
-async def desk_resumes(agent, sender: str, closing: str, question: Optional[Dict] = None) -> None:
+async def desk_resumes(bot: Stack, sender: str, closing: str, question: Optional[Dict] = None) -> None:
     """The events the desk appends when an agent resolves a case (support_desk/relay.py):
     resume, the closing message, the rating question with its buttons, action_listen."""
-    from rasa.shared.core.events import Event
-
-    events = [{"event": "resume"}, {"event": "bot", "text": closing}]
+    events: List[Dict[str, Any]] = [{"event": "resume"}, {"event": "bot", "text": closing}]
     if question:
         events.append({"event": "bot", "text": question["text"], "data": {"buttons": question["buttons"]}})
     events.append({"event": "action", "name": "action_listen"})
-    tracker = await agent.tracker_store.get_or_create_full_tracker(sender)
-    for event in events:
-        tracker.update(Event.from_parameters(event))
-    await agent.tracker_store.save(tracker)
+    rasa_api(bot, "POST", f"/conversations/{sender}/tracker/events", events)
 
 
-async def age_conversation(agent, sender: str, seconds: float) -> None:
+async def age_conversation(bot: Stack, sender: str, seconds: float) -> None:
     """Move every event of the conversation ``seconds`` into the past (a later day)."""
-    tracker = await agent.tracker_store.get_or_create_full_tracker(sender)
-    for event in tracker.events:
-        event.timestamp -= seconds
-    await agent.tracker_store.save(tracker)
+    events = rasa_api(bot, "GET", f"/conversations/{sender}/tracker?include_events=ALL")["events"]
+    for event in events:
+        event["timestamp"] -= seconds
+    rasa_api(bot, "PUT", f"/conversations/{sender}/tracker/events", events)
 
 
 AGENT_QUESTION = {
@@ -372,8 +358,8 @@ AGENT_QUESTION = {
 }
 
 
-async def test_fixed_then_error_back_starts_the_checks_again(agent, desk, variations):
-    chat = Chat(agent, "zh-repeat-fixed")
+async def test_fixed_then_error_back_starts_the_checks_again(bot, desk, variations):
+    chat = Chat(bot, "zh-repeat-fixed")
     fixed_before = desk.call("GET", "/api/stats")["fixed_by_step"]["network"]
     assert await chat.texts("开始排查") == [variations["utter_ask_network_ok"]["zh"]]
     replies = await chat.texts("好了能刷了")
@@ -392,9 +378,9 @@ async def test_fixed_then_error_back_starts_the_checks_again(agent, desk, variat
     assert stats["network"] == fixed_before + 1 and stats["restart"] >= 1
 
 
-async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, variations):
+async def test_resolved_by_an_agent_then_again_and_next_day_again(bot, desk, variations):
     sender = "en-repeat-handoff"
-    chat = Chat(agent, sender)
+    chat = Chat(bot, sender)
     assert await chat.texts("human please") == [variations["utter_ask_merchant_ref"]["en"]]
     assert await chat.texts("merchant id is 898440027315906") == [variations["utter_ask_contact"]["en"]]
     assert await chat.texts("13812345678") == [variations["utter_ask_problem_summary"]["en"]]
@@ -402,7 +388,7 @@ async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, v
     first = await chat.slot("ticket")
     [case] = desk.call("GET", f"/api/escalations?ticket={first}")["escalations"]
     desk.call("POST", f"/api/escalations/{case['id']}/resolve", {"note": "router restarted"})
-    await desk_resumes(agent, sender, f"Case {first} is resolved.", AGENT_QUESTION)
+    await desk_resumes(bot, sender, f"Case {first} is resolved.", AGENT_QUESTION)
 
     assert await chat.texts('/rate_agent{"agent_rating": "5"}') == [variations["utter_thanks_agent_rating"]["en"]]
     assert await chat.slot("agent_rating") == 5.0
@@ -423,20 +409,20 @@ async def test_resolved_by_an_agent_then_again_and_next_day_again(agent, desk, v
     assert case["merchant_id"] == "898440027315906" and case["contact"] == "13812345678"
     assert case["diagnostics"] == [{"step": "network", "outcome": "not_fixed"}]
     desk.call("POST", f"/api/escalations/{case['id']}/resolve", {"note": "replaced the SIM"})
-    await desk_resumes(agent, sender, f"Case {second} is resolved.")
+    await desk_resumes(bot, sender, f"Case {second} is resolved.")
 
     # The next day (past session_expiration_time): a new session, the checks from step 1.
-    await age_conversation(agent, sender, 3 * 3600)
+    await age_conversation(bot, sender, 3 * 3600)
     assert await chat.texts("walk me through the checks again") == [variations["utter_ask_network_ok"]["en"]]
-    tracker = await agent.tracker_store.retrieve_full_tracker(sender)
-    assert [e.type_name for e in tracker.events].count("session_started") == 2
+    events = rasa_api(bot, "GET", f"/conversations/{sender}/tracker?include_events=ALL")["events"]
+    assert [e["event"] for e in events].count("session_started") == 2
     assert await chat.texts("human please") == [variations["utter_ask_problem_summary"]["en"]]
 
 
 # --- knowledge edited by an operator ----------------------------------------------------
 
 
-async def test_an_operator_edit_is_in_the_next_answer_without_a_restart(agent, knowledge_file, variations):
+async def test_an_operator_edit_is_in_the_next_answer_without_a_restart(bot, knowledge_file, variations):
     from support_desk.knowledge_edit import KnowledgeFiles, terminal_from_form
 
     shipped = knowledge_file.read_bytes()
@@ -444,7 +430,7 @@ async def test_an_operator_edit_is_in_the_next_answer_without_a_restart(agent, k
     [entry] = [m for m in files.terminals()[0] if m.key == "pax_a920"]
     form = {"key": entry.key, "name": entry.name, "aliases": ", ".join(entry.aliases), "latest_version": "3.3.0"}
     form.update({f"{step}_{lang}": text for step, texts in entry.steps.items() for lang, text in texts.items()})
-    chat = Chat(agent, "zh-knowledge-edit")
+    chat = Chat(bot, "zh-knowledge-edit")
     await chat.say("开始排查")
     for answer in ("还是不行", '/inform{"terminal_model": "pax_a920"}', "还是不行", "不行"):
         await chat.say(answer)

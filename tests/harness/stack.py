@@ -32,10 +32,16 @@ DESK_TOKEN = "e2e-desk-token"
 class Stack:
     """The three processes; the desk on SQLite in ``directory`` unless ``database_url`` is given,
     Rasa with ``credentials`` (else the repository's credentials.yml) and the SQL tracker store
-    on a file. Logs are kept in ``directory`` (a test checks no card number reaches them)."""
+    on a file; ``env`` adds settings for the action server and Rasa. Logs are kept in
+    ``directory`` (a test checks no card number reaches them)."""
 
     def __init__(
-        self, directory: Path, credentials: Optional[Path] = None, database_url: Optional[str] = None, model: Path = MODEL
+        self,
+        directory: Path,
+        credentials: Optional[Path] = None,
+        database_url: Optional[str] = None,
+        model: Path = MODEL,
+        env: Optional[Dict[str, str]] = None,
     ) -> None:
         self.directory = directory
         self.model = need_model(model)
@@ -53,6 +59,7 @@ class Stack:
             "WIDGET_DELIVERY_FILE": str(directory / "widget_delivery.sqlite"),
             "ACTION_ENDPOINT_URL": f"http://127.0.0.1:{self.actions_port}/webhook",
             "TRACKER_STORE_URL": f"sqlite:///{directory / 'tracker.db'}",
+            **(env or {}),  # a test's own settings (an edited knowledge file)
         }
         self.logs = [directory / "actions.log", directory / "rasa.log"]
         # Both load at once; Rasa's model takes the longest.
