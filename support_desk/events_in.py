@@ -4,7 +4,9 @@ Each event is filed with the newest case of its conversation when it belongs the
 user or bot message written after the case was created and before it was resolved. The
 desk's own replies (metadata ``desk_message_id``) are the desk's already; every message is
 stored once (by its Rasa timestamp), in words and with card numbers masked. Events of
-conversations without a case (the bot's own chats, most of them) are counted and left.
+conversations without a case (the bot's own chats, most of them) are not filed with a
+case; every conversation's messages are read by the NLU inbox (``support_desk.nlu_inbox``:
+what the bot probably got wrong).
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from support_desk.api import STORE, read_json
+from support_desk.nlu_inbox import INBOX, NluInbox
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, aware
 from common.transcript_text import spoken_text
@@ -34,7 +37,7 @@ async def rasa_events(request: web.Request) -> web.Response:
     if not isinstance(events, list) or len(events) > MAX_EVENTS:
         raise Invalid(f"events must be a list of at most {MAX_EVENTS} event objects")
     valid = [event for event in events if _valid(event)]
-    filed = await file_events(request.app[STORE], valid)
+    filed = await file_events(request.app[STORE], valid, request.app.get(INBOX))
     return web.json_response({"received": len(events), "ignored": len(events) - len(valid), "filed": filed})
 
 
@@ -52,8 +55,11 @@ def _valid(event: Any) -> bool:
     return True
 
 
-async def file_events(store: DeskStore, events: List[Dict[str, Any]]) -> int:
-    """Add each message to its conversation's case where it belongs; how many were added."""
+async def file_events(store: DeskStore, events: List[Dict[str, Any]], inbox: Optional[NluInbox] = None) -> int:
+    """Add each message to its conversation's case where it belongs, and give the batch to
+    the NLU inbox (all conversations); how many messages were added to cases."""
+    if inbox is not None:
+        await inbox.take_events(events)
     by_sender: Dict[str, List[Dict[str, Any]]] = {}
     for event in events:
         by_sender.setdefault(event["sender_id"], []).append(event)
