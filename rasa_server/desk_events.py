@@ -144,7 +144,8 @@ def nlu_result(parse_data: Any, clicked: bool) -> Dict[str, Any]:
     confidence, the top of the ranking, the response selector's FAQ key, the language
     entity, and whether the message was a button's payload (``clicked``: not typed)."""
     data = parse_data if isinstance(parse_data, dict) else {}
-    intent = data.get("intent") if isinstance(data.get("intent"), dict) else {}
+    given = data.get("intent")
+    intent: Dict[str, Any] = given if isinstance(given, dict) else {}
     ranking = [
         {"name": item.get("name"), "confidence": _confidence(item.get("confidence"))}
         for item in (data.get("intent_ranking") or [])[:RANKING_SHOWN]

@@ -122,7 +122,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "reminders": reminders,
             "proposals": proposals,
             # The nav links the NLU inbox for operators only (agents would get a 403 there).
-            "is_operator": bool(agent) and await request.app[STORE].agent_role(agent) == "operator",
+            "is_operator": agent is not None and await request.app[STORE].agent_role(agent) == "operator",
             **context,
         },
     )

@@ -45,7 +45,9 @@ async def inbox_page(request: web.Request) -> web.Response:
     inbox = request.app[INBOX]
     status, order = _choice(request.query, "status", STATUSES), _choice(request.query, "order", ORDERS)
     found = await inbox.page(status, order, request.query.get("cursor"), parse_limit(request.query.get("limit")))
-    return await page(request, "nlu.html", items=found["items"], next_cursor=found["next_cursor"], status=status, order=order, intents=inbox.intents())
+    return await page(
+        request, "nlu.html", items=found["items"], next_cursor=found["next_cursor"], status=status, order=order, intents=inbox.intents()
+    )
 
 
 @routes.post("/console/nlu/{id}/label")

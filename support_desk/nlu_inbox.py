@@ -109,9 +109,10 @@ class Parsed:
         """The parse result of an event, or None when the event carries none (an older broker)."""
         if not isinstance(raw, dict):
             return None
+        given = raw.get("ranking")
         ranking = [
             {"name": item["name"][:128], "confidence": _number(item.get("confidence"))}
-            for item in (raw.get("ranking") if isinstance(raw.get("ranking"), list) else [])[:3]
+            for item in (given if isinstance(given, list) else [])[:3]
             if isinstance(item, dict) and isinstance(item.get("name"), str)
         ]
         return cls(
@@ -182,7 +183,7 @@ def _domain_intents(files: Tuple[Tuple[str, int], ...]) -> Tuple[str, ...]:
         for item in data.get("intents") or []:
             intents.extend(item.keys() if isinstance(item, dict) else [str(item)])
         responses.extend(str(key) for key in (data.get("responses") or {}))
-    found = set()
+    found: set = set()
     for intent in intents:
         keys = [r[len(f"utter_{intent}/") :] for r in responses if r.startswith(f"utter_{intent}/")]
         found.update(f"{intent}/{key}" for key in keys) if keys else found.add(intent)
@@ -372,7 +373,9 @@ class NluInbox:
 
     # --- reading -------------------------------------------------------------------
 
-    async def page(self, status: str = "new", order: str = "newest", cursor: Optional[str] = None, limit: int = DEFAULT_LIMIT) -> Dict[str, Any]:
+    async def page(
+        self, status: str = "new", order: str = "newest", cursor: Optional[str] = None, limit: int = DEFAULT_LIMIT
+    ) -> Dict[str, Any]:
         """One page of entries with this status, newest or most frequent first; ``next_cursor``
         (None on the last page) continues it."""
         if status not in STATUSES:
@@ -401,7 +404,9 @@ class NluInbox:
 
     # --- labelling -----------------------------------------------------------------
 
-    async def label(self, item_id: int, version: int, actor: str, intent: Optional[str] = None, action: Optional[str] = None) -> Dict[str, Any]:
+    async def label(
+        self, item_id: int, version: int, actor: str, intent: Optional[str] = None, action: Optional[str] = None
+    ) -> Dict[str, Any]:
         """Confirm or correct the intent (``intent``), or mark the entry ``out_of_scope`` /
         ``ignore`` (``action``), if nobody reviewed it since ``version``; the reviewed file
         is rewritten before the label is committed, and the label is audited.
@@ -442,7 +447,9 @@ class NluInbox:
                     )
                 )
                 examples = await conn.execute(
-                    sa.select(nlu_inbox.c.label, nlu_inbox.c.text).where(nlu_inbox.c.label.isnot(None), nlu_inbox.c.in_training == sa.false())
+                    sa.select(nlu_inbox.c.label, nlu_inbox.c.text).where(
+                        nlu_inbox.c.label.isnot(None), nlu_inbox.c.in_training == sa.false()
+                    )
                 )
                 content = reviewed_yaml((row.label, row.text) for row in examples)
                 await asyncio.get_running_loop().run_in_executor(None, write_atomically, self.settings.nlu_reviewed_file, content)
@@ -595,7 +602,9 @@ def _decode(text: str, order: str) -> List[Any]:
         *counts, at_text, item_id = values[1:]
         at = datetime.fromisoformat(at_text).astimezone(timezone.utc)
         numbers = [*counts, item_id]
-        if len(counts) != (0 if order == "newest" else 1) or not all(isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in numbers):
+        if len(counts) != (0 if order == "newest" else 1) or not all(
+            isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 2**63 for n in numbers
+        ):
             raise problem
     except (binascii.Error, UnicodeDecodeError, ValueError, TypeError, AttributeError):
         raise problem from None

@@ -65,7 +65,10 @@ async def test_only_operators_see_the_inbox_agents_get_a_clear_403_and_strangers
 
 async def test_the_operator_reads_escaped_messages_and_labels_them_from_the_form(client):
     now = time.time()
-    await push(client, [user(f"报1000了 {SCRIPT}", now), user("怎么办理pos机", now + 1, "faq", 0.3), user("pos机报1000咋整", now + 2, confidence=0.99)])
+    await push(
+        client,
+        [user(f"报1000了 {SCRIPT}", now), user("怎么办理pos机", now + 1, "faq", 0.3), user("pos机报1000咋整", now + 2, confidence=0.99)],
+    )
     assert (await login(client)).status == 302
     html = await (await client.get("/console/nlu")).text()
     assert 'href="/console/nlu" id="nav-nlu"' in html

@@ -251,7 +251,9 @@ async def test_two_operators_labelling_one_entry_at_once_get_one_label_and_one_c
     found = await listed(inbox, "刷不了卡")
     item = found["刷不了卡"]["id"]
     results = await asyncio.gather(
-        inbox.label(item, 1, "zhao", intent="ask_how_to_fix"), inbox.label(item, 1, "li", intent="ask_error_meaning"), return_exceptions=True
+        inbox.label(item, 1, "zhao", intent="ask_how_to_fix"),
+        inbox.label(item, 1, "li", intent="ask_error_meaning"),
+        return_exceptions=True,
     )
     assert sorted(type(r).__name__ for r in results) == ["StaleVersion", "dict"]
     [winner] = [r for r in results if isinstance(r, dict)]
