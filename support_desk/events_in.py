@@ -11,11 +11,13 @@ what the bot probably got wrong).
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from support_desk.api import STORE, read_json
 from support_desk.nlu_inbox import INBOX, NluInbox
@@ -24,6 +26,7 @@ from support_desk.store import DeskStore, aware
 from common.transcript_text import spoken_text
 from support_desk.validation import Invalid
 
+logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 MAX_EVENTS = 1000
 KINDS = ("user", "bot", "pause", "resume", "slot")
@@ -58,8 +61,6 @@ def _valid(event: Any) -> bool:
 async def file_events(store: DeskStore, events: List[Dict[str, Any]], inbox: Optional[NluInbox] = None) -> int:
     """Add each message to its conversation's case where it belongs, and give the batch to
     the NLU inbox (all conversations); how many messages were added to cases."""
-    if inbox is not None:
-        await inbox.take_events(events)
     by_sender: Dict[str, List[Dict[str, Any]]] = {}
     for event in events:
         by_sender.setdefault(event["sender_id"], []).append(event)
@@ -71,6 +72,13 @@ async def file_events(store: DeskStore, events: List[Dict[str, Any]], inbox: Opt
         lines = [line for line in (_line(event, case) for event in own) if line is not None]
         if lines:
             added += await store.add_merchant_messages(case["id"], lines)
+    if inbox is not None:
+        try:
+            await inbox.take_events(events)
+        except (OperationalError, DBAPIError):
+            raise  # the database is down: a 503, and the broker sends the batch again
+        except Exception:  # noqa: BLE001 - the inbox must never hold up the cases' live transcripts
+            logger.exception("NLU inbox could not read a batch of %d events", len(events))
     return added
 
 
