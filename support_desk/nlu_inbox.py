@@ -71,12 +71,13 @@ _INTENT = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)?")
 
 
 def normalised(text: str) -> str:
-    """The key near-duplicates share: full-width forms as half-width, lower case, runs of
-    digits as one ``0`` (merchant numbers, amounts and masked card numbers alike), without
-    whitespace, punctuation or symbols."""
-    folded = _DIGITS.sub("0", unicodedata.normalize("NFKC", text).lower())
+    """The key near-duplicates share: full-width forms as half-width, lower case, without
+    whitespace, punctuation or symbols, then each run of digits as one ``0`` (merchant
+    numbers, amounts, grouped or masked card numbers alike: "138****5678" keys as
+    "13812345678")."""
+    folded = unicodedata.normalize("NFKC", text).lower()
     kept = "".join(ch for ch in folded if unicodedata.category(ch)[0] not in "PSZC")
-    return kept[:MAX_KEY]
+    return _DIGITS.sub("0", kept)[:MAX_KEY]
 
 
 def masked(text: str) -> str:
@@ -294,9 +295,10 @@ class NluInbox:
         kind = event["event"]
         if kind == "bot" and event.get("utter_action") == CLARIFY_RESPONSE:
             latest = await _latest_recent(conn, sender)
-            if latest is not None:
-                await conn.execute(nlu_recent.update().where(nlu_recent.c.id == latest["id"]).values(clarify_asked=True))
-            return 0
+            if latest is None:
+                return 0
+            await conn.execute(nlu_recent.update().where(nlu_recent.c.id == latest["id"]).values(clarify_asked=True))
+            return await _upsert(conn, latest["text"], latest["language"], latest["at"], 0, *_recent_guess(latest), {"clarified": True})
         if kind == "pause":
             return await self._before_handoff(conn, sender)
         parsed = Parsed.of(event.get("nlu")) if kind == "user" else None
@@ -369,7 +371,9 @@ class NluInbox:
             if not normalised(text):
                 raise Invalid("this message has no words to label", "nlu_no_words")
             await _upsert(conn, text, language_of(text, row["language"]), row["at"], 0, None, None, None, {}, flagged_by=agent)
-            return await _item(conn, normalised(text), by="key")
+            entry = await _item(conn, normalised(text), by="key")
+            await _audit(conn, agent, "nlu.flag", entry["id"], {"escalation_id": escalation_id, "message_id": message_id})
+            return entry
 
     # --- reading -------------------------------------------------------------------
 
@@ -437,15 +441,7 @@ class NluInbox:
                 )
                 if changed.rowcount != 1:  # another desk process took the same version first
                     raise StaleVersion(f"entry {item_id} was reviewed meanwhile: reload it")
-                await conn.execute(
-                    audit_log.insert().values(
-                        at=utcnow(),
-                        actor=actor,
-                        action="nlu.label",
-                        target=f"nlu:{item_id}",
-                        detail={"status": status, "intent": label, "text": current["text"], "in_training": in_training},
-                    )
-                )
+                await _audit(conn, actor, "nlu.label", item_id, {"status": status, "intent": label, "in_training": in_training})
                 examples = await conn.execute(
                     sa.select(nlu_inbox.c.label, nlu_inbox.c.text).where(
                         nlu_inbox.c.label.isnot(None), nlu_inbox.c.in_training == sa.false()
@@ -490,6 +486,11 @@ class HeldOut(Conflict):
 
 def _insert_for(conn: Any) -> Any:
     return sqlite_insert if conn.dialect.name == "sqlite" else postgresql_insert
+
+
+async def _audit(conn: Any, actor: str, action: str, item_id: int, detail: Dict[str, Any]) -> None:
+    """Keep who reviewed or flagged which entry, in the action's own transaction."""
+    await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action, target=f"nlu:{item_id}", detail=detail))
 
 
 async def _latest_recent(conn: Any, sender: str) -> Optional[Dict[str, Any]]:

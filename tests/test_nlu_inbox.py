@@ -63,6 +63,7 @@ def test_near_duplicates_share_a_key():
     assert normalised("商户号 123456789012345 报1000！") == normalised("商户号123456789012346报１０００")
     assert normalised("POS  shows 1000?") == normalised("pos shows 1000") != normalised("pos shows")
     assert normalised("…！？") == ""
+    assert normalised("电话 138****5678 卡 411111******1111") == normalised(f"电话{PHONE}卡{CARD}")
 
 
 async def test_variants_group_and_card_and_phone_numbers_never_reach_the_tables(inbox, store):
