@@ -38,6 +38,7 @@ from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from common.privacy import mask_card_numbers, mask_phone
+from common.transcript_text import VOICE_MARK
 from support_desk.config import DeskSettings
 from support_desk.pagination import DEFAULT_LIMIT, MAX_CURSOR
 from support_desk.schema import audit_log, escalations, messages, nlu_inbox, nlu_recent
@@ -81,8 +82,11 @@ def normalised(text: str) -> str:
 
 
 def masked(text: str) -> str:
-    """The text with card numbers (first 6 / last 4) and mobile numbers masked."""
-    return mask_phone(mask_card_numbers(text))
+    """The words of a merchant message as the inbox keeps them: card numbers (first 6 /
+    last 4) and mobile numbers masked, without the voice message's mark (the platform's
+    speech recognition wrote them, but they are still what the merchant said)."""
+    words = text.strip()
+    return mask_phone(mask_card_numbers(words[len(VOICE_MARK) :] if words.startswith(VOICE_MARK) else words)).strip()
 
 
 def language_of(text: str, hint: Optional[str] = None) -> str:
@@ -307,7 +311,7 @@ class NluInbox:
         at = datetime.fromtimestamp(float(event["timestamp"]), tz=timezone.utc)
         if parsed.clicked:
             return await self._clicked(conn, sender, parsed)
-        text = masked(event["text"]).strip()
+        text = masked(event["text"])
         intent, confidence = parsed.guess()
         language = language_of(text, parsed.language)
         insert = _insert_for(conn)(nlu_recent).on_conflict_do_nothing(index_elements=["sender_id", "source_ts"])

@@ -93,10 +93,11 @@ async def test_each_reason_is_captured_from_a_batch_and_a_confident_message_is_n
             said("b", "what is the weather", now + 2, nlu("out_of_scope", 0.9, language="en")),
             said("c", "办个卡机子", now + 3, nlu("faq", 0.45, [("faq", 0.45)], faq="faq/apply_pos")),
             said("d", "🙂", now + 4, nlu("greet", 0.2)),  # no words: nothing to label
+            said("e", "🎤 机器黑屏了怎么办", now + 5, nlu("ask_how_to_fix", 0.4)),  # a voice message: its words
         ]
     )
     found = {e["text"]: e for e in await entries(inbox)}
-    assert set(found) == {"机器冒烟了", "what is the weather", "办个卡机子"}
+    assert set(found) == {"机器冒烟了", "what is the weather", "办个卡机子", "机器黑屏了怎么办"}
     assert found["机器冒烟了"]["reasons"] == ["low_confidence", "fallback"]
     assert found["机器冒烟了"]["bot_intent"] == "ask_is_hardware"  # the guess behind the fallback
     assert found["what is the weather"]["reasons"] == ["out_of_scope"] and found["what is the weather"]["language"] == "en"
