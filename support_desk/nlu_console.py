@@ -46,7 +46,14 @@ async def inbox_page(request: web.Request) -> web.Response:
     status, order = _choice(request.query, "status", STATUSES), _choice(request.query, "order", ORDERS)
     found = await inbox.page(status, order, request.query.get("cursor"), parse_limit(request.query.get("limit")))
     return await page(
-        request, "nlu.html", items=found["items"], next_cursor=found["next_cursor"], status=status, order=order, intents=inbox.intents()
+        request,
+        "nlu.html",
+        items=found["items"],
+        next_cursor=found["next_cursor"],
+        later_page="cursor" in request.query,
+        status=status,
+        order=order,
+        intents=inbox.intents(),
     )
 
 

@@ -75,6 +75,10 @@ async def test_the_operator_reads_escaped_messages_and_labels_them_from_the_form
     assert SCRIPT not in html and "&lt;script&gt;alert(&#34;x&#34;)&lt;/script&gt;" in html
     assert "pos机报1000咋整" not in html  # the bot was sure
     assert '<option value="faq/apply_pos">' in html and 'list="nlu-intents"' in html
+    first = await (await client.get("/console/nlu?limit=1")).text()
+    [older] = re.findall(r'id="page-older" href="([^"]+)"', first)
+    second = await (await client.get(older.replace("&amp;", "&") + "&limit=1")).text()
+    assert "怎么办理pos机" in first and "怎么办理pos机" not in second and 'id="page-first"' in second
     [entry] = [e for e in (await api(client, "GET", "/api/nlu/inbox"))["items"] if SCRIPT in e["text"]]
     form = {"csrf": csrf_of(html), "version": str(entry["version"]), "intent": "ask_how_to_fix", "decision": "label"}
     done = await client.post(f"/console/nlu/{entry['id']}/label", data=form)

@@ -249,6 +249,23 @@ async def test_a_stale_version_an_unknown_intent_or_a_held_out_text_change_nothi
     assert (await inbox.get(secret_entry["id"]))["status"] == "new"
 
 
+async def test_a_reviewed_file_that_cannot_be_written_keeps_no_label(inbox, store, monkeypatch):
+    from support_desk import nlu_inbox as module
+
+    found = await listed(inbox, "小票打印不出来")
+    entry = found["小票打印不出来"]
+
+    def full_disk(path, content):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(module, "write_atomically", full_disk)
+    with pytest.raises(OSError):
+        await inbox.label(entry["id"], 1, "zhao", intent="ask_how_to_fix")
+    assert await inbox.get(entry["id"]) == entry and not inbox.settings.nlu_reviewed_file.exists()
+    async with store.engine.connect() as conn:
+        assert (await conn.execute(sa.select(sa.func.count()).select_from(audit_log))).scalar() == 0
+
+
 async def test_two_operators_labelling_one_entry_at_once_get_one_label_and_one_conflict(inbox):
     found = await listed(inbox, "刷不了卡")
     item = found["刷不了卡"]["id"]
