@@ -130,6 +130,56 @@ async def test_the_button_chosen_on_the_clarifying_question_is_the_suggested_lab
     assert len(await entries(inbox)) == 1
 
 
+async def test_rasas_own_events_through_the_broker_fill_the_inbox(inbox):
+    """The contract between rasa_server.desk_events and the inbox: tracker events as Rasa 3.6
+    publishes them (parse_data, a BotUttered's metadata), through the broker's filter."""
+    from rasa_server.desk_events import DeskEventBroker
+
+    broker = DeskEventBroker("http://127.0.0.1:9", None)
+    now = time.time()
+    ranking = [
+        {"name": "nlu_fallback", "confidence": 0.5},
+        {"name": "ask_is_hardware", "confidence": 0.41},
+        {"name": "faq", "confidence": 0.3},
+    ]
+    tracker_events = [
+        {
+            "event": "user",
+            "sender_id": "wx-1",
+            "timestamp": now,
+            "text": "机子是不是坏了 电话13812345678",
+            "parse_data": {
+                "intent": {"name": "nlu_fallback", "confidence": 0.5},
+                "entities": [{"entity": "language", "value": "zh"}],
+                "intent_ranking": ranking,
+                "response_selector": {"faq": {"response": {"intent_response_key": "faq/replace_pos"}}},
+            },
+        },
+        {"event": "action", "sender_id": "wx-1", "timestamp": now + 0.1, "name": "action_clarify"},
+        {
+            "event": "bot",
+            "sender_id": "wx-1",
+            "timestamp": now + 0.2,
+            "text": "不太确定您的意思，是下面哪一个？",
+            "data": {"buttons": [{"title": "是不是硬件坏了", "payload": "/ask_is_hardware"}]},
+            "metadata": {"utter_action": "utter_clarify"},
+        },
+        {
+            "event": "user",
+            "sender_id": "wx-1",
+            "timestamp": now + 5,
+            "text": "/ask_is_hardware",
+            "parse_data": {"intent": {"name": "ask_is_hardware", "confidence": 1.0}, "entities": [], "intent_ranking": []},
+        },
+    ]
+    forwarded = [kept for kept in map(broker._for_desk, tracker_events) if kept is not None]
+    await inbox.take_events(forwarded)
+    [entry] = await entries(inbox)
+    assert entry["text"] == "机子是不是坏了 电话138****5678" and entry["language"] == "zh"
+    assert (entry["bot_intent"], entry["suggested"]) == ("ask_is_hardware", "ask_is_hardware")
+    assert entry["reasons"] == ["low_confidence", "clarified", "fallback"]
+
+
 async def test_the_typed_messages_before_the_request_for_a_person_are_listed_at_the_handoff(inbox):
     now = time.time()
     sure = nlu("ask_how_to_fix", 0.95)
