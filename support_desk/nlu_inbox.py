@@ -191,7 +191,10 @@ def _domain_intents(files: Tuple[Tuple[str, int], ...]) -> Tuple[str, ...]:
     found: set = set()
     for intent in intents:
         keys = [r[len(f"utter_{intent}/") :] for r in responses if r.startswith(f"utter_{intent}/")]
-        found.update(f"{intent}/{key}" for key in keys) if keys else found.add(intent)
+        if keys:
+            found.update(f"{intent}/{key}" for key in keys)  # a bare retrieval intent labels nothing
+        else:
+            found.add(intent)
     return tuple(sorted(found))
 
 
@@ -243,6 +246,7 @@ def write_atomically(path: Path, content: str) -> None:
             out.write(content)
             out.flush()
             os.fsync(out.fileno())
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the training data from other users
         os.replace(temporary, path)
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
