@@ -350,3 +350,22 @@ def test_no_labels_is_still_training_data_rasa_reads(tmp_path):
     path = tmp_path / "reviewed.yml"
     path.write_text(reviewed_yaml([]), encoding="utf-8")
     assert load_with_rasa(path).intent_examples == []
+
+
+@pytest.mark.process  # a fresh interpreter loads Rasa's validator (~10 s)
+def test_the_projects_validation_accepts_a_reviewed_file_of_every_kind_of_label(tmp_path):
+    import shutil
+    import subprocess
+    import sys
+
+    data = tmp_path / "data"
+    shutil.copytree(ROOT / "data", data)
+    labels = [
+        ("ask_how_to_fix", "机器一直显示1000 卡住了怎么弄"),
+        ("faq/apply_pos", "想弄台新刷卡机咋整"),
+        ("out_of_scope", "what is the weather today"),
+    ]
+    (data / "nlu" / "reviewed.yml").write_text(reviewed_yaml(labels), encoding="utf-8")
+    command = [sys.executable, "scripts/validate_data.py", "--domain", "domain", "--data", str(data), "--config", "config.yml"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
