@@ -66,6 +66,7 @@ REVIEWED_HEADER = (
 # Entity annotations of Rasa's training data ("[12345](merchant_id)"): their words count.
 _ANNOTATION = re.compile(r"\[([^\]]*)\](?:\([^)]*\)|\{[^}]*\})")
 _DIGITS = re.compile(r"\d+")
+_ANNOTATION_START = re.compile(r"\]([({\[])")
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
 _INTENT = re.compile(r"[A-Za-z0-9_\-]+(?:/[A-Za-z0-9_\-]+)?")
@@ -225,6 +226,8 @@ def reviewed_yaml(examples: Iterable[Tuple[str, str]]) -> str:
     by_intent: Dict[str, set] = {}
     for intent, text in examples:
         line = " ".join(text.split())  # one line each: the block holds one example a line
+        # "[x](y)" is Rasa's entity annotation: a merchant's brackets must stay words.
+        line = _ANNOTATION_START.sub(r"] \1", line)
         if line:
             by_intent.setdefault(intent, set()).add(line)
     if not by_intent:

@@ -346,6 +346,13 @@ def test_the_picker_offers_the_domains_intents_with_the_faq_keys():
     assert "faq" not in intents and intents == sorted(intents)
 
 
+def test_a_merchants_brackets_are_not_read_as_entity_annotations(tmp_path):
+    path = tmp_path / "reviewed.yml"
+    path.write_text(reviewed_yaml([("inform", "我的商户号是[898440153990123](merchant_id)\n还报错{x}")]), encoding="utf-8")
+    [example] = load_with_rasa(path).intent_examples
+    assert example.get("entities") in (None, []) and example.get("text") == "我的商户号是[898440153990123] (merchant_id) 还报错{x}"
+
+
 def test_no_labels_is_still_training_data_rasa_reads(tmp_path):
     path = tmp_path / "reviewed.yml"
     path.write_text(reviewed_yaml([]), encoding="utf-8")
