@@ -4,7 +4,10 @@ Named in ``endpoints.yml`` (``event_broker: type: rasa_server.desk_events.DeskEv
 Rasa calls ``publish`` for every new tracker event while it saves a conversation; this
 broker keeps only what the desk needs (user and bot messages, ``pause`` / ``resume``,
 the ``ticket`` slot), turns a button click into the button's title, marks a voice
-message "🎤 " (``heard_text``), and hands the rest to
+message "🎤 " (``heard_text``), adds to each user message what NLU made of it (``nlu``:
+intent, confidence, the top of the ranking, the FAQ key; for the desk's NLU inbox) and to
+a bot message the response it came from (``utter_action``: the clarifying question), and
+hands the rest to
 a background task that POSTs batches to the desk's ``/api/rasa/events``
 (``rasa_server.desk_post.BatchedPoster``: in order, retried while the desk is down,
 bounded). The desk reads the conversation's tracker when an agent opens the case, which
@@ -22,7 +25,7 @@ from rasa.core.brokers.broker import EventBroker
 from rasa.utils.endpoints import EndpointConfig
 
 from rasa_server.desk_post import BATCH_SIZE, MAX_PENDING, RETRY_FIRST_SECONDS, RETRY_MAX_SECONDS, BatchedPoster
-from common.transcript_text import buttons_of, heard_text, spoken_text
+from common.transcript_text import buttons_of, heard_text, is_payload, spoken_text
 
 logger = logging.getLogger(__name__)
 
@@ -30,6 +33,8 @@ Event = Dict[Text, Any]
 
 # Conversations whose last offered buttons are remembered (to read the next click).
 BUTTON_MEMORY = 10_000
+# Intents of the ranking the desk's NLU inbox shows beside a message.
+RANKING_SHOWN = 3
 
 
 class DeskEventBroker(EventBroker):
@@ -104,12 +109,15 @@ class DeskEventBroker(EventBroker):
             metadata = event.get("metadata") or {}
             if not event.get("text") or metadata.get("desk_message_id") is not None:
                 return None  # the desk's own replies are the desk's already
-            return {**base, "text": event["text"]}
+            response = metadata.get("utter_action")
+            return {**base, "text": event["text"], **({"utter_action": response} if isinstance(response, str) else {})}
         if kind == "user":
             if not event.get("text"):
                 return None
             words = spoken_text(event["text"], self._buttons.get(sender, ()))
-            return None if words is None else {**base, "text": heard_text(event, words)}
+            if words is None:
+                return None
+            return {**base, "text": heard_text(event, words), "nlu": nlu_result(event.get("parse_data"), is_payload(event["text"]))}
         if kind in ("pause", "resume"):
             return base
         if kind == "slot" and event.get("name") == "ticket":
@@ -129,3 +137,41 @@ class DeskEventBroker(EventBroker):
     async def close(self, flush_seconds: float = 2.0) -> None:
         """Send what is pending for up to ``flush_seconds``, then stop."""
         await self.poster.close(flush_seconds)
+
+
+def nlu_result(parse_data: Any, clicked: bool) -> Dict[str, Any]:
+    """The part of Rasa's parse result the desk's NLU inbox reads: the intent and its
+    confidence, the top of the ranking, the response selector's FAQ key, the language
+    entity, and whether the message was a button's payload (``clicked``: not typed)."""
+    data = parse_data if isinstance(parse_data, dict) else {}
+    given = data.get("intent")
+    intent: Dict[str, Any] = given if isinstance(given, dict) else {}
+    ranking = [
+        {"name": item.get("name"), "confidence": _confidence(item.get("confidence"))}
+        for item in (data.get("intent_ranking") or [])[:RANKING_SHOWN]
+        if isinstance(item, dict) and isinstance(item.get("name"), str)
+    ]
+    selected = ((data.get("response_selector") or {}).get("faq") or {}).get("response") or {}
+    faq = selected.get("intent_response_key") if isinstance(selected, dict) else None
+    language = next(
+        (e.get("value") for e in data.get("entities") or [] if isinstance(e, dict) and e.get("entity") == "language"),
+        None,
+    )
+    return {
+        "intent": intent.get("name") if isinstance(intent.get("name"), str) else None,
+        "confidence": _confidence(intent.get("confidence")),
+        "ranking": ranking,
+        "faq": faq if isinstance(faq, str) else None,
+        "language": language if language in ("zh", "en") else None,
+        "clicked": clicked,
+    }
+
+
+def _confidence(value: Any) -> Optional[float]:
+    # numpy floats and plain numbers alike, rounded: the desk shows two decimals.
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        try:
+            value = float(value)
+        except (TypeError, ValueError):
+            return None
+    return round(float(value), 4)

@@ -20,6 +20,7 @@ from support_desk.config import DeskSettings
 from common.hours import expected_reply_by
 from support_desk.pagination import decode_cursor, parse_limit
 from support_desk.relay import RasaRelay
+from support_desk.files import FileUnwritable
 from support_desk.store import (
     PRIORITIES,
     ROLES,
@@ -67,6 +68,9 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
         if http.status >= 400 and request.path.startswith("/api/"):
             return error(http.status, http.reason)
         raise
+    except FileUnwritable as problem:
+        logger.error("%s", problem)
+        return error(503, f"{problem}: nothing was saved, try again")
     except (OperationalError, DBAPIError, OSError) as problem:
         logger.error("database unavailable: %r", problem)
         return error(503, "database unavailable, try again")

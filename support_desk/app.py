@@ -26,6 +26,8 @@ from support_desk.incident_notices import IncidentNotices
 from support_desk.incidents import IncidentBoard
 from support_desk.live_bus import RedisBus
 from support_desk.live_stream import routes as live_routes
+from support_desk.nlu_inbox import INBOX, NluInbox
+from support_desk.nlu_console import routes as nlu_routes
 from support_desk.openapi import OPENAPI_ROUTE
 from support_desk.rasa_client import RasaClient
 from support_desk.relay import RasaRelay
@@ -52,6 +54,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     app.router.add_routes(chat_routes)
     app.router.add_routes(rasa_event_routes)
     app.router.add_routes(live_routes)
+    app.router.add_routes(nlu_routes)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         if run_migrations:
@@ -59,6 +62,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         engine = create_engine(settings.database_url)
         store = DeskStore(engine)
         app[STORE] = store
+        app[INBOX] = NluInbox(store, settings)
         rasa = RasaClient(settings.rasa_url, settings.rasa_token)
         app[RELAY] = RasaRelay(store, rasa)
         app[BOARD] = IncidentBoard(store)

@@ -12,6 +12,14 @@ import yaml
 from common.hours import BUSINESS_HOURS_FILE, BusinessHours, load_reply_clock
 
 SETTINGS_FILE = Path(__file__).with_name("settings.yml")
+# Paths in the settings are relative to the repository's root, wherever the desk starts.
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def repo_path(value: str) -> Path:
+    """A settings path: absolute as given, else under the repository's root."""
+    path = Path(value)
+    return path if path.is_absolute() else REPO_ROOT / path
 
 
 def in_language(texts: Dict[str, str], language: str) -> str:
@@ -59,6 +67,14 @@ class DeskSettings:
     notice_concurrency: int = 8
     notice_recheck_seconds: float = 15.0
     incident_over_message: Dict[str, str] = field(default_factory=dict)
+    # The NLU inbox: messages under this confidence are listed; where labels are written,
+    # the training data they are compared with, the held-out sets they may not come from,
+    # and the domain whose intents they may name.
+    nlu_threshold: float = 0.6
+    nlu_reviewed_file: Path = REPO_ROOT / "data" / "nlu" / "reviewed.yml"
+    nlu_training_dir: Path = REPO_ROOT / "data" / "nlu"
+    nlu_heldout_dir: Path = REPO_ROOT / "tests" / "nlu_heldout"
+    nlu_domain_dir: Path = REPO_ROOT / "domain"
 
 
 def load_settings(
@@ -100,4 +116,9 @@ def load_settings(
         notice_concurrency=int(raw["incidents"]["send_concurrency"]),
         notice_recheck_seconds=float(raw["incidents"]["recheck_seconds"]),
         incident_over_message=dict(raw["incidents"]["over_message"]),
+        nlu_threshold=float(raw["nlu_inbox"]["confidence_threshold"]),
+        nlu_reviewed_file=repo_path(raw["nlu_inbox"]["reviewed_file"]),
+        nlu_training_dir=repo_path(raw["nlu_inbox"]["training_dir"]),
+        nlu_heldout_dir=repo_path(raw["nlu_inbox"]["heldout_dir"]),
+        nlu_domain_dir=repo_path(raw["nlu_inbox"]["domain_dir"]),
     )

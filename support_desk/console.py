@@ -38,6 +38,7 @@ from support_desk.history import case_history, ordinal, repeat_counts
 from common.hours import BusinessHours, business_minutes_between
 from common.privacy import mask_phone
 from support_desk.queue_filters import parse_queue_filters
+from support_desk.files import FileUnwritable
 from support_desk.store import Conflict, NotFound, incident_id_of, utcnow, wecom_agent
 from support_desk.validation import Invalid, optional_text, required_text
 
@@ -149,7 +150,7 @@ def agent_only(handler: Handler) -> Handler:
         except Invalid as problem:
             await flash(request, await invalid_text(request, problem), error=True)
             raise web.HTTPFound(back(request)) from None
-        except Conflict as problem:
+        except (Conflict, FileUnwritable) as problem:
             await flash(request, str(problem), error=True)
             raise web.HTTPFound(back(request)) from None
         except NotFound:

@@ -4,23 +4,29 @@ Each event is filed with the newest case of its conversation when it belongs the
 user or bot message written after the case was created and before it was resolved. The
 desk's own replies (metadata ``desk_message_id``) are the desk's already; every message is
 stored once (by its Rasa timestamp), in words and with card numbers masked. Events of
-conversations without a case (the bot's own chats, most of them) are counted and left.
+conversations without a case (the bot's own chats, most of them) are not filed with a
+case; every conversation's messages are read by the NLU inbox (``support_desk.nlu_inbox``:
+what the bot probably got wrong).
 """
 
 from __future__ import annotations
 
+import logging
 from datetime import datetime, timezone
 from typing import Any, Dict, List, Optional
 
 import sqlalchemy as sa
 from aiohttp import web
+from sqlalchemy.exc import DBAPIError, OperationalError
 
 from support_desk.api import STORE, read_json
+from support_desk.nlu_inbox import INBOX, NluInbox
 from support_desk.schema import escalations
 from support_desk.store import DeskStore, aware
 from common.transcript_text import spoken_text
 from support_desk.validation import Invalid
 
+logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 MAX_EVENTS = 1000
 KINDS = ("user", "bot", "pause", "resume", "slot")
@@ -34,7 +40,7 @@ async def rasa_events(request: web.Request) -> web.Response:
     if not isinstance(events, list) or len(events) > MAX_EVENTS:
         raise Invalid(f"events must be a list of at most {MAX_EVENTS} event objects")
     valid = [event for event in events if _valid(event)]
-    filed = await file_events(request.app[STORE], valid)
+    filed = await file_events(request.app[STORE], valid, request.app.get(INBOX))
     return web.json_response({"received": len(events), "ignored": len(events) - len(valid), "filed": filed})
 
 
@@ -52,8 +58,9 @@ def _valid(event: Any) -> bool:
     return True
 
 
-async def file_events(store: DeskStore, events: List[Dict[str, Any]]) -> int:
-    """Add each message to its conversation's case where it belongs; how many were added."""
+async def file_events(store: DeskStore, events: List[Dict[str, Any]], inbox: Optional[NluInbox] = None) -> int:
+    """Add each message to its conversation's case where it belongs, and give the batch to
+    the NLU inbox (all conversations); how many messages were added to cases."""
     by_sender: Dict[str, List[Dict[str, Any]]] = {}
     for event in events:
         by_sender.setdefault(event["sender_id"], []).append(event)
@@ -65,6 +72,13 @@ async def file_events(store: DeskStore, events: List[Dict[str, Any]]) -> int:
         lines = [line for line in (_line(event, case) for event in own) if line is not None]
         if lines:
             added += await store.add_merchant_messages(case["id"], lines)
+    if inbox is not None:
+        try:
+            await inbox.take_events(events)
+        except (OperationalError, DBAPIError):
+            raise  # the database is down: a 503, and the broker sends the batch again
+        except Exception:  # noqa: BLE001 - the inbox must never hold up the cases' live transcripts
+            logger.exception("NLU inbox could not read a batch of %d events", len(events))
     return added
 
 

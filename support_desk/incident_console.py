@@ -24,16 +24,23 @@ routes = web.RouteTableDef()
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
-def operator_only(handler: Handler) -> Handler:
-    """Operators only (inside ``agent_only``: logged in, CSRF checked)."""
+def operators_only(refusal: str) -> Callable[[Handler], Handler]:
+    """Operators only (inside ``agent_only``: logged in, CSRF checked); an agent gets a
+    403 with the console's ``refusal`` words."""
 
-    async def wrapped(request: web.Request) -> web.StreamResponse:
-        agent = (await get_session(request))["agent"]
-        if await request.app[STORE].agent_role(agent) != "operator":
-            raise web.HTTPForbidden(text=await word(request, "operators_only"))
-        return await handler(request)
+    def decorate(handler: Handler) -> Handler:
+        async def wrapped(request: web.Request) -> web.StreamResponse:
+            agent = (await get_session(request))["agent"]
+            if await request.app[STORE].agent_role(agent) != "operator":
+                raise web.HTTPForbidden(text=await word(request, refusal))
+            return await handler(request)
 
-    return wrapped
+        return wrapped
+
+    return decorate
+
+
+operator_only = operators_only("operators_only")
 
 
 async def actor(request: web.Request) -> str:

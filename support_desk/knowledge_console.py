@@ -11,11 +11,12 @@ from aiohttp import web
 from support_desk.api import STORE
 from support_desk.audit import audit
 from support_desk.console import agent_only, flash, page, word
-from support_desk.incident_console import actor, operator_only
+from support_desk.incident_console import actor, operators_only
 from support_desk.incidents import audit_trail
 from support_desk.knowledge_edit import KnowledgeFiles, terminal_from_form
 
 routes = web.RouteTableDef()
+operator_only = operators_only("knowledge_operators_only")
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeFiles)
 # The audit rows this page lists.
 ACTIONS = ("knowledge.terminal", "knowledge.prefix")

@@ -14,20 +14,17 @@ is refused, nothing is written. Readers on both sides re-read a changed file
 
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import io
-import os
 import re
-import tempfile
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterator, List, Mapping, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from ruamel.yaml import YAML
 from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
+from support_desk.files import locked, write_atomically
 from support_desk.store import Conflict
 from support_desk.validation import Invalid
 
@@ -99,31 +96,10 @@ def _yaml() -> YAML:
     return yaml
 
 
-@contextmanager
-def _locked(path: Path) -> Iterator[None]:
-    """One writer at a time, across the desk's processes on this host."""
-    with open(path.with_name(f".{path.name}.lock"), "a") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
-
-
-def _write_atomically(path: Path, document: Any) -> None:
+def _write_document(path: Path, document: Any) -> None:
     out = io.StringIO()
     _yaml().dump(document, out)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            stream.write(out.getvalue())
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.chmod(temporary, path.stat().st_mode & 0o777)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    write_atomically(path, out.getvalue())
 
 
 class KnowledgeFiles:
@@ -151,7 +127,7 @@ class KnowledgeFiles:
     def save_terminal(self, entry: TerminalEntry, version: str) -> Optional[Dict[str, Any]]:
         """Add or change a model; the model's previous mapping (None when new), for the audit.
         Refused (Conflict) when the file changed since ``version``; nothing is written."""
-        with _locked(self.terminals_path):
+        with locked(self.terminals_path):
             if file_version(self.terminals_path) != version:
                 raise Conflict("terminals.yml was changed by someone else since you opened it: reload the page and edit again")
             document = _yaml().load(self.terminals_path.read_text(encoding="utf-8"))
@@ -170,7 +146,7 @@ class KnowledgeFiles:
                 _update(models[entry.key], entry.as_yaml())
             else:
                 models[entry.key] = entry.as_yaml()
-            _write_atomically(self.terminals_path, document)
+            _write_document(self.terminals_path, document)
         return before
 
     def prefixes(self) -> Tuple[Dict[str, str], Dict[str, Dict[str, Any]], str]:
@@ -185,7 +161,7 @@ class KnowledgeFiles:
         prefix = prefix.strip()
         if not PREFIX.fullmatch(prefix):
             raise Invalid(f"prefix {prefix[:20]!r} must be 3 to 7 digits", "prefix", value=prefix[:20])
-        with _locked(self.regions_path):
+        with locked(self.regions_path):
             if file_version(self.regions_path) != version:
                 raise Conflict("regions.yml was changed by someone else since you opened it: reload the page and edit again")
             document = _yaml().load(self.regions_path.read_text(encoding="utf-8"))
@@ -200,7 +176,7 @@ class KnowledgeFiles:
                 if region not in {str(k) for k in document["regions"]}:
                     raise Invalid(f"unknown region {region[:16]!r}", "unknown_region", value=region[:16])
                 table[keys.get(prefix, prefix)] = region
-            _write_atomically(self.regions_path, document)
+            _write_document(self.regions_path, document)
         return before
 
 

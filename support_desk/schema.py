@@ -261,3 +261,64 @@ attachments = sa.Table(
     sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
     sa.UniqueConstraint("channel", "msgid", name="uq_attachments_channel_msgid"),
 )
+
+# The NLU inbox (issue 18): what the bot probably got wrong, one row per normalised text
+# (``support_desk.nlu_inbox.normalised``: near-duplicates share a row and a count). The
+# reasons seen are flags that only ever become true; ``status`` new → labelled /
+# out_of_scope / ignored by an operator; ``version`` grows with every review, so two
+# operators labelling one row at once get one label and one 409.
+nlu_inbox = sa.Table(
+    "nlu_inbox",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("key", sa.String(255), nullable=False, unique=True),
+    # The first text seen, card and phone numbers masked.
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("count", sa.Integer, nullable=False),
+    sa.Column("first_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("last_at", sa.DateTime(timezone=True), nullable=False),
+    # The bot's guess (``faq/<key>`` for the retrieval intent) and its confidence, as last seen.
+    sa.Column("bot_intent", sa.String(128)),
+    sa.Column("bot_confidence", sa.Float),
+    sa.Column("ranking", sa.JSON),
+    sa.Column("low_confidence", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("clarified", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("fallback", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("out_of_scope", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("before_handoff", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("flagged_by", sa.String(128)),
+    # The button the merchant chose on the clarifying question: a label the merchant gave.
+    sa.Column("suggested", sa.String(128)),
+    sa.Column("status", sa.String(16), nullable=False, server_default="new"),
+    sa.Column("label", sa.String(128)),
+    # Labelled, but the training data has the same text already: not written again.
+    sa.Column("in_training", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("reviewed_by", sa.String(128)),
+    sa.Column("reviewed_at", sa.DateTime(timezone=True)),
+    sa.Column("version", sa.Integer, nullable=False, server_default="1"),
+    # The inbox pages newest first or most frequent first, per status.
+    sa.Index("ix_nlu_inbox_status_last_at_id", "status", "last_at", "id"),
+    sa.Index("ix_nlu_inbox_status_count_last_at_id", "status", "count", "last_at", "id"),
+)
+
+# The last few typed messages of every conversation (masked, with what NLU made of them),
+# so that events arriving in later batches can be read against them: the button chosen on
+# the clarifying question labels the message before it, a handoff marks the messages
+# that led to it. A few rows per conversation; older than a day they are deleted.
+nlu_recent = sa.Table(
+    "nlu_recent",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    sa.Column("sender_id", sa.String(255), nullable=False),
+    sa.Column("source_ts", sa.Float, nullable=False),
+    sa.Column("text", sa.Text, nullable=False),
+    sa.Column("language", sa.String(8), nullable=False),
+    sa.Column("intent", sa.String(128)),
+    sa.Column("confidence", sa.Float),
+    sa.Column("ranking", sa.JSON),
+    # The bot answered it with the clarifying question (its buttons are the next message).
+    sa.Column("clarify_asked", sa.Boolean, nullable=False, server_default=sa.false()),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
+    sa.UniqueConstraint("sender_id", "source_ts", name="uq_nlu_recent_sender_source_ts"),
+)

@@ -112,6 +112,50 @@ async def test_a_voice_message_reaches_the_desk_marked_as_voice(desk):
     assert [e["text"] for e in desk.events] == ["🎤 卡号622202******0006 报1000", "typed"]
 
 
+async def test_each_user_message_carries_what_nlu_made_of_it_and_the_clarifying_question_its_name(desk):
+    broker = DeskEventBroker(desk.url, "t")
+    parse_data = {
+        "intent": {"name": "faq", "confidence": 0.41},
+        "entities": [{"entity": "language", "value": "zh"}],
+        "intent_ranking": [
+            {"name": n, "confidence": c} for n, c in [("faq", 0.41), ("ask_how_to_fix", 0.3), ("greet", 0.2), ("deny", 0.09)]
+        ],
+        "response_selector": {"faq": {"response": {"intent_response_key": "faq/apply_pos", "confidence": 0.8}}},
+    }
+    broker.publish({**user("m-1", "pos机咋办", 1.0), "parse_data": parse_data})
+    clarify = {"buttons": [{"title": "怎么解决", "payload": "/ask_how_to_fix"}]}
+    broker.publish(
+        {
+            "sender_id": "m-1",
+            "event": "bot",
+            "text": "是哪一个？",
+            "timestamp": 2.0,
+            "data": clarify,
+            "metadata": {"utter_action": "utter_clarify"},
+        }
+    )
+    broker.publish({**user("m-1", "/ask_how_to_fix", 3.0), "parse_data": {"intent": {"name": "ask_how_to_fix", "confidence": 1.0}}})
+    broker.publish(user("m-1", "no parse data", 4.0))
+    await until(lambda: len(desk.events) == 4)
+    await broker.close()
+    typed, question, click, bare = desk.events
+    assert typed["nlu"] == {
+        "intent": "faq",
+        "confidence": 0.41,
+        "ranking": [
+            {"name": "faq", "confidence": 0.41},
+            {"name": "ask_how_to_fix", "confidence": 0.3},
+            {"name": "greet", "confidence": 0.2},
+        ],
+        "faq": "faq/apply_pos",
+        "language": "zh",
+        "clicked": False,
+    }
+    assert question["utter_action"] == "utter_clarify"
+    assert (click["text"], click["nlu"]["intent"], click["nlu"]["clicked"]) == ("怎么解决", "ask_how_to_fix", True)
+    assert bare["nlu"]["intent"] is None and bare["nlu"]["ranking"] == []
+
+
 async def test_a_desk_that_is_down_gets_everything_once_in_order_when_back(desk):
     broker = DeskEventBroker(desk.url, "t", retry_first_seconds=0.01, retry_max_seconds=0.05)
     desk.answers = [503, 503, 502, 503]

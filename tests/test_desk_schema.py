@@ -64,7 +64,7 @@ def desk(tmp_path_factory) -> Iterator[DeskProcess]:
 
 
 def test_every_operation_is_checked():
-    assert len(OPERATIONS) == 27
+    assert len(OPERATIONS) == 29
 
 
 @pytest.mark.parametrize("generation", ["positive", "negative"])

@@ -192,7 +192,8 @@ async def test_only_operators_see_and_edit_knowledge(files, tmp_path, rasa):
         anonymous = await client.get("/console/knowledge", allow_redirects=False)
         assert anonymous.status == 302 and anonymous.headers["Location"] == "/console/login"
         await login(client)
-        assert (await client.get("/console/knowledge")).status == 403
+        refused = await client.get("/console/knowledge")
+        assert refused.status == 403 and "只有运维人员可以查看和修改知识库" in await refused.text()
         queue = await (await client.get("/console")).text()
         assert 'id="nav-knowledge"' not in queue
         form = {**form_of(files, "pax_a920", latest_version="3.3.0"), "csrf": csrf_of(queue), "version": files.terminals()[1]}
