@@ -117,7 +117,7 @@ def load_settings(
         notice_recheck_seconds=float(raw["incidents"]["recheck_seconds"]),
         incident_over_message=dict(raw["incidents"]["over_message"]),
         nlu_threshold=float(raw["nlu_inbox"]["confidence_threshold"]),
-        nlu_reviewed_file=repo_path(raw["nlu_inbox"]["reviewed_file"]),
+        nlu_reviewed_file=repo_path(environ.get("NLU_REVIEWED_FILE") or raw["nlu_inbox"]["reviewed_file"]),
         nlu_training_dir=repo_path(raw["nlu_inbox"]["training_dir"]),
         nlu_heldout_dir=repo_path(raw["nlu_inbox"]["heldout_dir"]),
         nlu_domain_dir=repo_path(raw["nlu_inbox"]["domain_dir"]),
