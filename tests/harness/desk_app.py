@@ -5,6 +5,7 @@ API double, and a new escalation for the store."""
 from __future__ import annotations
 
 import copy
+import tempfile
 import functools
 import re
 import shutil
@@ -84,6 +85,8 @@ def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> De
         api_token=TOKEN,
         secret_key="test-secret-key-of-enough-length-0123456789",
         delivery_retry_seconds=3600,
+        # A label a test makes never reaches the repository's data/nlu/reviewed.yml.
+        nlu_reviewed_file=Path(tempfile.mkdtemp(prefix="reviewed-")) / "reviewed.yml",
     )
 
 
