@@ -275,6 +275,38 @@ async def test_a_region_incident_asks_the_region_at_the_report_then_answers_as_u
         desk.call("POST", f"/api/incidents/{incident['id']}/close")
 
 
+@pytest.mark.parametrize(
+    "language, start, complaint, still_broken, next_question",
+    [
+        ("zh", "开始排查", "隔壁装修吵死了", "还是不行", "utter_question_terminal_model"),
+        ("zh", "开始排查", "今天生意不好", "还是不行", "utter_question_terminal_model"),
+        ("zh", "开始排查", "外面堵车堵得要命", "还是不行", "utter_question_terminal_model"),
+        ("en", "walk me through the checks", "my boss is yelling at me", "still 1000", "utter_question_terminal_model"),
+        ("en", "walk me through the checks", "ugh the music next door is so loud", "still 1000", "utter_question_terminal_model"),
+    ],
+)
+async def test_an_unrelated_complaint_in_the_checks_is_not_it_works_now(
+    bot, variations, language, start, complaint, still_broken, next_question
+):
+    """Issue 18: a complaint about something else, typed at "does it work now?", is no
+    answer: the step is not marked fixed and the same question is asked again."""
+    sender = f"complaint-{complaint}"
+    chat = Chat(bot, sender)
+    assert await chat.texts(start) == [variations["utter_ask_network_ok"][language]]
+    replies = await chat.texts(complaint)
+    assert await chat.slot("network_ok") is None and await chat.slot("fixed_step") is None
+    resolved = variations["utter_diagnostics_resolved"][language].split("{")[0]
+    assert not any(text.startswith(resolved) for text in replies)
+    assert replies[-1] == variations["utter_ask_network_ok"][language]
+    tracker = await chat.tracker()
+    assert tracker["active_loop"]["name"] == "diagnostics_form"
+    assert tracker["slots"]["requested_slot"] == "network_ok"
+    # The checks go on: a real answer still moves to the next step.
+    [question] = await chat.say(still_broken)
+    assert question["text"] == variations[next_question][language]
+    assert await chat.slot("network_ok") is False
+
+
 async def test_human_leaves_the_checks(bot, variations):
     chat = Chat(bot, "en-human")
     await chat.say("check it step by step")
