@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
@@ -17,6 +18,51 @@ SETTINGS_FILE = Path(__file__).with_name("settings.yml")
 def in_language(texts: Dict[str, str], language: str) -> str:
     """The wording for the merchant's language (Chinese when there is none for it)."""
     return texts.get(language) or texts["zh"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Retraining from the console (``support_desk.training``): commands as argument lists
+    ("python" is the desk's interpreter), paths relative to the project folder."""
+
+    command: Tuple[str, ...] = ()
+    finetune_args: Tuple[str, ...] = ()
+    domain: str = "domain"
+    data: str = "data"
+    config: str = "config.yml"
+    candidates: str = "models/candidates"
+    served_model: str = "models/pos1000.tar.gz"
+    heldout_command: Tuple[str, ...] = ()
+    stories_command: Tuple[str, ...] = ()
+    # Empty: the desk's rasa_url only.
+    rasa_model_urls: Tuple[str, ...] = ()
+    timeout_seconds: float = 1800.0
+    switch_timeout_seconds: float = 300.0
+    stale_seconds: float = 120.0
+
+
+def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
+    urls: List[str] = [u.strip().rstrip("/") for u in (environ.get("RASA_MODEL_URLS") or "").split(",") if u.strip()]
+    if not urls:
+        urls = [str(u).rstrip("/") for u in raw.get("rasa_model_urls") or []]
+    # DESK_TRAINING_COMMAND (shell words) stands in for the trainer: a check of the API on a
+    # real desk process must not start a real training.
+    command = shlex.split(environ["DESK_TRAINING_COMMAND"]) if environ.get("DESK_TRAINING_COMMAND") else raw["command"]
+    return TrainingSettings(
+        command=tuple(str(w) for w in command),
+        finetune_args=tuple(str(w) for w in raw["finetune_args"]),
+        domain=str(raw["domain"]),
+        data=str(raw["data"]),
+        config=str(raw["config"]),
+        candidates=str(raw["candidates"]),
+        served_model=str(raw["served_model"]),
+        heldout_command=tuple(str(w) for w in raw["heldout_command"]),
+        stories_command=tuple(str(w) for w in raw["stories_command"]),
+        rasa_model_urls=tuple(urls),
+        timeout_seconds=float(raw["timeout_seconds"]),
+        switch_timeout_seconds=float(raw["switch_timeout_seconds"]),
+        stale_seconds=float(raw["stale_seconds"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -59,6 +105,12 @@ class DeskSettings:
     notice_concurrency: int = 8
     notice_recheck_seconds: float = 15.0
     incident_over_message: Dict[str, str] = field(default_factory=dict)
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    @property
+    def model_urls(self) -> Tuple[str, ...]:
+        """The Rasa processes a new model is switched in on (all or none)."""
+        return self.training.rasa_model_urls or (self.rasa_url,)
 
 
 def load_settings(
@@ -100,4 +152,5 @@ def load_settings(
         notice_concurrency=int(raw["incidents"]["send_concurrency"]),
         notice_recheck_seconds=float(raw["incidents"]["recheck_seconds"]),
         incident_over_message=dict(raw["incidents"]["over_message"]),
+        training=_training(raw["training"], environ),
     )

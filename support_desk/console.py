@@ -121,6 +121,8 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "flash_error": flash[1] if flash else False,
             "reminders": reminders,
             "proposals": proposals,
+            # The retraining page's link is for operators only.
+            "nav_operator": bool(agent) and await request.app[STORE].agent_role(agent) == "operator",
             **context,
         },
     )
