@@ -138,10 +138,14 @@ async def run_command(
                 break
             pending += chunk
             *lines, pending = re.split(rb"[\r\n]", pending)
+            moved = False
             for raw in lines:
-                line = raw.decode("utf-8", "replace")
-                if progress.feed(line) and on_line is not None:
-                    await on_line(progress)
+                moved |= progress.feed(raw.decode("utf-8", "replace"))
+            # tqdm leaves its newest bar unterminated until the next update: read it once whole.
+            if pending.endswith(b"]") and _EPOCHS.search(pending.decode("utf-8", "replace")):
+                moved |= progress.feed(pending.decode("utf-8", "replace"))
+            if moved and on_line is not None:
+                await on_line(progress)
         if pending:
             progress.feed(pending.decode("utf-8", "replace"))
 
@@ -614,9 +618,13 @@ class TrainingJobs:
 
     async def close(self) -> None:
         """The desk stops: its trainings are stopped and marked failed."""
-        for process in list(self.processes.values()):
+        processes = list(self.processes.values())
+        for process in processes:
             with contextlib.suppress(ProcessLookupError):
                 process.kill()
+        for process in processes:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(process.wait(), 10)
         for task in list(self.tasks.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
@@ -628,6 +636,11 @@ def _aware(value: Any) -> Any:
     from datetime import timezone
 
     return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+
+
+def _stories(figures: Figures) -> Optional[str]:
+    stories = figures.get("stories")
+    return f"{stories['correct']}/{stories['total']}" if stories else None
 
 
 def _copy(source: Path, target: Path) -> None:
@@ -652,8 +665,7 @@ def figure_rows(job: Dict[str, Any]) -> List[Tuple[str, Optional[float], Optiona
     for lang in LANGUAGES:
         for key in ("intent_macro_f1", "faq_macro_f1"):
             rows.append((f"{lang} {key.split('_')[0]}", (cand.get(lang) or {}).get(key), (run.get(lang) or {}).get(key)))
-    stories = lambda f: f"{f['correct']}/{f['total']}" if f.get("stories") else None  # noqa: E731
-    rows.append(("stories", stories(cand), stories(run)))
+    rows.append(("stories", _stories(cand), _stories(run)))
     return rows
 
 
