@@ -352,6 +352,7 @@ class TrainingJobs:
         self.owner = _owner()
         self.tasks: Dict[int, asyncio.Task] = {}
         self.processes: Dict[int, asyncio.subprocess.Process] = {}
+        self.closing = False
 
     def path(self, name: str) -> Path:
         """A settings path, absolute (relative ones are in the project folder)."""
@@ -512,7 +513,7 @@ class TrainingJobs:
                 await self._finish(job_id, "failed", DESK_STOPPED, "training_failed")
             raise
         except TrainingFailed as error:
-            await self._finish(job_id, "failed", str(error), "training_failed")
+            await self._finish(job_id, "failed", DESK_STOPPED if self.closing else str(error), "training_failed")
         except Exception as error:  # noqa: BLE001 - the job ends with the error shown, never stays running
             logger.exception("training %s failed", job_id)
             await self._finish(job_id, "failed", f"{error.__class__.__name__}: {error}", "training_failed")
@@ -617,18 +618,19 @@ class TrainingJobs:
         await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action, target=f"training:{job_id}", detail=detail))
 
     async def close(self) -> None:
-        """The desk stops: its trainings are stopped and marked failed."""
+        """The desk stops: its trainings are stopped (the subprocess killed) and marked
+        failed ("the desk stopped during the training")."""
+        self.closing = True
         processes = list(self.processes.values())
-        for process in processes:
-            with contextlib.suppress(ProcessLookupError):
-                process.kill()
-        for process in processes:
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(process.wait(), 10)
         for task in list(self.tasks.values()):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
+        for process in processes:
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(process.wait(), 10)
 
 
 def _aware(value: Any) -> Any:
