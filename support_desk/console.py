@@ -122,7 +122,7 @@ async def page(request: web.Request, template: str, **context: Any) -> web.Respo
             "reminders": reminders,
             "proposals": proposals,
             # The retraining page's link is for operators only.
-            "nav_operator": bool(agent) and await request.app[STORE].agent_role(agent) == "operator",
+            "nav_operator": bool(agent) and await request.app[STORE].agent_role(str(agent)) == "operator",
             **context,
         },
     )

@@ -383,13 +383,17 @@ class TrainingJobs:
         the Procfile's model."""
         async with self.store.engine.connect() as conn:
             row = (
-                await conn.execute(
-                    sa.select(trainings)
-                    .where(trainings.c.state.in_(("switched", "rolled_back")))
-                    .order_by(sa.func.coalesce(trainings.c.rolled_back_at, trainings.c.finished_at).desc(), trainings.c.id.desc())
-                    .limit(1)
+                (
+                    await conn.execute(
+                        sa.select(trainings)
+                        .where(trainings.c.state.in_(("switched", "rolled_back")))
+                        .order_by(sa.func.coalesce(trainings.c.rolled_back_at, trainings.c.finished_at).desc(), trainings.c.id.desc())
+                        .limit(1)
+                    )
                 )
-            ).mappings().first()
+                .mappings()
+                .first()
+            )
         if row is None:
             return str(self.path(self.training.served_model))
         return str(row["served_model"] if row["state"] == "switched" else row["previous_model"])
@@ -398,8 +402,17 @@ class TrainingJobs:
         """The switched job whose previous model a rollback puts back (the newest switch)."""
         async with self.store.engine.connect() as conn:
             row = (
-                await conn.execute(sa.select(trainings).where(trainings.c.state.in_(("switched", "rolled_back"))).order_by(trainings.c.id.desc()).limit(1))
-            ).mappings().first()
+                (
+                    await conn.execute(
+                        sa.select(trainings)
+                        .where(trainings.c.state.in_(("switched", "rolled_back")))
+                        .order_by(trainings.c.id.desc())
+                        .limit(1)
+                    )
+                )
+                .mappings()
+                .first()
+            )
         return job_dict(row) if row is not None and row["state"] == "switched" else None
 
     # --- starting
@@ -418,7 +431,9 @@ class TrainingJobs:
         cutoff = utcnow() - timedelta(seconds=self.training.stale_seconds)
         async with self.store.engine.begin() as conn:
             rows = (
-                await conn.execute(sa.select(trainings.c.id, trainings.c.owner, trainings.c.heartbeat_at).where(trainings.c.state.in_(TRAINING_ACTIVE)))
+                await conn.execute(
+                    sa.select(trainings.c.id, trainings.c.owner, trainings.c.heartbeat_at).where(trainings.c.state.in_(TRAINING_ACTIVE))
+                )
             ).all()
             for row in rows:
                 gone = row.owner != self.owner and not _alive(row.owner)

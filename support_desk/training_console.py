@@ -90,4 +90,3 @@ async def rollback(request: web.Request) -> web.StreamResponse:
     job = await request.app[TRAINING].rollback(await actor(request))
     await flash(request, (await word(request, "training_rolled_back_ok")).format(id=job["id"]))
     raise web.HTTPFound("/console/training")
-

@@ -40,7 +40,9 @@ def main() -> int:
                 time.sleep(0.5)
     sys.stderr.write("\n")
     print("2026-12-03 10:00:01 INFO     rasa.engine.training.hooks  - Finished training component 'OneBatchDIETClassifier'.", flush=True)
-    print("2026-12-03 10:00:01 INFO     rasa.engine.training.hooks  - Starting to train component 'IntentGatedResponseSelector'.", flush=True)
+    print(
+        "2026-12-03 10:00:01 INFO     rasa.engine.training.hooks  - Starting to train component 'IntentGatedResponseSelector'.", flush=True
+    )
     for epoch in range(1, 61):
         sys.stderr.write(bar(epoch, 60))
     sys.stderr.write("\n")

@@ -76,7 +76,18 @@ async def training_desk(
     if not served.exists():
         served.write_text("model-0", encoding="utf-8")
     settings = desk_settings(f"sqlite:///{database or tmp_path / 'desk.db'}", rasa_urls[0])
-    command = ("python", str(FAKE_TRAINER), "--out", "{out}", "--fixed-model-name", "{name}", "--mode", mode, "--pid-file", str(tmp_path / "trainer.pid"))
+    command = (
+        "python",
+        str(FAKE_TRAINER),
+        "--out",
+        "{out}",
+        "--fixed-model-name",
+        "{name}",
+        "--mode",
+        mode,
+        "--pid-file",
+        str(tmp_path / "trainer.pid"),
+    )
     settings = replace(
         settings,
         training=replace(
