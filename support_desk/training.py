@@ -187,7 +187,8 @@ def input_fingerprint(settings: TrainingSettings, root: Path = ROOT) -> str:
     files = [config] + sorted(p for p in (root / settings.domain).rglob("*") if p.is_file())
     for path in files:
         if path.is_file():
-            digest.update(str(path.relative_to(root)).encode() + b"\0" + path.read_bytes() + b"\0")
+            name = path.relative_to(root) if path.is_relative_to(root) else path
+            digest.update(str(name).encode() + b"\0" + path.read_bytes() + b"\0")
     return digest.hexdigest()
 
 
@@ -204,9 +205,25 @@ class Scorer:
     async def score(self, model: str, out: Path) -> Figures:
         heldout, stories = out / "nlu", out / "stories"
         timeout = self.settings.timeout_seconds
-        await run_command(argv(self.settings.heldout_command, model=model, out=str(heldout)), timeout)
-        await run_command(argv(self.settings.stories_command, model=model, out=str(stories)), timeout)
+        # Side by side: most of each is a Python start and a model load, on one core.
+        await together(
+            run_command(argv(self.settings.heldout_command, model=model, out=str(heldout)), timeout),
+            run_command(argv(self.settings.stories_command, model=model, out=str(stories)), timeout),
+        )
         return read_figures(heldout / "summary.json", stories / "story_report.json")
+
+
+async def together(*steps: Any) -> List[Any]:
+    """Run steps at the same time; when one fails the others are stopped (their
+    subprocesses killed) and its error is raised."""
+    tasks = [asyncio.ensure_future(step) for step in steps]
+    try:
+        return list(await asyncio.gather(*tasks))
+    except BaseException:
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        raise
 
 
 def read_figures(summary: Path, story_report: Path) -> Figures:
@@ -510,13 +527,16 @@ class TrainingJobs:
             if not candidate.is_file():
                 raise TrainingFailed(f"the training wrote no model ({candidate.name} is missing)")
             await self._update(job_id, state="evaluating", candidate_model=str(candidate), heartbeat_at=utcnow())
+            # The running model is scored the same way once (at the same time as the
+            # candidate); later jobs reuse the figures kept in its rows.
+            running_figures = await self.figures_of(base)
             with tempfile.TemporaryDirectory(prefix=f"training-{job_id}-") as scratch:
-                candidate_figures = await self.scorer.score(str(candidate), Path(scratch) / "candidate")
-                await self._update(job_id, candidate_figures=candidate_figures, heartbeat_at=utcnow())
-                running_figures = await self.figures_of(base)
+                scoring = [self.scorer.score(str(candidate), Path(scratch) / "candidate")]
                 if running_figures is None:
-                    running_figures = await self.scorer.score(base, Path(scratch) / "running")
-            await self._update(job_id, running_figures=running_figures, heartbeat_at=utcnow())
+                    scoring.append(self.scorer.score(base, Path(scratch) / "running"))
+                scored = await together(*scoring)
+            candidate_figures, running_figures = scored[0], running_figures or scored[1]
+            await self._update(job_id, candidate_figures=candidate_figures, running_figures=running_figures, heartbeat_at=utcnow())
             problems = worse(candidate_figures, running_figures)
             if problems:
                 await self._finish(job_id, "refused", "worse than the running model: " + "; ".join(problems), "training_refused")
