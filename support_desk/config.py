@@ -32,6 +32,7 @@ class TrainingSettings:
     config: str = "config.yml"
     candidates: str = "models/candidates"
     served_model: str = "models/pos1000.tar.gz"
+    score_command: Tuple[str, ...] = ()
     heldout_command: Tuple[str, ...] = ()
     stories_command: Tuple[str, ...] = ()
     # Empty: the desk's rasa_url only.
@@ -56,6 +57,7 @@ def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
         config=str(raw["config"]),
         candidates=str(raw["candidates"]),
         served_model=str(raw["served_model"]),
+        score_command=tuple(str(w) for w in raw.get("score_command") or ()),
         heldout_command=tuple(str(w) for w in raw["heldout_command"]),
         stories_command=tuple(str(w) for w in raw["stories_command"]),
         rasa_model_urls=tuple(urls),

@@ -105,7 +105,13 @@ def parse_progress(text: str) -> Dict[str, Any]:
 
 def argv(template: Sequence[str], **values: str) -> List[str]:
     """A command of the settings with its ``{placeholders}`` filled; "python" is this interpreter."""
-    words = [sys.executable if word == "python" else word.format(**values) for word in template]
+    words = []
+    for word in template:
+        if word == "python":
+            word = sys.executable
+        for key, value in values.items():
+            word = word.replace("{" + key + "}", value)
+        words.append(word)
     return words
 
 
@@ -196,8 +202,9 @@ def input_fingerprint(settings: TrainingSettings, root: Path = ROOT) -> str:
 
 
 class Scorer:
-    """A model's figures: the held-out script (intent and faq macro-F1 per language) and the
-    test stories (correct / total), each a subprocess. Tests replace this object (the seam)."""
+    """A model's figures: the held-out sets (intent and faq macro-F1 per language) and the
+    test stories (correct / total), in a subprocess (``score_command``, else the held-out
+    script and ``rasa test core`` side by side). Tests replace this object (the seam)."""
 
     def __init__(self, settings: TrainingSettings) -> None:
         self.settings = settings
@@ -205,6 +212,10 @@ class Scorer:
     async def score(self, model: str, out: Path) -> Figures:
         heldout, stories = out / "nlu", out / "stories"
         timeout = self.settings.timeout_seconds
+        if self.settings.score_command:
+            # One process: the model loaded once for both (scripts/score_model.py).
+            await run_command(argv(self.settings.score_command, model=model, out=str(out)), timeout)
+            return read_figures(heldout / "summary.json", stories / "story_report.json")
         # Side by side: most of each is a Python start and a model load, on one core.
         await together(
             run_command(argv(self.settings.heldout_command, model=model, out=str(heldout)), timeout),

@@ -28,7 +28,7 @@ from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.schema import audit_log, trainings
 from support_desk.store import utcnow
-from support_desk.training import DESK_STOPPED, TRAINING, parse_progress, worse
+from support_desk.training import DESK_STOPPED, TRAINING, Scorer, TrainingFailed, parse_progress, worse
 from tests.harness.desk_app import AUTH, RasaDouble, csrf_of, desk_settings, login
 
 FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
@@ -393,3 +393,28 @@ def test_progress_is_read_from_rasas_output():
     )
     assert parse_progress(output) == {"component": "OneBatchDIETClassifier", "epoch": 15, "of": 45}
     assert parse_progress("nothing yet") == {"component": None, "epoch": 0, "of": 0}
+
+
+WRITE_SCORES = (
+    "import json, pathlib, sys; out = pathlib.Path(sys.argv[1]);"
+    "(out / 'nlu').mkdir(parents=True); (out / 'stories').mkdir();"
+    "(out / 'nlu' / 'summary.json').write_text(json.dumps({'zh': {'intent_macro_f1': 0.97, 'faq_macro_f1': 0.93},"
+    " 'en': {'intent_macro_f1': 0.92, 'faq_macro_f1': 0.94}}));"
+    "(out / 'stories' / 'story_report.json').write_text(json.dumps({'conversation_accuracy': {'correct': 33, 'total': 34}}))"
+)
+
+
+async def test_the_scorer_reads_the_held_out_summary_and_the_story_report(tmp_path):
+    settings = desk_settings("sqlite://").training
+    scorer = Scorer(replace(settings, score_command=("python", "-c", WRITE_SCORES, "{out}")))
+    assert await scorer.score("model.tar.gz", tmp_path / "a") == {
+        "zh": {"intent_macro_f1": 0.97, "faq_macro_f1": 0.93},
+        "en": {"intent_macro_f1": 0.92, "faq_macro_f1": 0.94},
+        "stories": {"correct": 33, "total": 34},
+    }
+    broken = Scorer(replace(settings, score_command=("python", "-c", "print('model not found'); raise SystemExit(2)")))
+    with pytest.raises(TrainingFailed, match="failed \\(exit status 2\\): model not found"):
+        await broken.score("model.tar.gz", tmp_path / "b")
+    silent = Scorer(replace(settings, score_command=("python", "-c", "pass")))
+    with pytest.raises(TrainingFailed, match="the scores could not be read"):
+        await silent.score("model.tar.gz", tmp_path / "c")
