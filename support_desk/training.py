@@ -699,6 +699,7 @@ def _copy(source: Path, target: Path) -> None:
     os.close(handle)
     try:
         shutil.copyfile(source, temporary)
+        os.chmod(temporary, 0o644)  # mkstemp's 0600 would keep a Rasa of another user out
         os.replace(temporary, target)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
