@@ -21,7 +21,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from support_desk.app import create_app
 from support_desk.training import TRAINING
 from tests.harness.desk_app import AUTH, desk_settings
-from tests.test_desk_training import GOOD, FakeScorer
+from tests.harness.training import GOOD, FakeScorer
 
 pytestmark = pytest.mark.process  # trains a model (tests/harness/fixtures.py)
 
