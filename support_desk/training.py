@@ -565,6 +565,9 @@ class TrainingJobs:
             await self._finish(job_id, "failed", f"{error.__class__.__name__}: {error}", "training_failed")
         finally:
             self.tasks.pop(job_id, None)
+            # A refused or failed candidate (or half of one) is not kept: 40 MB a job.
+            with contextlib.suppress(OSError):
+                (out / f"{name}.tar.gz").unlink(missing_ok=True)
 
     async def figures_of(self, model: str) -> Optional[Figures]:
         """The figures kept for a model: the job that switched it in (its candidate's), or
@@ -594,6 +597,7 @@ class TrainingJobs:
         stem = served_path.name.removesuffix(".tar.gz")
         versioned = models / f"{stem}-job{job_id}.tar.gz"
         _copy(candidate, versioned)
+        candidate.unlink(missing_ok=True)
         if Path(previous) == served_path and served_path.exists():
             kept = models / f"{stem}-before-job{job_id}.tar.gz"
             _copy(served_path, kept)

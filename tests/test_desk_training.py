@@ -149,6 +149,7 @@ async def test_a_worse_model_is_refused_and_the_old_one_kept(tmp_path, rasa, can
         assert job["candidate_figures"] == candidate and job["running_figures"] == GOOD
         assert rasa.loaded == [] and (tmp_path / "models" / "pos1000.tar.gz").read_text() == "model-0"
         assert await audit_actions(client) == ["training_started", "training_refused"]
+        assert not Path(job["candidate_model"]).exists()  # not kept: 40 MB a job
         # The console shows both figures side by side.
         await login(client)
         html = await (await client.get("/console/training")).text()
