@@ -37,7 +37,7 @@ FAKE_TRAINER = Path(__file__).with_name("fake_trainer.py")
 
 @asynccontextmanager
 async def training_desk(
-    tmp_path: Path, rasa_urls: List[str], mode: str = "ok", database: Optional[Path] = None, operator: str = "li"
+    tmp_path: Path, rasa_urls: List[str], mode: str = "ok", database: Optional[str] = None, operator: str = "li"
 ) -> AsyncIterator[TestClient]:
     """The desk app with the fake trainer, models in ``tmp_path``, ``operator`` (a new
     account: ``client.password``)."""
@@ -46,7 +46,7 @@ async def training_desk(
     served = models / "pos1000.tar.gz"
     if not served.exists():
         served.write_text("model-0", encoding="utf-8")
-    settings = desk_settings(f"sqlite:///{database or tmp_path / 'desk.db'}", rasa_urls[0])
+    settings = desk_settings(database or f"sqlite:///{tmp_path / 'desk.db'}", rasa_urls[0])
     command = (
         "python",
         str(FAKE_TRAINER),
@@ -168,8 +168,8 @@ def test_the_gate_wants_every_figure_at_least_as_good():
     ]
 
 
-async def test_one_training_at_a_time_also_across_two_desk_processes(tmp_path, rasa):
-    database = tmp_path / "desk.db"
+async def test_one_training_at_a_time_also_across_two_desk_processes(tmp_path, rasa, database_url):
+    database = database_url  # SQLite, then PostgreSQL: the partial unique index of both
     async with training_desk(tmp_path, [rasa.url], mode="hang", database=database) as first:
         job = await train(first)
         second_dir = tmp_path / "second"
