@@ -32,6 +32,8 @@ from support_desk.openapi import OPENAPI_ROUTE
 from support_desk.rasa_client import RasaClient
 from support_desk.relay import RasaRelay
 from support_desk.store import DeskStore
+from support_desk.training import TRAINING, TrainingJobs
+from support_desk.training_console import api_routes as training_api_routes, console_routes as training_console_routes
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +45,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     app.router.add_routes(routes)
     app.router.add_routes(incident_routes)
     app.router.add_routes(channel_routes)
+    app.router.add_routes(training_api_routes)
     app.router.add_routes([OPENAPI_ROUTE])
     if not settings.secret_key:
         raise SystemExit("DESK_SECRET_KEY is not set (make run writes it into .env)")
@@ -51,6 +54,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
     app.router.add_routes(knowledge_console_routes)
     # The files the desk's own incident forms read, and the action server too.
     app[KNOWLEDGE] = KnowledgeFiles(incident_input.TERMINALS_FILE, incident_input.REGIONS_FILE)
+    app.router.add_routes(training_console_routes)
     app.router.add_routes(chat_routes)
     app.router.add_routes(rasa_event_routes)
     app.router.add_routes(live_routes)
@@ -66,6 +70,9 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         rasa = RasaClient(settings.rasa_url, settings.rasa_token)
         app[RELAY] = RasaRelay(store, rasa)
         app[BOARD] = IncidentBoard(store)
+        app[TRAINING] = TrainingJobs(store, settings)
+        # A training this desk (or another of this host, now gone) left running failed.
+        await app[TRAINING].recover()
         app[NOTICES] = IncidentNotices(app[BOARD], rasa, settings.notice_concurrency, settings.notice_recheck_seconds)
         bus = RedisBus(store.hub, settings.redis_url) if settings.redis_url else None
         if bus is not None:
@@ -77,6 +84,7 @@ def create_app(settings: DeskSettings, run_migrations: bool = True) -> web.Appli
         # Its first round resumes the notices of an incident closed before a restart.
         notices = asyncio.create_task(app[NOTICES].run_forever(settings.delivery_retry_seconds))
         yield
+        await app[TRAINING].close()
         for task in (retry, notices):
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):

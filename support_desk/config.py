@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import os
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Dict, Mapping, Optional, Tuple
+from typing import Dict, List, Mapping, Optional, Tuple
 
 import yaml
 
@@ -25,6 +26,53 @@ def repo_path(value: str) -> Path:
 def in_language(texts: Dict[str, str], language: str) -> str:
     """The wording for the merchant's language (Chinese when there is none for it)."""
     return texts.get(language) or texts["zh"]
+
+
+@dataclass(frozen=True)
+class TrainingSettings:
+    """Retraining from the console (``support_desk.training``): commands as argument lists
+    ("python" is the desk's interpreter), paths relative to the project folder."""
+
+    command: Tuple[str, ...] = ()
+    finetune_args: Tuple[str, ...] = ()
+    domain: str = "domain"
+    data: str = "data"
+    config: str = "config.yml"
+    candidates: str = "models/candidates"
+    served_model: str = "models/pos1000.tar.gz"
+    score_command: Tuple[str, ...] = ()
+    heldout_command: Tuple[str, ...] = ()
+    stories_command: Tuple[str, ...] = ()
+    # Empty: the desk's rasa_url only.
+    rasa_model_urls: Tuple[str, ...] = ()
+    timeout_seconds: float = 1800.0
+    switch_timeout_seconds: float = 300.0
+    stale_seconds: float = 120.0
+
+
+def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
+    urls: List[str] = [u.strip().rstrip("/") for u in (environ.get("RASA_MODEL_URLS") or "").split(",") if u.strip()]
+    if not urls:
+        urls = [str(u).rstrip("/") for u in raw.get("rasa_model_urls") or []]
+    # DESK_TRAINING_COMMAND (shell words) stands in for the trainer: a check of the API on a
+    # real desk process must not start a real training.
+    command = shlex.split(environ["DESK_TRAINING_COMMAND"]) if environ.get("DESK_TRAINING_COMMAND") else raw["command"]
+    return TrainingSettings(
+        command=tuple(str(w) for w in command),
+        finetune_args=tuple(str(w) for w in raw["finetune_args"]),
+        domain=str(raw["domain"]),
+        data=str(raw["data"]),
+        config=str(raw["config"]),
+        candidates=str(raw["candidates"]),
+        served_model=str(raw["served_model"]),
+        score_command=tuple(str(w) for w in raw.get("score_command") or ()),
+        heldout_command=tuple(str(w) for w in raw["heldout_command"]),
+        stories_command=tuple(str(w) for w in raw["stories_command"]),
+        rasa_model_urls=tuple(urls),
+        timeout_seconds=float(raw["timeout_seconds"]),
+        switch_timeout_seconds=float(raw["switch_timeout_seconds"]),
+        stale_seconds=float(raw["stale_seconds"]),
+    )
 
 
 @dataclass(frozen=True)
@@ -75,6 +123,12 @@ class DeskSettings:
     nlu_training_dir: Path = REPO_ROOT / "data" / "nlu"
     nlu_heldout_dir: Path = REPO_ROOT / "tests" / "nlu_heldout"
     nlu_domain_dir: Path = REPO_ROOT / "domain"
+    training: TrainingSettings = field(default_factory=TrainingSettings)
+
+    @property
+    def model_urls(self) -> Tuple[str, ...]:
+        """The Rasa processes a new model is switched in on (all or none)."""
+        return self.training.rasa_model_urls or (self.rasa_url,)
 
 
 def load_settings(
@@ -121,4 +175,5 @@ def load_settings(
         nlu_training_dir=repo_path(raw["nlu_inbox"]["training_dir"]),
         nlu_heldout_dir=repo_path(raw["nlu_inbox"]["heldout_dir"]),
         nlu_domain_dir=repo_path(raw["nlu_inbox"]["domain_dir"]),
+        training=_training(raw["training"], environ),
     )

@@ -322,3 +322,44 @@ nlu_recent = sa.Table(
     sa.Column("at", sa.DateTime(timezone=True), nullable=False, index=True),
     sa.UniqueConstraint("sender_id", "source_ts", name="uq_nlu_recent_sender_source_ts"),
 )
+
+# Retraining from the console (issue 18, support_desk/training.py): one row per press of
+# Train. state: running → evaluating → switched | refused | failed; a switched one may
+# later be rolled_back. Figures (JSON): {"zh": {"intent_macro_f1", "faq_macro_f1"}, "en":
+# {...}, "stories": {"correct", "total"}} of the candidate and of the model running then.
+TRAINING_ACTIVE = ("running", "evaluating")
+trainings = sa.Table(
+    "trainings",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True),
+    # What the job trains for; one active job per slot (the index below).
+    sa.Column("slot", sa.String(32), nullable=False, server_default="model"),
+    sa.Column("started_by", sa.String(128), nullable=False),
+    sa.Column("started_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("mode", sa.String(16), nullable=False),  # full | finetune
+    # sha256 of config.yml and domain/: a later job fine-tunes only on the same one.
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    # The desk process running it ("host:pid") and when it last wrote (progress).
+    sa.Column("owner", sa.String(128), nullable=False),
+    sa.Column("heartbeat_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("progress", sa.JSON),  # {"component", "epoch", "of"}
+    sa.Column("candidate_model", sa.Text),  # models/candidates/… as trained
+    sa.Column("served_model", sa.Text),  # the versioned copy switched in
+    sa.Column("previous_model", sa.Text),  # what ran before (for the rollback)
+    sa.Column("candidate_figures", sa.JSON),
+    sa.Column("running_figures", sa.JSON),
+    sa.Column("error", sa.Text),
+    sa.Column("finished_at", sa.DateTime(timezone=True)),
+    sa.Column("rolled_back_by", sa.String(128)),
+    sa.Column("rolled_back_at", sa.DateTime(timezone=True)),
+    # One training at a time, also with two desk processes pressing Train together.
+    sa.Index(
+        "uq_trainings_active",
+        "slot",
+        unique=True,
+        sqlite_where=sa.text("state IN ('running', 'evaluating')"),
+        postgresql_where=sa.text("state IN ('running', 'evaluating')"),
+    ),
+    sa.Index("ix_trainings_started_at", "started_at"),
+)

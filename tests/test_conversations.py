@@ -9,6 +9,7 @@ variation for the merchant's language.
 from __future__ import annotations
 
 import shutil
+import zlib
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional
 
@@ -290,7 +291,7 @@ async def test_an_unrelated_complaint_in_the_checks_is_not_it_works_now(
 ):
     """Issue 18: a complaint about something else, typed at "does it work now?", is no
     answer: the step is not marked fixed and the same question is asked again."""
-    sender = f"complaint-{complaint}"
+    sender = f"complaint-{language}-{zlib.crc32(complaint.encode())}"
     chat = Chat(bot, sender)
     assert await chat.texts(start) == [variations["utter_ask_network_ok"][language]]
     replies = await chat.texts(complaint)

@@ -76,17 +76,21 @@ def _shipped_settings() -> DeskSettings:
 
 
 def desk_settings(database_url: str, rasa_url: str = "http://127.0.0.1:9") -> DeskSettings:
-    """The shipped settings, pointed at a test database and Rasa."""
+    """The shipped settings, pointed at a test database and Rasa. What the desk writes for
+    the rest of the project (the reviewed NLU examples, a retrained model) goes to a
+    temporary folder, never into the repository's data/ or models/."""
+    scratch = Path(tempfile.mkdtemp(prefix="desk-files-"))
+    shipped = copy.deepcopy(_shipped_settings())
     return replace(
-        copy.deepcopy(_shipped_settings()),
+        shipped,
+        nlu_reviewed_file=scratch / "reviewed.yml",
+        training=replace(shipped.training, candidates=str(scratch / "candidates"), served_model=str(scratch / "pos1000.tar.gz")),
         database_url=database_url,
         rasa_url=rasa_url,
         rasa_token="rasa-token",
         api_token=TOKEN,
         secret_key="test-secret-key-of-enough-length-0123456789",
         delivery_retry_seconds=3600,
-        # A label a test makes never reaches the repository's data/nlu/reviewed.yml.
-        nlu_reviewed_file=Path(tempfile.mkdtemp(prefix="reviewed-")) / "reviewed.yml",
     )
 
 
@@ -105,16 +109,47 @@ class RasaDouble:
 
     Records appended events per conversation and serves trackers; ``down`` makes it
     answer 503 like a Rasa that is restarting.
+
+    ``PUT /model`` as Rasa 3.6 answers it (``rasa/server.py`` ``load_model``): the token
+    (``?token=``) or 401; a body without ``model_file``, or a file that is not there (or
+    that ``refuse_models`` names) 400; else 204 and ``GET /status`` names the new model.
+    ``loaded`` lists every model file put, in order.
     """
 
     def __init__(self) -> None:
         self.events: Dict[str, List[Dict[str, Any]]] = {}
         self.requests: List[web.Request] = []
         self.down = False
+        self.model_file: Optional[str] = None
+        self.loaded: List[str] = []
+        self.refuse_models = False
         app = web.Application()
         app.router.add_post("/conversations/{id}/tracker/events", self._append)
         app.router.add_get("/conversations/{id}/tracker", self._tracker)
+        app.router.add_put("/model", self._load_model)
+        app.router.add_get("/status", self._status)
         self.server = TestServer(app, host="127.0.0.1")
+
+    async def _load_model(self, request: web.Request) -> web.Response:
+        if request.query.get("token") != "rasa-token":
+            return web.json_response({"message": "unauthorized"}, status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        path = body.get("model_file") if isinstance(body, dict) else None
+        if not path:
+            return web.json_response({"status": "failure", "message": "No path to model file defined in request_body."}, status=400)
+        if self.refuse_models or not Path(path).is_file():
+            return web.json_response({"status": "failure", "message": f"Agent with name '{path}' could not be loaded."}, status=400)
+        self.model_file = path
+        self.loaded.append(path)
+        return web.Response(status=204)
+
+    async def _status(self, request: web.Request) -> web.Response:
+        if request.query.get("token") != "rasa-token":
+            return web.json_response({"message": "unauthorized"}, status=401)
+        return web.json_response({"model_file": Path(self.model_file or "pos1000.tar.gz").name})
 
     async def start(self) -> str:
         await self.server.start_server()

@@ -138,7 +138,7 @@ class Stack:
 
     def tracker(self, sender: str) -> Dict[str, Any]:
         """The conversation's tracker through Rasa's HTTP API."""
-        status, tracker = request("GET", f"{self.rasa_url}/conversations/{sender}/tracker?token={RASA_TOKEN}")
+        status, tracker = request("GET", f"{self.rasa_url}/conversations/{urllib.parse.quote(sender, safe='')}/tracker?token={RASA_TOKEN}")
         assert status == 200, (status, tracker)
         return tracker
 
