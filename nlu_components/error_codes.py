@@ -47,6 +47,7 @@ from rasa.shared.nlu.training_data.message import Message
 from rasa.shared.nlu.training_data.training_data import TrainingData
 
 from common.error_codes import canonical
+from common.reloading import reread_when_changed
 from nlu_components.chinese import fold
 from nlu_components.entities import add_entity
 
@@ -59,8 +60,12 @@ _CODE = r"(?P<code>[A-Za-z]{1,3}-?\d{1,4}|\d{2,5})"
 _NOT_BEFORE = r"(?<![A-Za-z0-9.:：\-/])"
 # What may follow a code: not a digit, letter, dot, colon, percent, date separator or unit
 # (年 元 块 次 …).
-_UNITS = "年元块圆毛角分秒点时天月日次笔台个张件位人万千百米斤"
-_NOT_AFTER = rf"(?![A-Za-z0-9.:：%/\-{_UNITS}]|\s*(?:yuan|rmb|dollars?|usd|times|pcs|am|pm)\b)"
+# 多 几 来 余 (20多次, 10几笔) make a number a count too; a space may stand before a unit.
+_UNITS = "年元块圆毛角分秒点时天月日次笔台个张件位人万千百米斤多几来余"
+_NOT_AFTER = (
+    rf"(?![A-Za-z0-9.:：%/\-]|\s*[{_UNITS}]"
+    r"|\s*(?:yuan|rmb|dollars?|usd|times|pcs|am|pm|seconds?|secs?|minutes?|mins?|hours?|hrs?|days?|weeks?)\b)"
+)
 _CUE_BEFORE = (
     r"(?:报错|报了|报|错误码|错误代码|错误号|错误|故障码|故障代码|代码|返回码|应答码|响应码|提示码|显示|提示|出现|跳出|跳|弹出"
     r"|error\s+code|error|err|code|shows?|showing|displays?|says|reads|what(?:'s|\s+is|\s+does))"
@@ -88,8 +93,10 @@ def codes_named(text: Text, not_codes: Iterable[Text] = ()) -> List[Dict[str, An
     return sorted(found.values(), key=lambda item: item["start"])
 
 
+@reread_when_changed()
 def model_tokens(terminals_file: Path) -> FrozenSet[Text]:
-    """The letter-and-digit tokens of every terminal model alias (``PAX A920`` → ``A920``)."""
+    """The letter-and-digit tokens of every terminal model alias (``PAX A920`` → ``A920``),
+    read again when the file changes (a model an operator adds in the console)."""
     if not terminals_file.is_file():
         return frozenset()
     data = yaml.safe_load(terminals_file.read_text(encoding="utf-8")) or {}
@@ -107,13 +114,18 @@ class OtherErrorCodeClassifier(GraphComponent):
         """The covered code, where terminal models are listed, and the intents kept."""
         return {"covered_code": "1000", "terminals_file": "data/knowledge/terminals.yml", "keep_intents": []}
 
-    def __init__(self, covered_code: Text, not_codes: FrozenSet[Text], keep_intents: FrozenSet[Text]) -> None:
+    def __init__(self, covered_code: Text, terminals_file: Path, keep_intents: FrozenSet[Text]) -> None:
         self.covered_code = canonical(covered_code)
+        self.terminals_file = terminals_file
         # The covered code anywhere as a number of its own ("1000 and 1001 errors"): a
         # message that names it is about it, whatever else it names.
         self._covered_anywhere = re.compile(rf"{_NOT_BEFORE}{re.escape(covered_code)}{_NOT_AFTER}", re.IGNORECASE)
-        self.not_codes = not_codes
         self.keep_intents = keep_intents
+
+    @property
+    def not_codes(self) -> FrozenSet[Text]:
+        """The terminal models' tokens, as the file says now (an operator may add one)."""
+        return model_tokens(self.terminals_file)
 
     @classmethod
     def create(
@@ -123,10 +135,10 @@ class OtherErrorCodeClassifier(GraphComponent):
         resource: Resource,
         execution_context: ExecutionContext,
     ) -> OtherErrorCodeClassifier:
-        """Read the terminal models once, when the model is loaded (relative to the project)."""
+        """The terminal models' file is relative to the project (read when it changes)."""
         return cls(
             str(config["covered_code"]),
-            model_tokens(Path(config["terminals_file"])),
+            Path(config["terminals_file"]),
             frozenset(config.get("keep_intents") or ()),
         )
 
@@ -145,6 +157,7 @@ class OtherErrorCodeClassifier(GraphComponent):
         text = fold(message.get(TEXT) or "")
         codes = codes_named(text, self.not_codes)
         if not codes:
+            self._not_without_a_code(message)
             return
         covered = next((code for code in codes if code["value"] == self.covered_code), None)
         if covered is None and (bare := self._covered_anywhere.search(text)):
@@ -152,9 +165,22 @@ class OtherErrorCodeClassifier(GraphComponent):
         chosen = covered or codes[0]
         add_entity(message, ENTITY, chosen["value"], chosen["start"], chosen["end"], self.__class__.__name__)
         intent: Optional[Dict[Text, Any]] = message.get(INTENT)
-        if covered is not None or (intent or {}).get(INTENT_NAME_KEY) in self.keep_intents:
+        if covered is not None:
+            self._not_without_a_code(message)
+            return
+        if (intent or {}).get(INTENT_NAME_KEY) in self.keep_intents:
             return
         ranked = {INTENT_NAME_KEY: INTENT_NAME, PREDICTED_CONFIDENCE_KEY: 1.0}
         ranking = [item for item in message.get(INTENT_RANKING_KEY) or [] if item.get(INTENT_NAME_KEY) != INTENT_NAME]
         message.set(INTENT, ranked, add_to_output=True)
         message.set(INTENT_RANKING_KEY, [ranked, *ranking], add_to_output=True)
+
+    def _not_without_a_code(self, message: Message) -> None:
+        """``other_error_code`` from DIET (an operator labelled an example so) stands only
+        with another code named: else the next intent of the ranking."""
+        if (message.get(INTENT) or {}).get(INTENT_NAME_KEY) != INTENT_NAME:
+            return
+        ranking = [item for item in message.get(INTENT_RANKING_KEY) or [] if item.get(INTENT_NAME_KEY) != INTENT_NAME]
+        fallback = ranking[0] if ranking else {INTENT_NAME_KEY: "nlu_fallback", PREDICTED_CONFIDENCE_KEY: 0.0}
+        message.set(INTENT, dict(fallback), add_to_output=True)
+        message.set(INTENT_RANKING_KEY, ranking, add_to_output=True)

@@ -14,6 +14,7 @@ from support_desk.console import agent_only, flash, page, word
 from support_desk.incident_console import actor, operators_only
 from support_desk.incidents import audit_trail
 from support_desk.knowledge_edit import KnowledgeFiles, terminal_from_form
+from support_desk.schema import audit_log
 
 routes = web.RouteTableDef()
 operator_only = operators_only("knowledge_operators_only")
@@ -51,11 +52,13 @@ async def save_terminal(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     entry = terminal_from_form(form)
     files = request.app[KNOWLEDGE]
-    # The audit row and the file change commit together: a file that cannot be written
-    # leaves no audit row, and no audit row means the file was not changed.
+    # The audit row is written first and committed after the file: a file that cannot be
+    # written leaves no audit row, and a database that is down refuses the edit before the
+    # file is touched (only a failed commit after the write could still lose the row).
     async with request.app[STORE].engine.begin() as conn:
+        row = await audit(conn, await actor(request), "knowledge.terminal", f"terminal:{entry.key}", {"after": entry.as_yaml()})
         before = await asyncio.to_thread(files.save_terminal, entry, str(form.get("version") or ""))
-        await audit(conn, await actor(request), "knowledge.terminal", f"terminal:{entry.key}", {"before": before, "after": entry.as_yaml()})
+        await conn.execute(audit_log.update().where(audit_log.c.id == row).values(detail={"before": before, "after": entry.as_yaml()}))
     await flash(request, (await word(request, "knowledge_saved")).format(name=entry.name))
     raise web.HTTPFound("/console/knowledge")
 
@@ -69,7 +72,8 @@ async def save_prefix(request: web.Request) -> web.StreamResponse:
     prefix, region = str(form.get("prefix") or ""), str(form.get("region") or "").strip() or None
     files = request.app[KNOWLEDGE]
     async with request.app[STORE].engine.begin() as conn:
+        row = await audit(conn, await actor(request), "knowledge.prefix", f"prefix:{prefix.strip()}", {"after": region})
         before = await asyncio.to_thread(files.save_prefix, prefix, region, str(form.get("version") or ""))
-        await audit(conn, await actor(request), "knowledge.prefix", f"prefix:{prefix.strip()}", {"before": before, "after": region})
+        await conn.execute(audit_log.update().where(audit_log.c.id == row).values(detail={"before": before, "after": region}))
     await flash(request, (await word(request, "knowledge_saved")).format(name=prefix.strip()))
     raise web.HTTPFound("/console/knowledge")

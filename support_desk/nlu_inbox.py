@@ -173,10 +173,16 @@ def _yaml_files(directory: Path) -> List[Path]:
     return sorted(directory.glob("*.yml")) + sorted(directory.glob("*.yaml")) if directory.is_dir() else []
 
 
+# Intents a component of config.yml sets by rule, never learnt from examples
+# (nlu_components/error_codes.py: a question about 1001 reads like one about 1000, so
+# examples of it would teach DIET to confuse the two). No label may name them.
+RULE_INTENTS = frozenset({"other_error_code"})
+
+
 def domain_intents(domain_dir: Path) -> List[str]:
-    """The intents a label may name, sorted: the domain's, each retrieval intent as its
-    ``<intent>/<key>`` of the domain's ``utter_<intent>/<key>`` responses."""
-    return list(_domain_intents(_signature(_yaml_files(domain_dir))))
+    """The intents a label may name, sorted: the domain's (but ``RULE_INTENTS``), each
+    retrieval intent as its ``<intent>/<key>`` of the domain's ``utter_<intent>/<key>`` responses."""
+    return [intent for intent in _domain_intents(_signature(_yaml_files(domain_dir))) if intent not in RULE_INTENTS]
 
 
 @lru_cache(maxsize=8)

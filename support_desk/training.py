@@ -38,8 +38,9 @@ import sqlalchemy as sa
 from aiohttp import web
 
 from support_desk.config import DeskSettings, TrainingSettings
-from support_desk.schema import TRAINING_ACTIVE, audit_log, trainings
-from support_desk.store import Conflict, DeskStore, NotFound, iso, utcnow
+from support_desk.audit import audit
+from support_desk.schema import TRAINING_ACTIVE, trainings
+from support_desk.store import Conflict, DeskStore, NotFound, aware, iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -310,14 +311,18 @@ class RasaModels:
         switched = [url for url, r in zip(urls, results) if not isinstance(r, BaseException)]
         restore_errors = []
         if previous:
-            for url in switched:
+            # Every URL, the failed ones too: a Rasa whose answer timed out may still be
+            # loading the candidate (PUT /model of the same file again is harmless).
+            for url in urls:
                 try:
                     await self.load(url, previous)
                 except TrainingFailed as error:
                     restore_errors.append(str(error))
         message = "; ".join(str(error) for _, error in failures)
-        if switched:
-            message += f"; the previous model was put back on {', '.join(switched)}"
+        if previous:
+            message += f"; the previous model was put back on {', '.join(urls)}" + (
+                f" ({', '.join(switched)} had taken the new one)" if switched else ""
+            )
         if restore_errors:
             message += f" (not on: {'; '.join(restore_errors)})"
         raise TrainingFailed(message)
@@ -464,8 +469,10 @@ class TrainingJobs:
                 )
             ).all()
             for row in rows:
-                gone = row.owner != self.owner and not _alive(row.owner)
-                quiet = row.heartbeat_at is not None and _aware(row.heartbeat_at) < cutoff
+                if row.owner == self.owner:
+                    continue  # this process's own job is alive: its task writes when it ends
+                gone = not _alive(row.owner)
+                quiet = row.heartbeat_at is not None and aware(row.heartbeat_at) < cutoff
                 if gone or quiet:
                     await self._fail(conn, row.id, DESK_STOPPED)
 
@@ -552,6 +559,8 @@ class TrainingJobs:
             if problems:
                 await self._finish(job_id, "refused", "worse than the running model: " + "; ".join(problems), "training_refused")
                 return
+            if not await self._still_evaluating(job_id):
+                raise TrainingFailed("the job was ended meanwhile (marked failed by another desk): nothing was switched")
             served = await self._switch(job_id, candidate, base)
             await self._finish(job_id, "switched", None, "training_switched", served_model=served)
         except asyncio.CancelledError:
@@ -568,6 +577,14 @@ class TrainingJobs:
             # A refused or failed candidate (or half of one) is not kept: 40 MB a job.
             with contextlib.suppress(OSError):
                 (out / f"{name}.tar.gz").unlink(missing_ok=True)
+
+    async def _still_evaluating(self, job_id: int) -> bool:
+        """The job is still this desk's to finish (not failed meanwhile by another desk)."""
+        async with self.store.engine.begin() as conn:
+            result = await conn.execute(
+                trainings.update().where(trainings.c.id == job_id, trainings.c.state == "evaluating").values(heartbeat_at=utcnow())
+            )
+        return result.rowcount == 1
 
     async def figures_of(self, model: str) -> Optional[Figures]:
         """The figures kept for a model: the job that switched it in (its candidate's), or
@@ -665,7 +682,7 @@ class TrainingJobs:
         await self._audit(conn, "desk", "training_failed", job_id, {"error": error})
 
     async def _audit(self, conn: Any, actor: str, action: str, job_id: int, detail: Optional[Dict[str, Any]]) -> None:
-        await conn.execute(audit_log.insert().values(at=utcnow(), actor=actor, action=action, target=f"training:{job_id}", detail=detail))
+        await audit(conn, actor, action, f"training:{job_id}", detail)
 
     async def close(self) -> None:
         """The desk stops: its trainings are stopped (the subprocess killed) and marked
@@ -681,13 +698,6 @@ class TrainingJobs:
                 process.kill()
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(process.wait(), 10)
-
-
-def _aware(value: Any) -> Any:
-    # SQLite gives naive datetimes back (stored in UTC).
-    from datetime import timezone
-
-    return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
 
 
 def _stories(figures: Figures) -> Optional[str]:

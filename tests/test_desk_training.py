@@ -11,6 +11,7 @@ with Rasa 3.6's ``PUT /model`` contract.
 from __future__ import annotations
 
 import asyncio
+from datetime import timedelta
 import os
 import signal
 import socket
@@ -192,6 +193,22 @@ async def test_one_training_at_a_time_also_across_two_desk_processes(tmp_path, r
         assert (await finished(first, job["id"]))["state"] == "failed"
         async with first.app[STORE].engine.connect() as conn:
             assert (await conn.execute(sa.select(sa.func.count()).select_from(trainings))).scalar() == 1
+
+
+async def test_a_long_quiet_step_of_this_desks_own_training_is_not_taken_for_a_dead_desk(tmp_path, rasa):
+    # Scoring writes no progress for minutes: a Train pressed then must not fail the live job
+    # (and start a second training beside it) because its heartbeat is old.
+    async with training_desk(tmp_path, [rasa.url], mode="hang") as client:
+        job = await train(client)
+        await trainer_pid(tmp_path)
+        async with client.app[STORE].engine.begin() as conn:
+            long_ago = utcnow() - timedelta(hours=1)
+            await conn.execute(trainings.update().where(trainings.c.id == job["id"]).values(heartbeat_at=long_ago))
+        response = await client.post("/api/training", json={}, headers=AUTH)
+        assert response.status == 409
+        assert (await (await client.get(f"/api/training/{job['id']}", headers=AUTH)).json())["state"] == "running"
+        os.kill(await trainer_pid(tmp_path), signal.SIGKILL)
+        assert (await finished(client, job["id"]))["state"] == "failed"
 
 
 async def test_a_killed_training_fails_with_a_clear_error(tmp_path, rasa):

@@ -376,3 +376,11 @@ def test_the_projects_validation_accepts_a_reviewed_file_of_every_kind_of_label(
     command = [sys.executable, "scripts/validate_data.py", "--domain", "domain", "--data", str(data), "--config", "config.yml"]
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+
+
+def test_no_label_names_an_intent_a_pipeline_rule_sets():
+    from nlu_components.error_codes import INTENT_NAME
+    from support_desk.nlu_inbox import RULE_INTENTS
+
+    assert RULE_INTENTS == {INTENT_NAME}
+    assert INTENT_NAME not in domain_intents(Path("domain")) and "ask_how_to_fix" in domain_intents(Path("domain"))
