@@ -16,7 +16,7 @@ from support_desk.api import SETTINGS, STORE
 from support_desk.console import _id, agent_only, flash, form_zone, page, texts, word
 from support_desk.incident_api import BOARD, close
 from support_desk.incident_input import CHANNELS, IncidentText, parse_scope, plain_text, regions, terminal_models
-from support_desk.incidents import audit_trail
+from support_desk.audit import audit_trail
 from support_desk.store import utcnow
 from support_desk.validation import Invalid, optional_text, parse_time
 
@@ -63,7 +63,7 @@ async def incidents_page(request: web.Request) -> web.Response:
         operator=await request.app[STORE].agent_role(agent) == "operator",
         channels=CHANNELS,
         models=list(terminal_models()),
-        audit=await audit_trail(request.app[STORE], 20),
+        audit=await audit_trail(request.app[STORE], 20, target_prefix="incident:"),
     )
 
 

@@ -26,7 +26,7 @@ from common.tickets import new_incident_ticket
 from support_desk.answer_keys import answer_key
 from support_desk.audit import audit as audit_row
 from support_desk.incident_input import DIMENSIONS, IncidentText
-from support_desk.schema import audit_log, escalations, incident_merchants, incident_reports, incidents, messages
+from support_desk.schema import escalations, incident_merchants, incident_reports, incidents, messages
 from support_desk.store import INCIDENT_CHANNEL, Conflict, DeskStore, NotFound, aware, iso, to_utc, utcnow
 
 REPORT_KINDS = ("reported", "server_status_failed")
@@ -770,15 +770,6 @@ async def _all_told(conn, incident_id: int, now: datetime) -> None:  # noqa: ANN
 async def audit(conn, actor: str, action: str, target: int, detail: Optional[Dict[str, Any]]) -> None:  # noqa: ANN001
     """Keep who did an operator action on an incident, in the action's own transaction."""
     await audit_row(conn, actor, action, f"incident:{target}", detail)
-
-
-async def audit_trail(store: DeskStore, limit: int = 100) -> List[Dict[str, Any]]:
-    """The newest audited operator actions."""
-    async with store.engine.connect() as conn:
-        rows = (await conn.execute(sa.select(audit_log).order_by(audit_log.c.id.desc()).limit(limit))).mappings()
-        return [
-            {"at": iso(r["at"]), "actor": r["actor"], "action": r["action"], "target": r["target"], "detail": r["detail"]} for r in rows
-        ]
 
 
 def notice_counts(linked: List[Dict[str, Any]]) -> Dict[str, int]:

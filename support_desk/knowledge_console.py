@@ -9,18 +9,17 @@ import asyncio
 from aiohttp import web
 
 from support_desk.api import STORE
-from support_desk.audit import audit
 from support_desk.console import agent_only, flash, page, word
 from support_desk.incident_console import actor, operators_only
-from support_desk.incidents import audit_trail
+from support_desk.audit import audit, audit_trail
 from support_desk.knowledge_edit import KnowledgeFiles, terminal_from_form
 from support_desk.schema import audit_log
 
 routes = web.RouteTableDef()
 operator_only = operators_only("knowledge_operators_only")
 KNOWLEDGE = web.AppKey("knowledge", KnowledgeFiles)
-# The audit rows this page lists.
-ACTIONS = ("knowledge.terminal", "knowledge.prefix")
+# The audit rows of this page: their targets are "knowledge:terminal:<key>", "knowledge:prefix:<digits>".
+KNOWLEDGE_TARGET = "knowledge:"
 
 
 @routes.get("/console/knowledge")
@@ -31,7 +30,7 @@ async def knowledge_page(request: web.Request) -> web.Response:
     files = request.app[KNOWLEDGE]
     models, terminals_version = files.terminals()
     prefixes, regions, regions_version = files.prefixes()
-    trail = [row for row in await audit_trail(request.app[STORE], 200) if row["action"] in ACTIONS][:20]
+    trail = await audit_trail(request.app[STORE], 20, target_prefix=KNOWLEDGE_TARGET)
     return await page(
         request,
         "knowledge.html",
@@ -56,7 +55,9 @@ async def save_terminal(request: web.Request) -> web.StreamResponse:
     # written leaves no audit row, and a database that is down refuses the edit before the
     # file is touched (only a failed commit after the write could still lose the row).
     async with request.app[STORE].engine.begin() as conn:
-        row = await audit(conn, await actor(request), "knowledge.terminal", f"terminal:{entry.key}", {"after": entry.as_yaml()})
+        row = await audit(
+            conn, await actor(request), "knowledge.terminal", f"{KNOWLEDGE_TARGET}terminal:{entry.key}", {"after": entry.as_yaml()}
+        )
         before = await asyncio.to_thread(files.save_terminal, entry, str(form.get("version") or ""))
         await conn.execute(audit_log.update().where(audit_log.c.id == row).values(detail={"before": before, "after": entry.as_yaml()}))
     await flash(request, (await word(request, "knowledge_saved")).format(name=entry.name))
@@ -72,7 +73,7 @@ async def save_prefix(request: web.Request) -> web.StreamResponse:
     prefix, region = str(form.get("prefix") or ""), str(form.get("region") or "").strip() or None
     files = request.app[KNOWLEDGE]
     async with request.app[STORE].engine.begin() as conn:
-        row = await audit(conn, await actor(request), "knowledge.prefix", f"prefix:{prefix.strip()}", {"after": region})
+        row = await audit(conn, await actor(request), "knowledge.prefix", f"{KNOWLEDGE_TARGET}prefix:{prefix.strip()}", {"after": region})
         before = await asyncio.to_thread(files.save_prefix, prefix, region, str(form.get("version") or ""))
         await conn.execute(audit_log.update().where(audit_log.c.id == row).values(detail={"before": before, "after": region}))
     await flash(request, (await word(request, "knowledge_saved")).format(name=prefix.strip()))

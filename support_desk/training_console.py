@@ -14,7 +14,7 @@ from aiohttp import web
 from support_desk.api import STORE, read_json
 from support_desk.console import _id, agent_only, flash, page, word
 from support_desk.incident_console import actor, operator_only
-from support_desk.incidents import audit_trail
+from support_desk.audit import audit_trail
 from support_desk.store import Conflict
 from support_desk.training import TRAINING, figure_rows
 from support_desk.validation import Invalid
@@ -55,7 +55,7 @@ async def training_page(request: web.Request) -> web.Response:
     """The current job with its progress, the history, Train and Rollback."""
     jobs = request.app[TRAINING]
     history = await jobs.history(20)
-    trail = [a for a in await audit_trail(request.app[STORE], 100) if str(a["target"]).startswith("training:")][:20]
+    trail = await audit_trail(request.app[STORE], 20, target_prefix="training:")
     return await page(
         request,
         "training.html",

@@ -217,7 +217,7 @@ async def test_a_held_report_lists_the_merchant_as_not_reached(board):
 
 
 async def test_stats_and_the_audit_trail(board, store):  # noqa: F811
-    from support_desk.incidents import audit_trail
+    from support_desk.audit import audit_trail
 
     incident = await board.post(text(), "li", 10)
     await board.link(incident["id"], merchant("shop-1"))

@@ -21,7 +21,7 @@ from support_desk.knowledge_edit import KnowledgeFiles, file_version, terminal_f
 from support_desk.store import Conflict
 from support_desk.validation import Invalid
 from support_desk.api import STORE
-from support_desk.incidents import audit_trail
+from support_desk.audit import audit_trail
 from tests.harness.desk_app import console_client, csrf_of, login
 from tests.harness.processes import ROOT
 
@@ -175,7 +175,7 @@ async def test_an_operator_edits_from_the_console_and_the_edit_is_audited(files,
         assert saved.status == 302
         assert load_knowledge(files.terminals_path).model("pax_a920").latest_version == "3.3.0"
         page = await (await client.get("/console/knowledge")).text()
-        assert "已保存：PAX A920" in page and "knowledge.terminal · terminal:pax_a920" in page
+        assert "已保存：PAX A920" in page and "knowledge.terminal · knowledge:terminal:pax_a920" in page
         [row] = [r for r in await audit_trail(client.app[STORE]) if r["action"] == "knowledge.terminal"]
         assert (row["actor"], row["detail"]["before"]["latest_version"], row["detail"]["after"]["latest_version"]) == (
             "li",
