@@ -20,7 +20,10 @@
 7. Outage surge: with an incident posted, 500 merchants within 5 minutes over socket.io and
    REST, then the incident closed; before it, 40 reports from one city with none posted
    (bench/surge.py; alone: `python -m bench --surge`; results/bench/surge.json).
-8. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
+8. Retraining: the console's Train with a batch of reviewed examples, timed to the new model
+   serving, and the held-out figures before and after (bench/retrain.py; alone:
+   `python -m bench --retrain`; results/bench/retrain.json).
+9. Checks every conversation kept every turn (Rasa's tracker API), prints the table, the
    ratios and the targets, writes results/bench/bench.json and results/bench/bench.png.
 """
 
@@ -45,6 +48,7 @@ import yaml
 from bench import report
 from bench.desk_scale import desk_scale_part, print_part as print_desk_scale
 from bench.handoff import handoff_part
+from bench.retrain import print_part as print_retrain, retrain_part
 from bench.surge import checks as surge_checks, surge_part
 from bench.load import LevelOutcome, load_conversations, run_level
 from bench.servers import RASA, ROOT, Service, cpu_seconds, machine_busy_seconds, redis_server
@@ -545,6 +549,19 @@ def surge_step(run_dir: Path, settings: Dict[str, Any], out: Path, model: Path) 
     return 0 if all(check["met"] for check in result["checks"]) else 1
 
 
+def retrain_step(run_dir: Path, out: Path, model: Path) -> int:
+    """Train → serving with bench/reviewed_batch.yml: its lines and retrain.json (0 when the
+    target is met)."""
+    load_at_start = [round(value, 2) for value in os.getloadavg()]
+    print(f"retraining: the console's Train with a batch of reviewed examples (load average {load_at_start}):")
+    result = retrain_part(run_dir, model)
+    result["load_average_at_start"] = load_at_start
+    print_retrain(result)
+    report.write_json(result, out / "retrain.json")
+    print(f"written: {out / 'retrain.json'}")
+    return 0 if result["target"]["met"] else 1
+
+
 def main(argv: Optional[List[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench")
@@ -556,6 +573,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--skip-surge", action="store_true")
     parser.add_argument("--surge", action="store_true", help="only the outage surge (bench/surge.py; results/bench/surge.json)")
     parser.add_argument("--desk-scale", action="store_true", help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
+    parser.add_argument("--skip-retrain", action="store_true")
+    parser.add_argument("--retrain", action="store_true", help="only Train → serving with a reviewed batch (bench/retrain.py)")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
     parser.add_argument("--compare", metavar="REV", help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
     args = parser.parse_args(argv)
@@ -580,6 +599,8 @@ def main(argv: Optional[List[str]] = None) -> int:
     run_dir.mkdir(parents=True)
     if args.desk_scale:
         return desk_scale_step(run_dir, settings, args.out)
+    if args.retrain:
+        return retrain_step(run_dir, args.out, args.model or ROOT / "models" / "pos1000.tar.gz")
     if args.surge:
         return surge_step(run_dir, settings, args.out, args.model or train_ours(run_dir, None)[0])
     result: Dict[str, Any] = {
@@ -615,6 +636,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         desk_scale_step(run_dir, settings, args.out)
     if not args.skip_surge:
         surge_step(run_dir, settings, args.out, model)
+    if not args.skip_retrain:
+        retrain_step(run_dir, args.out, model)
     # Other work on the machine skews every figure; the run records how busy it was.
     result["machine"]["load_average_at_end"] = [round(value, 2) for value in os.getloadavg()]
     result.update(compare(result, settings))

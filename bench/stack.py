@@ -201,9 +201,16 @@ def service_url(service: Service) -> str:
 
 
 def desk_service(
-    run_dir: Path, database_url: str, token: str, port: Optional[int] = None, rasa_url: str = "http://127.0.0.1:9", rasa_token: str = ""
+    run_dir: Path,
+    database_url: str,
+    token: str,
+    port: Optional[int] = None,
+    rasa_url: str = "http://127.0.0.1:9",
+    rasa_token: str = "",
+    extra_env: Optional[Dict[str, str]] = None,
 ) -> "tuple[Service, str]":
-    """The support desk on a free port with its own database (Rasa unreachable unless given)."""
+    """The support desk on a free port with its own database (Rasa unreachable unless given);
+    ``extra_env`` adds settings (the retraining part's models folder and reviewed file)."""
     port = port or free_port()
     env = {
         "DESK_PORT": str(port),
@@ -213,6 +220,7 @@ def desk_service(
         "RASA_URL": rasa_url,
         "RASA_AUTH_TOKEN": rasa_token,
         "SQLALCHEMY_SILENCE_UBER_WARNING": "1",
+        **(extra_env or {}),
     }
     service = Service("desk", command("desk"), run_dir, env=env).start()
     url = f"http://127.0.0.1:{port}"

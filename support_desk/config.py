@@ -48,6 +48,8 @@ class TrainingSettings:
     timeout_seconds: float = 1800.0
     switch_timeout_seconds: float = 300.0
     stale_seconds: float = 120.0
+    # How far below the running (and the shipped) model's a held-out macro-F1 may be.
+    tolerance: float = 0.0
 
 
 def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
@@ -57,14 +59,20 @@ def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
     # DESK_TRAINING_COMMAND (shell words) stands in for the trainer: a check of the API on a
     # real desk process must not start a real training.
     command = shlex.split(environ["DESK_TRAINING_COMMAND"]) if environ.get("DESK_TRAINING_COMMAND") else raw["command"]
+    candidates, served_model = str(raw["candidates"]), str(raw["served_model"])
+    # DESK_MODELS_DIR: the models folder the desk shares with the Rasa processes (a volume
+    # in deploy/, a scratch folder in tests): the served model and the candidates live there.
+    if environ.get("DESK_MODELS_DIR"):
+        folder = Path(environ["DESK_MODELS_DIR"])
+        candidates, served_model = str(folder / Path(candidates).name), str(folder / Path(served_model).name)
     return TrainingSettings(
         command=tuple(str(w) for w in command),
         finetune_args=tuple(str(w) for w in raw["finetune_args"]),
         domain=str(raw["domain"]),
         data=str(raw["data"]),
         config=str(raw["config"]),
-        candidates=str(raw["candidates"]),
-        served_model=str(raw["served_model"]),
+        candidates=candidates,
+        served_model=served_model,
         score_command=tuple(str(w) for w in raw.get("score_command") or ()),
         heldout_command=tuple(str(w) for w in raw["heldout_command"]),
         stories_command=tuple(str(w) for w in raw["stories_command"]),
@@ -72,6 +80,7 @@ def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
         timeout_seconds=float(raw["timeout_seconds"]),
         switch_timeout_seconds=float(raw["switch_timeout_seconds"]),
         stale_seconds=float(raw["stale_seconds"]),
+        tolerance=float(raw.get("tolerance", 0.0)),
     )
 
 

@@ -178,6 +178,19 @@ async def run_command(
     return progress
 
 
+def with_reviewed(words: List[str], data: Path, reviewed: Path) -> List[str]:
+    """The training command with the inbox's reviewed file among its ``--data`` paths when
+    the file is not under the data folder already (``NLU_REVIEWED_FILE`` elsewhere): the
+    model learns what the operators labelled, and a file Rasa reads twice would count its
+    examples twice."""
+    if reviewed.resolve().is_relative_to(data.resolve()) or not reviewed.is_file() or "--data" not in words:
+        return list(words)
+    at = words.index("--data") + 1
+    while at < len(words) and not words[at].startswith("-"):
+        at += 1
+    return [*words[:at], str(reviewed), *words[at:]]
+
+
 def describe(words: Sequence[str]) -> str:
     """A command named for the operator: "rasa_server train", "nlu_heldout.py"."""
     rest = [w for w in words[1:] if not w.startswith("-")]
@@ -253,18 +266,26 @@ def read_figures(summary: Path, story_report: Path) -> Figures:
     return figures
 
 
-def worse(candidate: Figures, running: Figures) -> List[str]:
+def worse(candidate: Figures, running: Figures, tolerance: float = 0.0, reference: Optional[Figures] = None) -> List[str]:
     """What the candidate does worse than the running model (empty: it may be switched in).
-    Every language of the running model must be there, each macro-F1 not lower, and no
-    fewer stories correct."""
+    Every language of the running model must be there, each macro-F1 not lower than the
+    running model's by more than ``tolerance``, nor than the ``reference`` model's (the one
+    engineers shipped), so that switches in a row cannot drift down a tolerance at a time;
+    and no fewer stories correct."""
     problems = []
     for lang, figures in running.items():
         if lang == "stories":
             continue
         for key in ("intent_macro_f1", "faq_macro_f1"):
             new = (candidate.get(lang) or {}).get(key)
-            if new is None or new + 1e-9 < figures[key]:
-                problems.append(f"{lang} {key} {_f(new)} < {_f(figures[key])}")
+            bars = [("", figures[key])]
+            if reference and (reference.get(lang) or {}).get(key) is not None:
+                bars.append((" (the shipped model's)", reference[lang][key]))
+            for whose, old in bars:
+                if new is None or new + tolerance + 1e-9 < old:
+                    margin = f" - {tolerance:.3f}" if tolerance else ""
+                    problems.append(f"{lang} {key} {_f(new)} < {_f(old)}{margin}{whose}")
+                    break
     old_stories = (running.get("stories") or {}).get("correct", 0)
     new_stories = (candidate.get("stories") or {}).get("correct")
     if new_stories is None or new_stories < old_stories:
@@ -534,6 +555,7 @@ class TrainingJobs:
                 out=str(out),
                 name=name,
             )
+            words = with_reviewed(words, self.path(self.training.data), self.settings.nlu_reviewed_file)
             if finetune:
                 words += argv(self.training.finetune_args, base=base)
 
@@ -555,7 +577,7 @@ class TrainingJobs:
                 scored = await together(*scoring)
             candidate_figures, running_figures = scored[0], running_figures or scored[1]
             await self._update(job_id, candidate_figures=candidate_figures, running_figures=running_figures, heartbeat_at=utcnow())
-            problems = worse(candidate_figures, running_figures)
+            problems = worse(candidate_figures, running_figures, self.training.tolerance, await self.reference_figures() or running_figures)
             if problems:
                 await self._finish(job_id, "refused", "worse than the running model: " + "; ".join(problems), "training_refused")
                 return
@@ -603,6 +625,29 @@ class TrainingJobs:
                 if row["previous_model"] == model and row["running_figures"]:
                     return dict(row["running_figures"])
         return None
+
+    async def reference_figures(self) -> Optional[Figures]:
+        """The running figures of the newest job that started from the Procfile's model (the
+        one ``make train`` built and engineers shipped): the floor of the gate."""
+        served = self.path(self.training.served_model)
+        kept = str(served.parent / served.name.removesuffix(".tar.gz")) + "-before-job"
+        async with self.store.engine.connect() as conn:
+            row = (
+                (
+                    await conn.execute(
+                        sa.select(trainings.c.running_figures)
+                        .where(
+                            sa.or_(trainings.c.previous_model == str(served), trainings.c.previous_model.startswith(kept, autoescape=True)),
+                            trainings.c.running_figures.is_not(None),
+                        )
+                        .order_by(trainings.c.id.desc())
+                        .limit(1)
+                    )
+                )
+                .scalars()
+                .first()
+            )
+        return dict(row) if row else None
 
     async def _switch(self, job_id: int, candidate: Path, previous: str) -> str:
         """The candidate copied to a versioned file under models/, loaded by every Rasa

@@ -41,6 +41,26 @@ def test_compose_has_the_benchmarked_topology():
     assert list(services["nginx"]["ports"]) == ["80:80"]
 
 
+def test_train_switches_every_rasa_on_one_shared_models_folder():
+    """The desk's Train sends PUT /model to each Rasa process by its own address (nginx would
+    reach one of them), naming a file every Rasa sees at the same path; the knowledge operators
+    edit is one copy for the desk, the action servers and the NLU's rules; the inbox's labels
+    outlive an image update."""
+    services = compose()["services"]
+    desk = services["desk"]
+    rasas = sorted(name for name in services if name.startswith("rasa"))
+    assert desk["environment"]["RASA_MODEL_URLS"].split(",") == [f"http://{name}:5005" for name in rasas]
+    for name in rasas:
+        assert "--model models/pos1000.tar.gz" in services[name]["command"]  # /app/models, the volume
+        assert "models:/app/models" in services[name]["volumes"] and "knowledge:/app/data/knowledge" in services[name]["volumes"]
+    assert "models:/app/models" in desk["volumes"]
+    for name in ("desk", "actions1", "actions2"):
+        assert "knowledge:/app/data/knowledge" in services[name]["volumes"], name
+    reviewed = Path(desk["environment"]["NLU_REVIEWED_FILE"])
+    assert any(volume.split(":")[1] == str(reviewed.parent) for volume in desk["volumes"])
+    assert {"models", "knowledge", "reviewed"} <= set(compose()["volumes"])
+
+
 def test_deploy_endpoints_share_state_between_processes():
     endpoints = yaml.safe_load((DEPLOY / "endpoints.yml").read_text(encoding="utf-8"))
     assert endpoints["tracker_store"]["type"] == "rasa_server.tracker_store.TunedSQLTrackerStore"

@@ -29,7 +29,7 @@ from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.schema import audit_log, trainings
 from support_desk.store import utcnow
-from support_desk.training import DESK_STOPPED, TRAINING, Scorer, TrainingFailed, parse_progress, worse
+from support_desk.training import DESK_STOPPED, TRAINING, Scorer, TrainingFailed, parse_progress, with_reviewed, worse
 from tests.harness.desk_app import AUTH, RasaDouble, csrf_of, desk_settings, login
 from tests.harness.training import GOOD, FakeScorer, figures
 
@@ -138,7 +138,7 @@ async def test_a_model_whose_figures_hold_is_switched_in(tmp_path, rasa):
     "candidate, why",
     [
         (figures(zh_intent=0.96), "zh intent_macro_f1 0.960 < 0.971"),
-        (figures(en_faq=0.93), "en faq_macro_f1 0.930 < 0.935"),
+        (figures(en_faq=0.92), "en faq_macro_f1 0.920 < 0.935"),
         (figures(stories=18), "stories correct 18 < 19"),
     ],
 )
@@ -167,6 +167,21 @@ def test_the_gate_wants_every_figure_at_least_as_good():
         "en intent_macro_f1 missing < 0.927",
         "en faq_macro_f1 missing < 0.935",
     ]
+
+
+def test_the_gate_allows_the_noise_of_a_few_held_out_lines_but_no_drift():
+    # Fine-tuning on the same data moves a macro-F1 by up to ~0.01 (docs/retraining.md).
+    assert worse(figures(zh_intent=0.965), GOOD, tolerance=0.01) == []
+    assert worse(figures(zh_intent=0.960), GOOD, tolerance=0.01) == ["zh intent_macro_f1 0.960 < 0.971 - 0.010"]
+    # Within the tolerance of the running model, but the shipped model was better: switches
+    # in a row cannot walk the figures down a tolerance at a time.
+    shipped = figures(zh_intent=0.980)
+    assert worse(figures(zh_intent=0.965), GOOD, tolerance=0.01, reference=shipped) == [
+        "zh intent_macro_f1 0.965 < 0.980 - 0.010 (the shipped model's)"
+    ]
+    assert worse(figures(zh_intent=0.971), GOOD, tolerance=0.01, reference=shipped) == []
+    # The stories have no tolerance.
+    assert worse(figures(stories=18), GOOD, tolerance=0.01) == ["stories correct 18 < 19"]
 
 
 async def test_one_training_at_a_time_also_across_two_desk_processes(tmp_path, rasa, database_url):
@@ -360,7 +375,7 @@ async def test_fine_tuning_when_config_and_domain_did_not_change(tmp_path, rasa)
         job = await finished(client, (await train(client))["id"])
         assert job["mode"] == "finetune"
         args = Path(job["served_model"]).read_text()
-        assert '"--finetune", "' + str(tmp_path / "models" / "pos1000.tar.gz") + '"' in args and '"--epoch-fraction", "0.5"' in args
+        assert '"--finetune", "' + str(tmp_path / "models" / "pos1000.tar.gz") + '"' in args and '"--epoch-fraction", "0.2"' in args
         # The switched model's inputs are known by their hash: fine-tuned again on it.
         again = await finished(client, (await train(client))["id"])
         assert again["mode"] == "finetune" and job["served_model"] in Path(again["served_model"]).read_text()
@@ -407,3 +422,16 @@ async def test_the_scorer_reads_the_held_out_summary_and_the_story_report(tmp_pa
     silent = Scorer(replace(settings, score_command=("python", "-c", "pass")))
     with pytest.raises(TrainingFailed, match="the scores could not be read"):
         await silent.score("model.tar.gz", tmp_path / "c")
+
+
+def test_the_inbox_file_is_training_data_wherever_it_is(tmp_path):
+    data, elsewhere = tmp_path / "data", tmp_path / "var" / "reviewed.yml"
+    (data / "nlu").mkdir(parents=True)
+    words = ["python", "-m", "rasa_server", "train", "--data", str(data), "--config", "config.yml"]
+    inside = data / "nlu" / "reviewed.yml"
+    inside.write_text("version: '3.1'\n", encoding="utf-8")
+    assert with_reviewed(words, data, inside) == words  # read once, with the folder
+    assert with_reviewed(words, data, elsewhere) == words  # nothing labelled yet
+    elsewhere.parent.mkdir()
+    elsewhere.write_text("version: '3.1'\n", encoding="utf-8")
+    assert with_reviewed(words, data, elsewhere) == [*words[:6], str(elsewhere), *words[6:]]

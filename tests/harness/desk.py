@@ -43,6 +43,8 @@ class DeskProcess:
             "DESK_DATABASE_URL": database_url or f"sqlite:///{directory / 'desk.db'}",
             # Labels a test makes never reach the repository's data/nlu/reviewed.yml.
             "NLU_REVIEWED_FILE": str(directory / "reviewed.yml"),
+            # Nor does a training it starts touch the repository's models/.
+            "DESK_MODELS_DIR": str(directory / "models"),
         }
         rasa_url = rasa_url or os.environ.get("RASA_URL") or f"http://127.0.0.1:{free_port()}"
         self.env["RASA_URL"] = self.env["RASA_PUBLIC_URL"] = rasa_url
