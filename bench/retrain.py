@@ -10,7 +10,9 @@
    Rasa's ``GET /status`` names the new model: the seconds of training, scoring (the
    candidate and, on this first job, the running model at the same time) and the switch,
    and the whole time from Train to the new model serving (target: under 2 minutes).
-4. The held-out figures of both models (the gate's) and the batch parsed again.
+4. The held-out figures of both models (the gate's) and the batch parsed again. A refused
+   fine-tune is followed by Train with "full training", as the refusal tells the operator.
+   ``--retrain-examples N`` takes the batch's first N examples (one: a single label).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from bench.stack import RasaStack, desk_service
+from support_desk.nlu_inbox import reviewed_yaml
 
 BATCH = Path(__file__).with_name("reviewed_batch.yml")
 TARGET_S = 120.0
@@ -72,19 +75,55 @@ def served_model(stack: RasaStack) -> str:
     return http("GET", f"{stack.url}/status?token={stack.token}")[1]["model_file"]
 
 
-def retrain_part(run_dir: Path, model: Path, timeout_s: float = 900) -> Dict[str, Any]:
-    """Train → serving with the batch, on this machine; the figures of bench/retrain.json."""
+def follow(stack: RasaStack, desk_url: str, token: str, full: bool, timeout_s: float) -> Dict[str, Any]:
+    """One press of Train, followed to its end: the job and the seconds of each step."""
+    first_model = served_model(stack)
+    started = time.monotonic()
+    _, job = http("POST", f"{desk_url}/api/training", {"full": full}, token)
+    marks: Dict[str, float] = {}
+    serving_s: Optional[float] = None
+    while time.monotonic() - started < timeout_s:
+        _, job = http("GET", f"{desk_url}/api/training/{job['id']}", token=token)
+        marks.setdefault(job["state"], time.monotonic() - started)
+        if job.get("candidate_figures"):
+            marks.setdefault("scored", time.monotonic() - started)
+        if serving_s is None and served_model(stack) != first_model:
+            serving_s = time.monotonic() - started
+        if job["state"] not in ("running", "evaluating") and (serving_s is not None or job["state"] != "switched"):
+            break
+        time.sleep(0.2)
+    evaluating, scored = marks.get("evaluating"), marks.get("scored")
+    return {
+        "mode": job["mode"],
+        "state": job["state"],
+        "error": job.get("error"),
+        "seconds": {
+            "training": round(evaluating, 1) if evaluating is not None else None,
+            "scoring": round(scored - evaluating, 1) if scored is not None and evaluating is not None else None,
+            "switch": round(serving_s - scored, 1) if serving_s is not None and scored is not None else None,
+            "decided": round(marks[job["state"]], 1) if job["state"] in marks else None,
+            "train_to_serving": round(serving_s, 1) if serving_s is not None else None,
+        },
+        "figures": {"running": job.get("running_figures"), "candidate": job.get("candidate_figures")},
+    }
+
+
+def retrain_part(run_dir: Path, model: Path, examples_count: Optional[int] = None, timeout_s: float = 900) -> Dict[str, Any]:
+    """Train → serving with the batch (its first ``examples_count`` examples), on this
+    machine: the console's Train, and when the fine-tune is refused, Train with "full
+    training" as its message tells the operator. The figures of bench/retrain.json."""
     models = run_dir / "retrain-models"
     shutil.rmtree(models, ignore_errors=True)
     models.mkdir(parents=True)
     copy = models / "pos1000.tar.gz"
     shutil.copy(model, copy)  # newer than config.yml and domain/: the desk fine-tunes it
+    examples = batch_examples()[:examples_count]
     reviewed = run_dir / "retrain-reviewed.yml"
-    reviewed.write_bytes(BATCH.read_bytes())
-    examples = batch_examples()
+    reviewed.write_text(reviewed_yaml((intent, text) for text, intent in examples), encoding="utf-8")
     token = secrets.token_hex(16)
-    stack = RasaStack(run_dir, copy, f"sqlite:///{run_dir / 'retrain-tracker.db'}", with_actions=False, name="retrain-rasa")
+    stack = RasaStack(run_dir, copy, f"sqlite:///{run_dir / 'retrain-tracker.db'}", name="retrain-rasa")
     desk = None
+    jobs: List[Dict[str, Any]] = []
     try:
         stack.start()
         desk, desk_url = desk_service(
@@ -96,39 +135,19 @@ def retrain_part(run_dir: Path, model: Path, timeout_s: float = 900) -> Dict[str
             extra_env={"DESK_MODELS_DIR": str(models), "NLU_REVIEWED_FILE": str(reviewed)},
         )
         before = understood(stack, examples)
-        first_model = served_model(stack)
-        started = time.monotonic()
-        _, job = http("POST", f"{desk_url}/api/training", {"full": False}, token)
-        marks: Dict[str, float] = {}
-        serving_s: Optional[float] = None
-        while time.monotonic() - started < timeout_s:
-            _, job = http("GET", f"{desk_url}/api/training/{job['id']}", token=token)
-            marks.setdefault(job["state"], time.monotonic() - started)
-            if job.get("candidate_figures"):
-                marks.setdefault("scored", time.monotonic() - started)
-            if serving_s is None and served_model(stack) != first_model:
-                serving_s = time.monotonic() - started
-            if job["state"] not in ("running", "evaluating") and (serving_s is not None or job["state"] != "switched"):
-                break
-            time.sleep(0.2)
-        after = understood(stack, examples) if job["state"] == "switched" else before
+        jobs.append(follow(stack, desk_url, token, False, timeout_s))
+        if jobs[-1]["state"] == "refused" and jobs[-1]["mode"] == "finetune":
+            jobs.append(follow(stack, desk_url, token, True, timeout_s))
+        after = understood(stack, examples)
     finally:
         if desk is not None:
             desk.stop()
         stack.stop()
-    evaluating, scored = marks.get("evaluating"), marks.get("scored")
+    switched = next((job for job in jobs if job["state"] == "switched"), None)
+    serving_s = switched["seconds"]["train_to_serving"] if switched else None
     return {
-        "mode": job["mode"],
-        "state": job["state"],
-        "error": job.get("error"),
         "batch": {"examples": len(examples), "understood_before": before, "understood_after": after},
-        "seconds": {
-            "training": round(evaluating, 1) if evaluating is not None else None,
-            "scoring": round(scored - evaluating, 1) if scored is not None and evaluating is not None else None,
-            "switch": round(serving_s - scored, 1) if serving_s is not None and scored is not None else None,
-            "train_to_serving": round(serving_s, 1) if serving_s is not None else None,
-        },
-        "figures": {"running": job.get("running_figures"), "candidate": job.get("candidate_figures")},
+        "jobs": jobs,
         "target": {
             "target": f"Train → the new model serving under {TARGET_S:.0f} s",
             "value": serving_s,
@@ -140,21 +159,23 @@ def retrain_part(run_dir: Path, model: Path, timeout_s: float = 900) -> Dict[str
 
 def print_part(result: Dict[str, Any]) -> None:
     """The part's lines for the terminal."""
-    seconds, batch = result["seconds"], result["batch"]
-    print(f"  job: {result['mode']} → {result['state']}" + (f" ({result['error']})" if result["error"] else ""))
-    print(
-        f"  training {seconds['training']} s, scoring {seconds['scoring']} s, switch {seconds['switch']} s: "
-        f"Train → serving {seconds['train_to_serving']} s"
-    )
+    batch = result["batch"]
     total = batch["examples"]
     print(f"  batch understood: {batch['understood_before']}/{total} before, {batch['understood_after']}/{total} after")
-    running, candidate = result["figures"]["running"] or {}, result["figures"]["candidate"] or {}
-    for language in sorted(set(running) - {"stories"}):
-        for figure in ("intent_macro_f1", "faq_macro_f1"):
-            new = (candidate.get(language) or {}).get(figure, float("nan"))
-            print(f"  {language} {figure}: {running[language][figure]:.3f} → {new:.3f}")
-    if "stories" in running:
-        new_stories = (candidate.get("stories") or {}).get("correct")
-        print(f"  stories: {running['stories']['correct']}/{running['stories']['total']} → {new_stories}")
+    for job in result["jobs"]:
+        seconds = job["seconds"]
+        print(f"  job: {job['mode']} → {job['state']}" + (f" ({job['error']})" if job["error"] else ""))
+        print(
+            f"    training {seconds['training']} s, scoring {seconds['scoring']} s, decided at {seconds['decided']} s; "
+            f"switch {seconds['switch']} s: Train → serving {seconds['train_to_serving']} s"
+        )
+        running, candidate = job["figures"]["running"] or {}, job["figures"]["candidate"] or {}
+        for language in sorted(set(running) - {"stories"}):
+            for figure in ("intent_macro_f1", "faq_macro_f1"):
+                new = (candidate.get(language) or {}).get(figure, float("nan"))
+                print(f"    {language} {figure}: {running[language][figure]:.3f} → {new:.3f}")
+        if "stories" in running:
+            new_stories = (candidate.get("stories") or {}).get("correct")
+            print(f"    stories: {running['stories']['correct']}/{running['stories']['total']} → {new_stories}")
     target = result["target"]
     print(f"  [{'met' if target['met'] else 'MISSED'}] {target['target']}: {target['value']}")

@@ -549,12 +549,12 @@ def surge_step(run_dir: Path, settings: Dict[str, Any], out: Path, model: Path) 
     return 0 if all(check["met"] for check in result["checks"]) else 1
 
 
-def retrain_step(run_dir: Path, out: Path, model: Path) -> int:
+def retrain_step(run_dir: Path, out: Path, model: Path, examples: Optional[int] = None) -> int:
     """Train → serving with bench/reviewed_batch.yml: its lines and retrain.json (0 when the
     target is met)."""
     load_at_start = [round(value, 2) for value in os.getloadavg()]
     print(f"retraining: the console's Train with a batch of reviewed examples (load average {load_at_start}):")
-    result = retrain_part(run_dir, model)
+    result = retrain_part(run_dir, model, examples)
     result["load_average_at_start"] = load_at_start
     print_retrain(result)
     report.write_json(result, out / "retrain.json")
@@ -575,6 +575,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--desk-scale", action="store_true", help="only the desk with a year of cases on PostgreSQL (bench/desk_scale.py)")
     parser.add_argument("--skip-retrain", action="store_true")
     parser.add_argument("--retrain", action="store_true", help="only Train → serving with a reviewed batch (bench/retrain.py)")
+    parser.add_argument("--retrain-examples", type=int, metavar="N", help="--retrain with the batch's first N examples")
     parser.add_argument("--quick", action="store_true", help="a tenth of the messages (smoke run)")
     parser.add_argument("--compare", metavar="REV", help="instead: the stack at commit REV against this checkout's (bench/compare.py)")
     args = parser.parse_args(argv)
@@ -600,7 +601,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.desk_scale:
         return desk_scale_step(run_dir, settings, args.out)
     if args.retrain:
-        return retrain_step(run_dir, args.out, args.model or ROOT / "models" / "pos1000.tar.gz")
+        return retrain_step(run_dir, args.out, args.model or ROOT / "models" / "pos1000.tar.gz", args.retrain_examples)
     if args.surge:
         return surge_step(run_dir, settings, args.out, args.model or train_ours(run_dir, None)[0])
     result: Dict[str, Any] = {

@@ -29,7 +29,17 @@ from support_desk.api import STORE
 from support_desk.app import create_app
 from support_desk.schema import audit_log, trainings
 from support_desk.store import utcnow
-from support_desk.training import DESK_STOPPED, TRAINING, Scorer, TrainingFailed, parse_progress, with_reviewed, worse
+from support_desk.training import (
+    _copy,
+    DESK_STOPPED,
+    FINETUNE_REFUSED,
+    TRAINING,
+    Scorer,
+    TrainingFailed,
+    parse_progress,
+    with_reviewed,
+    worse,
+)
 from tests.harness.desk_app import AUTH, RasaDouble, csrf_of, desk_settings, login
 from tests.harness.training import GOOD, FakeScorer, figures
 
@@ -147,6 +157,8 @@ async def test_a_worse_model_is_refused_and_the_old_one_kept(tmp_path, rasa, can
         client.app[TRAINING].scorer = FakeScorer(candidate)
         job = await finished(client, (await train(client))["id"])
         assert job["state"] == "refused" and why in job["error"]
+        # A refused fine-tune says what may work: a full training.
+        assert job["mode"] == "finetune" and job["error"].endswith(FINETUNE_REFUSED)
         assert job["candidate_figures"] == candidate and job["running_figures"] == GOOD
         assert rasa.loaded == [] and (tmp_path / "models" / "pos1000.tar.gz").read_text() == "model-0"
         assert await audit_actions(client) == ["training_started", "training_refused"]
@@ -435,3 +447,14 @@ def test_the_inbox_file_is_training_data_wherever_it_is(tmp_path):
     elsewhere.parent.mkdir()
     elsewhere.write_text("version: '3.1'\n", encoding="utf-8")
     assert with_reviewed(words, data, elsewhere) == [*words[:6], str(elsewhere), *words[6:]]
+
+
+def test_a_kept_model_keeps_its_training_time(tmp_path):
+    """A rollback's model is fine-tuned only when it is newer than config.yml and domain/:
+    the copy must carry the model's time, not the time of the copy."""
+    source, target = tmp_path / "trained.tar.gz", tmp_path / "models" / "kept.tar.gz"
+    source.write_bytes(b"model")
+    os.utime(source, (1_700_000_000, 1_700_000_000))
+    _copy(source, target)
+    assert target.read_bytes() == b"model" and target.stat().st_mtime == 1_700_000_000
+    assert target.stat().st_mode & 0o777 == 0o644
