@@ -43,6 +43,8 @@ class TrainingSettings:
     score_command: Tuple[str, ...] = ()
     heldout_command: Tuple[str, ...] = ()
     stories_command: Tuple[str, ...] = ()
+    # The folders the scorer reads (their hash keeps kept figures to the same sets).
+    scored_sets: Tuple[str, ...] = ("tests/nlu_heldout", "tests/stories")
     # Empty: the desk's rasa_url only.
     rasa_model_urls: Tuple[str, ...] = ()
     timeout_seconds: float = 1800.0
@@ -76,6 +78,7 @@ def _training(raw: Dict, environ: Mapping[str, str]) -> TrainingSettings:
         score_command=tuple(str(w) for w in raw.get("score_command") or ()),
         heldout_command=tuple(str(w) for w in raw["heldout_command"]),
         stories_command=tuple(str(w) for w in raw["stories_command"]),
+        scored_sets=tuple(str(w) for w in raw.get("scored_sets") or ("tests/nlu_heldout", "tests/stories")),
         rasa_model_urls=tuple(urls),
         timeout_seconds=float(raw["timeout_seconds"]),
         switch_timeout_seconds=float(raw["switch_timeout_seconds"]),

@@ -349,6 +349,8 @@ trainings = sa.Table(
     sa.Column("previous_model", sa.Text),  # what ran before (for the rollback)
     sa.Column("candidate_figures", sa.JSON),
     sa.Column("running_figures", sa.JSON),
+    # sha256 of the held-out sets and test stories both figures were scored on.
+    sa.Column("scored_on", sa.String(64)),
     sa.Column("error", sa.Text),
     sa.Column("finished_at", sa.DateTime(timezone=True)),
     sa.Column("rolled_back_by", sa.String(128)),

@@ -216,6 +216,17 @@ def input_fingerprint(settings: TrainingSettings, root: Path = ROOT) -> str:
 # --- scoring ----------------------------------------------------------------------
 
 
+def sets_fingerprint(settings: TrainingSettings, root: Path = ROOT) -> str:
+    """sha256 of the files the scorer reads (``scored_sets``: the held-out sets and the test
+    stories): figures kept from an earlier job count only against the same ones."""
+    digest = hashlib.sha256()
+    for folder in settings.scored_sets:
+        base = Path(folder) if Path(folder).is_absolute() else root / folder
+        for path in sorted(p for p in base.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(base)).encode() + b"\0" + path.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
 class Scorer:
     """A model's figures: the held-out sets (intent and faq macro-F1 per language) and the
     test stories (correct / total), in a subprocess (``score_command``, else the held-out
@@ -570,15 +581,20 @@ class TrainingJobs:
             await self._update(job_id, state="evaluating", candidate_model=str(candidate), heartbeat_at=utcnow())
             # The running model is scored the same way once (at the same time as the
             # candidate); later jobs reuse the figures kept in its rows.
-            running_figures = await self.figures_of(base)
+            scored_on = sets_fingerprint(self.training, self.root)
+            running_figures = await self.figures_of(base, scored_on)
             with tempfile.TemporaryDirectory(prefix=f"training-{job_id}-") as scratch:
                 scoring = [self.scorer.score(str(candidate), Path(scratch) / "candidate")]
                 if running_figures is None:
                     scoring.append(self.scorer.score(base, Path(scratch) / "running"))
                 scored = await together(*scoring)
             candidate_figures, running_figures = scored[0], running_figures or scored[1]
-            await self._update(job_id, candidate_figures=candidate_figures, running_figures=running_figures, heartbeat_at=utcnow())
-            problems = worse(candidate_figures, running_figures, self.training.tolerance, await self.reference_figures() or running_figures)
+            await self._update(
+                job_id, candidate_figures=candidate_figures, running_figures=running_figures, scored_on=scored_on, heartbeat_at=utcnow()
+            )
+            problems = worse(
+                candidate_figures, running_figures, self.training.tolerance, await self.reference_figures(scored_on) or running_figures
+            )
             if problems:
                 error = "worse than the running model: " + "; ".join(problems)
                 if finetune:
@@ -614,14 +630,17 @@ class TrainingJobs:
             )
         return result.rowcount == 1
 
-    async def figures_of(self, model: str) -> Optional[Figures]:
-        """The figures kept for a model: the job that switched it in (its candidate's), or
-        a job that ran while it served (its running model's)."""
+    async def figures_of(self, model: str, scored_on: str) -> Optional[Figures]:
+        """The figures kept for a model on the same held-out sets and stories: the job that
+        switched it in (its candidate's), or a job that ran while it served (its running
+        model's). Changed sets: none (the model is scored again)."""
         async with self.store.engine.connect() as conn:
             rows = (
                 await conn.execute(
                     sa.select(trainings)
-                    .where(sa.or_(trainings.c.served_model == model, trainings.c.previous_model == model))
+                    .where(
+                        sa.or_(trainings.c.served_model == model, trainings.c.previous_model == model), trainings.c.scored_on == scored_on
+                    )
                     .order_by(trainings.c.id.desc())
                 )
             ).mappings()
@@ -632,9 +651,9 @@ class TrainingJobs:
                     return dict(row["running_figures"])
         return None
 
-    async def reference_figures(self) -> Optional[Figures]:
+    async def reference_figures(self, scored_on: str) -> Optional[Figures]:
         """The running figures of the newest job that started from the Procfile's model (the
-        one ``make train`` built and engineers shipped): the floor of the gate."""
+        one ``make train`` built and engineers shipped), on the same sets: the gate's floor."""
         served = self.path(self.training.served_model)
         kept = str(served.parent / served.name.removesuffix(".tar.gz")) + "-before-job"
         async with self.store.engine.connect() as conn:
@@ -645,6 +664,7 @@ class TrainingJobs:
                         .where(
                             sa.or_(trainings.c.previous_model == str(served), trainings.c.previous_model.startswith(kept, autoescape=True)),
                             trainings.c.running_figures.is_not(None),
+                            trainings.c.scored_on == scored_on,
                         )
                         .order_by(trainings.c.id.desc())
                         .limit(1)

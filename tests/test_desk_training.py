@@ -54,6 +54,10 @@ async def training_desk(
     account: ``client.password``)."""
     models = tmp_path / "models"
     models.mkdir(exist_ok=True)
+    sets = tmp_path / "scored-sets"  # what the scorer reads: a test may change it
+    if not sets.exists():
+        sets.mkdir()
+        (sets / "zh.yml").write_text("held-out\n", encoding="utf-8")
     served = models / "pos1000.tar.gz"
     if not served.exists():
         served.write_text("model-0", encoding="utf-8")
@@ -80,6 +84,7 @@ async def training_desk(
             rasa_model_urls=tuple(rasa_urls),
             timeout_seconds=60,
             switch_timeout_seconds=10,
+            scored_sets=(str(sets),),
         ),
     )
     app = create_app(settings)
@@ -142,6 +147,21 @@ async def test_a_model_whose_figures_hold_is_switched_in(tmp_path, rasa):
         assert second["state"] == "switched" and second["running_figures"] == GOOD
         assert len(scorer.scored) == 1 and "/candidates/" in scorer.scored[0]
         assert second["previous_model"] == job["served_model"]
+
+
+async def test_kept_figures_count_only_against_the_sets_they_were_scored_on(tmp_path, rasa):
+    async with training_desk(tmp_path, [rasa.url]) as client:
+        first = await finished(client, (await train(client))["id"])
+        assert first["state"] == "switched"
+        client.app[TRAINING].scorer = scorer = FakeScorer(GOOD)
+        second = await finished(client, (await train(client))["id"])
+        assert second["state"] == "switched" and len(scorer.scored) == 1  # the candidate only
+        # A held-out line added: the running model's kept figures are of other sets.
+        (tmp_path / "scored-sets" / "zh.yml").write_text("held-out\none more\n", encoding="utf-8")
+        client.app[TRAINING].scorer = scorer = FakeScorer(GOOD)
+        third = await finished(client, (await train(client))["id"])
+        assert third["state"] == "switched" and len(scorer.scored) == 2  # both, again
+        assert second["served_model"] in scorer.scored
 
 
 @pytest.mark.parametrize(
