@@ -31,7 +31,7 @@ import sys
 import tempfile
 from datetime import timedelta
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import aiohttp
 import sqlalchemy as sa
@@ -697,6 +697,7 @@ class TrainingJobs:
             versioned.unlink(missing_ok=True)
             raise
         _copy(versioned, served_path)
+        prune(models, stem, keep={versioned, Path(previous)})
         return str(versioned)
 
     async def rollback(self, actor: str) -> Dict[str, Any]:
@@ -774,6 +775,20 @@ class TrainingJobs:
 def _stories(figures: Figures) -> Optional[str]:
     stories = figures.get("stories")
     return f"{stories['correct']}/{stories['total']}" if stories else None
+
+
+def prune(models: Path, stem: str, keep: Set[Path]) -> List[Path]:
+    """Remove the versioned models of earlier switches (``<stem>-job<N>`` and
+    ``<stem>-before-job<N>``, ~40 MB each) but the ones in ``keep``: the model serving now and
+    the one a rollback puts back (rollback is one level deep). What was removed."""
+    kept = {path.resolve() for path in keep}
+    removed = []
+    for path in sorted(models.glob(f"{stem}-*job*.tar.gz")):
+        if re.fullmatch(rf"{re.escape(stem)}-(before-)?job\d+\.tar\.gz", path.name) and path.resolve() not in kept:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+                removed.append(path)
+    return removed
 
 
 def _copy(source: Path, target: Path) -> None:

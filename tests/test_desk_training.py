@@ -478,3 +478,16 @@ def test_a_kept_model_keeps_its_training_time(tmp_path):
     _copy(source, target)
     assert target.read_bytes() == b"model" and target.stat().st_mtime == 1_700_000_000
     assert target.stat().st_mode & 0o777 == 0o644
+
+
+async def test_older_switched_models_are_pruned_but_the_rollbacks_is_kept(tmp_path, rasa):
+    async with training_desk(tmp_path, [rasa.url]) as client:
+        jobs = [await finished(client, (await train(client))["id"]) for _ in range(3)]
+        assert [job["state"] for job in jobs] == ["switched"] * 3
+        models = tmp_path / "models"
+        # Serving: job 3's; a rollback puts job 2's back; the Procfile's copy is the served one.
+        assert sorted(p.name for p in models.glob("*.tar.gz")) == ["pos1000-job2.tar.gz", "pos1000-job3.tar.gz", "pos1000.tar.gz"]
+        response = await client.post("/api/training/rollback", headers=AUTH)
+        assert response.status == 200, await response.text()
+        assert rasa.loaded[-1] == jobs[1]["served_model"]
+        assert (models / "pos1000.tar.gz").read_bytes() == (models / "pos1000-job2.tar.gz").read_bytes()
