@@ -29,7 +29,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from bench.stack import RasaStack, desk_service
-from support_desk.nlu_inbox import reviewed_yaml
+from support_desk.nlu_data import reviewed_yaml
 
 BATCH = Path(__file__).with_name("reviewed_batch.yml")
 TARGET_S = 120.0

@@ -263,7 +263,7 @@ attachments = sa.Table(
 )
 
 # The NLU inbox (issue 18): what the bot probably got wrong, one row per normalised text
-# (``support_desk.nlu_inbox.normalised``: near-duplicates share a row and a count). The
+# (``support_desk.nlu_data.normalised``: near-duplicates share a row and a count). The
 # reasons seen are flags that only ever become true; ``status`` new → labelled /
 # out_of_scope / ignored by an operator; ``version`` grows with every review, so two
 # operators labelling one row at once get one label and one 409.

@@ -14,7 +14,8 @@ import pytest
 import sqlalchemy as sa
 import yaml
 
-from support_desk.nlu_inbox import HeldOut, NluInbox, StaleVersion, domain_intents, normalised, reviewed_yaml
+from support_desk.nlu_data import domain_intents, normalised, reviewed_yaml
+from support_desk.nlu_inbox import HeldOut, NluInbox, StaleVersion
 from support_desk.schema import audit_log, nlu_inbox, nlu_recent
 from support_desk.validation import Invalid
 from tests.harness.desk_app import desk_settings
@@ -380,7 +381,7 @@ def test_the_projects_validation_accepts_a_reviewed_file_of_every_kind_of_label(
 
 def test_no_label_names_an_intent_a_pipeline_rule_sets():
     from nlu_components.error_codes import INTENT_NAME
-    from support_desk.nlu_inbox import RULE_INTENTS
+    from support_desk.nlu_data import RULE_INTENTS
 
     assert RULE_INTENTS == {INTENT_NAME}
     assert INTENT_NAME not in domain_intents(Path("domain")) and "ask_how_to_fix" in domain_intents(Path("domain"))
