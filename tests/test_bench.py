@@ -223,7 +223,18 @@ def test_the_bench_runs_to_its_report_with_the_stacks_left_out(monkeypatch, tmp_
     monkeypatch.setattr(run, "our_stack", lambda *args, **kwargs: (None, []))
     monkeypatch.setattr(run, "side_by_side", side_by_side)
     assert (
-        run.main(["--skip-baseline", "--skip-scale-out", "--skip-handoff", "--skip-desk-scale", "--skip-surge", "--out", str(tmp_path)])
+        run.main(
+            [
+                "--skip-baseline",
+                "--skip-scale-out",
+                "--skip-handoff",
+                "--skip-desk-scale",
+                "--skip-surge",
+                "--skip-retrain",
+                "--out",
+                str(tmp_path),
+            ]
+        )
         == 0
     )
     assert (tmp_path / "bench.json").exists() and (tmp_path / "bench.png").exists()
@@ -284,3 +295,21 @@ def test_the_surge_targets_fail_on_what_the_outage_issue_forbids():
     ):
         missed = [check["target"] for check in checks(_surge_result(**change), part) if not check["met"]]
         assert len(missed) == 1, (change, missed)
+
+
+def test_the_retraining_batch_is_apart_from_the_held_out_sets_and_names_domain_intents():
+    """bench/reviewed_batch.yml stands for an operator's labels: texts the held-out sets do not
+    have (they stay unseen) nor the training data, each labelled with an intent a label may name."""
+    from pathlib import Path
+
+    from bench.retrain import batch_examples
+    from support_desk.nlu_data import domain_intents, example_keys, normalised, yaml_files
+
+    root = Path(__file__).resolve().parent.parent
+    examples = batch_examples()
+    assert len(examples) >= 50
+    held_out, training = example_keys(yaml_files(root / "tests" / "nlu_heldout")), example_keys(yaml_files(root / "data" / "nlu"))
+    intents = set(domain_intents(root / "domain"))
+    for text, intent in examples:
+        assert normalised(text) not in held_out | training, text
+        assert intent in intents, (text, intent)

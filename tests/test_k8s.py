@@ -120,6 +120,13 @@ def _compose_process(service: Dict[str, Any]) -> Tuple[List[str], Set[str]]:
     return [re.sub(r"\$\{(\w+)\}", r"$(\1)", word) for word in words], given
 
 
+# Retraining from the console switches every Rasa on one shared models folder: compose has it
+# (tests/test_deploy.py); the manifests not yet (Rasa's pods are scaled by an HPA behind a
+# balancing Service, so there is no fixed list of their addresses, and no ReadWriteMany
+# volume): docs/retraining.md, "Limits".
+COMPOSE_ONLY = {"desk": {"RASA_MODEL_URLS", "NLU_REVIEWED_FILE"}}
+
+
 def test_the_manifests_run_what_compose_runs_with_the_same_settings():
     services = yaml.safe_load((DEPLOY / "docker-compose.yml").read_text(encoding="utf-8"))["services"]
     k8s = {container["name"]: container for _, container in containers()}
@@ -129,7 +136,7 @@ def test_the_manifests_run_what_compose_runs_with_the_same_settings():
         command, given = _compose_process(services[compose_name])
         container = k8s[k8s_name]
         assert container["command"] + container.get("args", []) == command, compose_name
-        assert {v["name"] for v in container["env"]} == given, compose_name
+        assert {v["name"] for v in container["env"]} == given - COMPOSE_ONLY.get(compose_name, set()), compose_name
         assert container["image"] == services[compose_name]["image"]
     for data in ("postgres", "redis", "channel-state"):
         assert k8s[data]["image"] == services[data]["image"]
