@@ -54,6 +54,8 @@ CLARIFY_RESPONSE = "utter_clarify"
 # recent messages are kept to read later events against.
 HANDOFF_MESSAGES = 2
 RECENT_HOURS = 24
+# How often the recent messages older than that are deleted (not on every batch).
+PRUNE_EVERY = timedelta(minutes=5)
 
 _CJK = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff]")
 _LATIN_WORD = re.compile(r"[A-Za-z]{2,}")
@@ -150,6 +152,7 @@ class NluInbox:
         self.store = store
         self.settings = settings
         self._writing = asyncio.Lock()
+        self._pruned_at: Optional[datetime] = None
 
     # --- filling -------------------------------------------------------------------
 
@@ -158,10 +161,17 @@ class NluInbox:
         how many inbox entries it added to or changed."""
         by_sender: Dict[str, List[Dict[str, Any]]] = {}
         for event in events:
-            by_sender.setdefault(event["sender_id"], []).append(event)
+            if _concerns_inbox(event):
+                by_sender.setdefault(event["sender_id"], []).append(event)
+        if not by_sender:
+            # Most batches are the bot's turn (actions, slots, answers): no transaction.
+            return 0
         changed = 0
         async with self.store.engine.begin() as conn:
-            await conn.execute(nlu_recent.delete().where(nlu_recent.c.at < utcnow() - timedelta(hours=RECENT_HOURS)))
+            now = utcnow()
+            if self._pruned_at is None or now - self._pruned_at > PRUNE_EVERY:
+                await conn.execute(nlu_recent.delete().where(nlu_recent.c.at < now - timedelta(hours=RECENT_HOURS)))
+                self._pruned_at = now
             for sender, own in by_sender.items():
                 for event in own:
                     changed += await self._take(conn, sender, event)
@@ -358,6 +368,15 @@ class HeldOut(Conflict):
 
 
 # --- helpers ---------------------------------------------------------------------------
+
+
+def _concerns_inbox(event: Dict[str, Any]) -> bool:
+    """Whether :meth:`NluInbox._take` reads the event: a user message with what NLU made of
+    it, the clarifying question, or a pause (a handoff)."""
+    kind = event.get("event")
+    if kind == "user":
+        return event.get("nlu") is not None
+    return kind == "pause" or (kind == "bot" and event.get("utter_action") == CLARIFY_RESPONSE)
 
 
 def _insert_for(conn: Any) -> Any:

@@ -112,6 +112,34 @@ async def test_a_batch_sent_again_counts_once(inbox):
     assert [e["count"] for e in await entries(inbox)] == [1]
 
 
+async def test_the_bots_turn_costs_the_inbox_no_database_work(inbox, store):
+    """Most of the broker's batches are the bot's turn (answers, actions, slots): the inbox
+    reads them without a statement; the old recent messages are deleted now and then, not
+    on every batch."""
+    statements = []
+
+    def seen(conn, cursor, statement, *rest):
+        statements.append(statement)
+
+    sa.event.listen(store.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        now = time.time()
+        turn = [
+            bot("a", "请先重启终端", now),
+            {"sender_id": "a", "event": "action", "name": "action_listen", "timestamp": now},
+            {"sender_id": "a", "event": "slot", "name": "step", "value": "restart", "timestamp": now},
+            {"sender_id": "a", "event": "user", "text": "no nlu here", "timestamp": now},
+        ]
+        assert await inbox.take_events(turn) == 0
+        assert statements == []
+        await inbox.take_events([said("a", "机器一直滴滴响", now, nlu("ask_how_to_fix", 0.2))])
+        deletes = sum(statement.lstrip().upper().startswith("DELETE") for statement in statements)
+        await inbox.take_events([said("a", "还是不行啊", now + 1, nlu("inform_not_fixed", 0.3))])
+        assert deletes == 1 and sum(statement.lstrip().upper().startswith("DELETE") for statement in statements) == 1
+    finally:
+        sa.event.remove(store.engine.sync_engine, "before_cursor_execute", seen)
+
+
 async def test_the_button_chosen_on_the_clarifying_question_is_the_suggested_label(inbox):
     now = time.time()
     unsure = nlu("nlu_fallback", 0.5, [("nlu_fallback", 0.5), ("ask_error_meaning", 0.35), ("ask_how_to_fix", 0.33)])
