@@ -119,4 +119,4 @@ async def test_migrating_again_keeps_the_data(database_url):
         await engine.dispose()
     revision = sa.create_engine(sync_url(database_url)).connect().execute(sa.text("select version_num from alembic_version")).scalar()
     head = ScriptDirectory.from_config(alembic_config(database_url)).get_current_head()
-    assert revision == head == "0009"
+    assert revision == head == "0010"
