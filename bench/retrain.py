@@ -17,12 +17,10 @@
 
 from __future__ import annotations
 
-import json
 import os
 import secrets
 import shutil
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Tuple
 
@@ -30,21 +28,10 @@ import yaml
 
 from bench.stack import RasaStack, desk_service
 from support_desk.nlu_data import reviewed_yaml
+from tests.harness.http import request
 
 BATCH = Path(__file__).with_name("reviewed_batch.yml")
 TARGET_S = 120.0
-
-
-def http(method: str, url: str, body: Any = None, token: str = "") -> Tuple[int, Any]:
-    """(status, JSON) of one call; a bearer token when given."""
-    data = None if body is None else json.dumps(body).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
-    if token:
-        headers["Authorization"] = f"Bearer {token}"
-    request = urllib.request.Request(url, data=data, method=method, headers=headers)
-    with urllib.request.urlopen(request, timeout=60) as response:
-        raw = response.read()
-        return response.status, json.loads(raw) if raw else None
 
 
 def batch_examples(path: Path = BATCH) -> List[Tuple[str, str]]:
@@ -61,7 +48,7 @@ def understood(stack: RasaStack, examples: List[Tuple[str, str]]) -> int:
     """How many examples the model Rasa serves now labels as the batch does."""
     right = 0
     for text, label in examples:
-        _, parse = http("POST", f"{stack.url}/model/parse?token={stack.token}", {"text": text})
+        _, parse = request("POST", f"{stack.url}/model/parse?token={stack.token}", {"text": text})
         name = parse["intent"]["name"]
         if "/" in label:
             key = (parse.get("response_selector", {}).get("faq", {}).get("response", {}) or {}).get("intent_response_key")
@@ -72,18 +59,19 @@ def understood(stack: RasaStack, examples: List[Tuple[str, str]]) -> int:
 
 
 def served_model(stack: RasaStack) -> str:
-    return http("GET", f"{stack.url}/status?token={stack.token}")[1]["model_file"]
+    return request("GET", f"{stack.url}/status?token={stack.token}")[1]["model_file"]
 
 
 def follow(stack: RasaStack, desk_url: str, token: str, full: bool, timeout_s: float) -> Dict[str, Any]:
     """One press of Train, followed to its end: the job and the seconds of each step."""
     first_model = served_model(stack)
     started = time.monotonic()
-    _, job = http("POST", f"{desk_url}/api/training", {"full": full}, token)
+    auth = {"Authorization": f"Bearer {token}"}
+    _, job = request("POST", f"{desk_url}/api/training", {"full": full}, auth)
     marks: Dict[str, float] = {}
     serving_s: Optional[float] = None
     while time.monotonic() - started < timeout_s:
-        _, job = http("GET", f"{desk_url}/api/training/{job['id']}", token=token)
+        _, job = request("GET", f"{desk_url}/api/training/{job['id']}", headers=auth)
         marks.setdefault(job["state"], time.monotonic() - started)
         if job.get("candidate_figures"):
             marks.setdefault("scored", time.monotonic() - started)

@@ -17,7 +17,7 @@ from playwright.async_api import async_playwright
 from support_desk import incident_input
 from support_desk.api import SETTINGS
 from support_desk.knowledge_console import KNOWLEDGE
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, PAYLOAD, SHOTS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in, PAYLOAD, SHOTS
 from tests.harness.desk_app import AUTH
 
 pytestmark = pytest.mark.process  # starts chromium (tests/harness/fixtures.py)
@@ -51,10 +51,7 @@ async def test_an_operator_labels_the_inbox_and_edits_knowledge(console_desk, tm
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1200, "height": 900}, locale="zh-CN")
         page.set_default_timeout(90_000)
-        await page.goto(f"{base}/console/login")
-        await page.fill("input[name=username]", "li")
-        await page.fill("input[name=password]", console_desk.password)
-        await page.click("button[type=submit]")
+        await log_in(page, base, "li", console_desk.password)
 
         await page.click("#nav-nlu")
         await page.wait_for_selector("text=刷咔机一直司机怎么搞")

@@ -21,7 +21,7 @@ from playwright.async_api import async_playwright
 
 from support_desk.config import load_settings
 from support_desk.training import worse
-from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, SHOTS
+from tests.harness.browser import CHROMIUM, CHROMIUM_ARGS, log_in, SHOTS
 from tests.harness.http import request
 from tests.harness.processes import MODEL, wait_until
 from tests.harness.stack import RASA_TOKEN, Stack
@@ -89,10 +89,7 @@ async def test_label_train_switch_understood_then_roll_back(own_stack: Stack) ->
         browser = await playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         page = await browser.new_page(viewport={"width": 1200, "height": 900}, locale="zh-CN")
         page.set_default_timeout(60_000)
-        await page.goto(f"{stack.desk_url}/console/login")
-        await page.fill("input[name=username]", "admin")
-        await page.fill("input[name=password]", stack.desk.password)
-        await page.click("button[type=submit]")
+        await log_in(page, stack.desk_url, "admin", stack.desk.password)
 
         await page.click("#nav-nlu")
         row = page.locator("tr", has_text=text)

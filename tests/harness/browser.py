@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from typing import Any
 
 from tests.harness.processes import ROOT
 
@@ -19,3 +20,11 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 PAYLOAD = '<script>alert("pwned")</script><img src=x onerror=alert(1)>'
+
+
+async def log_in(page: Any, base: str, username: str, password: str) -> None:
+    """Sign in on the console's login page (``base`` is the desk's address)."""
+    await page.goto(f"{base}/console/login")
+    await page.fill("input[name=username]", username)
+    await page.fill("input[name=password]", password)
+    await page.click("button[type=submit]")
